@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# scripts/test.sh — THE test command (README and CI use it).
+#
+# 1. starts the real peers with scripts/backends.sh (BACKENDS, default "postgres vault") and
+#    exports what .backends/env says (VIGIL_TEST_DATABASE_URL, VIGIL_TEST_VAULT_ADDR,
+#    VIGIL_TEST_VAULT_TOKEN, ...), so the integration tests find them;
+# 2. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets;
+# 3. on exit, stops the backends this run launched (ones it found running are left alone),
+#    unless KEEP_BACKENDS=1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+section() { printf '\n======== %s ========\n' "$*"; }
+
+for tool in cargo rustc; do
+  command -v "$tool" >/dev/null || {
+    echo "ERROR: $tool not found: install the Rust toolchain (https://rustup.rs)" >&2
+    exit 1
+  }
+done
+cargo fmt --version >/dev/null 2>&1 || {
+  echo "ERROR: rustfmt missing: rustup component add rustfmt" >&2
+  exit 1
+}
+cargo clippy --version >/dev/null 2>&1 || {
+  echo "ERROR: clippy missing: rustup component add clippy" >&2
+  exit 1
+}
+
+BACKENDS_DIR=.backends
+STARTED=""
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  if [ -n "$STARTED" ]; then
+    if [ "${KEEP_BACKENDS:-0}" = 1 ]; then
+      section "backends kept running (KEEP_BACKENDS=1): $STARTED"
+      echo "stop them with: scripts/backends.sh stop"
+    else
+      section "stopping backends: $STARTED"
+      BACKENDS="$STARTED" scripts/backends.sh stop "$BACKENDS_DIR" || true
+    fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+section "backends (${BACKENDS:-postgres vault})"
+scripts/backends.sh start "$BACKENDS_DIR" >/dev/null
+STARTED=$(tr '\n' ' ' <"$BACKENDS_DIR/started" | sed 's/ *$//')
+# shellcheck disable=SC1091
+. "$BACKENDS_DIR/env"
+grep '^export' "$BACKENDS_DIR/env" | sed -E "s/(TOKEN|PASSWORD|SECRET[A-Z_]*)='[^']*'/\1='***'/; s#(://[^:/@]+:)[^@]*@#\1***@#"
+
+# Each integration test makes its own database; drop what earlier runs left behind.
+for db in $(psql "$VIGIL_TEST_DATABASE_URL" -XAtqc "select datname from pg_database where datname like 'vigil\_test\_%'"); do
+  psql "$VIGIL_TEST_DATABASE_URL" -XAtqc "drop database if exists \"$db\" with (force)" >/dev/null
+done
+
+section "cargo fmt --all -- --check"
+cargo fmt --all -- --check
+
+section "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+
+section "cargo test --all-targets"
+cargo test --all-targets
+
+section "all checks passed"

@@ -1,0 +1,379 @@
+//! The admin half of the HTTP API (tenants, bindings, incidents, rotations) and the JSON views
+//! it answers with. Ingest lives in `crate::ingest`.
+
+pub mod auth;
+pub mod error;
+
+use crate::app::AppState;
+use crate::event::TenantId;
+use crate::policy::Mode;
+use crate::secrets::SecretRef;
+use crate::store;
+use crate::store::incidents::{DbFinding, DbIncident, IncidentFilter};
+use crate::store::rotations::{DbRotation, RotationFilter};
+use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant};
+use auth::Admin;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use error::ApiError;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+const MAX_MARKERS: usize = 100;
+const MAX_MARKER_LEN: usize = 200;
+const MAX_BINDINGS: usize = 100;
+const MAX_SECRETS_PER_BINDING: usize = 50;
+
+fn tenant_view(t: &DbTenant) -> Value {
+    json!({"id": t.tenant_id, "display_name": t.display_name, "markers": t.markers, "mode": t.mode,
+           "created_at": t.created_at, "updated_at": t.updated_at})
+}
+
+fn parse_tenant_path(id: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(id).map_err(|_| ApiError::not_found("tenant"))
+}
+
+#[derive(Deserialize)]
+pub struct CreateTenant {
+    id: Value,
+    display_name: Option<Value>,
+    markers: Option<Value>,
+    mode: Option<Value>,
+}
+
+fn string_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, ApiError> {
+    v.as_str()
+        .ok_or_else(|| ApiError::invalid(field, format!("{field} must be a string")))
+}
+
+fn parse_markers(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(Vec::new());
+    };
+    let items = v
+        .as_array()
+        .ok_or_else(|| ApiError::invalid("markers", "markers must be an array of strings"))?;
+    if items.len() > MAX_MARKERS {
+        return Err(ApiError::invalid("markers", format!("at most {MAX_MARKERS} markers")));
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let field = format!("markers[{i}]");
+            let s = string_field(m, &field)?;
+            if s.is_empty() || s.chars().count() > MAX_MARKER_LEN || s.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    field,
+                    format!("a marker is 1-{MAX_MARKER_LEN} printable characters"),
+                ));
+            }
+            Ok(s.to_owned())
+        })
+        .collect()
+}
+
+/// `POST /v1/tenants` → 201 with the ingest token, shown this once.
+pub async fn create_tenant(
+    State(app): State<AppState>,
+    _: Admin,
+    Json(body): Json<CreateTenant>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let id = TenantId::parse(string_field(&body.id, "id")?).map_err(|e| ApiError::invalid("id", e.message))?;
+    let display_name = match &body.display_name {
+        None | Some(Value::Null) => id.to_string(),
+        Some(v) => {
+            let s = string_field(v, "display_name")?;
+            if s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
+                return Err(ApiError::invalid(
+                    "display_name",
+                    "display_name is 1-200 printable characters",
+                ));
+            }
+            s.to_owned()
+        }
+    };
+    let markers = parse_markers(body.markers.as_ref())?;
+    let mode = match &body.mode {
+        None | Some(Value::Null) => Mode::Rotate,
+        Some(v) => Mode::parse(string_field(v, "mode")?)
+            .ok_or_else(|| ApiError::invalid("mode", "mode must be observe, alert or rotate"))?,
+    };
+    let (outcome, token) = auth::create_tenant(&app.pool, &id, &display_name, &markers, mode).await?;
+    match outcome {
+        CreateOutcome::AlreadyExists => Err(ApiError::conflict(
+            "tenant_exists",
+            format!("tenant {id} already exists"),
+        )),
+        CreateOutcome::Created(t) => {
+            let mut view = tenant_view(&t);
+            view["ingest_token"] = token.into();
+            Ok((StatusCode::CREATED, Json(view)))
+        }
+    }
+}
+
+/// `GET /v1/tenants`.
+pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+    let tenants = store::tenants::list(&app.pool).await?;
+    Ok(Json(
+        json!({"tenants": tenants.iter().map(tenant_view).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `GET /v1/tenants/{id}`.
+pub async fn get_tenant(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_tenant_path(&id)?;
+    let tenant = store::tenants::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(Json(tenant_view(&tenant)))
+}
+
+fn bindings_view(bindings: &[DbBinding]) -> Value {
+    json!({"bindings": bindings.iter().map(|b| json!({"tools": b.tools, "secrets": b.secrets})).collect::<Vec<_>>()})
+}
+
+/// `PUT /v1/tenants/{id}/bindings`: replaces the tenant's bindings.
+pub async fn put_bindings(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_tenant_path(&id)?;
+    store::tenants::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let items = body
+        .get("bindings")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("bindings", "bindings must be an array"))?;
+    if items.len() > MAX_BINDINGS {
+        return Err(ApiError::invalid(
+            "bindings",
+            format!("at most {MAX_BINDINGS} bindings"),
+        ));
+    }
+    let mut bindings = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let tools_field = format!("bindings[{i}].tools");
+        let tools = item.get("tools").and_then(Value::as_str).unwrap_or_default();
+        if tools.is_empty() || tools.chars().count() > 200 || tools.chars().any(char::is_control) {
+            return Err(ApiError::invalid(
+                tools_field,
+                "tools is a glob of 1-200 printable characters",
+            ));
+        }
+        let secrets_field = format!("bindings[{i}].secrets");
+        let secrets = item
+            .get("secrets")
+            .and_then(Value::as_array)
+            .filter(|s| !s.is_empty() && s.len() <= MAX_SECRETS_PER_BINDING)
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    &secrets_field,
+                    format!("secrets must be an array of 1-{MAX_SECRETS_PER_BINDING}"),
+                )
+            })?;
+        let mut parsed = Vec::with_capacity(secrets.len());
+        for (j, s) in secrets.iter().enumerate() {
+            let secret = SecretRef::parse(s).map_err(|e| ApiError::invalid(format!("{secrets_field}[{j}]"), e))?;
+            parsed.push(serde_json::to_value(secret).map_err(ApiError::internal)?);
+        }
+        bindings.push(DbBinding {
+            tools: tools.to_owned(),
+            secrets: Value::Array(parsed),
+        });
+    }
+    store::tenants::put_bindings(&app.pool, &id, &bindings).await?;
+    Ok(Json(bindings_view(&bindings)))
+}
+
+/// `GET /v1/tenants/{id}/bindings`.
+pub async fn get_bindings(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_tenant_path(&id)?;
+    store::tenants::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    Ok(Json(bindings_view(&store::tenants::bindings(&app.pool, &id).await?)))
+}
+
+/// Query parameters shared by the list endpoints, checked one by one so a bad one is named.
+struct ListQuery(HashMap<String, String>);
+
+impl ListQuery {
+    fn tenant(&self) -> Result<Option<TenantId>, ApiError> {
+        self.0
+            .get("tenant")
+            .map(|t| TenantId::parse(t).map_err(|e| ApiError::invalid("tenant", e.message)))
+            .transpose()
+    }
+
+    fn one_of(&self, name: &'static str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                format!("{name} must be one of {}", allowed.join(", ")),
+            )),
+        }
+    }
+
+    fn limit(&self) -> Result<i64, ApiError> {
+        let limit = match self.0.get("limit") {
+            None => None,
+            Some(l) => Some(
+                l.parse::<i64>()
+                    .ok()
+                    .filter(|l| (1..=500).contains(l))
+                    .ok_or_else(|| ApiError::invalid("limit", "limit must be 1-500"))?,
+            ),
+        };
+        Ok(store::page_limit(limit))
+    }
+
+    fn cursor(&self) -> Result<Option<String>, ApiError> {
+        self.id("cursor")
+    }
+
+    fn since(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.0
+            .get("since")
+            .map(|s| {
+                DateTime::parse_from_rfc3339(s)
+                    .map(|d| d.with_timezone(&Utc))
+                    .map_err(|_| ApiError::invalid("since", "since must be an RFC 3339 timestamp"))
+            })
+            .transpose()
+    }
+
+    /// An opaque id parameter: our ids are `prefix_hex`, so anything else is refused early.
+    fn id(&self, name: &'static str) -> Result<Option<String>, ApiError> {
+        match self.0.get(name) {
+            None => Ok(None),
+            Some(c) if c.len() <= 64 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') => {
+                Ok(Some(c.clone()))
+            }
+            Some(_) => Err(ApiError::invalid(name, format!("{name} is not a valid id"))),
+        }
+    }
+}
+
+fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Value {
+    match items.last() {
+        Some(last) if items.len() as i64 == limit => Value::String(id(last).to_owned()),
+        _ => Value::Null,
+    }
+}
+
+fn finding_view(f: &DbFinding) -> Value {
+    json!({"id": f.finding_id, "detector": f.detector, "severity": f.severity, "action": f.action, "tool": f.tool,
+           "event_id": f.event_id, "observed": f.observed, "expected": f.expected, "threshold": f.threshold,
+           "p_value": f.p_value, "explanation": f.explanation, "at": f.at})
+}
+
+async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<Value>, ApiError> {
+    let ids: Vec<String> = incidents.iter().map(|i| i.incident_id.clone()).collect();
+    let (findings, rotations) = store::incidents::findings_and_rotations(&app.pool, &ids).await?;
+    Ok(incidents
+        .iter()
+        .map(|i| {
+            json!({"id": i.incident_id, "tenant_id": i.tenant_id, "status": i.status, "severity": i.severity,
+                   "opened_at": i.opened_at, "updated_at": i.updated_at, "summary": i.summary,
+                   "findings": findings.iter().filter(|f| f.incident_id == i.incident_id).map(finding_view).collect::<Vec<_>>(),
+                   "rotations": rotations.iter().filter(|(inc, _)| *inc == i.incident_id).map(|(_, r)| r).collect::<Vec<_>>()})
+        })
+        .collect())
+}
+
+const STATUSES: &[&str] = &["open", "acknowledged", "resolved", "false_positive"];
+const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
+const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "skipped"];
+
+/// `GET /v1/incidents?tenant=&status=&severity=&since=&limit=&cursor=`.
+pub async fn list_incidents(
+    State(app): State<AppState>,
+    _: Admin,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery(q);
+    let filter = IncidentFilter {
+        tenant: q.tenant()?,
+        status: q.one_of("status", STATUSES)?,
+        severity: q.one_of("severity", SEVERITIES)?,
+        since: q.since()?,
+        cursor: q.cursor()?,
+        limit: q.limit()?,
+    };
+    let incidents = store::incidents::list(&app.pool, &filter).await?;
+    let views = incident_views(&app, &incidents).await?;
+    Ok(Json(
+        json!({"incidents": views, "next_cursor": next_cursor(&incidents, filter.limit, |i| &i.incident_id)}),
+    ))
+}
+
+/// `GET /v1/incidents/{id}`.
+pub async fn get_incident(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let incident = store::incidents::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("incident"))?;
+    let mut views = incident_views(&app, std::slice::from_ref(&incident)).await?;
+    Ok(Json(views.remove(0)))
+}
+
+fn rotation_view(r: &DbRotation) -> Value {
+    json!({"id": r.rotation_id, "tenant_id": r.tenant_id, "incident_id": r.incident_id, "trigger": r.trigger,
+           "scope": r.scope, "tools": r.tools, "secret": r.secret, "status": r.status, "attempts": r.attempts,
+           "requested_at": r.requested_at, "started_at": r.started_at, "finished_at": r.finished_at,
+           "result": r.result, "error": r.error})
+}
+
+/// `GET /v1/rotations?tenant=&status=&incident=&limit=&cursor=`.
+pub async fn list_rotations(
+    State(app): State<AppState>,
+    _: Admin,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, ApiError> {
+    let q = ListQuery(q);
+    let filter = RotationFilter {
+        tenant: q.tenant()?,
+        status: q.one_of("status", ROTATION_STATUSES)?,
+        incident: q.id("incident")?,
+        cursor: q.cursor()?,
+        limit: q.limit()?,
+    };
+    let rotations = store::rotations::list(&app.pool, &filter).await?;
+    Ok(Json(
+        json!({"rotations": rotations.iter().map(rotation_view).collect::<Vec<_>>(),
+                   "next_cursor": next_cursor(&rotations, filter.limit, |r| &r.rotation_id)}),
+    ))
+}
+
+/// `GET /v1/rotations/{id}`.
+pub async fn get_rotation(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let rotation = store::rotations::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("rotation"))?;
+    Ok(Json(rotation_view(&rotation)))
+}

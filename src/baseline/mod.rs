@@ -1,0 +1,325 @@
+//! What is normal for a tenant, learned as a deterministic fold over its events.
+//!
+//! **Invariant:** a baseline is a pure function of the events folded into it, in order, and
+//! their weights. Time is the events' own timestamps, never a clock; maps are ordered; and a
+//! snapshot (serde) reads back equal to what was written, bit for bit. That is what lets a
+//! restart load a snapshot, replay the log after its watermark, and end up exactly where a run
+//! that never stopped would be.
+//!
+//! Nothing here decides whether an event is anomalous: that is `detect`, which reads these
+//! values and compares an event with them *before* the event is folded in.
+
+pub mod rate;
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::event::ToolCallEvent;
+pub use rate::{RateBaseline, RateConfig};
+
+/// Everything learned about one tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct TenantBaseline {
+    /// Per tool, keyed by tool name. Ordered so snapshots are byte-stable and diffable.
+    tools: BTreeMap<String, ToolBaseline>,
+    /// All tools together: a spike spread thinly over many tools shows only here.
+    overall: RateBaseline,
+    /// The parameters thresholds are precomputed with at each bucket start; `detect` reuses
+    /// them when its own config agrees, so keep the two equal (see [`TenantBaseline::new`]).
+    rate_config: RateConfig,
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+    events_seen: u64,
+}
+
+/// What is learned about one tool of one tenant.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct ToolBaseline {
+    pub rate: RateBaseline,
+    /// Every call observed, late ones included.
+    pub calls: u64,
+    first_seen: Option<DateTime<Utc>>,
+    last_seen: Option<DateTime<Utc>>,
+}
+
+impl ToolBaseline {
+    pub fn rate(&self) -> &RateBaseline {
+        &self.rate
+    }
+
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    pub fn first_seen(&self) -> Option<DateTime<Utc>> {
+        self.first_seen
+    }
+
+    pub fn last_seen(&self) -> Option<DateTime<Utc>> {
+        self.last_seen
+    }
+
+    fn observe(&mut self, event: &ToolCallEvent, minute: i64, weight: f64, config: &RateConfig) {
+        self.calls += 1;
+        widen(&mut self.first_seen, &mut self.last_seen, event.timestamp);
+        self.rate.observe(minute, weight, config);
+    }
+}
+
+/// When a tenant's baseline has seen enough to be trusted with consequences (rotation).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Warmup {
+    pub min_events: u64,
+    pub min_span_minutes: i64,
+}
+
+impl Default for Warmup {
+    /// A day and a thousand calls: at least one daily cycle before anything is rotated.
+    fn default() -> Self {
+        Self {
+            min_events: 1000,
+            min_span_minutes: 24 * 60,
+        }
+    }
+}
+
+impl TenantBaseline {
+    /// An empty baseline whose thresholds are precomputed with `rate_config`; pass the same
+    /// value as `DetectConfig::rate` (`Default` uses the default of both).
+    pub fn new(rate_config: RateConfig) -> Self {
+        Self {
+            rate_config,
+            ..Self::default()
+        }
+    }
+
+    /// Changes the parameters thresholds are precomputed with, e.g. after a config reload or
+    /// when a snapshot written under other parameters is loaded. Takes effect at each stream's
+    /// next bucket; until then `detect` computes thresholds itself.
+    pub fn set_rate_config(&mut self, rate_config: RateConfig) {
+        self.rate_config = rate_config;
+    }
+
+    pub fn rate_config(&self) -> &RateConfig {
+        &self.rate_config
+    }
+
+    /// Folds one event into the learned state. `weight` is 1.0 normally; the caller passes
+    /// less (e.g. 0.1) for an event that raised a finding, so an attacker repeating an attack
+    /// cannot teach Vigil it is normal. Weights are clamped to [0, 1]; NaN counts as 0.
+    ///
+    /// The rate is learned per minute, and a minute teaches with the smallest weight among its
+    /// calls: a rate finding fires once, on the k-th call, and this is what stops the calls
+    /// after it in the same minute from being learned at full weight.
+    pub fn observe(&mut self, event: &ToolCallEvent, weight: f64) {
+        let weight = if weight.is_nan() { 0.0 } else { weight.clamp(0.0, 1.0) };
+        let minute = rate::minute_of(event.timestamp);
+        self.events_seen += 1;
+        widen(&mut self.first_seen, &mut self.last_seen, event.timestamp);
+        self.overall.observe(minute, weight, &self.rate_config);
+
+        let name = event.tool.as_ref();
+        // Look up before inserting: the hot path must not allocate the key on every call.
+        if let Some(tool) = self.tools.get_mut(name) {
+            tool.observe(event, minute, weight, &self.rate_config);
+        } else {
+            let mut tool = ToolBaseline::default();
+            tool.observe(event, minute, weight, &self.rate_config);
+            self.tools.insert(name.to_owned(), tool);
+        }
+    }
+
+    pub fn events_seen(&self) -> u64 {
+        self.events_seen
+    }
+
+    pub fn first_seen(&self) -> Option<DateTime<Utc>> {
+        self.first_seen
+    }
+
+    pub fn last_seen(&self) -> Option<DateTime<Utc>> {
+        self.last_seen
+    }
+
+    /// Learning (warm-up) until the history spans at least `min_span_minutes` and holds at least
+    /// `min_events` events. A learning tenant is still detected on; policy must not rotate.
+    pub fn is_learning(&self, warmup: &Warmup) -> bool {
+        let span_minutes = match (self.first_seen, self.last_seen) {
+            (Some(first), Some(last)) => (last - first).num_minutes(),
+            _ => return true,
+        };
+        self.events_seen < warmup.min_events || span_minutes < warmup.min_span_minutes
+    }
+
+    pub fn tool(&self, tool: &str) -> Option<&ToolBaseline> {
+        self.tools.get(tool)
+    }
+
+    /// Every tool seen, in name order.
+    pub fn tools(&self) -> impl Iterator<Item = (&str, &ToolBaseline)> {
+        self.tools.iter().map(|(name, tool)| (name.as_str(), tool))
+    }
+
+    /// The tenant's calls over all tools together.
+    pub fn overall(&self) -> &RateBaseline {
+        &self.overall
+    }
+}
+
+/// Widens `[first, last]` to include `at`: min/max rather than first/last assignment, so late
+/// events do not move `last_seen` backwards.
+fn widen(first: &mut Option<DateTime<Utc>>, last: &mut Option<DateTime<Utc>>, at: DateTime<Utc>) {
+    *first = Some(first.map_or(at, |f| f.min(at)));
+    *last = Some(last.map_or(at, |l| l.max(at)));
+}
+
+/// Serde for learned `f64` state: written as the shortest decimal string that reads back to the
+/// same bits. serde_json's default float parser is only approximately correct (about one value
+/// in ten comes back one ULP off), which would break "a snapshot reads back equal". Plain
+/// numbers are accepted on input, for hand-written files.
+pub(crate) mod exact_f64 {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(value: &f64, s: S) -> Result<S::Ok, S::Error> {
+        // `Display` for f64 is the shortest round-tripping form, and `str::parse` rounds
+        // correctly, so the pair is exact (NaN and infinities included).
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        struct ExactF64;
+        impl Visitor<'_> for ExactF64 {
+            type Value = f64;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, or a string holding one")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<f64, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f64, E> {
+                Ok(v)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f64, E> {
+                Ok(v as f64)
+            }
+        }
+        d.deserialize_any(ExactF64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{EventId, Outcome, ToolName};
+
+    fn event(n: u64, tool: &str, at: DateTime<Utc>) -> ToolCallEvent {
+        ToolCallEvent {
+            event_id: EventId::parse(&format!("e-{n}")).unwrap(),
+            timestamp: at,
+            tool: ToolName::parse(tool).unwrap(),
+            params: serde_json::json!({}),
+            outcome: Outcome::Success,
+            error_code: None,
+            duration_ms: None,
+            agent_id: None,
+            session_id: None,
+            credential_ref: None,
+        }
+    }
+
+    /// A few hours of three tools with irregular spacing, a late event and a weighted one.
+    fn history() -> Vec<(ToolCallEvent, f64)> {
+        let start: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let mut seed = 7u64;
+        let mut out = Vec::new();
+        for n in 0..2_000u64 {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let at = start + chrono::Duration::milliseconds((n * 7_919 + (seed >> 50)) as i64);
+            let tool = ["db.query", "github.create_issue", "s3.get"][(seed >> 40) as usize % 3];
+            out.push((event(n, tool, at), if n % 97 == 0 { 0.1 } else { 1.0 }));
+        }
+        out.push((event(9_999, "db.query", start), 1.0));
+        out
+    }
+
+    fn fold(events: &[(ToolCallEvent, f64)]) -> TenantBaseline {
+        let mut b = TenantBaseline::default();
+        for (e, w) in events {
+            b.observe(e, *w);
+        }
+        b
+    }
+
+    #[test]
+    fn a_snapshot_reads_back_equal() {
+        let b = fold(&history());
+        let json = serde_json::to_string(&b).unwrap();
+        let back: TenantBaseline = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, b);
+        assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+
+    #[test]
+    fn folding_the_same_events_twice_gives_equal_baselines() {
+        let events = history();
+        assert_eq!(fold(&events), fold(&events));
+    }
+
+    #[test]
+    fn late_events_count_in_totals_and_never_move_last_seen_back() {
+        let events = history();
+        let b = fold(&events);
+        assert_eq!(b.events_seen(), events.len() as u64);
+        let calls: u64 = b.tools().map(|(_, t)| t.calls()).sum();
+        assert_eq!(calls, events.len() as u64);
+        // The late event is stamped at the very start, before the first in-order one.
+        assert_eq!(b.first_seen(), Some(events[events.len() - 1].0.timestamp));
+        assert_eq!(b.last_seen(), Some(events[events.len() - 2].0.timestamp));
+    }
+
+    #[test]
+    fn warm_up_needs_both_span_and_count() {
+        let b = fold(&history()); // 2001 events over ~4.4 hours
+        let check = |min_events, min_span_minutes| {
+            b.is_learning(&Warmup {
+                min_events,
+                min_span_minutes,
+            })
+        };
+        assert!(!check(2_000, 240));
+        assert!(check(2_002, 240));
+        assert!(check(2_000, 300));
+        assert!(TenantBaseline::default().is_learning(&Warmup {
+            min_events: 0,
+            min_span_minutes: 0
+        }));
+    }
+
+    #[test]
+    fn nan_and_out_of_range_weights_do_not_poison_the_state() {
+        let start: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let mut b = TenantBaseline::default();
+        for (n, w) in [f64::NAN, -1.0, 7.0, f64::INFINITY].into_iter().enumerate() {
+            b.observe(&event(n as u64, "t", start + chrono::Duration::minutes(n as i64)), w);
+        }
+        assert!(b.overall().mean().is_finite());
+    }
+
+    /// One tool's learned state: the figure behind "memory per (tenant, tool)".
+    #[test]
+    fn a_tool_baseline_stays_small() {
+        let size = std::mem::size_of::<ToolBaseline>();
+        // 128 bytes today; in the map add the key (a String: 24 bytes + the name on the heap)
+        // and B-tree slack: about 200 bytes per (tenant, tool) in all. Grow it knowingly.
+        assert!(size <= 160, "ToolBaseline is {size} bytes");
+    }
+}

@@ -1,0 +1,371 @@
+//! `rate_spike`: more calls in one minute than the learned rate makes plausible, for one tool
+//! or for the tenant over all tools.
+//!
+//! The event counts itself, and the finding fires on the call that makes the minute's count
+//! reach the threshold `k`: once per minute, while the burst is still under way.
+
+use chrono::DateTime;
+
+use super::{Detector, Finding, Severity};
+use crate::baseline::TenantBaseline;
+use crate::baseline::rate::{Outlook, RateBaseline, RateConfig, minute_of, poisson_tail};
+use crate::event::ToolCallEvent;
+
+/// `Finding::tool` of a spike in the tenant's calls over all tools together.
+pub const ALL_TOOLS: &str = "*";
+
+pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &RateConfig, out: &mut Vec<Finding>) {
+    let minute = minute_of(event.timestamp);
+    let tool = event.tool.as_ref();
+    let tool_spike = baseline
+        .tool(tool)
+        .and_then(|t| spike(&t.rate, minute, config))
+        .map(|o| finding(event, tool, &o, config, &format!("{tool} was called")));
+    if let Some(f) = tool_spike {
+        out.push(f);
+        return;
+    }
+    // A tenant-wide spike in a minute where one of its tools already spiked is the same story
+    // told twice; it adds something only when no single tool explains it. Scanning the tools
+    // happens at most once per minute, on the call that crosses the tenant's threshold.
+    if let Some(o) = spike(baseline.overall(), minute, config)
+        && !baseline.tools().any(|(_, t)| t.rate.spiked_in(minute, config))
+    {
+        out.push(finding(event, ALL_TOOLS, &o, config, "the tenant's tools were called"));
+    }
+}
+
+/// The outlook of a call that crosses its minute's threshold, if this one does. Too little
+/// history is "no opinion", and a late call has no open minute to count in.
+fn spike(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Option<Outlook> {
+    let o = rate.outlook(minute, config)?;
+    (o.history >= config.min_history_minutes && o.crosses(config)).then_some(o)
+}
+
+fn finding(event: &ToolCallEvent, tool: &str, o: &Outlook, config: &RateConfig, subject: &str) -> Finding {
+    let k = o.threshold(config);
+    let p = poisson_tail(o.expected, o.observed);
+    let from = DateTime::from_timestamp(o.minute.saturating_mul(60), 0).map_or_else(
+        || format!("minute {}", o.minute),
+        |t| t.format("%H:%M UTC on %Y-%m-%d").to_string(),
+    );
+    let p_text = if p > 0.0 {
+        format!("p={p:.1e}")
+    } else {
+        "p below 1e-308".to_owned()
+    };
+    Finding {
+        detector: Detector::RateSpike,
+        severity: Severity::High,
+        tool: tool.to_owned(),
+        event_id: event.event_id.as_ref().to_owned(),
+        observed: o.observed as f64,
+        expected: o.expected,
+        threshold: k as f64,
+        p_value: Some(p),
+        explanation: format!(
+            "{subject} {} times in the minute from {from}; {:.1} expected, {k} or more has p < {:e} ({p_text})",
+            o.observed, o.expected, config.alpha
+        ),
+        at: event.timestamp,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use chrono::{DateTime, Duration, Utc};
+
+    use crate::baseline::{RateConfig, TenantBaseline};
+    use crate::detect::{DetectConfig, Finding, detect};
+    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+
+    /// What the tenant's agents do, minute by minute.
+    enum Step {
+        /// `minutes` minutes of each tool at a fixed count per minute, spread evenly.
+        Steady(&'static [(&'static str, u64)], i64),
+        /// The same with the count drawn from a Poisson law of the given mean each minute.
+        Jitter(&'static [(&'static str, f64)], i64),
+        /// Minutes without a call.
+        Gap(i64),
+        /// Calls stamped `minutes_ago` before the current minute, arriving now.
+        Late(&'static str, u64, i64),
+    }
+    use Step::*;
+
+    /// Plays the caller: detect, then observe with weight 0.1 if anything was found.
+    struct Sim {
+        baseline: TenantBaseline,
+        config: DetectConfig,
+        start: DateTime<Utc>,
+        minute: i64,
+        calls: u64,
+        rng: u64,
+        /// One line per finding: `minute call-in-minute tool observed/expected/k`.
+        log: Vec<String>,
+        findings: Vec<Finding>,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            Sim {
+                baseline: TenantBaseline::default(),
+                config: DetectConfig::default(),
+                start: "2026-11-26T00:00:00Z".parse().unwrap(),
+                minute: 0,
+                calls: 0,
+                rng: 0x9E37_79B9_7F4A_7C15,
+                log: Vec::new(),
+                findings: Vec::new(),
+            }
+        }
+
+        fn run(&mut self, steps: &[Step]) -> &mut Self {
+            for step in steps {
+                match step {
+                    Steady(rates, minutes) => {
+                        for _ in 0..*minutes {
+                            let counts: Vec<_> = rates.iter().map(|(t, n)| (*t, *n)).collect();
+                            self.minute_of_calls(&counts);
+                        }
+                    }
+                    Jitter(rates, minutes) => {
+                        for _ in 0..*minutes {
+                            let counts: Vec<_> = rates.iter().map(|(t, mean)| (*t, self.poisson(*mean))).collect();
+                            self.minute_of_calls(&counts);
+                        }
+                    }
+                    Gap(minutes) => self.minute += minutes,
+                    Late(tool, n, minutes_ago) => {
+                        let at = self.start + Duration::minutes(self.minute - minutes_ago);
+                        for _ in 0..*n {
+                            self.call(tool, at, 0);
+                        }
+                    }
+                }
+            }
+            self
+        }
+
+        /// One minute in which each tool is called the given number of times, interleaved.
+        fn minute_of_calls(&mut self, counts: &[(&'static str, u64)]) {
+            let mut calls: Vec<(i64, &str)> = counts
+                .iter()
+                .flat_map(|&(tool, n)| (0..n).map(move |i| ((i * 60_000 / n) as i64, tool)))
+                .collect();
+            calls.sort();
+            let mut in_minute: HashMap<&str, u64> = HashMap::new();
+            for (ms, tool) in calls {
+                let at = self.start + Duration::minutes(self.minute) + Duration::milliseconds(ms);
+                let nth = in_minute.entry(tool).or_default();
+                *nth += 1;
+                self.call(tool, at, *nth);
+            }
+            self.minute += 1;
+        }
+
+        fn call(&mut self, tool: &str, at: DateTime<Utc>, nth_in_minute: u64) {
+            self.calls += 1;
+            let event = ToolCallEvent {
+                event_id: EventId::parse(&format!("e-{}", self.calls)).unwrap(),
+                timestamp: at,
+                tool: ToolName::parse(tool).unwrap(),
+                params: serde_json::json!({}),
+                outcome: Outcome::Success,
+                error_code: None,
+                duration_ms: None,
+                agent_id: None,
+                session_id: None,
+                credential_ref: None,
+            };
+            let found = detect(&self.baseline, &event, &self.config);
+            for f in &found {
+                if f.tool == tool {
+                    // Fires on the k-th call of the minute: the index we counted ourselves.
+                    assert_eq!(f.threshold, nth_in_minute as f64, "{}", f.explanation);
+                    assert_eq!(f.observed, f.threshold);
+                }
+                self.log.push(format!(
+                    "minute {} {}: {} of {:.2} expected, k={}",
+                    self.minute, f.tool, f.observed, f.expected, f.threshold
+                ));
+            }
+            self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
+            self.findings.extend(found);
+        }
+
+        /// Knuth's Poisson sampler on a 64-bit LCG: deterministic, no `rand`.
+        fn poisson(&mut self, mean: f64) -> u64 {
+            let limit = (-mean).exp();
+            let (mut k, mut p) = (0, 1.0);
+            loop {
+                self.rng = self
+                    .rng
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                p *= (self.rng >> 11) as f64 / (1u64 << 53) as f64;
+                if p < limit {
+                    return k;
+                }
+                k += 1;
+            }
+        }
+    }
+
+    #[track_caller]
+    fn check(steps: &[Step], expect: &str) {
+        let mut sim = Sim::new();
+        sim.run(steps);
+        let actual = sim.log.join("\n");
+        assert_eq!(actual.trim(), expect.trim(), "\nactual:\n{actual}\n");
+    }
+
+    const DB_2: &[(&str, u64)] = &[("db.query", 2)];
+
+    #[test]
+    fn a_burst_fires_once_on_its_kth_call() {
+        check(
+            &[Steady(DB_2, 120), Steady(&[("db.query", 40)], 1)],
+            "minute 120 db.query: 13 of 2.00 expected, k=13",
+        );
+        // With other tools around, the tool still fires once, and the tenant as a whole (which
+        // crosses its own threshold later in that minute) does not repeat it.
+        check(
+            &[
+                Steady(&[("db.query", 2), ("s3.get", 20)], 120),
+                Steady(&[("db.query", 40), ("s3.get", 20)], 1),
+            ],
+            "minute 120 db.query: 13 of 2.00 expected, k=13",
+        );
+    }
+
+    #[test]
+    fn the_explanation_gives_the_numbers() {
+        let mut sim = Sim::new();
+        sim.run(&[Steady(DB_2, 120), Steady(&[("db.query", 40)], 1)]);
+        let f = &sim.findings[0];
+        assert_eq!(
+            f.explanation,
+            "db.query was called 13 times in the minute from 02:00 UTC on 2026-11-26; \
+             2.0 expected, 13 or more has p < 1e-6 (p=2.1e-7)"
+        );
+        assert_eq!(f.event_id, "e-253");
+        assert_eq!(f.severity, crate::detect::Severity::High);
+    }
+
+    #[test]
+    fn a_spike_spread_over_many_tools_fires_for_the_tenant() {
+        const QUIET: &[(&str, u64)] = &[("a", 2), ("b", 2), ("c", 2), ("d", 2), ("e", 2)];
+        const BUSY: &[(&str, u64)] = &[("a", 8), ("b", 8), ("c", 8), ("d", 8), ("e", 8)];
+        check(
+            &[Steady(QUIET, 120), Steady(BUSY, 1)],
+            "minute 120 *: 29 of 10.00 expected, k=29",
+        );
+        let mut sim = Sim::new();
+        sim.run(&[Steady(QUIET, 120), Steady(BUSY, 1)]);
+        assert_eq!(
+            sim.findings[0].explanation,
+            "the tenant's tools were called 29 times in the minute from 02:00 UTC on 2026-11-26; \
+             10.0 expected, 29 or more has p < 1e-6 (p=7.6e-7)"
+        );
+    }
+
+    #[test]
+    fn a_detector_configured_unlike_the_baseline_judges_the_same() {
+        const STEPS: &[Step] = &[
+            Steady(DB_2, 120),
+            Steady(&[("db.query", 40)], 3),
+            Steady(&[("a", 9)], 1),
+        ];
+        let strict = RateConfig {
+            alpha: 1e-9,
+            mean_floor: 1.0,
+            min_history_minutes: 30,
+        };
+        let mut precomputed = Sim::new();
+        precomputed.baseline = TenantBaseline::new(strict);
+        precomputed.config.rate = strict;
+        let mut recomputed = Sim::new();
+        recomputed.config.rate = strict;
+        precomputed.run(STEPS);
+        recomputed.run(STEPS);
+        assert_eq!(recomputed.log, precomputed.log);
+        assert_eq!(precomputed.log.len(), 3);
+    }
+
+    #[test]
+    fn poisson_jitter_for_a_day_is_quiet() {
+        const TOOLS: &[(&str, f64)] = &[
+            ("rare", 0.05),
+            ("db.query", 2.0),
+            ("s3.get", 9.0),
+            ("search", 45.0),
+            ("cache.get", 180.0),
+        ];
+        check(&[Jitter(TOOLS, 24 * 60)], "");
+    }
+
+    #[test]
+    fn too_little_history_is_no_opinion() {
+        check(&[Steady(DB_2, 20), Steady(&[("db.query", 40)], 1)], "");
+    }
+
+    #[test]
+    fn a_normal_call_after_hours_of_silence_is_quiet() {
+        check(
+            &[
+                Steady(DB_2, 120),
+                Gap(5 * 60),
+                Steady(DB_2, 3),
+                Gap(3 * 24 * 60),
+                Steady(DB_2, 1),
+            ],
+            "",
+        );
+    }
+
+    #[test]
+    fn late_and_out_of_order_calls_neither_panic_nor_fire() {
+        check(
+            &[
+                Steady(DB_2, 120),
+                Late("db.query", 100, 10),
+                Late("db.query", 5, 100 * 24 * 60),
+                Late("new.tool", 50, 3),
+                Steady(DB_2, 5),
+            ],
+            "",
+        );
+        // A call from far in the future moves the open minute; what follows is late, not a panic.
+        check(
+            &[
+                Steady(DB_2, 120),
+                Late("db.query", 1, -(365 * 24 * 60)),
+                Steady(DB_2, 5),
+            ],
+            "",
+        );
+    }
+
+    #[test]
+    fn a_drop_in_traffic_never_fires() {
+        check(
+            &[
+                Steady(&[("db.query", 30)], 120),
+                Steady(&[("db.query", 1)], 60),
+                Gap(60),
+            ],
+            "",
+        );
+    }
+
+    #[test]
+    fn an_attack_repeated_for_an_hour_still_fires_every_minute() {
+        let mut sim = Sim::new();
+        sim.run(&[Steady(DB_2, 120), Steady(&[("db.query", 40)], 60)]);
+        assert_eq!(sim.findings.len(), 60, "{}", sim.log.join("\n"));
+        let last = sim.log.last().unwrap();
+        assert_eq!(last, "minute 179 db.query: 24 of 7.07 expected, k=24");
+    }
+}

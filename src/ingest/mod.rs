@@ -1,0 +1,132 @@
+//! `POST /v1/events`: authenticate the runtime's token, bound and validate the batch, redact
+//! it, and hand it to the tenant's shard worker; answer 202 once it is durable and detected.
+//!
+//! Everything in the body is attacker-controlled. Nothing of a refused batch is stored.
+
+use crate::api::error::ApiError;
+use crate::app::AppState;
+use crate::event::{EventLimits, ToolCallEvent};
+use crate::shard::Batch;
+use axum::Json;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde_json::Value;
+use std::time::Instant;
+use tokio::sync::oneshot;
+
+/// Largest body accepted: 1 MiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Most events in one batch.
+pub const MAX_EVENTS: usize = 1000;
+
+pub async fn post_events(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let started = Instant::now();
+    let result = ingest(&app, &headers, body).await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+        Err(e) if e.status().is_client_error() => "refused",
+        Err(_) => "failed",
+    };
+    app.metrics.ingest_requests.with_label_values(&[outcome]).inc();
+    app.metrics.ingest_duration.observe(started.elapsed().as_secs_f64());
+    result
+}
+
+async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let caller = app.tokens.resolve(&app.pool, headers).await?;
+
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+    let body: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
+    let raw_events = body
+        .get("events")
+        .and_then(Value::as_array)
+        .ok_or_else(|| ApiError::invalid("events", "the body must be an object with an \"events\" array"))?;
+    if raw_events.is_empty() || raw_events.len() > MAX_EVENTS {
+        return Err(ApiError::invalid(
+            "events",
+            format!("a batch holds 1-{MAX_EVENTS} events"),
+        ));
+    }
+
+    // A batch that speaks for another tenant is refused whole, before anything else is
+    // looked at: it is the signature of a confused or compromised runtime.
+    for (i, raw) in raw_events.iter().enumerate() {
+        let claimed = raw.get("tenant_id").filter(|t| !t.is_null());
+        if claimed.is_some_and(|c| c.as_str() != Some(caller.tenant.as_ref())) {
+            tracing::warn!(tenant.id = %caller.tenant, event.index = i, "Refused a batch naming another tenant");
+            return Err(
+                ApiError::forbidden("tenant_mismatch", "the batch names a tenant other than the token's")
+                    .with_field(format!("events[{i}].tenant_id")),
+            );
+        }
+    }
+
+    let limits = EventLimits {
+        now: chrono::Utc::now(),
+        max_future: chrono::Duration::minutes(5),
+        retention: chrono::Duration::days(app.config.retention_days),
+    };
+    let mut events = Vec::with_capacity(raw_events.len());
+    let mut redactions = Vec::with_capacity(raw_events.len());
+    for (i, raw) in raw_events.iter().enumerate() {
+        let (mut event, _) = ToolCallEvent::parse(raw, &limits).map_err(|e| {
+            let field = if e.field.is_empty() {
+                format!("events[{i}]")
+            } else {
+                format!("events[{i}].{}", e.field)
+            };
+            ApiError::invalid(field, format!("events[{i}]: {e}"))
+        })?;
+        redactions.push(redact(app, &mut event));
+        events.push(event);
+    }
+    for r in redactions.iter().flatten() {
+        app.metrics.redactions.with_label_values(&[r.rule]).inc();
+    }
+
+    let (reply, answer) = oneshot::channel();
+    app.router
+        .submit(Batch {
+            tenant: caller.tenant.clone(),
+            mode: caller.mode,
+            events,
+            redactions,
+            reply,
+        })
+        .map_err(|_| ApiError::overloaded())?;
+    let outcome = answer.await.map_err(|_| ApiError::internal("shard worker stopped"))??;
+    let response = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// Redacts every free-text field an agent controls; the tool name is an identifier and kept.
+fn redact(app: &AppState, event: &mut ToolCallEvent) -> Vec<crate::redact::Redaction> {
+    let mut found = app.redactor.redact_json("params", &mut event.params);
+    for (name, field) in [
+        ("error_code", &mut event.error_code),
+        ("agent_id", &mut event.agent_id),
+        ("session_id", &mut event.session_id),
+        ("credential_ref", &mut event.credential_ref),
+    ] {
+        if let Some(text) = field {
+            found.extend(app.redactor.redact_text(name, text));
+        }
+    }
+    found
+}

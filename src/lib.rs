@@ -1,0 +1,17 @@
+//! Vigil: learns each tenant's normal AI-agent tool use and, when a call breaks from it,
+//! rotates exactly the credentials at risk. See ARCHITECTURE.md for the map.
+
+pub mod api;
+pub mod app;
+pub mod baseline;
+pub mod config;
+pub mod detect;
+pub mod event;
+pub mod ingest;
+pub mod metrics;
+pub mod policy;
+pub mod redact;
+pub mod respond;
+pub mod secrets;
+pub mod shard;
+pub mod store;

@@ -1,0 +1,132 @@
+//! The `vigil` command: serve, migrate, and tenant administration.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use vigil::api::auth;
+use vigil::app::App;
+use vigil::config::Config;
+use vigil::event::TenantId;
+use vigil::policy::Mode;
+use vigil::store;
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Rotates the credentials of AI agents that break from their tenant's normal."
+)]
+struct Cli {
+    /// TOML configuration file; VIGIL_* environment variables override it.
+    #[arg(long, global = true, env = "VIGIL_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the API, the shard workers and the rotation worker until SIGTERM/SIGINT.
+    Serve {
+        /// Print the effective configuration (secrets masked) and exit.
+        #[arg(long)]
+        print_config: bool,
+    },
+    /// Apply database migrations, then exit.
+    Migrate,
+    /// Manage tenants.
+    Tenant {
+        #[command(subcommand)]
+        command: TenantCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant and print its ingest token (shown this once).
+    Create {
+        id: String,
+        /// A string identifying this tenant's resources (repeatable); the id always is one.
+        #[arg(long = "marker")]
+        markers: Vec<String>,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// observe, alert or rotate.
+        #[arg(long, default_value = "rotate")]
+        mode: String,
+    },
+}
+
+fn init_logging() {
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("VIGIL_LOG").unwrap_or_else(|_| "info,sqlx=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .init();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = Config::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve { print_config: true } => {
+            print!("{}", config.masked());
+            Ok(())
+        }
+        Command::Serve { print_config: false } => App::build(config).await?.run_until_stopped(shutdown_signal()).await,
+        Command::Migrate => {
+            let pool = store::connect(&config.database_url).await?;
+            store::MIGRATOR.run(&pool).await.context("Failed to apply migrations")?;
+            tracing::info!("Migrations applied");
+            Ok(())
+        }
+        Command::Tenant {
+            command:
+                TenantCommand::Create {
+                    id,
+                    markers,
+                    display_name,
+                    mode,
+                },
+        } => {
+            let id = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("tenant id {id:?}: {}", e.message))?;
+            let mode = Mode::parse(&mode).ok_or_else(|| anyhow::anyhow!("--mode must be observe, alert or rotate"))?;
+            let pool = store::connect(&config.database_url).await?;
+            let display_name = display_name.unwrap_or_else(|| id.to_string());
+            let (outcome, token) = auth::create_tenant(&pool, &id, &display_name, &markers, mode).await?;
+            match outcome {
+                store::tenants::CreateOutcome::Created(_) => {
+                    println!("{token}");
+                    eprintln!("Created tenant {id}. The ingest token above is shown once; store it now.");
+                    Ok(())
+                }
+                store::tenants::CreateOutcome::AlreadyExists => anyhow::bail!("tenant {id} already exists"),
+            }
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    init_logging();
+    match run(Cli::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "vigil failed");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,94 @@
+//! Every Prometheus metric Vigil exports, in one place. Names follow
+//! `vigil_<noun>_<verb>[_unit]_total`; label values come from bounded sets (detector,
+//! severity, backend, kind, status) and never from agent input or tenant ids.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    /// Events by result: `accepted` (new) or `duplicate` (an idempotent retry).
+    pub events_ingested: IntCounterVec,
+    /// Ingest requests by outcome: accepted, refused (4xx), overloaded (503), failed (5xx).
+    pub ingest_requests: IntCounterVec,
+    pub ingest_duration: Histogram,
+    pub findings: IntCounterVec,
+    pub redactions: IntCounterVec,
+    pub rotations: IntCounterVec,
+    pub rotation_duration: HistogramVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
+            registry.register(Box::new(h.clone())).expect("unique metric");
+            h
+        };
+        let latency = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        Metrics {
+            events_ingested: counter(
+                "vigil_events_ingested_total",
+                "Tool-call events received, by result.",
+                &["result"],
+            ),
+            ingest_requests: counter(
+                "vigil_ingest_requests_total",
+                "Ingest requests, by outcome.",
+                &["outcome"],
+            ),
+            ingest_duration: {
+                let opts = HistogramOpts::new(
+                    "vigil_ingest_duration_seconds",
+                    "Time from request to durable, detected response.",
+                )
+                .buckets(latency.clone());
+                let h = Histogram::with_opts(opts).expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            findings: counter(
+                "vigil_findings_total",
+                "Findings raised, by detector and severity.",
+                &["detector", "severity"],
+            ),
+            redactions: counter(
+                "vigil_redactions_total",
+                "Credential-looking values redacted, by rule.",
+                &["rule"],
+            ),
+            rotations: counter(
+                "vigil_rotations_total",
+                "Rotation attempts finished, by backend, kind and status.",
+                &["backend", "kind", "status"],
+            ),
+            rotation_duration: histogram(
+                "vigil_rotation_duration_seconds",
+                "Time one rotation attempt spent in the backend.",
+                &["backend", "kind"],
+                latency,
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding cannot fail");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,103 @@
+//! The rotation worker: executes rotation jobs from the outbox. Woken at once when a response
+//! commits, and polls as well, so a wake-up lost to a crash only delays a rotation.
+
+use crate::metrics::Metrics;
+use crate::secrets::{SecretRef, Secrets};
+use crate::store;
+use chrono::Utc;
+use rand::Rng;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, watch};
+
+/// Attempts before a job is `failed` for good.
+pub const MAX_ATTEMPTS: i32 = 6;
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
+pub struct RotationWorker {
+    pub pool: PgPool,
+    pub secrets: Secrets,
+    pub metrics: Arc<Metrics>,
+    pub wake: Arc<Notify>,
+}
+
+/// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s … capped at 60 s, times [0.5, 1).
+pub fn backoff(attempt: i32) -> Duration {
+    let base = 0.5 * 2f64.powi(attempt.clamp(1, 16) - 1);
+    let jitter = rand::rng().random_range(0.5..1.0);
+    Duration::from_secs_f64(base.min(60.0) * jitter)
+}
+
+impl RotationWorker {
+    /// Runs until `shutdown` turns true, finishing the job in hand first.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        match store::rotations::requeue_abandoned(&self.pool).await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(rotations = n, "Requeued rotations left running by a previous process"),
+            Err(e) => tracing::error!(error = %e, "Failed to requeue abandoned rotations"),
+        }
+        while !*shutdown.borrow() {
+            loop {
+                match self.try_execute_one().await {
+                    Ok(Some(_)) if !*shutdown.borrow() => continue,
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "Rotation worker failed to reach Postgres");
+                        break;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(POLL_EVERY) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    /// Claims and executes one due job; returns its rotation id, or `None` when nothing was due.
+    pub async fn try_execute_one(&self) -> anyhow::Result<Option<String>> {
+        let Some(job) = store::rotations::claim_due(&self.pool).await? else {
+            return Ok(None);
+        };
+        let secret = match SecretRef::parse(&job.secret) {
+            Ok(s) => s,
+            Err(e) => {
+                store::rotations::fail(
+                    &self.pool,
+                    &job.rotation_id,
+                    &format!("invalid secret reference: {e}"),
+                    None,
+                )
+                .await?;
+                return Ok(Some(job.rotation_id));
+            }
+        };
+        let (backend, kind) = secret.backend_and_kind();
+        let started = Instant::now();
+        let outcome = self.secrets.rotate(&secret, &job.rotation_id).await;
+        self.metrics
+            .rotation_duration
+            .with_label_values(&[backend, kind])
+            .observe(started.elapsed().as_secs_f64());
+        let status = match outcome {
+            Ok(result) => {
+                store::rotations::succeed(&self.pool, &job.rotation_id, &result).await?;
+                tracing::info!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
+                    duration_ms = started.elapsed().as_millis() as u64, "Rotation succeeded");
+                "succeeded"
+            }
+            Err(e) => {
+                let retry_at = (e.retryable && job.attempts < MAX_ATTEMPTS)
+                    .then(|| Utc::now() + chrono::Duration::from_std(backoff(job.attempts)).unwrap_or_default());
+                store::rotations::fail(&self.pool, &job.rotation_id, &e.message, retry_at).await?;
+                tracing::warn!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
+                    attempt = job.attempts, will_retry = retry_at.is_some(), error = %e.message, "Rotation attempt failed");
+                if retry_at.is_some() { "retrying" } else { "failed" }
+            }
+        };
+        self.metrics.rotations.with_label_values(&[backend, kind, status]).inc();
+        Ok(Some(job.rotation_id))
+    }
+}

@@ -1,0 +1,304 @@
+//! The router and the shard workers. A tenant hashes to exactly one worker, which owns that
+//! tenant's baseline: no locks on the hot path, and per-tenant order is the order of the
+//! worker's queue.
+//!
+//! A worker drains every batch already queued and writes them to the event log in one
+//! statement (group commit), then detects on the events that were new, in log order, and
+//! commits any response before answering. Queues are bounded: a full queue is a 503, not
+//! growing memory.
+
+use crate::baseline::TenantBaseline;
+use crate::detect::{self, Detector, Finding, Severity};
+use crate::event::{TenantId, ToolCallEvent};
+use crate::metrics::Metrics;
+use crate::policy::{Action, Mode, Policy};
+use crate::redact::Redaction;
+use crate::respond;
+use crate::store;
+use serde::Serialize;
+use sqlx::PgPool;
+use std::collections::{HashMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+/// Weight of an observation that raised a finding: an attacker repeating an attack teaches
+/// the baseline a tenth as fast as normal traffic does.
+pub const SUSPICIOUS_WEIGHT: f64 = 0.1;
+
+/// Batches folded into one event-log write at most.
+const GROUP_COMMIT_MAX: usize = 64;
+
+/// How often a worker snapshots the baselines that changed.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
+
+/// One ingest request's events for one tenant, validated and redacted.
+pub struct Batch {
+    pub tenant: TenantId,
+    pub mode: Mode,
+    pub events: Vec<ToolCallEvent>,
+    /// The redactions made in each event, index for index with `events`.
+    pub redactions: Vec<Vec<Redaction>>,
+    pub reply: oneshot::Sender<anyhow::Result<BatchOutcome>>,
+}
+
+/// What the 202 reports.
+#[derive(Debug, Default, Serialize)]
+pub struct BatchOutcome {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub findings: Vec<ReportedFinding>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportedFinding {
+    pub event_id: String,
+    pub detector: Detector,
+    pub severity: Severity,
+    pub incident_id: String,
+    pub action: Action,
+}
+
+/// A tenant's learned state and the last log position folded into it.
+#[derive(Debug, Clone)]
+pub struct TenantState {
+    pub baseline: TenantBaseline,
+    pub watermark_seq: i64,
+}
+
+impl TenantState {
+    /// A tenant never seen: empty, with thresholds precomputed under the policy's parameters.
+    pub fn new(policy: &Policy) -> Self {
+        TenantState {
+            baseline: TenantBaseline::new(policy.detect.rate),
+            watermark_seq: 0,
+        }
+    }
+}
+
+/// Everything a worker needs besides its own tenants.
+pub struct Pipeline {
+    pub pool: PgPool,
+    pub policy: Arc<Policy>,
+    pub metrics: Arc<Metrics>,
+    /// Wakes the rotation worker the moment a response commits rotation jobs.
+    pub rotation_wake: Arc<Notify>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("shard queue is full")]
+pub struct Overloaded;
+
+/// Hands batches to the worker that owns their tenant. Dropping every clone stops the workers.
+#[derive(Clone)]
+pub struct Router {
+    senders: Vec<mpsc::Sender<Batch>>,
+}
+
+pub fn shard_of(tenant: &TenantId, shards: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    tenant.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+impl Router {
+    pub fn submit(&self, batch: Batch) -> Result<(), Overloaded> {
+        let shard = shard_of(&batch.tenant, self.senders.len());
+        self.senders[shard].try_send(batch).map_err(|_| Overloaded)
+    }
+}
+
+/// Starts one worker per entry of `states` (each holding the tenants that hash to it).
+/// The handles yield each worker's final state when its queue closes, for the last snapshot.
+pub fn start(
+    pipeline: Arc<Pipeline>,
+    states: Vec<HashMap<TenantId, TenantState>>,
+    queue: usize,
+) -> (Router, Vec<JoinHandle<()>>) {
+    let mut senders = Vec::new();
+    let mut handles = Vec::new();
+    for tenants in states {
+        let (tx, rx) = mpsc::channel(queue);
+        senders.push(tx);
+        let worker = Worker {
+            pipeline: pipeline.clone(),
+            tenants,
+            dirty: HashSet::new(),
+        };
+        handles.push(tokio::spawn(worker.run(rx)));
+    }
+    (Router { senders }, handles)
+}
+
+/// Folds one event into a tenant's state, detecting first: the event is compared with the
+/// baseline as it was before the event. Live ingest and start-up replay both use this, which
+/// is what makes a restarted baseline equal to one that never stopped.
+pub fn fold(state: &mut TenantState, seq: i64, event: &ToolCallEvent, policy: &Policy) -> Vec<Finding> {
+    let findings = detect::detect(&state.baseline, event, &policy.detect);
+    let weight = if findings.is_empty() { 1.0 } else { SUSPICIOUS_WEIGHT };
+    state.baseline.observe(event, weight);
+    state.watermark_seq = state.watermark_seq.max(seq);
+    findings
+}
+
+struct Worker {
+    pipeline: Arc<Pipeline>,
+    tenants: HashMap<TenantId, TenantState>,
+    /// Tenants whose state changed since the last snapshot.
+    dirty: HashSet<TenantId>,
+}
+
+impl Worker {
+    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+        let mut ticker = tokio::time::interval(SNAPSHOT_EVERY);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                first = rx.recv() => {
+                    let Some(first) = first else { break };
+                    let mut batches = vec![first];
+                    while batches.len() < GROUP_COMMIT_MAX {
+                        match rx.try_recv() {
+                            Ok(b) => batches.push(b),
+                            Err(_) => break,
+                        }
+                    }
+                    self.process(batches).await;
+                }
+                _ = ticker.tick() => self.snapshot().await,
+            }
+        }
+        self.snapshot().await;
+    }
+
+    async fn process(&mut self, batches: Vec<Batch>) {
+        let rows: Vec<store::events::NewEvent> = batches
+            .iter()
+            .flat_map(|b| {
+                b.events.iter().map(|event| store::events::NewEvent {
+                    tenant: &b.tenant,
+                    event,
+                })
+            })
+            .collect();
+        let inserted = match store::events::insert(&self.pipeline.pool, &rows).await {
+            Ok(inserted) => inserted,
+            Err(e) => {
+                let message = format!("Failed to write events: {e}");
+                for b in batches {
+                    let _ = b.reply.send(Err(anyhow::anyhow!(message.clone())));
+                }
+                return;
+            }
+        };
+        drop(rows);
+        let new_seq: HashMap<(&str, &str), i64> = inserted
+            .iter()
+            .map(|i| ((i.tenant_id.as_str(), i.event_id.as_str()), i.seq))
+            .collect();
+
+        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut folded = HashSet::new();
+        for batch in &batches {
+            outcomes.push(self.detect_and_respond(batch, &new_seq, &mut folded).await);
+        }
+        for (batch, outcome) in batches.into_iter().zip(outcomes) {
+            let _ = batch.reply.send(outcome);
+        }
+    }
+
+    async fn detect_and_respond(
+        &mut self,
+        batch: &Batch,
+        new_seq: &HashMap<(&str, &str), i64>,
+        folded: &mut HashSet<i64>,
+    ) -> anyhow::Result<BatchOutcome> {
+        let policy = self.pipeline.policy.clone();
+        let state = self
+            .tenants
+            .entry(batch.tenant.clone())
+            .or_insert_with(|| TenantState::new(&policy));
+        let mut outcome = BatchOutcome::default();
+        let mut findings = Vec::new();
+        for (event, redactions) in batch.events.iter().zip(&batch.redactions) {
+            // A repeat of an id later in the batch (or in another batch of the same group
+            // commit) maps to the same new row: it is a duplicate, not a second observation.
+            let new = new_seq.get(&(batch.tenant.as_ref(), event.event_id.as_ref()));
+            let Some(&seq) = new.filter(|seq| folded.insert(**seq)) else {
+                outcome.duplicates += 1;
+                continue;
+            };
+            outcome.accepted += 1;
+            findings.extend(fold(state, seq, event, &policy));
+            let rules: Vec<(&str, &str)> = redactions.iter().map(|r| (r.rule, r.path.as_str())).collect();
+            findings.extend(detect::secret_in_payload(event, &rules));
+        }
+        if outcome.accepted > 0 {
+            self.dirty.insert(batch.tenant.clone());
+        }
+        let metrics = &self.pipeline.metrics;
+        metrics
+            .events_ingested
+            .with_label_values(&["accepted"])
+            .inc_by(outcome.accepted as u64);
+        metrics
+            .events_ingested
+            .with_label_values(&["duplicate"])
+            .inc_by(outcome.duplicates as u64);
+        if findings.is_empty() {
+            return Ok(outcome);
+        }
+        for f in &findings {
+            metrics
+                .findings
+                .with_label_values(&[f.detector.as_str(), f.severity.as_str()])
+                .inc();
+        }
+
+        let learning = state.baseline.is_learning(&policy.warmup);
+        let decided: Vec<(Finding, Action, crate::policy::Scope)> = findings
+            .into_iter()
+            .map(|f| {
+                let d = policy.decide(&f, batch.mode, learning);
+                (f, d.action, d.scope)
+            })
+            .collect();
+        let committed = respond::respond(&self.pipeline.pool, &policy, &batch.tenant, &decided).await?;
+        if committed.pending_rotations > 0 {
+            self.pipeline.rotation_wake.notify_one();
+        }
+        outcome.findings = decided
+            .into_iter()
+            .map(|(f, action, _)| ReportedFinding {
+                event_id: f.event_id,
+                detector: f.detector,
+                severity: f.severity,
+                incident_id: committed.incident_id.clone(),
+                action,
+            })
+            .collect();
+        Ok(outcome)
+    }
+
+    async fn snapshot(&mut self) {
+        for tenant in std::mem::take(&mut self.dirty) {
+            let Some(state) = self.tenants.get(&tenant) else {
+                continue;
+            };
+            let saved = match serde_json::to_value(&state.baseline) {
+                Ok(json) => store::events::save_snapshot(&self.pipeline.pool, &tenant, state.watermark_seq, &json)
+                    .await
+                    .map_err(anyhow::Error::from),
+                Err(e) => Err(e.into()),
+            };
+            if let Err(e) = saved {
+                // Not fatal: the log is the source of truth, a missing snapshot only makes the
+                // next start replay more.
+                tracing::warn!(tenant.id = %tenant, error = %e, "Failed to snapshot baseline");
+                self.dirty.insert(tenant);
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The event log writer and reader. Writes are batched across requests (group commit) by the
+//! shard workers; idempotency is the `(tenant_id, event_id)` unique key.
+
+use crate::event::{EventId, Outcome, TenantId, ToolCallEvent, ToolName};
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// One event about to be written; `event` is already redacted.
+pub struct NewEvent<'a> {
+    pub tenant: &'a TenantId,
+    pub event: &'a ToolCallEvent,
+}
+
+/// An event that was new, with its place in the log.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Inserted {
+    pub seq: i64,
+    pub tenant_id: String,
+    pub event_id: String,
+}
+
+/// Inserts the batch in one statement; returns the events that were not already stored.
+pub async fn insert(pool: &PgPool, events: &[NewEvent<'_>]) -> sqlx::Result<Vec<Inserted>> {
+    let n = events.len();
+    let mut tenant = Vec::with_capacity(n);
+    let mut event_id = Vec::with_capacity(n);
+    let mut ts = Vec::with_capacity(n);
+    let mut tool = Vec::with_capacity(n);
+    let mut params = Vec::with_capacity(n);
+    let mut outcome = Vec::with_capacity(n);
+    let mut error_code = Vec::with_capacity(n);
+    let mut duration = Vec::with_capacity(n);
+    let mut agent = Vec::with_capacity(n);
+    let mut session = Vec::with_capacity(n);
+    let mut credential = Vec::with_capacity(n);
+    for e in events {
+        tenant.push(e.tenant.as_ref());
+        event_id.push(e.event.event_id.as_ref());
+        ts.push(e.event.timestamp);
+        tool.push(e.event.tool.as_ref());
+        params.push(e.event.params.clone());
+        outcome.push(e.event.outcome.as_str());
+        error_code.push(e.event.error_code.as_deref());
+        duration.push(e.event.duration_ms);
+        agent.push(e.event.agent_id.as_deref());
+        session.push(e.event.session_id.as_deref());
+        credential.push(e.event.credential_ref.as_deref());
+    }
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "insert into events (tenant_id, event_id, ts, tool, params, outcome, error_code, duration_ms,
+                             agent_id, session_id, credential_ref)
+         select * from unnest($1::text[], $2::text[], $3::timestamptz[], $4::text[], $5::jsonb[], $6::text[],
+                              $7::text[], $8::bigint[], $9::text[], $10::text[], $11::text[])
+         on conflict (tenant_id, event_id) do nothing
+         returning seq, tenant_id, event_id",
+    )
+    .bind(&tenant)
+    .bind(&event_id)
+    .bind(&ts)
+    .bind(&tool)
+    .bind(&params)
+    .bind(&outcome)
+    .bind(&error_code)
+    .bind(&duration)
+    .bind(&agent)
+    .bind(&session)
+    .bind(&credential)
+    .fetch_all(pool)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(seq, tenant_id, event_id)| Inserted {
+            seq,
+            tenant_id,
+            event_id,
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct DbEvent {
+    seq: i64,
+    tenant_id: String,
+    event_id: String,
+    ts: DateTime<Utc>,
+    tool: String,
+    params: Value,
+    outcome: String,
+    error_code: Option<String>,
+    duration_ms: Option<i64>,
+    agent_id: Option<String>,
+    session_id: Option<String>,
+    credential_ref: Option<String>,
+}
+
+impl DbEvent {
+    fn into_domain(self) -> anyhow::Result<(i64, TenantId, ToolCallEvent)> {
+        let event = ToolCallEvent {
+            event_id: EventId::parse(&self.event_id)?,
+            timestamp: self.ts,
+            tool: ToolName::parse(&self.tool)?,
+            params: self.params,
+            outcome: Outcome::parse(&self.outcome)
+                .ok_or_else(|| anyhow::anyhow!("event {} has outcome {:?}", self.seq, self.outcome))?,
+            error_code: self.error_code,
+            duration_ms: self.duration_ms,
+            agent_id: self.agent_id,
+            session_id: self.session_id,
+            credential_ref: self.credential_ref,
+        };
+        Ok((self.seq, TenantId::parse(&self.tenant_id)?, event))
+    }
+}
+
+/// Streams the log after `after_seq`, in log order, to `apply`; used at start to rebuild
+/// baselines (`apply` skips what a tenant's snapshot already holds).
+pub async fn replay(
+    pool: &PgPool,
+    after_seq: i64,
+    mut apply: impl FnMut(i64, TenantId, ToolCallEvent),
+) -> anyhow::Result<u64> {
+    let mut rows = sqlx::query_as::<_, DbEvent>(
+        "select seq, tenant_id, event_id, ts, tool, params, outcome, error_code, duration_ms, agent_id,
+                session_id, credential_ref
+         from events where seq > $1 order by seq",
+    )
+    .bind(after_seq)
+    .fetch(pool);
+    let mut n = 0;
+    while let Some(row) = rows.try_next().await? {
+        let (seq, tenant, event) = row.into_domain()?;
+        apply(seq, tenant, event);
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Upserts one tenant's learned state and the log position it covers.
+pub async fn save_snapshot(pool: &PgPool, tenant: &TenantId, watermark_seq: i64, state: &Value) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into baseline_snapshots (tenant_id, watermark_seq, state) values ($1, $2, $3)
+         on conflict (tenant_id) do update set watermark_seq = excluded.watermark_seq, state = excluded.state,
+                                               taken_at = now()",
+    )
+    .bind(tenant.as_ref())
+    .bind(watermark_seq)
+    .bind(state)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+pub async fn snapshots(pool: &PgPool) -> sqlx::Result<Vec<(String, i64, Value)>> {
+    sqlx::query_as("select tenant_id, watermark_seq, state from baseline_snapshots")
+        .fetch_all(pool)
+        .await
+}
+
+/// The log position replay must start after: the lowest watermark among tenants that have
+/// events, a tenant without a snapshot counting as 0.
+pub async fn replay_start(pool: &PgPool) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select coalesce(min(coalesce(s.watermark_seq, 0)), 0) from tenants t
+         left join baseline_snapshots s using (tenant_id)
+         where exists (select 1 from events e where e.tenant_id = t.tenant_id)",
+    )
+    .fetch_one(pool)
+    .await
+}

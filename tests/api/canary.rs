@@ -1,0 +1,208 @@
+//! Canary secrets: planted in an agent's payload, they must be redacted and must appear in no
+//! sink at all — not the database (every table), the service's own log output, `/metrics`,
+//! nor any API response. Runs the real binary so its real log output is searched.
+
+use crate::helpers::*;
+use chrono::Utc;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const AWS_CANARY: &str = "AKIAQZ7CANARY3XKD5WQ";
+const GITHUB_CANARY: &str = "ghp_CanaryR2d2C3poBb8Yoda1ObiWanKenob1xx";
+
+struct Service {
+    child: Child,
+    address: String,
+    /// stdout and stderr of the process, both: the sink searched for canaries.
+    log: std::path::PathBuf,
+}
+
+impl Drop for Service {
+    /// A failing test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    async fn start(database_url: &str) -> Service {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let log = std::env::temp_dir().join(format!("vigil-canary-{port}.log"));
+        let out = std::fs::File::create(&log).unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
+            .arg("serve")
+            .env("VIGIL_DATABASE_URL", database_url)
+            .env("VIGIL_LISTEN", format!("127.0.0.1:{port}"))
+            .env("VIGIL_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("VIGIL_REDACTION_KEY", REDACTION_KEY)
+            .env("VIGIL_VAULT_ADDR", required_env("VIGIL_TEST_VAULT_ADDR"))
+            .env("VIGIL_VAULT_TOKEN", required_env("VIGIL_TEST_VAULT_TOKEN"))
+            .env("VIGIL_BASELINES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/baselines"))
+            .env("VIGIL_LOG", "debug")
+            .stdout(Stdio::from(out.try_clone().unwrap()))
+            .stderr(Stdio::from(out))
+            .spawn()
+            .expect("start the vigil binary");
+        let address = format!("http://127.0.0.1:{port}");
+        let client = reqwest::Client::new();
+        for _ in 0..100 {
+            let ready = client
+                .get(format!("{address}/readyz"))
+                .send()
+                .await
+                .map(|r| r.status() == 200);
+            if ready.unwrap_or(false) {
+                return Service { child, address, log };
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "vigil serve exited early: {}",
+                std::fs::read_to_string(&log).unwrap()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("vigil serve did not become ready in 10 s");
+    }
+
+    /// SIGTERM, wait for a clean exit, return everything it printed.
+    fn stop(mut self) -> String {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = self.child.wait().unwrap();
+        assert!(exit.success(), "vigil exits 0 after SIGTERM: {exit}");
+        let out = std::fs::read_to_string(&self.log).unwrap();
+        let _ = std::fs::remove_file(&self.log);
+        out
+    }
+}
+
+#[track_caller]
+fn assert_clean(sink: &str, text: &str) {
+    for canary in [AWS_CANARY, GITHUB_CANARY] {
+        assert!(!text.contains(canary), "a canary secret leaked into {sink}");
+    }
+}
+
+#[tokio::test]
+async fn canary_secrets_are_redacted_and_reach_no_sink() {
+    let database_url = fresh_database().await;
+    let service = Service::start(&database_url).await;
+    let client = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", service.address);
+    let tenant = unique_tenant("acme");
+    let created: Value = client
+        .post(url("/v1/tenants"))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"id": tenant}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = created["ingest_token"].as_str().unwrap();
+
+    let mut responses = String::new();
+    let planted = json!({"events": [{
+        "event_id": "leak-1", "timestamp": Utc::now().to_rfc3339(), "tool": "s3.get_object", "outcome": "success",
+        "params": {"bucket": "reports", "aws_access_key_id": AWS_CANARY,
+                   "headers": {"authorization": format!("token {GITHUB_CANARY}")}},
+        "credential_ref": GITHUB_CANARY}]});
+    let r = client
+        .post(url("/v1/events"))
+        .bearer_auth(token)
+        .json(&planted)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let body = r.text().await.unwrap();
+    responses.push_str(&body);
+    let body: Value = serde_json::from_str(&body).unwrap();
+    let detectors: Vec<&str> = body["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["detector"].as_str())
+        .collect();
+    assert!(
+        detectors.len() >= 2 && detectors.iter().all(|d| *d == "secret_in_payload"),
+        "{detectors:?}"
+    );
+
+    // A refused batch carrying a canary: the error must not echo it.
+    let refused =
+        json!({"events": [{"event_id": "leak-2", "timestamp": "never", "tool": GITHUB_CANARY, "outcome": "success"}]});
+    let r = client
+        .post(url("/v1/events"))
+        .bearer_auth(token)
+        .json(&refused)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 422);
+    responses.push_str(&r.text().await.unwrap());
+
+    for path in ["/v1/incidents", "/v1/rotations", "/v1/tenants", "/metrics"] {
+        let r = client.get(url(path)).bearer_auth(ADMIN_TOKEN).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}");
+        responses.push_str(&r.text().await.unwrap());
+    }
+    let incidents: Value = client
+        .get(url("/v1/incidents"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let explanation = incidents["incidents"][0]["findings"][0]["explanation"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        explanation.contains("params"),
+        "the finding says where the secret was: {explanation}"
+    );
+    assert_clean("API responses", &responses);
+
+    let logs = service.stop();
+    assert!(logs.contains("Vigil is serving"), "the log output was captured");
+    assert_clean("the service's log output", &logs);
+
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let tables: Vec<String> =
+        sqlx::query_scalar("select table_name::text from information_schema.tables where table_schema = 'public'")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert!(tables.contains(&"events".to_owned()));
+    let mut dump = String::new();
+    for table in &tables {
+        let rows: Option<String> =
+            sqlx::query_scalar(&format!(r#"select string_agg(t::text, E'\n') from "{table}" t"#))
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        dump.push_str(&rows.unwrap_or_default());
+    }
+    assert!(
+        dump.contains("[REDACTED:"),
+        "the stored event carries the redaction marker"
+    );
+    assert!(dump.contains("reports"), "ordinary parameters are kept");
+    assert_clean("the database", &dump);
+}

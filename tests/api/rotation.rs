@@ -1,0 +1,143 @@
+//! The walking skeleton end to end: a burst in one tenant rotates that tenant's bound secret in
+//! OpenBao, and nothing of another tenant's.
+
+use crate::helpers::*;
+use chrono::{Duration, Utc};
+use serde_json::json;
+
+#[tokio::test]
+async fn burst_after_warm_up_rotates_only_the_bursting_tenants_secret() {
+    let app = spawn_app().await;
+    let acme = unique_tenant("acme");
+    let globex = unique_tenant("globex");
+    let acme_path = format!("tenants/{acme}/github");
+    let globex_path = format!("tenants/{globex}/github");
+    app.vault
+        .write_kv2(&acme_path, json!({"token": "placeholder-acme"}))
+        .await;
+    app.vault
+        .write_kv2(&globex_path, json!({"token": "placeholder-globex"}))
+        .await;
+    let acme_token = app.create_tenant(&acme).await;
+    let globex_token = app.create_tenant(&globex).await;
+    app.bind_kv2(&acme, "github.*", &acme_path).await;
+    app.bind_kv2(&globex, "github.*", &globex_path).await;
+
+    let end = this_minute() - Duration::minutes(1);
+    app.post_history(&acme_token, &steady_history("a", "github.list_issues", 2, 90, end))
+        .await;
+    app.post_history(&globex_token, &steady_history("g", "github.list_issues", 2, 90, end))
+        .await;
+    let acme_before = app.vault.current_version(&acme_path).await;
+    let globex_before = app.vault.current_version(&globex_path).await;
+
+    let now = Utc::now();
+    let burst: Vec<_> = (0..60)
+        .map(|i| event(&format!("burst-{i}"), "github.list_issues", now, json!({"repo": "web"})))
+        .collect();
+    let response = app.post_events(&acme_token, &burst).await;
+    assert_eq!(response.status(), 202);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["accepted"], 60);
+    let findings = body["findings"].as_array().unwrap();
+    let spike = findings
+        .iter()
+        .find(|f| f["detector"] == "rate_spike")
+        .expect("a rate_spike finding in the 202");
+    assert_eq!(spike["action"], "rotate");
+    assert_eq!(spike["severity"], "high");
+    let incident_id = spike["incident_id"].as_str().expect("the finding names its incident");
+    assert!(incident_id.starts_with("inc_"));
+
+    let rotations = app.settled_rotations(&acme).await;
+    assert_eq!(rotations.len(), 1, "one secret bound, one rotation: {rotations:#?}");
+    let rotation = &rotations[0];
+    assert_eq!(rotation["status"], "succeeded", "{rotation:#}");
+    assert_eq!(rotation["incident_id"], incident_id);
+    assert_eq!(rotation["secret"]["path"], acme_path);
+    let acme_after = app.vault.current_version(&acme_path).await;
+    assert_eq!(acme_after, acme_before + 1);
+    assert_eq!(rotation["result"]["new_version"], acme_after.to_string());
+    let rotated = app.vault.read_kv2(&acme_path).await;
+    assert!(
+        rotated["token"]
+            .as_str()
+            .is_some_and(|v| v.len() >= 32 && v != "placeholder-acme"),
+        "the field name is kept with a fresh value"
+    );
+
+    assert_eq!(
+        app.vault.current_version(&globex_path).await,
+        globex_before,
+        "the other tenant's secret is untouched"
+    );
+    let globex_rotations = app.admin_json(&format!("/v1/rotations?tenant={globex}")).await;
+    assert_eq!(globex_rotations["rotations"].as_array().unwrap().len(), 0);
+
+    let incident = app.admin_json(&format!("/v1/incidents/{incident_id}")).await;
+    assert_eq!(incident["tenant_id"], acme.as_str());
+    assert_eq!(incident["status"], "open");
+    assert_eq!(incident["rotations"][0], rotation["id"]);
+    let finding = &incident["findings"][0];
+    assert_eq!(finding["detector"], "rate_spike");
+    assert!(finding["observed"].as_f64().unwrap() > finding["expected"].as_f64().unwrap());
+    assert!(finding["explanation"].as_str().unwrap().contains("github.list_issues"));
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_second_burst_within_the_cooldown_is_deduplicated_into_the_first_rotation() {
+    let app = spawn_app().await;
+    let acme = unique_tenant("acme");
+    let path = format!("tenants/{acme}/db");
+    app.vault.write_kv2(&path, json!({"password": "placeholder"})).await;
+    let token = app.create_tenant(&acme).await;
+    app.bind_kv2(&acme, "db.*", &path).await;
+    let end = this_minute() - Duration::minutes(3);
+    app.post_history(&token, &steady_history("h", "db.query", 2, 90, end))
+        .await;
+
+    for (n, minute) in [(0, end + Duration::minutes(1)), (1, end + Duration::minutes(2))] {
+        let burst: Vec<_> = (0..60)
+            .map(|i| {
+                event(
+                    &format!("b{n}-{i}"),
+                    "db.query",
+                    minute + Duration::seconds(1),
+                    json!({}),
+                )
+            })
+            .collect();
+        let r = app.post_events(&token, &burst).await;
+        assert_eq!(r.status(), 202);
+        app.settled_rotations(&acme).await;
+    }
+    let rotations = app.settled_rotations(&acme).await;
+    assert_eq!(rotations.len(), 2, "{rotations:#?}");
+    let (newest, first) = (&rotations[0], &rotations[1]);
+    assert_eq!(first["status"], "succeeded");
+    assert_eq!(newest["status"], "skipped");
+    assert_eq!(newest["result"]["deduplicated_into"], first["id"]);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_tenant_still_learning_is_alerted_on_but_not_rotated() {
+    let app = spawn_app().await;
+    let acme = unique_tenant("acme");
+    let token = app.create_tenant(&acme).await;
+    app.bind_kv2(&acme, "*", &format!("tenants/{acme}/never")).await;
+    let secret = json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"});
+    let r = app
+        .post_events(&token, &[event("e1", "s3.get", Utc::now(), secret)])
+        .await;
+    assert_eq!(r.status(), 202);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["findings"][0]["detector"], "secret_in_payload");
+    assert_eq!(
+        body["findings"][0]["action"], "alert",
+        "warm-up caps the action at alert"
+    );
+    assert_eq!(app.count("select count(*) from rotations").await, 0);
+    app.stop().await;
+}
