@@ -3,10 +3,11 @@
 //!
 //! Everything in the body is attacker-controlled. Nothing of a refused batch is stored.
 
+use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
 use crate::app::AppState;
 use crate::event::{EventLimits, ToolCallEvent};
-use crate::shard::Batch;
+use crate::shard::{Batch, BatchOutcome};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -40,17 +41,7 @@ pub async fn post_events(
 
 async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = app.tokens.resolve(&app.pool, headers).await?;
-
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(ApiError::too_large(MAX_BODY_BYTES));
-    }
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))?;
+    let bytes = read_body(headers, body).await?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
     let raw_events = body
@@ -77,15 +68,10 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
         }
     }
 
-    let limits = EventLimits {
-        now: chrono::Utc::now(),
-        max_future: chrono::Duration::minutes(5),
-        retention: chrono::Duration::days(app.config.retention_days),
-    };
+    let limits = event_limits(app);
     let mut events = Vec::with_capacity(raw_events.len());
-    let mut redactions = Vec::with_capacity(raw_events.len());
     for (i, raw) in raw_events.iter().enumerate() {
-        let (mut event, _) = ToolCallEvent::parse(raw, &limits).map_err(|e| {
+        let (event, _) = ToolCallEvent::parse(raw, &limits).map_err(|e| {
             let field = if e.field.is_empty() {
                 format!("events[{i}]")
             } else {
@@ -93,13 +79,48 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
             };
             ApiError::invalid(field, format!("events[{i}]: {e}"))
         })?;
-        redactions.push(redact(app, &mut event));
         events.push(event);
     }
+    let outcome = submit(app, &caller, events).await?;
+    let response = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
+    Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// The limits every ingested event is held to, as of now.
+pub fn event_limits(app: &AppState) -> EventLimits {
+    EventLimits {
+        now: chrono::Utc::now(),
+        max_future: chrono::Duration::minutes(5),
+        retention: chrono::Duration::days(app.config.retention_days),
+    }
+}
+
+/// Reads a request body of at most [`MAX_BODY_BYTES`]; larger is a 413, whether announced by
+/// Content-Length or discovered while reading.
+pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(ApiError::too_large(MAX_BODY_BYTES));
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+}
+
+/// Redacts validated events and hands them to the tenant's shard worker; returns once they
+/// are durable and detected. Every ingest route (JSON events, OTLP traces) ends here.
+pub async fn submit(
+    app: &AppState,
+    caller: &IngestTenant,
+    mut events: Vec<ToolCallEvent>,
+) -> Result<BatchOutcome, ApiError> {
+    let redactions: Vec<_> = events.iter_mut().map(|e| redact(app, e)).collect();
     for r in redactions.iter().flatten() {
         app.metrics.redactions.with_label_values(&[r.rule]).inc();
     }
-
     let (reply, answer) = oneshot::channel();
     app.router
         .submit(Batch {
@@ -110,9 +131,7 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
             reply,
         })
         .map_err(|_| ApiError::overloaded())?;
-    let outcome = answer.await.map_err(|_| ApiError::internal("shard worker stopped"))??;
-    let response = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
-    Ok((StatusCode::ACCEPTED, Json(response)))
+    Ok(answer.await.map_err(|_| ApiError::internal("shard worker stopped"))??)
 }
 
 /// Redacts every free-text field an agent controls; the tool name is an identifier and kept.
