@@ -3,90 +3,12 @@
 //! nor any API response. Runs the real binary so its real log output is searched.
 
 use crate::helpers::*;
+use crate::process::Service;
 use chrono::Utc;
 use serde_json::{Value, json};
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const AWS_CANARY: &str = "AKIAQZ7CANARY3XKD5WQ";
 const GITHUB_CANARY: &str = "ghp_CanaryR2d2C3poBb8Yoda1ObiWanKenob1xx";
-
-struct Service {
-    child: Child,
-    address: String,
-    /// stdout and stderr of the process, both: the sink searched for canaries.
-    log: std::path::PathBuf,
-}
-
-impl Drop for Service {
-    /// A failing test must not leave a server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Service {
-    async fn start(database_url: &str) -> Service {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let log = std::env::temp_dir().join(format!("vigil-canary-{port}.log"));
-        let out = std::fs::File::create(&log).unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vigil"))
-            .arg("serve")
-            .env("VIGIL_DATABASE_URL", database_url)
-            .env("VIGIL_LISTEN", format!("127.0.0.1:{port}"))
-            .env("VIGIL_ADMIN_TOKEN", ADMIN_TOKEN)
-            .env("VIGIL_REDACTION_KEY", REDACTION_KEY)
-            .env("VIGIL_VAULT_ADDR", required_env("VIGIL_TEST_VAULT_ADDR"))
-            .env("VIGIL_VAULT_TOKEN", required_env("VIGIL_TEST_VAULT_TOKEN"))
-            .env("VIGIL_BASELINES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/baselines"))
-            .env("VIGIL_LOG", "debug")
-            .stdout(Stdio::from(out.try_clone().unwrap()))
-            .stderr(Stdio::from(out))
-            .spawn()
-            .expect("start the vigil binary");
-        let address = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
-        for _ in 0..100 {
-            let ready = client
-                .get(format!("{address}/readyz"))
-                .send()
-                .await
-                .map(|r| r.status() == 200);
-            if ready.unwrap_or(false) {
-                return Service { child, address, log };
-            }
-            assert!(
-                child.try_wait().unwrap().is_none(),
-                "vigil serve exited early: {}",
-                std::fs::read_to_string(&log).unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("vigil serve did not become ready in 10 s");
-    }
-
-    /// SIGTERM, wait for a clean exit, return everything it printed.
-    fn stop(mut self) -> String {
-        let status = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let exit = self.child.wait().unwrap();
-        assert!(exit.success(), "vigil exits 0 after SIGTERM: {exit}");
-        let out = std::fs::read_to_string(&self.log).unwrap();
-        let _ = std::fs::remove_file(&self.log);
-        out
-    }
-}
 
 #[track_caller]
 fn assert_clean(sink: &str, text: &str) {

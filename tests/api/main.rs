@@ -3,4 +3,6 @@
 mod canary;
 mod helpers;
 mod ingest;
+mod process;
+mod restart;
 mod rotation;
