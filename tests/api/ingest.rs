@@ -198,3 +198,64 @@ async fn tenant_ids_are_validated_and_unique() {
         "tokens are shown once, at creation"
     );
 }
+
+#[tokio::test]
+async fn a_full_shard_queue_answers_503_with_retry_after_and_recovers() {
+    let mut config = test_config(&fresh_database().await);
+    config.shards = 1;
+    config.shard_queue = 1;
+    let app = spawn_app_with(config).await;
+    let tenant = unique_tenant("acme");
+    let token = app.create_tenant(&tenant).await;
+
+    // A real stall: another session holds the event log locked, so the shard's write waits.
+    let mut blocker = app.pool.begin().await.unwrap();
+    sqlx::query("lock table events in access exclusive mode")
+        .execute(&mut *blocker)
+        .await
+        .unwrap();
+    let posts: Vec<_> = (0..4)
+        .map(|i| {
+            let (client, url, token) = (app.client.clone(), app.url("/v1/events"), token.clone());
+            tokio::spawn(async move {
+                let body = json!({"events": [event(&format!("e{i}"), "db.query", Utc::now(), json!({}))]});
+                client.post(url).bearer_auth(token).json(&body).send().await.unwrap()
+            })
+        })
+        .collect();
+    let mut refused = None;
+    for _ in 0..100 {
+        if let Some(done) = posts.iter().position(|p| p.is_finished()) {
+            refused = Some(done);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(
+        refused.is_some(),
+        "with the shard stalled and its queue full, a request is refused at once"
+    );
+    blocker.rollback().await.unwrap();
+
+    let mut statuses = Vec::new();
+    for p in posts {
+        let r = p.await.unwrap();
+        statuses.push(r.status().as_u16());
+        if r.status() == 503 {
+            assert_eq!(r.headers()["retry-after"], "1");
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(body["error"]["code"], "overloaded");
+        }
+    }
+    assert!(statuses.contains(&503), "{statuses:?}");
+    assert!(
+        statuses.contains(&202),
+        "queued batches complete once the stall ends: {statuses:?}"
+    );
+    let accepted = statuses.iter().filter(|s| **s == 202).count() as i64;
+    assert_eq!(
+        app.count("select count(*) from events").await,
+        accepted,
+        "refused batches stored nothing"
+    );
+}
