@@ -223,6 +223,7 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
         .route("/v1/events", post(ingest::post_events))
         .route("/v1/tenants", post(api::create_tenant).get(api::list_tenants))
         .route("/v1/tenants/{id}", get(api::get_tenant))
@@ -252,6 +253,14 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     (
         status,
         Json(json!({"ready": ready, "database": database, "migrations": migrated, "workers": accepting})),
+    )
+}
+
+/// The OpenAPI document of `../shared/design/API.md`, served as written.
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        include_str!("api/openapi.json"),
     )
 }
 

@@ -3,6 +3,7 @@
 mod canary;
 mod helpers;
 mod ingest;
+mod openapi;
 mod process;
 mod restart;
 mod rotation;
