@@ -3,4 +3,5 @@
 mod canary;
 mod helpers;
 mod ingest;
+mod otlp;
 mod rotation;
