@@ -11,6 +11,9 @@ pub struct Metrics {
     /// Ingest requests by outcome: accepted, refused (4xx), overloaded (503), failed (5xx).
     pub ingest_requests: IntCounterVec,
     pub ingest_duration: Histogram,
+    /// OTLP spans by result: `tool_call` (became an event), `rejected` (a tool call that broke
+    /// an event rule), `ignored` (not a tool call).
+    pub otlp_spans: IntCounterVec,
     pub findings: IntCounterVec,
     pub redactions: IntCounterVec,
     pub rotations: IntCounterVec,
@@ -52,6 +55,11 @@ impl Metrics {
                 registry.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
+            otlp_spans: counter(
+                "vigil_otlp_spans_received_total",
+                "Spans received on /v1/traces, by result.",
+                &["result"],
+            ),
             findings: counter(
                 "vigil_findings_total",
                 "Findings raised, by detector and severity.",

@@ -69,6 +69,11 @@ impl ApiError {
         )
     }
 
+    /// 415: a Content-Type or Content-Encoding the endpoint does not speak.
+    pub fn unsupported_media_type(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, code, message)
+    }
+
     /// 422: well-formed, but a field breaks a rule; `field` names it.
     pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
@@ -93,6 +98,23 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         self.status
+    }
+
+    /// The stable snake_case code, for routes that answer in another envelope (OTLP).
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn field(&self) -> Option<&str> {
+        self.field.as_deref()
+    }
+
+    pub fn retry_after(&self) -> Option<u32> {
+        self.retry_after
     }
 }
 

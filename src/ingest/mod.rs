@@ -3,6 +3,8 @@
 //!
 //! Everything in the body is attacker-controlled. Nothing of a refused batch is stored.
 
+pub mod otlp;
+
 use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
 use crate::app::AppState;

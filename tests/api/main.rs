@@ -4,6 +4,7 @@ mod canary;
 mod helpers;
 mod ingest;
 mod openapi;
+mod otlp;
 mod process;
 mod restart;
 mod rotation;

@@ -1,0 +1,1093 @@
+//! `POST /v1/traces`: OTLP/HTTP trace export. A runtime already instrumented with
+//! OpenTelemetry points its exporter here; every span that is a tool call becomes a
+//! [`ToolCallEvent`] and takes the same path as `POST /v1/events` (redact, shard, detect).
+//! Other spans (model calls, agent steps, HTTP, databases) are ignored.
+//!
+//! Protocol (OTLP/HTTP): `application/x-protobuf` or `application/json`, optionally
+//! `Content-Encoding: gzip`, answered in the request's encoding. A tool-call span that breaks
+//! an event rule (bad ids, no tool name, a start outside retention) is counted in
+//! `partialSuccess` and the rest are kept, because an exporter never retries a partial success
+//! and one bad span must not cost the others. A body that does not decode is a 400 (exporters
+//! drop it rather than retry), a full queue a 503 with Retry-After (they retry; span ids are
+//! the event ids, so a re-sent export is stored once).
+//!
+//! The mapping ([`decode`], [`foreign_tenant`], [`map_request`]) is pure. Spans are
+//! classified by their attributes, never by their names: each instrumentation family
+//! (OpenTelemetry GenAI, OpenInference, OpenLLMetry, MCP) names tool spans differently.
+
+use super::{MAX_BODY_BYTES, MAX_EVENTS, event_limits, read_body, submit};
+use crate::api::error::ApiError;
+use crate::app::AppState;
+use crate::event::{EventLimits, TenantId, ToolCallEvent};
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, SecondsFormat};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
+use prost::Message;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::io::Read;
+use std::time::Instant;
+
+/// Rejection reasons quoted in `partialSuccess.errorMessage`; the count covers the rest.
+const MAX_REASONS: usize = 5;
+/// How far up the parent chain an `invoke_agent` span is looked for; bounds a cyclic or
+/// absurdly deep tree an attacker could send.
+const MAX_ANCESTORS: usize = 64;
+
+/// Tool name attributes, most specific first: GenAI and MCP, OpenInference, OpenLLMetry.
+const TOOL_NAME_KEYS: [&str; 3] = ["gen_ai.tool.name", "tool.name", "traceloop.entity.name"];
+const SESSION_KEYS: [&str; 3] = ["gen_ai.conversation.id", "session.id", "mcp.session.id"];
+const AGENT_KEYS: [&str; 2] = ["gen_ai.agent.id", "gen_ai.agent.name"];
+
+/// The two OTLP/HTTP encodings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    /// From a Content-Type header value; parameters such as `charset` are ignored.
+    pub fn from_content_type(value: &str) -> Option<Self> {
+        let essence = value.split(';').next().unwrap_or_default().trim();
+        if essence.eq_ignore_ascii_case("application/x-protobuf") {
+            Some(Encoding::Protobuf)
+        } else if essence.eq_ignore_ascii_case("application/json") {
+            Some(Encoding::Json)
+        } else {
+            None
+        }
+    }
+
+    fn content_type(self) -> &'static str {
+        match self {
+            Encoding::Protobuf => "application/x-protobuf",
+            Encoding::Json => "application/json",
+        }
+    }
+}
+
+pub async fn post_traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    let started = Instant::now();
+    let encoding = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(Encoding::from_content_type);
+    let result = export(&app, &headers, encoding, body).await;
+    let outcome = match &result {
+        Ok(_) => "accepted",
+        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+        Err(e) if e.status().is_client_error() => "refused",
+        Err(_) => "failed",
+    };
+    app.metrics.ingest_requests.with_label_values(&[outcome]).inc();
+    app.metrics.ingest_duration.observe(started.elapsed().as_secs_f64());
+    // A request whose encoding is unknown is answered in JSON, like the rest of the API.
+    let encoding = encoding.unwrap_or(Encoding::Json);
+    match result {
+        Ok(response) => success_response(encoding, &response),
+        Err(e) => error_response(encoding, &e),
+    }
+}
+
+async fn export(
+    app: &AppState,
+    headers: &HeaderMap,
+    encoding: Option<Encoding>,
+    body: Body,
+) -> Result<ExportTraceServiceResponse, ApiError> {
+    let caller = app.tokens.resolve(&app.pool, headers).await?;
+    let encoding = encoding.ok_or_else(|| {
+        ApiError::unsupported_media_type(
+            "unsupported_content_type",
+            "send Content-Type application/x-protobuf or application/json",
+        )
+    })?;
+    let gzipped = gzip_encoded(headers)?;
+    let mut bytes = read_body(headers, body).await?;
+    if gzipped {
+        bytes = gunzip(&bytes, MAX_BODY_BYTES)?;
+    }
+    let request = decode(encoding, &bytes)?;
+
+    // An export that speaks for another tenant is refused whole, as in `/v1/events`: it is
+    // the signature of a confused or compromised runtime.
+    if let Some(at) = foreign_tenant(&request, &caller.tenant) {
+        tracing::warn!(tenant.id = %caller.tenant, resource.index = at, "Refused a trace export naming another tenant");
+        return Err(
+            ApiError::forbidden("tenant_mismatch", "the export names a tenant other than the token's")
+                .with_field(format!("resourceSpans[{at}].resource.attributes[tenant.id]")),
+        );
+    }
+
+    let mapped = map_request(&request, &event_limits(app));
+    let spans = &app.metrics.otlp_spans;
+    spans
+        .with_label_values(&["tool_call"])
+        .inc_by(mapped.events.len() as u64);
+    spans
+        .with_label_values(&["rejected"])
+        .inc_by(mapped.rejected.len() as u64);
+    spans.with_label_values(&["ignored"]).inc_by(mapped.ignored as u64);
+
+    // Chunks of the `/v1/events` batch size. If a later chunk is refused (503) the exporter
+    // re-sends everything, and the chunks already stored count as duplicates: nothing twice.
+    let mut events = mapped.events;
+    while !events.is_empty() {
+        let rest = events.split_off(events.len().min(MAX_EVENTS));
+        submit(app, &caller, events).await?;
+        events = rest;
+    }
+    Ok(ExportTraceServiceResponse {
+        partial_success: partial_success(&mapped.rejected),
+    })
+}
+
+/// Whether the body is gzip-compressed; any encoding other than gzip or identity is a 415.
+fn gzip_encoded(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_ENCODING) else {
+        return Ok(false);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(v) if v.eq_ignore_ascii_case("gzip") => Ok(true),
+        Ok(v) if v.is_empty() || v.eq_ignore_ascii_case("identity") => Ok(false),
+        _ => Err(ApiError::unsupported_media_type(
+            "unsupported_encoding",
+            "Content-Encoding must be gzip or absent",
+        )),
+    }
+}
+
+/// Inflates a gzip body; the inflated size is bounded like a plain body, so a small
+/// compressed bomb cannot exhaust memory.
+fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::new();
+    flate2::read::MultiGzDecoder::new(compressed)
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::bad_request("malformed_gzip", format!("the body is not valid gzip: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::too_large(limit));
+    }
+    Ok(out.into())
+}
+
+/// Decodes an `ExportTraceServiceRequest`. An empty body is an empty export, which succeeds.
+pub fn decode(encoding: Encoding, bytes: &[u8]) -> Result<ExportTraceServiceRequest, ApiError> {
+    match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes).map_err(|e| {
+            ApiError::bad_request(
+                "malformed_protobuf",
+                format!("the body is not an OTLP ExportTraceServiceRequest: {e}"),
+            )
+        }),
+        Encoding::Json if bytes.trim_ascii().is_empty() => Ok(ExportTraceServiceRequest::default()),
+        Encoding::Json => serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request(
+                "malformed_json",
+                format!("the body is not an OTLP/JSON ExportTraceServiceRequest: {e}"),
+            )
+        }),
+    }
+}
+
+/// The index of the first resource whose `tenant.id` attribute names a tenant other than
+/// `tenant` (a non-string value counts as another tenant). There is no OpenTelemetry
+/// convention for tenants: the token decides, and this attribute may only agree with it.
+pub fn foreign_tenant(request: &ExportTraceServiceRequest, tenant: &TenantId) -> Option<usize> {
+    request.resource_spans.iter().position(|rs| {
+        rs.resource
+            .as_ref()
+            .and_then(|r| attr(&r.attributes, "tenant.id"))
+            .is_some_and(|v| !matches!(v, any_value::Value::StringValue(s) if s == tenant.as_ref()))
+    })
+}
+
+/// What one export yields.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    /// The tool-call spans as events, in request order.
+    pub events: Vec<ToolCallEvent>,
+    /// One reason per tool-call span refused, `span <id>: <what is wrong>`.
+    pub rejected: Vec<String>,
+    /// Spans that are not tool calls.
+    pub ignored: usize,
+}
+
+/// Maps every span of the export: tool calls to events (or rejections), the rest ignored.
+pub fn map_request(request: &ExportTraceServiceRequest, limits: &EventLimits) -> Mapped {
+    let spans: Vec<&Span> = request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .collect();
+    let tree = SpanTree::new(&spans);
+    let mut mapped = Mapped::default();
+    for span in spans {
+        if !is_tool_call(&span.attributes) {
+            mapped.ignored += 1;
+            continue;
+        }
+        match to_event(span, &tree, limits) {
+            Ok(event) => mapped.events.push(event),
+            Err(reason) => mapped.rejected.push(reason),
+        }
+    }
+    mapped
+}
+
+/// A span is a tool call when any family's marker says so.
+pub fn is_tool_call(attrs: &[KeyValue]) -> bool {
+    text_is(attrs, "gen_ai.operation.name", "execute_tool")
+        || text_is(attrs, "openinference.span.kind", "TOOL")
+        || text_is(attrs, "traceloop.span.kind", "tool")
+        || text_is(attrs, "mcp.method.name", "tools/call")
+        || attr(attrs, "gen_ai.tool.name").is_some()
+}
+
+/// The spans of one export by (trace id, span id), to find a tool call's invoking agent.
+struct SpanTree<'a> {
+    by_id: HashMap<(&'a [u8], &'a [u8]), &'a Span>,
+}
+
+impl<'a> SpanTree<'a> {
+    fn new(spans: &[&'a Span]) -> Self {
+        let mut by_id = HashMap::with_capacity(spans.len());
+        for span in spans {
+            by_id
+                .entry((span.trace_id.as_slice(), span.span_id.as_slice()))
+                .or_insert(*span);
+        }
+        SpanTree { by_id }
+    }
+
+    /// The nearest `invoke_agent` ancestor present in this export.
+    fn invoking_agent(&self, span: &Span) -> Option<&'a Span> {
+        let mut parent = span.parent_span_id.as_slice();
+        for _ in 0..MAX_ANCESTORS {
+            let p = *self.by_id.get(&(span.trace_id.as_slice(), parent))?;
+            if text_is(&p.attributes, "gen_ai.operation.name", "invoke_agent") {
+                return Some(p);
+            }
+            parent = p.parent_span_id.as_slice();
+        }
+        None
+    }
+}
+
+fn to_event(span: &Span, tree: &SpanTree, limits: &EventLimits) -> Result<ToolCallEvent, String> {
+    let id = valid_id(&span.span_id, 8).ok_or_else(|| {
+        format!(
+            "span {:?}: spanId must be 8 bytes and not all zero",
+            hex::encode(&span.span_id)
+        )
+    })?;
+    let refuse = |what: &str| format!("span {id}: {what}");
+    valid_id(&span.trace_id, 16).ok_or_else(|| refuse("traceId must be 16 bytes and not all zero"))?;
+    let attrs = &span.attributes;
+    let tool = TOOL_NAME_KEYS
+        .iter()
+        .find_map(|k| text(attrs, k))
+        .ok_or_else(|| refuse("no tool name (gen_ai.tool.name, tool.name or traceloop.entity.name)"))?;
+    let start = i64::try_from(span.start_time_unix_nano)
+        .ok()
+        .filter(|ns| *ns > 0)
+        .map(DateTime::from_timestamp_nanos)
+        .ok_or_else(|| refuse("startTimeUnixNano must be set and before the year 2262"))?;
+    let duration_ms = (span.end_time_unix_nano >= span.start_time_unix_nano)
+        .then(|| (span.end_time_unix_nano - span.start_time_unix_nano) / 1_000_000);
+
+    let error_type = text(attrs, "error.type");
+    let failed = span.status.as_ref().is_some_and(|s| s.code == SpanStatus::Error as i32);
+    let outcome = if failed || error_type.is_some() {
+        "error"
+    } else {
+        "success"
+    };
+    let agent_span = tree.invoking_agent(span);
+    let from_span_or_agent = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| text(attrs, k))
+            .or_else(|| agent_span.and_then(|a| keys.iter().find_map(|k| text(&a.attributes, k))))
+    };
+
+    // Through the `/v1/events` shape, so an event from a span is held to exactly the rules of
+    // the JSON route. Optional labels are cut to their limits rather than refused: a long
+    // agent name is no reason to lose a tool call the exporter will never re-send.
+    let mut raw = json!({
+        "event_id": id,
+        "timestamp": start.to_rfc3339_opts(SecondsFormat::Nanos, true),
+        "tool": tool,
+        "params": arguments(attrs),
+        "outcome": outcome,
+    });
+    let optional = [
+        ("duration_ms", duration_ms.map(Value::from)),
+        ("error_code", error_type.map(|e| truncate(e, 64).into())),
+        (
+            "agent_id",
+            from_span_or_agent(&AGENT_KEYS).map(|a| truncate(a, 128).into()),
+        ),
+        (
+            "session_id",
+            from_span_or_agent(&SESSION_KEYS).map(|s| truncate(s, 128).into()),
+        ),
+    ];
+    for (field, value) in optional {
+        if let Some(value) = value {
+            raw[field] = value;
+        }
+    }
+    ToolCallEvent::parse(&raw, limits)
+        .map(|(event, _)| event)
+        .map_err(|e| refuse(&format!("{} {}", otlp_field(&e.field), e.message)))
+}
+
+/// The hex of a trace or span id of the right length that is not all zero (the spec's
+/// invalid id).
+fn valid_id(id: &[u8], len: usize) -> Option<String> {
+    (id.len() == len && id.iter().any(|b| *b != 0)).then(|| hex::encode(id))
+}
+
+/// Names an event rule's field as the exporter knows it.
+fn otlp_field(field: &str) -> &str {
+    match field {
+        "timestamp" => "startTimeUnixNano",
+        "tool" => "tool name",
+        "params" => "arguments",
+        "duration_ms" => "endTimeUnixNano",
+        other => other,
+    }
+}
+
+/// The call's arguments as an object, from the first attribute that carries them:
+/// GenAI `gen_ai.tool.call.arguments` (object, kvlist or JSON text), OpenInference
+/// `input.value` (JSON text; `tool.parameters` there is the tool's schema, not the call's
+/// arguments), OpenLLMetry `traceloop.entity.input`. Absent arguments (they are opt-in in
+/// most SDKs) are `{}`. Arguments that are JSON but not an object are kept under `_args`;
+/// text that is not JSON is kept under `_raw` and flagged `"_unparsed": true`.
+pub fn arguments(attrs: &[KeyValue]) -> Value {
+    if let Some(v) = attr(attrs, "gen_ai.tool.call.arguments") {
+        return match v {
+            any_value::Value::StringValue(s) => arguments_from_text(s),
+            other => as_object(to_json(other)),
+        };
+    }
+    if let Some(any_value::Value::StringValue(s)) = attr(attrs, "input.value") {
+        return arguments_from_text(s);
+    }
+    if let Some(any_value::Value::StringValue(s)) = attr(attrs, "traceloop.entity.input") {
+        return unwrap_traceloop(arguments_from_text(s));
+    }
+    Value::Object(Map::new())
+}
+
+fn arguments_from_text(text: &str) -> Value {
+    if text.trim().is_empty() {
+        return Value::Object(Map::new());
+    }
+    match serde_json::from_str(text) {
+        Ok(v) => as_object(v),
+        Err(_) => json!({"_raw": text, "_unparsed": true}),
+    }
+}
+
+fn as_object(v: Value) -> Value {
+    match v {
+        Value::Object(_) => v,
+        Value::Null => Value::Object(Map::new()),
+        other => json!({ "_args": other }),
+    }
+}
+
+/// OpenLLMetry's `@tool` decorator records `{"args": [...], "kwargs": {...}}`; a call made
+/// with keyword arguments only is its kwargs, so it matches the other families' shape.
+fn unwrap_traceloop(v: Value) -> Value {
+    let Value::Object(mut obj) = v else { return v };
+    let only_args_kwargs = obj.len() == 2 && obj.contains_key("args") && obj.contains_key("kwargs");
+    let no_positional = obj.get("args").and_then(Value::as_array).is_some_and(Vec::is_empty);
+    if only_args_kwargs && no_positional && obj.get("kwargs").is_some_and(Value::is_object) {
+        return obj.remove("kwargs").unwrap_or_default();
+    }
+    Value::Object(obj)
+}
+
+/// An attribute value as JSON: kvlists become objects, bytes hex, non-finite doubles null.
+fn to_json(v: &any_value::Value) -> Value {
+    use any_value::Value as V;
+    match v {
+        V::StringValue(s) => Value::String(s.clone()),
+        V::BoolValue(b) => Value::Bool(*b),
+        V::IntValue(i) => Value::from(*i),
+        V::DoubleValue(d) => serde_json::Number::from_f64(*d).map_or(Value::Null, Value::Number),
+        V::BytesValue(b) => Value::String(hex::encode(b)),
+        V::ArrayValue(a) => Value::Array(
+            a.values
+                .iter()
+                .map(|v| v.value.as_ref().map_or(Value::Null, to_json))
+                .collect(),
+        ),
+        V::KvlistValue(kv) => {
+            let mut obj = Map::new();
+            for pair in &kv.values {
+                let value = pair.value.as_ref().and_then(|v| v.value.as_ref());
+                obj.entry(pair.key.clone())
+                    .or_insert_with(|| value.map_or(Value::Null, to_json));
+            }
+            Value::Object(obj)
+        }
+        V::StringValueStrindex(_) => Value::Null,
+    }
+}
+
+/// The first attribute named `key` that has a value.
+fn attr<'a>(attrs: &'a [KeyValue], key: &str) -> Option<&'a any_value::Value> {
+    attrs
+        .iter()
+        .filter(|kv| kv.key == key)
+        .find_map(|kv| kv.value.as_ref()?.value.as_ref())
+}
+
+/// A label attribute: a non-blank string, or an integer (some SDKs record ids as numbers).
+fn text(attrs: &[KeyValue], key: &str) -> Option<String> {
+    match attr(attrs, key)? {
+        any_value::Value::StringValue(s) if !s.trim().is_empty() => Some(s.clone()),
+        any_value::Value::IntValue(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+/// Enumerated values compare without case: `TOOL` and `tool` are both seen in the wild.
+fn text_is(attrs: &[KeyValue], key: &str, expected: &str) -> bool {
+    matches!(attr(attrs, key), Some(any_value::Value::StringValue(s)) if s.eq_ignore_ascii_case(expected))
+}
+
+fn truncate(s: String, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((cut, _)) => s[..cut].to_owned(),
+        None => s,
+    }
+}
+
+/// Unset when every tool-call span was taken; otherwise the count and the first reasons.
+fn partial_success(rejected: &[String]) -> Option<ExportTracePartialSuccess> {
+    if rejected.is_empty() {
+        return None;
+    }
+    let mut message = format!("{} span(s) rejected: ", rejected.len());
+    message.push_str(&rejected[..rejected.len().min(MAX_REASONS)].join("; "));
+    if rejected.len() > MAX_REASONS {
+        message.push_str(&format!("; and {} more", rejected.len() - MAX_REASONS));
+    }
+    Some(ExportTracePartialSuccess {
+        rejected_spans: rejected.len() as i64,
+        error_message: message,
+    })
+}
+
+fn success_response(encoding: Encoding, response: &ExportTraceServiceResponse) -> Response {
+    let body = match encoding {
+        Encoding::Protobuf => response.encode_to_vec(),
+        // ProtoJSON: an unset message is omitted and 64-bit integers are strings.
+        Encoding::Json => {
+            let body = match &response.partial_success {
+                None => json!({}),
+                Some(p) => json!({"partialSuccess": {
+                    "rejectedSpans": p.rejected_spans.to_string(),
+                    "errorMessage": p.error_message,
+                }}),
+            };
+            body.to_string().into_bytes()
+        }
+    };
+    (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+/// `google.rpc.Status`, which OTLP/HTTP puts in the body of every 4xx and 5xx.
+#[derive(Clone, PartialEq, Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+/// In protobuf, the `Status` OTLP asks for. In JSON, that `Status` (`code`, `message`) and
+/// Vigil's own `error` object beside it, so OTLP clients and Vigil's clients both read it.
+fn error_response(encoding: Encoding, e: &ApiError) -> Response {
+    let code = grpc_code(e.status());
+    let mut response = match encoding {
+        Encoding::Protobuf => {
+            let status = RpcStatus {
+                code,
+                message: format!("{}: {}", e.code(), e.message()),
+            };
+            (
+                e.status(),
+                [(header::CONTENT_TYPE, encoding.content_type())],
+                status.encode_to_vec(),
+            )
+                .into_response()
+        }
+        Encoding::Json => {
+            let mut error = json!({"code": e.code(), "message": e.message()});
+            if let Some(field) = e.field() {
+                error["field"] = field.into();
+            }
+            let body = json!({"code": code, "message": e.message(), "error": error});
+            (e.status(), Json(body)).into_response()
+        }
+    };
+    if let Some(secs) = e.retry_after() {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// The gRPC status code that corresponds to an HTTP status, for `google.rpc.Status.code`.
+fn grpc_code(status: StatusCode) -> i32 {
+    match status.as_u16() {
+        400 | 413 | 415 | 422 => 3, // INVALID_ARGUMENT
+        401 => 16,                  // UNAUTHENTICATED
+        403 => 7,                   // PERMISSION_DENIED
+        404 => 5,                   // NOT_FOUND
+        429 => 8,                   // RESOURCE_EXHAUSTED
+        503 => 14,                  // UNAVAILABLE
+        500 => 13,                  // INTERNAL
+        _ => 2,                     // UNKNOWN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Outcome;
+    use chrono::{Duration, Utc};
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, ArrayValue, KeyValueList};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+
+    const TRACE: [u8; 16] = [0x4b; 16];
+    /// 2026-11-26T11:59:00Z, a minute before the test clock's now.
+    const START_NS: u64 = 1_795_694_340_000_000_000;
+
+    fn limits() -> EventLimits {
+        EventLimits {
+            now: "2026-11-26T12:00:00Z".parse().unwrap(),
+            max_future: Duration::minutes(5),
+            retention: Duration::days(90),
+        }
+    }
+
+    fn kv(key: &str, value: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue { value: Some(value) }),
+            ..Default::default()
+        }
+    }
+
+    fn s(key: &str, value: &str) -> KeyValue {
+        kv(key, any_value::Value::StringValue(value.to_owned()))
+    }
+
+    fn kvlist(pairs: Vec<KeyValue>) -> any_value::Value {
+        any_value::Value::KvlistValue(KeyValueList { values: pairs })
+    }
+
+    fn span_id(n: u8) -> Vec<u8> {
+        vec![0, 0, 0, 0, 0, 0, 0xa0, n]
+    }
+
+    /// A span `n` of the one test trace, started at [`START_NS`], 250 ms long.
+    fn span(n: u8, parent: Option<u8>, name: &str, attributes: Vec<KeyValue>) -> Span {
+        Span {
+            trace_id: TRACE.to_vec(),
+            span_id: span_id(n),
+            parent_span_id: parent.map(span_id).unwrap_or_default(),
+            name: name.to_owned(),
+            start_time_unix_nano: START_NS,
+            end_time_unix_nano: START_NS + 250_000_000,
+            attributes,
+            ..Default::default()
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        request_with_resource(vec![s("service.name", "triage-bot")], spans)
+    }
+
+    fn request_with_resource(resource: Vec<KeyValue>, spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: resource,
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// The agent run every family's tool span sits under: GenAI's `invoke_agent`.
+    fn agent_run() -> Span {
+        span(
+            1,
+            None,
+            "invoke_agent triage",
+            vec![
+                s("gen_ai.operation.name", "invoke_agent"),
+                s("gen_ai.agent.id", "triage"),
+                s("gen_ai.conversation.id", "conv-1"),
+            ],
+        )
+    }
+
+    /// Maps the agent run and `tool_span`; returns the one event, failing on anything else.
+    #[track_caller]
+    fn one_event(tool_span: Span) -> ToolCallEvent {
+        let mapped = map_request(&request(vec![agent_run(), tool_span]), &limits());
+        assert_eq!(mapped.rejected, Vec::<String>::new());
+        assert_eq!(mapped.ignored, 1, "the agent run is not a tool call");
+        assert_eq!(mapped.events.len(), 1);
+        mapped.events.into_iter().next().unwrap()
+    }
+
+    fn expected_event() -> ToolCallEvent {
+        ToolCallEvent::parse(
+            &json!({"event_id": "000000000000a002", "timestamp": "2026-11-26T11:59:00Z",
+                    "tool": "github.list_issues", "params": {"repo": "web", "state": "open"},
+                    "outcome": "success", "duration_ms": 250, "agent_id": "triage", "session_id": "conv-1"}),
+            &limits(),
+        )
+        .unwrap()
+        .0
+    }
+
+    #[test]
+    fn every_family_maps_its_tool_span_to_the_same_event() {
+        let families = [
+            (
+                "OpenTelemetry GenAI",
+                span(
+                    2,
+                    Some(1),
+                    "execute_tool github.list_issues",
+                    vec![
+                        s("gen_ai.operation.name", "execute_tool"),
+                        s("gen_ai.tool.name", "github.list_issues"),
+                        s("gen_ai.tool.call.id", "call_Xyz"),
+                        s("gen_ai.tool.call.arguments", r#"{"repo": "web", "state": "open"}"#),
+                        s("gen_ai.agent.id", "triage"),
+                        s("gen_ai.conversation.id", "conv-1"),
+                    ],
+                ),
+            ),
+            (
+                "OpenInference",
+                span(
+                    2,
+                    Some(1),
+                    "github.list_issues",
+                    vec![
+                        s("openinference.span.kind", "TOOL"),
+                        s("tool.name", "github.list_issues"),
+                        s(
+                            "tool.parameters",
+                            r#"{"type": "object", "properties": {"repo": {"type": "string"}}}"#,
+                        ),
+                        s("input.value", r#"{"repo": "web", "state": "open"}"#),
+                        s("input.mime_type", "application/json"),
+                        s("session.id", "conv-1"),
+                    ],
+                ),
+            ),
+            (
+                "OpenLLMetry",
+                span(
+                    2,
+                    Some(1),
+                    "github.list_issues.tool",
+                    vec![
+                        s("traceloop.span.kind", "tool"),
+                        s("traceloop.entity.name", "github.list_issues"),
+                        s(
+                            "traceloop.entity.input",
+                            r#"{"args": [], "kwargs": {"repo": "web", "state": "open"}}"#,
+                        ),
+                    ],
+                ),
+            ),
+            (
+                "MCP",
+                span(
+                    2,
+                    Some(1),
+                    "tools/call github.list_issues",
+                    vec![
+                        s("mcp.method.name", "tools/call"),
+                        s("gen_ai.tool.name", "github.list_issues"),
+                        kv(
+                            "gen_ai.tool.call.arguments",
+                            kvlist(vec![s("repo", "web"), s("state", "open")]),
+                        ),
+                        s("mcp.session.id", "conv-1"),
+                    ],
+                ),
+            ),
+        ];
+        for (family, tool_span) in families {
+            assert_eq!(one_event(tool_span), expected_event(), "{family}");
+        }
+    }
+
+    #[test]
+    fn spans_are_classified_by_attributes_never_by_name() {
+        let spans = vec![
+            span(1, None, "execute_tool github.list_issues", vec![]),
+            span(
+                2,
+                None,
+                "github.list_issues.tool",
+                vec![s("gen_ai.operation.name", "chat")],
+            ),
+            span(3, None, "ai.toolCall", vec![s("http.request.method", "POST")]),
+            span(4, None, "tools/call x", vec![s("mcp.method.name", "tools/list")]),
+            span(5, None, "whatever", vec![s("gen_ai.tool.name", "db.query")]),
+            span(
+                6,
+                None,
+                "whatever",
+                vec![s("openinference.span.kind", "tool"), s("tool.name", "db.query")],
+            ),
+        ];
+        let mapped = map_request(&request(spans), &limits());
+        assert_eq!(mapped.ignored, 4);
+        let ids: Vec<&str> = mapped.events.iter().map(|e| e.event_id.as_ref()).collect();
+        assert_eq!(ids, ["000000000000a005", "000000000000a006"]);
+    }
+
+    #[track_caller]
+    fn check_arguments(attributes: Vec<KeyValue>, expected: Value) {
+        assert_eq!(arguments(&attributes), expected);
+    }
+
+    #[test]
+    fn arguments_become_an_object_whatever_shape_they_arrive_in() {
+        check_arguments(vec![], json!({}));
+        check_arguments(
+            vec![s("gen_ai.tool.call.arguments", r#"{"a": {"b": [1, 2]}}"#)],
+            json!({"a": {"b": [1, 2]}}),
+        );
+        check_arguments(
+            vec![kv(
+                "gen_ai.tool.call.arguments",
+                kvlist(vec![
+                    kv("n", any_value::Value::IntValue(3)),
+                    kv("x", any_value::Value::DoubleValue(0.5)),
+                    kv("ok", any_value::Value::BoolValue(true)),
+                    kv("raw", any_value::Value::BytesValue(vec![0xca, 0xfe])),
+                    kv(
+                        "list",
+                        any_value::Value::ArrayValue(ArrayValue {
+                            values: vec![AnyValue {
+                                value: Some(any_value::Value::StringValue("a".into())),
+                            }],
+                        }),
+                    ),
+                ]),
+            )],
+            json!({"n": 3, "x": 0.5, "ok": true, "raw": "cafe", "list": ["a"]}),
+        );
+        check_arguments(
+            vec![s("gen_ai.tool.call.arguments", "[1, 2]")],
+            json!({"_args": [1, 2]}),
+        );
+        check_arguments(vec![s("gen_ai.tool.call.arguments", "null")], json!({}));
+        check_arguments(vec![s("gen_ai.tool.call.arguments", "  ")], json!({}));
+        check_arguments(
+            vec![s("gen_ai.tool.call.arguments", "repo=web, state=open")],
+            json!({"_raw": "repo=web, state=open", "_unparsed": true}),
+        );
+        check_arguments(
+            vec![kv("gen_ai.tool.call.arguments", any_value::Value::IntValue(7))],
+            json!({"_args": 7}),
+        );
+        // OpenInference's tool.parameters is the tool's JSON schema, never the call's arguments.
+        check_arguments(vec![s("tool.parameters", r#"{"type": "object"}"#)], json!({}));
+        check_arguments(
+            vec![
+                s("input.value", r#"{"q": 1}"#),
+                s("gen_ai.tool.call.arguments", r#"{"q": 2}"#),
+            ],
+            json!({"q": 2}),
+        );
+        check_arguments(
+            vec![s("traceloop.entity.input", r#"{"args": ["web"], "kwargs": {}}"#)],
+            json!({"args": ["web"], "kwargs": {}}),
+        );
+    }
+
+    #[test]
+    fn a_failed_span_is_an_error_with_its_error_type() {
+        let failed = |status: Option<i32>, extra: Vec<KeyValue>| {
+            let mut attributes = vec![s("gen_ai.tool.name", "db.query")];
+            attributes.extend(extra);
+            let mut sp = span(2, None, "t", attributes);
+            sp.status = status.map(|code| Status {
+                code,
+                message: "boom".into(),
+            });
+            let event = one_event(sp);
+            (event.outcome, event.error_code)
+        };
+        assert_eq!(failed(None, vec![]), (Outcome::Success, None));
+        assert_eq!(failed(Some(SpanStatus::Ok as i32), vec![]), (Outcome::Success, None));
+        assert_eq!(failed(Some(SpanStatus::Error as i32), vec![]), (Outcome::Error, None));
+        assert_eq!(
+            failed(None, vec![s("error.type", "TimeoutError")]),
+            (Outcome::Error, Some("TimeoutError".into()))
+        );
+        let long = "E".repeat(100);
+        assert_eq!(failed(None, vec![s("error.type", &long)]).1.unwrap().len(), 64);
+    }
+
+    #[test]
+    fn the_agent_is_the_spans_own_or_its_nearest_invoke_agent_ancestors() {
+        let agent = |n: u8, parent: Option<u8>, name: &str| {
+            span(
+                n,
+                parent,
+                "invoke_agent",
+                vec![s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.agent.name", name)],
+            )
+        };
+        let tool = |n: u8, parent: u8, own: Option<&str>| {
+            let mut attributes = vec![s("gen_ai.tool.name", "db.query")];
+            attributes.extend(own.map(|a| s("gen_ai.agent.name", a)));
+            span(n, Some(parent), "t", attributes)
+        };
+        let chain_step = span(3, Some(2), "chain", vec![s("gen_ai.operation.name", "chat")]);
+        let spans = vec![
+            agent(1, None, "planner"),
+            agent(2, Some(1), "coder"),
+            chain_step,
+            tool(4, 3, None),
+            tool(5, 3, Some("reviewer")),
+            tool(6, 9, None),
+        ];
+        let mapped = map_request(&request(spans), &limits());
+        let agents: Vec<Option<&str>> = mapped.events.iter().map(|e| e.agent_id.as_deref()).collect();
+        assert_eq!(agents, [Some("coder"), Some("reviewer"), None]);
+
+        // A parent chain that loops back on itself ends; it does not hang.
+        let mut looped = tool(7, 8, None);
+        looped.parent_span_id = span_id(8);
+        let mut other = span(8, Some(7), "x", vec![]);
+        other.parent_span_id = span_id(7);
+        let mapped = map_request(&request(vec![looped, other]), &limits());
+        assert_eq!(mapped.events[0].agent_id, None);
+    }
+
+    #[test]
+    fn a_tool_span_that_breaks_a_rule_is_rejected_alone_with_its_reason() {
+        let tool = |n: u8| span(n, None, "t", vec![s("gen_ai.tool.name", "db.query")]);
+        let mut no_span_id = tool(1);
+        no_span_id.span_id = vec![];
+        let mut zero_span_id = tool(1);
+        zero_span_id.span_id = vec![0; 8];
+        let mut short_trace = tool(2);
+        short_trace.trace_id = vec![1; 8];
+        let mut zero_trace = tool(3);
+        zero_trace.trace_id = vec![0; 16];
+        let unnamed = span(4, None, "db.query", vec![s("gen_ai.operation.name", "execute_tool")]);
+        let mut unstarted = tool(5);
+        unstarted.start_time_unix_nano = 0;
+        let mut ancient = tool(6);
+        ancient.start_time_unix_nano = START_NS - 100 * 86_400 * 1_000_000_000;
+        let mut future = tool(7);
+        future.start_time_unix_nano = START_NS + 600 * 1_000_000_000;
+        future.end_time_unix_nano = future.start_time_unix_nano;
+        let mut huge = tool(8);
+        huge.attributes.push(s(
+            "gen_ai.tool.call.arguments",
+            &json!({"b": "x".repeat(70_000)}).to_string(),
+        ));
+        let spans = vec![
+            no_span_id,
+            zero_span_id,
+            short_trace,
+            zero_trace,
+            unnamed,
+            unstarted,
+            ancient,
+            future,
+            huge,
+            tool(9),
+        ];
+        let mapped = map_request(&request(spans), &limits());
+        assert_eq!(mapped.events.len(), 1, "{:#?}", mapped.rejected);
+        assert_eq!(mapped.events[0].event_id.as_ref(), "000000000000a009");
+        let expected = [
+            r#"span "": spanId must be 8 bytes"#,
+            r#"span "0000000000000000": spanId must be 8 bytes"#,
+            "span 000000000000a002: traceId must be 16 bytes",
+            "span 000000000000a003: traceId must be 16 bytes",
+            "span 000000000000a004: no tool name",
+            "span 000000000000a005: startTimeUnixNano must be set",
+            "span 000000000000a006: startTimeUnixNano is older than the retention of 90 days",
+            "span 000000000000a007: startTimeUnixNano is more than 300 seconds in the future",
+            "span 000000000000a008: arguments must be at most 65536 bytes",
+        ];
+        assert_eq!(mapped.rejected.len(), expected.len());
+        for (reason, prefix) in mapped.rejected.iter().zip(expected) {
+            assert!(reason.starts_with(prefix), "{reason:?} should start with {prefix:?}");
+        }
+        let partial = partial_success(&mapped.rejected).unwrap();
+        assert_eq!(partial.rejected_spans, 9);
+        assert!(partial.error_message.starts_with("9 span(s) rejected: span \"\""));
+        assert!(
+            partial.error_message.ends_with("; and 4 more"),
+            "{}",
+            partial.error_message
+        );
+        assert_eq!(partial_success(&[]), None);
+    }
+
+    #[test]
+    fn duration_needs_an_end_after_the_start() {
+        let tool = |end: u64| {
+            let mut sp = span(2, None, "t", vec![s("gen_ai.tool.name", "db.query")]);
+            sp.end_time_unix_nano = end;
+            one_event(sp).duration_ms
+        };
+        assert_eq!(tool(START_NS + 1_500_000_000), Some(1500));
+        assert_eq!(tool(0), None);
+        assert_eq!(tool(START_NS - 1), None);
+    }
+
+    #[test]
+    fn long_labels_are_cut_at_a_character_boundary() {
+        let mut sp = span(2, None, "t", vec![s("gen_ai.tool.name", "db.query")]);
+        sp.attributes.push(s("gen_ai.agent.name", &"é".repeat(200)));
+        assert_eq!(one_event(sp).agent_id.unwrap().chars().count(), 128);
+    }
+
+    #[test]
+    fn only_a_resource_naming_another_tenant_is_foreign() {
+        let acme = TenantId::parse("acme").unwrap();
+        let with = |attrs: Vec<KeyValue>| foreign_tenant(&request_with_resource(attrs, vec![]), &acme);
+        assert_eq!(with(vec![]), None);
+        assert_eq!(with(vec![s("tenant.id", "acme")]), None);
+        assert_eq!(with(vec![s("tenant.id", "globex")]), Some(0));
+        assert_eq!(with(vec![kv("tenant.id", any_value::Value::IntValue(1))]), Some(0));
+    }
+
+    #[test]
+    fn otlp_json_decodes_with_hex_ids_integer_enums_and_either_int64_form() {
+        let body = json!({"resourceSpans": [{
+            "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "bot"}},
+                                        {"key": "empty", "value": {}}]},
+            "futureField": true,
+            "scopeSpans": [{"scope": {"name": "x"}, "spans": [
+                {"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+                 "name": "execute_tool db.query", "kind": 1,
+                 "startTimeUnixNano": START_NS.to_string(), "endTimeUnixNano": START_NS + 2_000_000,
+                 "attributes": [{"key": "gen_ai.operation.name", "value": {"stringValue": "execute_tool"}},
+                                {"key": "gen_ai.tool.name", "value": {"stringValue": "db.query"}},
+                                {"key": "attempt", "value": {"intValue": "2"}},
+                                {"key": "nothing", "value": {}}],
+                 "status": {"code": 2, "message": "timeout"}}]}]}]});
+        let request = decode(Encoding::Json, body.to_string().as_bytes()).unwrap();
+        let mapped = map_request(&request, &limits());
+        assert_eq!(mapped.rejected, Vec::<String>::new());
+        let event = &mapped.events[0];
+        assert_eq!(event.event_id.as_ref(), "eee19b7ec3c1b174");
+        assert_eq!(event.outcome, Outcome::Error);
+        assert_eq!(event.duration_ms, Some(2));
+        assert_eq!(
+            event.timestamp,
+            "2026-11-26T11:59:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
+
+        let protobuf = decode(Encoding::Protobuf, &request.encode_to_vec()).unwrap();
+        assert_eq!(protobuf, request, "both encodings carry the same request");
+    }
+
+    #[test]
+    fn an_empty_export_decodes_in_either_encoding() {
+        for (encoding, body) in [
+            (Encoding::Json, &b"{}"[..]),
+            (Encoding::Json, b""),
+            (Encoding::Json, b" \n"),
+            (Encoding::Json, br#"{"resourceSpans": []}"#),
+            (Encoding::Protobuf, b""),
+        ] {
+            let request = decode(encoding, body).unwrap();
+            assert!(request.resource_spans.is_empty(), "{body:?}");
+        }
+    }
+
+    #[test]
+    fn an_undecodable_body_is_a_400_named_after_its_encoding() {
+        for (encoding, body, code) in [
+            (Encoding::Json, &b"{\"resourceSpans\": ["[..], "malformed_json"),
+            (
+                Encoding::Json,
+                br#"{"resourceSpans": [{"scopeSpans": [{"spans": [{"spanId": "zz"}]}]}]}"#,
+                "malformed_json",
+            ),
+            (Encoding::Protobuf, b"\xff\xff\xff\xff", "malformed_protobuf"),
+        ] {
+            let err = decode(encoding, body).unwrap_err();
+            assert_eq!((err.status(), err.code()), (StatusCode::BAD_REQUEST, code));
+        }
+    }
+
+    #[test]
+    fn gzip_bodies_inflate_within_the_limit() {
+        use flate2::Compression;
+        use flate2::write::GzEncoder;
+        use std::io::Write;
+        let gzip = |data: &[u8]| {
+            let mut enc = GzEncoder::new(Vec::new(), Compression::default());
+            enc.write_all(data).unwrap();
+            enc.finish().unwrap()
+        };
+        assert_eq!(&gunzip(&gzip(b"hello"), 5).unwrap()[..], b"hello");
+        assert_eq!(
+            gunzip(&gzip(&[0; 6]), 5).unwrap_err().status(),
+            StatusCode::PAYLOAD_TOO_LARGE
+        );
+        assert_eq!(gunzip(b"not gzip", 5).unwrap_err().code(), "malformed_gzip");
+    }
+
+    #[test]
+    fn content_types_are_matched_on_their_media_type() {
+        assert_eq!(
+            Encoding::from_content_type("application/x-protobuf"),
+            Some(Encoding::Protobuf)
+        );
+        assert_eq!(
+            Encoding::from_content_type("Application/JSON; charset=utf-8"),
+            Some(Encoding::Json)
+        );
+        assert_eq!(Encoding::from_content_type("text/plain"), None);
+    }
+}
