@@ -180,10 +180,16 @@ impl VaultBackend {
         .map_err(|e| classify(&format!("writing the metadata of {mount}/{path}"), e))
     }
 
-    /// Counts the leases, revokes them all, then checks that none is left.
+    /// Counts the leases, revokes them all, then checks that none is left. Counting needs
+    /// `list`+`sudo` on `sys/leases/lookup`; a token allowed only to revoke still revokes, and
+    /// the result says the count was not permitted.
     async fn revoke_lease_prefix(&self, prefix: &str) -> Result<Value, RotateError> {
         let prefix = prefix.trim_end_matches('/');
-        let (counted, truncated) = self.count_leases(prefix).await?;
+        let counted = match self.count_leases(prefix).await {
+            Ok(counted) => Some(counted),
+            Err(ClientError::APIError { code: 403, .. }) => None,
+            Err(e) => return Err(classify(&format!("listing the leases under {prefix}"), e)),
+        };
         vaultrs::api::exec_with_empty(
             &self.client,
             RevokePrefix {
@@ -192,17 +198,23 @@ impl VaultBackend {
         )
         .await
         .map_err(|e| classify(&format!("revoking the leases under {prefix}"), e))?;
-        match self.list_leases(prefix).await? {
-            None => {}
+        let Some((count, truncated)) = counted else {
+            return Ok(
+                json!({"leases_revoked": null, "count": "not permitted: sys/leases/lookup needs list and sudo"}),
+            );
+        };
+        match self.list_leases(prefix).await {
+            Ok(None) => {}
             // Leases issued between the revocation and this check: the retry revokes them too.
-            Some(keys) => {
+            Ok(Some(keys)) => {
                 return Err(RotateError::retryable(format!(
                     "{} entries still under {prefix} after revoke-prefix: new leases are being issued",
                     keys.len()
                 )));
             }
+            Err(e) => return Err(classify(&format!("listing the leases under {prefix}"), e)),
         }
-        let mut result = json!({"leases_revoked": counted});
+        let mut result = json!({"leases_revoked": count});
         if truncated {
             result["count_truncated"] = json!(true);
         }
@@ -210,7 +222,7 @@ impl VaultBackend {
     }
 
     /// Leases under the prefix, walking sub-prefixes; `(count, truncated)`.
-    async fn count_leases(&self, prefix: &str) -> Result<(u64, bool), RotateError> {
+    async fn count_leases(&self, prefix: &str) -> Result<(u64, bool), ClientError> {
         let mut to_list = vec![prefix.to_owned()];
         let mut count = 0;
         let mut lists = 0;
@@ -230,14 +242,14 @@ impl VaultBackend {
     }
 
     /// `None` when nothing is under the prefix (Vault answers 404).
-    async fn list_leases(&self, prefix: &str) -> Result<Option<Vec<String>>, RotateError> {
+    async fn list_leases(&self, prefix: &str) -> Result<Option<Vec<String>>, ClientError> {
         let list = ListLeases {
             prefix: prefix.to_owned(),
         };
         match vaultrs::api::exec_with_result(&self.client, list).await {
             Ok(found) => Ok(Some(found.keys)),
             Err(ClientError::APIError { code: 404, .. }) => Ok(None),
-            Err(e) => Err(classify(&format!("listing the leases under {prefix}"), e)),
+            Err(e) => Err(e),
         }
     }
 

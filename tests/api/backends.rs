@@ -204,6 +204,60 @@ async fn lease_prefix_revokes_the_tenants_database_users_and_leaves_another_tena
 }
 
 #[tokio::test]
+async fn a_vault_token_allowed_only_to_revoke_still_revokes_without_counting() {
+    let db = VaultDatabase::configure().await;
+    let acme = unique_tenant("acme");
+    let role = format!("tenant-{acme}");
+    db.dynamic_role(&role).await;
+    let user = db.lease(&role).await;
+    let prefix = format!("database/creds/{role}");
+    let policy = format!(r#"path "sys/leases/revoke-prefix/{prefix}" {{ capabilities = ["update", "sudo"] }}"#);
+    db.vault
+        .expect_ok(
+            "PUT",
+            &format!("sys/policies/acl/{role}"),
+            Some(json!({ "policy": policy })),
+        )
+        .await;
+    let r = db
+        .vault
+        .call(
+            "POST",
+            "auth/token/create",
+            Some(json!({"policies": [role], "ttl": "10m"})),
+        )
+        .await;
+    let least_privilege: Value = r.json().await.unwrap();
+    let mut config = test_config(&fresh_database().await);
+    config.vault_token = Some(
+        least_privilege["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+            .into(),
+    );
+    let app = spawn_app_with(config).await;
+
+    let binding =
+        json!([{"tools": "db.*", "secrets": [{"backend": "vault", "kind": "lease_prefix", "prefix": prefix}]}]);
+    let token = tenant_with_history(&app, &acme, "db.query", binding).await;
+    burst(&app, &token, "db.query").await;
+
+    let rotation = succeeded_rotation(&app, &acme).await;
+    assert_eq!(rotation["result"]["leases_revoked"], Value::Null, "{rotation:#}");
+    assert!(
+        existing_pg_roles(&app, &[&user]).await.is_empty(),
+        "the lease is revoked"
+    );
+
+    db.vault
+        .expect_ok("DELETE", &format!("sys/policies/acl/{role}"), None)
+        .await;
+    db.remove().await;
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn database_static_role_rotation_advances_vaults_last_rotation() {
     let app = spawn_app().await;
     let db = VaultDatabase::configure().await;
@@ -264,7 +318,7 @@ async fn a_retried_kv2_rotation_returns_its_first_version_instead_of_writing_aga
         .expect_ok(
             "POST",
             &format!("secret/metadata/{path}"),
-            Some(json!({"custom_metadata": {"owner": "team-a"}})),
+            Some(json!({"custom_metadata": {"owner": "team-a"}, "max_versions": 7})),
         )
         .await;
     let vault = VaultBackend::new(
@@ -295,6 +349,7 @@ async fn a_retried_kv2_rotation_returns_its_first_version_instead_of_writing_aga
     let r = app.vault.call("GET", &format!("secret/metadata/{path}"), None).await;
     let meta: Value = r.json().await.unwrap();
     assert_eq!(meta["data"]["custom_metadata"]["owner"], "team-a");
+    assert_eq!(meta["data"]["max_versions"], 7, "the marker changes nothing else");
     assert_eq!(meta["data"]["custom_metadata"]["vigil_rotation_id"], "rot_next");
     app.stop().await;
 }
@@ -466,4 +521,56 @@ async fn an_unfinished_aws_rotation_is_retried_with_a_message_naming_the_pending
         "nothing rotated over the unfinished rotation"
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn bindings_to_missing_secrets_fail_at_once_with_the_backends_message() {
+    let app = spawn_app().await;
+    let acme = unique_tenant("acme");
+    let secret_id = format!("tenants/{acme}/never-created");
+    let role = format!("static-{acme}-never-created");
+    let binding = json!([{"tools": "*", "secrets": [
+        {"backend": "aws", "kind": "secret", "secret_id": secret_id, "method": "put_random"},
+        {"backend": "vault", "kind": "database_static_role", "mount": "database", "role": role}]}]);
+    let token = tenant_with_history(&app, &acme, "db.query", binding).await;
+    burst(&app, &token, "db.query").await;
+
+    let rotations = app.settled_rotations(&acme).await;
+    assert_eq!(rotations.len(), 2, "{rotations:#?}");
+    for rotation in &rotations {
+        assert_eq!(rotation["status"], "failed", "{rotation:#}");
+        assert_eq!(rotation["attempts"], 1, "not retried: only a person can fix it");
+    }
+    let error_of = |backend: &str| {
+        rotations
+            .iter()
+            .find(|r| r["secret"]["backend"] == backend)
+            .and_then(|r| r["error"].as_str())
+            .unwrap()
+            .to_owned()
+    };
+    let aws = error_of("aws");
+    assert!(
+        aws.contains("ResourceNotFoundException") && aws.contains(&secret_id),
+        "{aws}"
+    );
+    let vault = error_of("vault");
+    assert!(vault.contains(&role), "{vault}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_secrets_manager_is_a_retryable_error() {
+    // Port 1 on loopback: nothing listens, the connection is refused at once.
+    let aws = AwsBackend::new(AwsSettings {
+        endpoint_url: Some("http://127.0.0.1:1".to_owned()),
+        region: Some("us-east-1".to_owned()),
+    })
+    .unwrap();
+    let secret =
+        SecretRef::parse(&json!({"backend": "aws", "kind": "secret", "secret_id": "x", "method": "put_random"}))
+            .unwrap();
+    let err = aws.rotate(&secret, "rot_unreachable").await.unwrap_err();
+    assert!(err.retryable, "{}", err.message);
+    assert!(err.message.contains("unreachable"), "{}", err.message);
 }
