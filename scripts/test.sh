@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # scripts/test.sh — THE test command (README and CI use it).
 #
-# 1. starts the real peers with scripts/backends.sh (BACKENDS, default "postgres vault") and
-#    exports what .backends/env says (VIGIL_TEST_DATABASE_URL, VIGIL_TEST_VAULT_ADDR,
-#    VIGIL_TEST_VAULT_TOKEN, ...), so the integration tests find them;
+# 1. starts the real peers with scripts/backends.sh (BACKENDS, default "postgres vault moto
+#    alertmanager") and exports what .backends/env says (VIGIL_TEST_DATABASE_URL,
+#    VIGIL_TEST_VAULT_ADDR, VIGIL_TEST_AWS_ENDPOINT_URL, VIGIL_TEST_ALERTMANAGER_URL, ...), so the
+#    integration tests find them;
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets;
 # 3. on exit, stops the backends this run launched (ones it found running are left alone),
 #    unless KEEP_BACKENDS=1.
@@ -47,7 +48,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-section "backends (${BACKENDS:-postgres vault})"
+export BACKENDS=${BACKENDS:-postgres vault moto alertmanager}
+section "backends ($BACKENDS)"
 scripts/backends.sh start "$BACKENDS_DIR" >/dev/null
 STARTED=$(tr '\n' ' ' <"$BACKENDS_DIR/started" | sed 's/ *$//')
 # shellcheck disable=SC1091

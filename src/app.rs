@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
-use crate::secrets::{Secrets, VaultBackend};
+use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend};
 use crate::shard::{self, Pipeline, Router, TenantState};
 use crate::store;
 use anyhow::Context;
@@ -144,7 +144,12 @@ impl App {
                 (Some(addr), Some(token)) => Some(Arc::new(VaultBackend::new(addr, token.expose_secret())?)),
                 _ => None,
             },
-            aws: None,
+            // Always available: credentials come from the standard AWS chain, and the client is
+            // built on first use, so a deployment without AWS bindings never reaches AWS.
+            aws: Some(Arc::new(AwsBackend::new(AwsSettings {
+                endpoint_url: config.aws_endpoint_url.clone(),
+                region: config.aws_region.clone(),
+            })?)),
         };
         let (stop_workers, stopped) = watch::channel(false);
         let worker = RotationWorker {

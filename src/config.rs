@@ -19,6 +19,10 @@ pub struct Config {
     pub redaction_key: Option<SecretString>,
     pub vault_addr: Option<String>,
     pub vault_token: Option<SecretString>,
+    /// Secrets Manager endpoint override, for local peers (moto); `None` is AWS itself.
+    pub aws_endpoint_url: Option<String>,
+    /// AWS region; `None` leaves it to the standard chain (`AWS_REGION`, profile).
+    pub aws_region: Option<String>,
     pub baselines_dir: PathBuf,
     /// Shard workers; each owns the baselines of the tenants that hash to it.
     pub shards: usize,
@@ -38,6 +42,8 @@ struct FileConfig {
     redaction_key: Option<String>,
     vault_addr: Option<String>,
     vault_token: Option<String>,
+    aws_endpoint_url: Option<String>,
+    aws_region: Option<String>,
     baselines_dir: Option<PathBuf>,
     shards: Option<usize>,
     shard_queue: Option<usize>,
@@ -85,6 +91,8 @@ impl Config {
             redaction_key: pick("REDACTION_KEY", file.redaction_key).map(Into::into),
             vault_addr: pick("VAULT_ADDR", file.vault_addr),
             vault_token: pick("VAULT_TOKEN", file.vault_token).map(Into::into),
+            aws_endpoint_url: pick("AWS_ENDPOINT_URL", file.aws_endpoint_url),
+            aws_region: pick("AWS_REGION", file.aws_region),
             baselines_dir: env("VIGIL_BASELINES_DIR")
                 .map(PathBuf::from)
                 .or(file.baselines_dir)
@@ -122,18 +130,24 @@ impl Config {
             Some(_) => "\"********\"".to_owned(),
             None => "# unset".to_owned(),
         };
+        let plain = |s: &Option<String>| {
+            s.as_deref()
+                .map(|v| format!("{v:?}"))
+                .unwrap_or_else(|| "# unset".to_owned())
+        };
         format!(
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
-             vault_token = {}\nbaselines_dir = {:?}\nshards = {}\nshard_queue = {}\nretention_days = {}\n",
+             vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
+             shard_queue = {}\nretention_days = {}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
             mask(&self.redaction_key),
-            self.vault_addr
-                .as_deref()
-                .map(|a| format!("{a:?}"))
-                .unwrap_or_else(|| "# unset".to_owned()),
+            plain(&self.vault_addr),
             mask(&self.vault_token),
+            // An endpoint may carry basic-auth credentials (a proxy): mask them like the DB's.
+            plain(&self.aws_endpoint_url.as_deref().map(mask_url_password)),
+            plain(&self.aws_region),
             self.baselines_dir.display().to_string(),
             self.shards,
             self.shard_queue,
@@ -210,6 +224,25 @@ mod tests {
             assert!(!printed.contains(canary), "{canary} leaked into:\n{printed}");
         }
         assert!(printed.contains("postgres://vigil:********@db:5432/vigil"), "{printed}");
+    }
+
+    #[test]
+    fn aws_settings_come_from_the_file_or_the_environment_and_are_printed() {
+        let c = load(
+            "aws_endpoint_url = \"http://127.0.0.1:15000\"\naws_region = \"eu-west-1\"",
+            &[("VIGIL_AWS_REGION", "us-east-1")],
+        )
+        .unwrap();
+        assert_eq!(c.aws_endpoint_url.as_deref(), Some("http://127.0.0.1:15000"));
+        assert_eq!(c.aws_region.as_deref(), Some("us-east-1"));
+        let printed = c.masked();
+        assert!(
+            printed.contains("aws_endpoint_url = \"http://127.0.0.1:15000\""),
+            "{printed}"
+        );
+        assert!(printed.contains("aws_region = \"us-east-1\""), "{printed}");
+        let proxied = load("", &[("VIGIL_AWS_ENDPOINT_URL", "http://u:proxy-canary@127.0.0.1:1")]).unwrap();
+        assert!(!proxied.masked().contains("proxy-canary"));
     }
 
     #[test]

@@ -1,10 +1,17 @@
 //! Secrets backends: the references a binding names, and the backends that rotate them.
 //!
 //! Invariant: nothing here returns, stores or logs a secret value. A rotation's result is
-//! metadata only (new version id, leases revoked).
+//! metadata only (new version id, leases revoked), and responses that carry a value are never
+//! deserialised into a type that could be printed.
+//!
+//! Every backend is idempotent per rotation id: the worker may run a job again after a crash or
+//! a lost response, and the second run must not rotate a second time where the backend lets us
+//! tell (KV v2 marker, AWS client request token) — see each backend's module.
 
+mod aws;
 mod vault;
 
+pub use aws::{AwsBackend, AwsSettings, client_request_token};
 pub use vault::VaultBackend;
 
 use serde::{Deserialize, Serialize};
@@ -107,10 +114,28 @@ fn check_path(part: &str) -> Result<(), String> {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct RotateError {
-    /// Worth trying again (backend unreachable, 5xx, a conflicting rotation in progress).
+    /// Worth trying again (backend unreachable, 5xx, throttling, a conflicting rotation in
+    /// progress); not for permission, missing secrets or bad configuration, which only a person
+    /// can fix.
     pub retryable: bool,
     /// The backend's message, safe to store: backends do not echo secret values in errors.
     pub message: String,
+}
+
+impl RotateError {
+    pub fn retryable(message: impl Into<String>) -> Self {
+        RotateError {
+            retryable: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        RotateError {
+            retryable: false,
+            message: message.into(),
+        }
+    }
 }
 
 /// One backend (Vault, AWS) able to rotate the secrets of its kind.
@@ -135,17 +160,11 @@ impl Secrets {
                 &self.vault,
                 "Vault is not configured (set VIGIL_VAULT_ADDR and VIGIL_VAULT_TOKEN)",
             ),
-            SecretRef::Aws(_) => (
-                &self.aws,
-                "AWS Secrets Manager rotation is not available in this build yet",
-            ),
+            SecretRef::Aws(_) => (&self.aws, "AWS Secrets Manager is not configured"),
         };
         match backend {
             Some(b) => b.rotate(secret, request_id).await,
-            None => Err(RotateError {
-                retryable: false,
-                message: name.to_owned(),
-            }),
+            None => Err(RotateError::permanent(name)),
         }
     }
 }

@@ -16,7 +16,7 @@ pub const REDACTION_KEY: &str = "test-redaction-key-0123456789";
 pub fn required_env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
         panic!(
-            "{name} is not set: run the tests through scripts/test.sh, which starts Postgres and OpenBao and exports it"
+            "{name} is not set: run the tests through scripts/test.sh, which starts Postgres, OpenBao, moto and Alertmanager and exports it"
         )
     })
 }
@@ -54,6 +54,8 @@ pub fn test_config(database_url: &str) -> Config {
     Config {
         vault_addr: Some(required_env("VIGIL_TEST_VAULT_ADDR")),
         vault_token: Some(required_env("VIGIL_TEST_VAULT_TOKEN").into()),
+        aws_endpoint_url: Some(required_env("VIGIL_TEST_AWS_ENDPOINT_URL")),
+        aws_region: Some(required_env("VIGIL_TEST_AWS_REGION")),
         ..test_config_without_vault(database_url)
     }
 }
@@ -67,6 +69,8 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         redaction_key: Some(REDACTION_KEY.to_owned().into()),
         vault_addr: None,
         vault_token: None,
+        aws_endpoint_url: None,
+        aws_region: None,
         baselines_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("baselines"),
         shards: 2,
         shard_queue: 64,
@@ -302,5 +306,28 @@ impl Vault {
             .await
             .unwrap();
         r.json::<Value>().await.unwrap()["data"]["data"].clone()
+    }
+
+    /// Any Vault API call, for tests that set up or read engines the helpers do not cover.
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .client
+            .request(method, format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", &self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    pub async fn expect_ok(&self, method: &str, path: &str, body: Option<Value>) {
+        let r = self.call(method, path, body).await;
+        let status = r.status();
+        assert!(
+            status.is_success(),
+            "{method} {path}: {status} {}",
+            r.text().await.unwrap()
+        );
     }
 }

@@ -1,5 +1,6 @@
-//! Integration tests through the HTTP API against real Postgres and real OpenBao.
+//! Integration tests through the HTTP API against real Postgres, OpenBao and moto.
 
+mod backends;
 mod canary;
 mod helpers;
 mod ingest;
