@@ -165,7 +165,9 @@ impl Config {
         }
         if !self.webhook_urls.is_empty() {
             match &self.webhook_secret {
-                None => bail!("VIGIL_WEBHOOK_URLS is set but VIGIL_WEBHOOK_SECRET is not: refusing to send unsigned webhooks"),
+                None => bail!(
+                    "VIGIL_WEBHOOK_URLS is set but VIGIL_WEBHOOK_SECRET is not: refusing to send unsigned webhooks"
+                ),
                 Some(s) if s.expose_secret().len() < MIN_WEBHOOK_SECRET_LEN => bail!(
                     "VIGIL_WEBHOOK_SECRET is shorter than {MIN_WEBHOOK_SECRET_LEN} characters: refusing to sign with a weak key"
                 ),
@@ -289,12 +291,23 @@ mod tests {
                 ("VIGIL_VAULT_TOKEN", "vault-canary-token"),
                 ("VIGIL_DATABASE_URL", "postgres://vigil:db-canary-pw@db:5432/vigil"),
                 ("VIGIL_WEBHOOK_SECRET", "webhook-canary-secret"),
-                ("VIGIL_WEBHOOK_URLS", "https://hooks:hook-canary-pw@example.test/in/hookpath-canary"),
+                (
+                    "VIGIL_WEBHOOK_URLS",
+                    "https://hooks:hook-canary-pw@example.test/in/hookpath-canary",
+                ),
             ],
         )
         .unwrap();
         let printed = c.masked();
-        for canary in ["admin-canary", "redaction-canary", "vault-canary", "db-canary", "webhook-canary", "hook-canary", "hookpath-canary"] {
+        for canary in [
+            "admin-canary",
+            "redaction-canary",
+            "vault-canary",
+            "db-canary",
+            "webhook-canary",
+            "hook-canary",
+            "hookpath-canary",
+        ] {
             assert!(!printed.contains(canary), "{canary} leaked into:\n{printed}");
         }
         assert!(printed.contains("postgres://vigil:********@db:5432/vigil"), "{printed}");
@@ -333,7 +346,12 @@ mod tests {
         assert!(err.contains("VIGIL_WEBHOOK_SECRET is not"), "{err}");
         let short = [base[0], base[1], base[2], ("VIGIL_WEBHOOK_SECRET", "short")];
         assert!(load("", &short).unwrap().check_serve().is_err());
-        let good = [base[0], base[1], base[2], ("VIGIL_WEBHOOK_SECRET", "a-long-enough-secret")];
+        let good = [
+            base[0],
+            base[1],
+            base[2],
+            ("VIGIL_WEBHOOK_SECRET", "a-long-enough-secret"),
+        ];
         load("", &good).unwrap().check_serve().unwrap();
     }
 

@@ -295,7 +295,14 @@ mod tests {
 
     #[test]
     fn client_errors_are_final_except_timeouts_and_rate_limits() {
-        for (status, retryable) in [(400, false), (404, false), (408, true), (429, true), (500, true), (503, true)] {
+        for (status, retryable) in [
+            (400, false),
+            (404, false),
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+        ] {
             let e = DeliveryError::from_status(reqwest::StatusCode::from_u16(status).unwrap(), "");
             assert_eq!(e.retryable, retryable, "{status}");
         }

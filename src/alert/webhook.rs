@@ -38,7 +38,8 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 impl WebhookSink {
     pub fn new(client: reqwest::Client, url: &str, secret: &[u8]) -> anyhow::Result<Self> {
-        let parsed = reqwest::Url::parse(url).map_err(|_| anyhow::anyhow!("a VIGIL_WEBHOOK_URLS entry is not a URL"))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|_| anyhow::anyhow!("a VIGIL_WEBHOOK_URLS entry is not a URL"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             anyhow::bail!("VIGIL_WEBHOOK_URLS entries must be http or https URLs");
         }

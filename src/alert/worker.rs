@@ -42,7 +42,10 @@ impl AlertWorker {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         match store::alerts::requeue_abandoned(&self.pool).await {
             Ok(0) => {}
-            Ok(n) => tracing::warn!(deliveries = n, "Requeued alert deliveries left in flight by a previous process"),
+            Ok(n) => tracing::warn!(
+                deliveries = n,
+                "Requeued alert deliveries left in flight by a previous process"
+            ),
             Err(e) => tracing::error!(error = %e, "Failed to requeue abandoned alert deliveries"),
         }
         let sink_ids: Vec<String> = self.sinks.iter().map(|s| s.id().to_owned()).collect();

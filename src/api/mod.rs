@@ -72,7 +72,8 @@ fn parse_display_name(v: &Value) -> Result<String, ApiError> {
 }
 
 fn parse_mode(v: &Value) -> Result<Mode, ApiError> {
-    Mode::parse(string_field(v, "mode")?).ok_or_else(|| ApiError::invalid("mode", "mode must be observe, alert or rotate"))
+    Mode::parse(string_field(v, "mode")?)
+        .ok_or_else(|| ApiError::invalid("mode", "mode must be observe, alert or rotate"))
 }
 
 fn parse_markers(v: Option<&Value>) -> Result<Vec<String>, ApiError> {

@@ -44,7 +44,10 @@ pub(crate) fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError>
 }
 
 /// An optional string field: absent or null is `None`.
-pub(crate) fn optional_string<'a>(body: &'a Map<String, Value>, field: &'static str) -> Result<Option<&'a str>, ApiError> {
+pub(crate) fn optional_string<'a>(
+    body: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, ApiError> {
     match body.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s)),

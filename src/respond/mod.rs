@@ -401,7 +401,10 @@ mod tests {
         let mut early = finding("github.y");
         early.at = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(3);
         let planned = plan_rotations(
-            &[(late, Action::Rotate, Scope::Tool), (early.clone(), Action::Rotate, Scope::Tool)],
+            &[
+                (late, Action::Rotate, Scope::Tool),
+                (early.clone(), Action::Rotate, Scope::Tool),
+            ],
             &bindings(),
         );
         assert!(planned.iter().all(|p| p.event_at == Some(early.at)), "{planned:?}");
@@ -429,7 +432,10 @@ mod tests {
     #[test]
     fn notes_are_bounded_and_printable() {
         assert_eq!(check_note("note", Some("  ")).unwrap(), None);
-        assert_eq!(check_note("note", Some("line\nnext")).unwrap().as_deref(), Some("line\nnext"));
+        assert_eq!(
+            check_note("note", Some("line\nnext")).unwrap().as_deref(),
+            Some("line\nnext")
+        );
         assert!(check_note("note", Some(&"x".repeat(MAX_NOTE_CHARS))).is_ok());
         assert!(check_note("note", Some(&"x".repeat(MAX_NOTE_CHARS + 1))).is_err());
         assert!(check_note("note", Some("bell\u{7}")).is_err());

@@ -75,8 +75,14 @@ impl RotationWorker {
             Ok(s) => s,
             Err(e) => {
                 let error = format!("invalid secret reference: {e}");
-                store::rotations::fail(&self.pool, &job, &error, None, Some(alert::rotation_failed(&job, &error)))
-                    .await?;
+                store::rotations::fail(
+                    &self.pool,
+                    &job,
+                    &error,
+                    None,
+                    Some(alert::rotation_failed(&job, &error)),
+                )
+                .await?;
                 self.finished(&job, "failed");
                 return Ok(Some(job.rotation_id));
             }

@@ -363,10 +363,15 @@ pub async fn findings_and_rotations(
 #[derive(Debug)]
 pub enum TransitionOutcome {
     /// Done; the incident as it is now, and whether a resolution alert was written.
-    Done { incident: DbIncident, alerted: bool },
+    Done {
+        incident: DbIncident,
+        alerted: bool,
+    },
     NotFound,
     /// The incident's status does not allow it.
-    Illegal { from: String },
+    Illegal {
+        from: String,
+    },
 }
 
 /// A status change asked for by a person, checked and written under the incident's row lock

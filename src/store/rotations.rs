@@ -60,7 +60,11 @@ pub async fn claim_due(pool: &PgPool) -> sqlx::Result<Option<DbRotation>> {
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(job) = &job {
-        audit::append(&mut tx, vigil_entry("rotation.running", job, json!({"attempt": job.attempts}))).await?;
+        audit::append(
+            &mut tx,
+            vigil_entry("rotation.running", job, json!({"attempt": job.attempts})),
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(job)
@@ -78,7 +82,11 @@ pub async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: New
     .await?;
     audit::append(
         &mut tx,
-        vigil_entry("rotation.succeeded", job, json!({"attempt": job.attempts, "result": result})),
+        vigil_entry(
+            "rotation.succeeded",
+            job,
+            json!({"attempt": job.attempts, "result": result}),
+        ),
     )
     .await?;
     alerts::insert(&mut tx, alert).await?;
@@ -203,18 +211,21 @@ pub enum RetryOutcome {
     Queued(DbRotation),
     NotFound,
     /// The original has not finished; retrying it would race it.
-    InProgress { status: String },
+    InProgress {
+        status: String,
+    },
 }
 
 /// Queues a new manual rotation of the same secret as `rotation_id`, linked to it (and to its
 /// incident, so the incident lists the retry).
 pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Result<RetryOutcome> {
     let mut tx = pool.begin().await?;
-    let original: Option<DbRotation> =
-        sqlx::query_as(&format!("select {COLUMNS} from rotations where rotation_id = $1 for update"))
-            .bind(rotation_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let original: Option<DbRotation> = sqlx::query_as(&format!(
+        "select {COLUMNS} from rotations where rotation_id = $1 for update"
+    ))
+    .bind(rotation_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     let Some(original) = original else {
         return Ok(RetryOutcome::NotFound);
     };
