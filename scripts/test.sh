@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/test.sh — THE test command (README and CI use it).
 #
-# 1. starts the real peers with scripts/backends.sh (BACKENDS, default "postgres vault") and
+# 1. starts the real peers with scripts/backends.sh (BACKENDS, default "postgres vault
+#    alertmanager") and
 #    exports what .backends/env says (VIGIL_TEST_DATABASE_URL, VIGIL_TEST_VAULT_ADDR,
 #    VIGIL_TEST_VAULT_TOKEN, ...), so the integration tests find them;
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets;
@@ -47,7 +48,8 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-section "backends (${BACKENDS:-postgres vault})"
+export BACKENDS=${BACKENDS:-postgres vault alertmanager}
+section "backends ($BACKENDS)"
 scripts/backends.sh start "$BACKENDS_DIR" >/dev/null
 STARTED=$(tr '\n' ' ' <"$BACKENDS_DIR/started" | sed 's/ *$//')
 # shellcheck disable=SC1091

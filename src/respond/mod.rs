@@ -313,7 +313,7 @@ pub async fn manual_rotate(
 /// the rotation worker.
 pub async fn retry_rotation(pool: &PgPool, rotation_id: &str, actor: &Actor) -> Result<DbRotation, ActionError> {
     match store::rotations::retry(pool, rotation_id, actor).await? {
-        RetryOutcome::Queued(rotation) => Ok(rotation),
+        RetryOutcome::Queued(rotation) => Ok(*rotation),
         RetryOutcome::NotFound => Err(ActionError::NotFound("rotation")),
         RetryOutcome::InProgress { status } => Err(ActionError::InProgress { status }),
     }

@@ -208,7 +208,7 @@ pub async fn insert_manual(
 #[derive(Debug)]
 pub enum RetryOutcome {
     /// The new rotation (pending).
-    Queued(DbRotation),
+    Queued(Box<DbRotation>),
     NotFound,
     /// The original has not finished; retrying it would race it.
     InProgress {
@@ -258,7 +258,7 @@ pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Res
     )
     .await?;
     tx.commit().await?;
-    Ok(RetryOutcome::Queued(row))
+    Ok(RetryOutcome::Queued(Box::new(row)))
 }
 
 #[derive(Debug, Default)]
