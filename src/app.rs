@@ -1,6 +1,7 @@
 //! Builds the running service: state, shard workers (after replaying the event log into
 //! their baselines), the rotation worker and the axum router; and stops it gracefully.
 
+use crate::alert::{self, AlertWorker};
 use crate::api::{self, auth, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
@@ -18,7 +19,7 @@ use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use secrecy::ExposeSecret;
 use serde_json::json;
 use sqlx::PgPool;
@@ -44,6 +45,10 @@ pub struct AppState {
     pub admin_token_hash: [u8; 32],
     /// False once shutdown began, so `/readyz` tells load balancers to stop sending.
     pub accepting: Arc<AtomicBool>,
+    /// Wakes the rotation worker after a manual rotation or retry was queued.
+    pub rotation_wake: Arc<Notify>,
+    /// Wakes the alert worker after a change wrote to the alert outbox.
+    pub alert_wake: Arc<Notify>,
 }
 
 pub struct App {
@@ -51,6 +56,7 @@ pub struct App {
     state: AppState,
     shards: Vec<JoinHandle<()>>,
     rotation_worker: JoinHandle<()>,
+    alert_worker: JoinHandle<()>,
     stop_workers: watch::Sender<bool>,
 }
 
@@ -129,6 +135,8 @@ impl App {
         let policy = Arc::new(load_policy(&config)?);
         let metrics = Arc::new(Metrics::new());
         let rotation_wake = Arc::new(Notify::new());
+        let alert_wake = Arc::new(Notify::new());
+        let sinks = alert::sinks_from_config(&config)?;
 
         let states = restore_baselines(&pool, &policy, config.shards).await?;
         let pipeline = Arc::new(Pipeline {
@@ -136,6 +144,7 @@ impl App {
             policy: policy.clone(),
             metrics: metrics.clone(),
             rotation_wake: rotation_wake.clone(),
+            alert_wake: alert_wake.clone(),
         });
         let (router, shards) = shard::start(pipeline, states, config.shard_queue);
 
@@ -156,9 +165,19 @@ impl App {
             pool: pool.clone(),
             secrets,
             metrics: metrics.clone(),
-            wake: rotation_wake,
+            wake: rotation_wake.clone(),
+            alert_wake: alert_wake.clone(),
         };
-        let rotation_worker = tokio::spawn(worker.run(stopped));
+        let rotation_worker = tokio::spawn(worker.run(stopped.clone()));
+        let alerts = AlertWorker {
+            pool: pool.clone(),
+            sinks,
+            metrics: metrics.clone(),
+            wake: alert_wake.clone(),
+            public_url: config.public_url.clone(),
+            expire_after: chrono::Duration::minutes(config.alert_expiry_minutes),
+        };
+        let alert_worker = tokio::spawn(alerts.run(stopped));
 
         let admin_token = config.admin_token.as_ref().expect("check_serve ensured an admin token");
         let redaction_key = config
@@ -174,12 +193,15 @@ impl App {
             router,
             tokens: Arc::new(auth::TokenCache::default()),
             accepting: Arc::new(AtomicBool::new(true)),
+            rotation_wake,
+            alert_wake,
         };
         Ok(App {
             listener,
             state,
             shards,
             rotation_worker,
+            alert_worker,
             stop_workers,
         })
     }
@@ -193,13 +215,14 @@ impl App {
     }
 
     /// Serves until `shutdown` resolves, then drains: in-flight requests finish, shard queues
-    /// empty, baselines are snapshotted, the rotation worker finishes its current job.
+    /// empty, baselines are snapshotted, the rotation and alert workers finish the job in hand.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App {
             listener,
             state,
             shards,
             rotation_worker,
+            alert_worker,
             stop_workers,
         } = self;
         let accepting = state.accepting.clone();
@@ -218,6 +241,7 @@ impl App {
         }
         let _ = stop_workers.send(true);
         rotation_worker.await.context("the rotation worker panicked")?;
+        alert_worker.await.context("the alert worker panicked")?;
         tracing::info!("Vigil stopped");
         Ok(())
     }
@@ -232,15 +256,21 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/v1/events", post(ingest::post_events))
         .route("/v1/traces", post(ingest::otlp::post_traces))
         .route("/v1/tenants", post(api::create_tenant).get(api::list_tenants))
-        .route("/v1/tenants/{id}", get(api::get_tenant))
+        .route("/v1/tenants/{id}", get(api::get_tenant).patch(api::admin::patch_tenant))
+        .route("/v1/tenants/{id}/tokens", post(api::admin::create_token))
+        .route("/v1/tenants/{id}/tokens/{token_id}", delete(api::admin::revoke_token))
+        .route("/v1/tenants/{id}/rotate", post(api::respond::rotate_tenant))
         .route(
             "/v1/tenants/{id}/bindings",
             get(api::get_bindings).put(api::put_bindings),
         )
         .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::get_incident))
+        .route("/v1/incidents/{id}/{action}", post(api::respond::transition_incident))
         .route("/v1/rotations", get(api::list_rotations))
         .route("/v1/rotations/{id}", get(api::get_rotation))
+        .route("/v1/rotations/{id}/retry", post(api::respond::retry_rotation))
+        .route("/v1/audit", get(api::respond::list_audit))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
         .with_state(state)

@@ -30,7 +30,20 @@ pub struct Config {
     pub shard_queue: usize,
     /// Events older than this are refused at ingest.
     pub retention_days: i64,
+    /// Alertmanager base URL; alerts go to `{url}/api/v2/alerts`. `None`: no Alertmanager.
+    pub alertmanager_url: Option<String>,
+    /// Where people reach Vigil: alerts link to `{public_url}/incidents/{id}`.
+    pub public_url: String,
+    /// Webhook receivers; each gets every alert, signed with `webhook_secret`. Secret: many
+    /// receivers (Slack, Teams) put their credential in the URL's path.
+    pub webhook_urls: Vec<SecretString>,
+    pub webhook_secret: Option<SecretString>,
+    /// An alert not delivered to a sink within this many minutes is given up (`expired`).
+    pub alert_expiry_minutes: i64,
 }
+
+/// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
+pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
 /// The TOML file's shape: every key optional, names as in the environment without the prefix.
 #[derive(Debug, Default, Deserialize)]
@@ -48,6 +61,11 @@ struct FileConfig {
     shards: Option<usize>,
     shard_queue: Option<usize>,
     retention_days: Option<i64>,
+    alertmanager_url: Option<String>,
+    public_url: Option<String>,
+    webhook_urls: Option<Vec<String>>,
+    webhook_secret: Option<String>,
+    alert_expiry_minutes: Option<i64>,
 }
 
 impl Config {
@@ -80,13 +98,35 @@ impl Config {
         if shards == 0 {
             bail!("VIGIL_SHARDS must be at least 1");
         }
+        let listen: SocketAddr = listen
+            .parse()
+            .with_context(|| format!("VIGIL_LISTEN {listen:?} is not an address:port"))?;
+        let public_url = pick("PUBLIC_URL", file.public_url)
+            .unwrap_or_else(|| format!("http://{listen}"))
+            .trim_end_matches('/')
+            .to_owned();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            bail!("VIGIL_PUBLIC_URL {public_url:?} must be an http:// or https:// URL");
+        }
+        let webhook_urls = match env("VIGIL_WEBHOOK_URLS") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(|u| SecretString::from(u.to_owned()))
+                .collect(),
+            None => file
+                .webhook_urls
+                .unwrap_or_default()
+                .into_iter()
+                .map(SecretString::from)
+                .collect(),
+        };
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
                 .into(),
-            listen: listen
-                .parse()
-                .with_context(|| format!("VIGIL_LISTEN {listen:?} is not an address:port"))?,
+            listen,
             admin_token: pick("ADMIN_TOKEN", file.admin_token).map(Into::into),
             redaction_key: pick("REDACTION_KEY", file.redaction_key).map(Into::into),
             vault_addr: pick("VAULT_ADDR", file.vault_addr),
@@ -100,6 +140,16 @@ impl Config {
             shards,
             shard_queue: number("SHARD_QUEUE", file.shard_queue, 256)?.max(1),
             retention_days: number("RETENTION_DAYS", file.retention_days.map(|d| d.max(1) as usize), 90)? as i64,
+            alertmanager_url: pick("ALERTMANAGER_URL", file.alertmanager_url).filter(|u| !u.is_empty()),
+            public_url,
+            webhook_urls,
+            webhook_secret: pick("WEBHOOK_SECRET", file.webhook_secret).map(Into::into),
+            alert_expiry_minutes: number(
+                "ALERT_EXPIRY_MINUTES",
+                file.alert_expiry_minutes.map(|m| m.max(1) as usize),
+                24 * 60,
+            )?
+            .max(1) as i64,
         })
     }
 
@@ -121,6 +171,17 @@ impl Config {
             }
             Some(_) => {}
         }
+        if !self.webhook_urls.is_empty() {
+            match &self.webhook_secret {
+                None => bail!(
+                    "VIGIL_WEBHOOK_URLS is set but VIGIL_WEBHOOK_SECRET is not: refusing to send unsigned webhooks"
+                ),
+                Some(s) if s.expose_secret().len() < MIN_WEBHOOK_SECRET_LEN => bail!(
+                    "VIGIL_WEBHOOK_SECRET is shorter than {MIN_WEBHOOK_SECRET_LEN} characters: refusing to sign with a weak key"
+                ),
+                Some(_) => {}
+            }
+        }
         Ok(())
     }
 
@@ -135,10 +196,20 @@ impl Config {
                 .map(|v| format!("{v:?}"))
                 .unwrap_or_else(|| "# unset".to_owned())
         };
+        let optional_url = |u: &Option<String>| match u {
+            Some(u) => format!("{:?}", mask_url_password(u)),
+            None => "# unset".to_owned(),
+        };
+        let webhooks: Vec<String> = self
+            .webhook_urls
+            .iter()
+            .map(|u| mask_url_path(u.expose_secret()))
+            .collect();
         format!(
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
-             shard_queue = {}\nretention_days = {}\n",
+             shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
+             webhook_secret = {}\nalert_expiry_minutes = {}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
@@ -152,8 +223,24 @@ impl Config {
             self.shards,
             self.shard_queue,
             self.retention_days,
+            optional_url(&self.alertmanager_url),
+            self.public_url,
+            webhooks,
+            mask(&self.webhook_secret),
+            self.alert_expiry_minutes,
         )
     }
+}
+
+/// `https://user:pw@hooks.example/services/T0/B0/xyz?k=v` → `https://hooks.example/********`:
+/// a webhook URL's credential may be anywhere but the host.
+fn mask_url_path(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return "********".to_owned();
+    };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    format!("{scheme}://{host}/********")
 }
 
 /// `postgres://user:pw@host/db` → `postgres://user:********@host/db`.
@@ -216,14 +303,69 @@ mod tests {
                 ("VIGIL_REDACTION_KEY", "redaction-canary-key"),
                 ("VIGIL_VAULT_TOKEN", "vault-canary-token"),
                 ("VIGIL_DATABASE_URL", "postgres://vigil:db-canary-pw@db:5432/vigil"),
+                ("VIGIL_WEBHOOK_SECRET", "webhook-canary-secret"),
+                (
+                    "VIGIL_WEBHOOK_URLS",
+                    "https://hooks:hook-canary-pw@example.test/in/hookpath-canary",
+                ),
             ],
         )
         .unwrap();
         let printed = c.masked();
-        for canary in ["admin-canary", "redaction-canary", "vault-canary", "db-canary"] {
+        for canary in [
+            "admin-canary",
+            "redaction-canary",
+            "vault-canary",
+            "db-canary",
+            "webhook-canary",
+            "hook-canary",
+            "hookpath-canary",
+        ] {
             assert!(!printed.contains(canary), "{canary} leaked into:\n{printed}");
         }
         assert!(printed.contains("postgres://vigil:********@db:5432/vigil"), "{printed}");
+        assert!(printed.contains("https://example.test/********"), "{printed}");
+    }
+
+    #[test]
+    fn alert_settings_come_from_the_environment_with_sensible_defaults() {
+        let c = load("listen = \"127.0.0.1:9000\"", &[]).unwrap();
+        assert_eq!(c.public_url, "http://127.0.0.1:9000");
+        assert!(c.alertmanager_url.is_none() && c.webhook_urls.is_empty());
+        assert_eq!(c.alert_expiry_minutes, 1440);
+        let c = load(
+            "webhook_urls = [\"http://file.test/a\"]",
+            &[
+                ("VIGIL_WEBHOOK_URLS", "http://a.test/x, http://b.test/y,"),
+                ("VIGIL_PUBLIC_URL", "https://vigil.example/"),
+                ("VIGIL_ALERTMANAGER_URL", "http://127.0.0.1:9093"),
+            ],
+        )
+        .unwrap();
+        let urls: Vec<&str> = c.webhook_urls.iter().map(|u| u.expose_secret()).collect();
+        assert_eq!(urls, ["http://a.test/x", "http://b.test/y"]);
+        assert_eq!(c.public_url, "https://vigil.example");
+        assert_eq!(c.alertmanager_url.as_deref(), Some("http://127.0.0.1:9093"));
+    }
+
+    #[test]
+    fn serve_refuses_webhooks_without_a_strong_signing_secret() {
+        let base = [
+            ("VIGIL_REDACTION_KEY", "0123456789abcdef0123"),
+            ("VIGIL_ADMIN_TOKEN", "0123456789abcdef0123456789abcdef"),
+            ("VIGIL_WEBHOOK_URLS", "http://hooks.test/in"),
+        ];
+        let err = load("", &base).unwrap().check_serve().unwrap_err().to_string();
+        assert!(err.contains("VIGIL_WEBHOOK_SECRET is not"), "{err}");
+        let short = [base[0], base[1], base[2], ("VIGIL_WEBHOOK_SECRET", "short")];
+        assert!(load("", &short).unwrap().check_serve().is_err());
+        let good = [
+            base[0],
+            base[1],
+            base[2],
+            ("VIGIL_WEBHOOK_SECRET", "a-long-enough-secret"),
+        ];
+        load("", &good).unwrap().check_serve().unwrap();
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Vigil: learns each tenant's normal AI-agent tool use and, when a call breaks from it,
 //! rotates exactly the credentials at risk. See ARCHITECTURE.md for the map.
 
+pub mod alert;
 pub mod api;
 pub mod app;
 pub mod baseline;

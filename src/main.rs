@@ -105,7 +105,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mode = Mode::parse(&mode).ok_or_else(|| anyhow::anyhow!("--mode must be observe, alert or rotate"))?;
             let pool = store::connect(&config.database_url).await?;
             let display_name = display_name.unwrap_or_else(|| id.to_string());
-            let (outcome, token) = auth::create_tenant(&pool, &id, &display_name, &markers, mode).await?;
+            let (outcome, token) =
+                auth::create_tenant(&pool, &id, &display_name, &markers, mode, &store::audit::Actor::Cli).await?;
             match outcome {
                 store::tenants::CreateOutcome::Created(_) => {
                     println!("{token}");

@@ -18,6 +18,15 @@ pub struct Metrics {
     pub redactions: IntCounterVec,
     pub rotations: IntCounterVec,
     pub rotation_duration: HistogramVec,
+    /// From the moment a finding was decided to its rotation's first attempt: the outbox's
+    /// queueing delay.
+    pub rotation_detection_to_start: Histogram,
+    /// From the triggering event's own timestamp (event time) to the rotation's end: what an
+    /// attacker gets, including the agent runtime's delay in reporting the call.
+    pub rotation_event_to_finished: HistogramVec,
+    /// Alert delivery attempts, by sink (`alertmanager`, `webhook`) and status (`delivered`,
+    /// `retrying`, `failed`, `expired`).
+    pub alert_deliveries: IntCounterVec,
 }
 
 impl Metrics {
@@ -34,6 +43,10 @@ impl Metrics {
             h
         };
         let latency = vec![0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        // End-to-end response times reach past the backend call into queueing and retries.
+        let response = vec![
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+        ];
         Metrics {
             events_ingested: counter(
                 "vigil_events_ingested_total",
@@ -80,6 +93,27 @@ impl Metrics {
                 "Time one rotation attempt spent in the backend.",
                 &["backend", "kind"],
                 latency,
+            ),
+            rotation_detection_to_start: {
+                let opts = HistogramOpts::new(
+                    "vigil_rotation_detection_to_start_seconds",
+                    "Time from a finding's decision to its rotation's first attempt (automatic rotations).",
+                )
+                .buckets(response.clone());
+                let h = Histogram::with_opts(opts).expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
+            rotation_event_to_finished: histogram(
+                "vigil_rotation_event_to_finished_seconds",
+                "Time from the triggering event's timestamp to its rotation's end, by final status.",
+                &["status"],
+                response,
+            ),
+            alert_deliveries: counter(
+                "vigil_alert_deliveries_total",
+                "Alert delivery attempts, by sink and status.",
+                &["sink", "status"],
             ),
             registry,
         }

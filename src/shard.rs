@@ -85,6 +85,8 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     /// Wakes the rotation worker the moment a response commits rotation jobs.
     pub rotation_wake: Arc<Notify>,
+    /// Wakes the alert worker the moment a response commits alerts.
+    pub alert_wake: Arc<Notify>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -268,6 +270,9 @@ impl Worker {
         let committed = respond::respond(&self.pipeline.pool, &policy, &batch.tenant, &decided).await?;
         if committed.pending_rotations > 0 {
             self.pipeline.rotation_wake.notify_one();
+        }
+        if committed.alerts > 0 {
+            self.pipeline.alert_wake.notify_one();
         }
         outcome.findings = decided
             .into_iter()

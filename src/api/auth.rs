@@ -7,6 +7,7 @@ use crate::app::AppState;
 use crate::event::TenantId;
 use crate::policy::Mode;
 use crate::store;
+use crate::store::audit::Actor;
 use axum::extract::FromRequestParts;
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
@@ -14,9 +15,12 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long a token lookup is trusted; bounds how long a mode change takes to apply.
+/// How long a token lookup is trusted. Revocations and mode changes made through this
+/// process invalidate their entries at once; this bounds how long a change made elsewhere
+/// (another replica, SQL by hand) takes to apply.
 const CACHE_TTL: Duration = Duration::from_secs(10);
 /// Entries kept at most; the cache is cleared past this (only valid tokens are cached).
 const CACHE_MAX: usize = 100_000;
@@ -48,20 +52,37 @@ pub async fn create_tenant(
     display_name: &str,
     markers: &[String],
     mode: Mode,
+    actor: &Actor,
 ) -> sqlx::Result<(store::tenants::CreateOutcome, String)> {
     let token = new_ingest_token();
     let token_id = store::incidents::new_id("tok");
     let outcome = store::tenants::create(
         pool,
-        id,
-        display_name,
-        markers,
-        mode.as_str(),
-        &token_id,
-        &hash_token(&token),
+        store::tenants::NewTenant {
+            tenant: id,
+            display_name,
+            markers,
+            mode: mode.as_str(),
+            token_id: &token_id,
+            token_hash: &hash_token(&token),
+        },
+        actor,
     )
     .await?;
     Ok((outcome, token))
+}
+
+/// Adds an ingest token to an existing tenant; returns `(token_id, token)`, the token shown
+/// once and never stored, or `None` when the tenant does not exist.
+pub async fn create_token(
+    pool: &sqlx::PgPool,
+    tenant: &TenantId,
+    actor: &Actor,
+) -> sqlx::Result<Option<(String, String)>> {
+    let token = new_ingest_token();
+    let token_id = store::incidents::new_id("tok");
+    let added = store::tenants::add_token(pool, tenant, &token_id, &hash_token(&token), actor).await?;
+    Ok(added.then_some((token_id, token)))
 }
 
 /// Constant-time equality of two hashes, so response timing does not reveal a prefix.
@@ -71,6 +92,13 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 /// Proof that the request carries the admin token.
 pub struct Admin;
+
+impl Admin {
+    /// Who the audit trail says acted.
+    pub fn actor(&self) -> Actor {
+        Actor::AdminToken
+    }
+}
 
 impl FromRequestParts<AppState> for Admin {
     type Rejection = ApiError;
@@ -93,6 +121,9 @@ pub struct IngestTenant {
 #[derive(Default)]
 pub struct TokenCache {
     entries: RwLock<HashMap<[u8; 32], (IngestTenant, Instant)>>,
+    /// Bumped by every invalidation: a lookup that raced one (read Postgres before the
+    /// change committed) does not cache what it read.
+    generation: AtomicU64,
 }
 
 impl TokenCache {
@@ -104,6 +135,7 @@ impl TokenCache {
         {
             return Ok(t.clone());
         }
+        let generation = self.generation.load(Ordering::SeqCst);
         let (tenant, mode) = store::tenants::find_by_token_hash(pool, &hash)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
@@ -112,10 +144,29 @@ impl TokenCache {
             mode: Mode::parse(&mode).unwrap_or(Mode::Observe),
         };
         let mut entries = self.entries.write().expect("token cache lock");
+        if self.generation.load(Ordering::SeqCst) != generation {
+            return Ok(resolved);
+        }
         if entries.len() >= CACHE_MAX {
             entries.clear();
         }
         entries.insert(hash, (resolved.clone(), Instant::now()));
         Ok(resolved)
+    }
+
+    /// Forgets one token (it was revoked): its next use is looked up, and refused.
+    pub fn forget_token(&self, hash: &[u8]) {
+        let mut entries = self.entries.write().expect("token cache lock");
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        if let Ok(hash) = <[u8; 32]>::try_from(hash) {
+            entries.remove(&hash);
+        }
+    }
+
+    /// Forgets every token of a tenant (its mode changed): the next request sees the new mode.
+    pub fn forget_tenant(&self, tenant: &TenantId) {
+        let mut entries = self.entries.write().expect("token cache lock");
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        entries.retain(|_, (t, _)| t.tenant != *tenant);
     }
 }

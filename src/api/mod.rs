@@ -1,8 +1,10 @@
 //! The admin half of the HTTP API (tenants, bindings, incidents, rotations) and the JSON views
 //! it answers with. Ingest lives in `crate::ingest`.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod respond;
 
 use crate::app::AppState;
 use crate::event::TenantId;
@@ -11,7 +13,7 @@ use crate::secrets::SecretRef;
 use crate::store;
 use crate::store::incidents::{DbFinding, DbIncident, IncidentFilter};
 use crate::store::rotations::{DbRotation, RotationFilter};
-use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant};
+use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant, DbToken};
 use auth::Admin;
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -32,6 +34,15 @@ fn tenant_view(t: &DbTenant) -> Value {
            "created_at": t.created_at, "updated_at": t.updated_at})
 }
 
+fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> Value {
+    let mut view = tenant_view(t);
+    view["tokens"] = tokens
+        .iter()
+        .map(|k| json!({"id": k.token_id, "created_at": k.created_at, "revoked_at": k.revoked_at}))
+        .collect();
+    view
+}
+
 fn parse_tenant_path(id: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(id).map_err(|_| ApiError::not_found("tenant"))
 }
@@ -47,6 +58,22 @@ pub struct CreateTenant {
 fn string_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, ApiError> {
     v.as_str()
         .ok_or_else(|| ApiError::invalid(field, format!("{field} must be a string")))
+}
+
+fn parse_display_name(v: &Value) -> Result<String, ApiError> {
+    let s = string_field(v, "display_name")?;
+    if s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
+        return Err(ApiError::invalid(
+            "display_name",
+            "display_name is 1-200 printable characters",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+fn parse_mode(v: &Value) -> Result<Mode, ApiError> {
+    Mode::parse(string_field(v, "mode")?)
+        .ok_or_else(|| ApiError::invalid("mode", "mode must be observe, alert or rotate"))
 }
 
 fn parse_markers(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
@@ -79,30 +106,20 @@ fn parse_markers(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
 /// `POST /v1/tenants` → 201 with the ingest token, shown this once.
 pub async fn create_tenant(
     State(app): State<AppState>,
-    _: Admin,
+    admin: Admin,
     Json(body): Json<CreateTenant>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let id = TenantId::parse(string_field(&body.id, "id")?).map_err(|e| ApiError::invalid("id", e.message))?;
     let display_name = match &body.display_name {
         None | Some(Value::Null) => id.to_string(),
-        Some(v) => {
-            let s = string_field(v, "display_name")?;
-            if s.is_empty() || s.chars().count() > 200 || s.chars().any(char::is_control) {
-                return Err(ApiError::invalid(
-                    "display_name",
-                    "display_name is 1-200 printable characters",
-                ));
-            }
-            s.to_owned()
-        }
+        Some(v) => parse_display_name(v)?,
     };
     let markers = parse_markers(body.markers.as_ref())?;
     let mode = match &body.mode {
         None | Some(Value::Null) => Mode::Rotate,
-        Some(v) => Mode::parse(string_field(v, "mode")?)
-            .ok_or_else(|| ApiError::invalid("mode", "mode must be observe, alert or rotate"))?,
+        Some(v) => parse_mode(v)?,
     };
-    let (outcome, token) = auth::create_tenant(&app.pool, &id, &display_name, &markers, mode).await?;
+    let (outcome, token) = auth::create_tenant(&app.pool, &id, &display_name, &markers, mode, &admin.actor()).await?;
     match outcome {
         CreateOutcome::AlreadyExists => Err(ApiError::conflict(
             "tenant_exists",
@@ -124,7 +141,7 @@ pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<
     ))
 }
 
-/// `GET /v1/tenants/{id}`.
+/// `GET /v1/tenants/{id}`: the tenant and its tokens' ids (never the tokens).
 pub async fn get_tenant(
     State(app): State<AppState>,
     _: Admin,
@@ -134,7 +151,8 @@ pub async fn get_tenant(
     let tenant = store::tenants::get(&app.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
-    Ok(Json(tenant_view(&tenant)))
+    let tokens = store::tenants::tokens(&app.pool, &id).await?;
+    Ok(Json(tenant_view_with_tokens(&tenant, &tokens)))
 }
 
 fn bindings_view(bindings: &[DbBinding]) -> Value {
@@ -144,7 +162,7 @@ fn bindings_view(bindings: &[DbBinding]) -> Value {
 /// `PUT /v1/tenants/{id}/bindings`: replaces the tenant's bindings.
 pub async fn put_bindings(
     State(app): State<AppState>,
-    _: Admin,
+    admin: Admin,
     Path(id): Path<String>,
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
@@ -193,7 +211,7 @@ pub async fn put_bindings(
             secrets: Value::Array(parsed),
         });
     }
-    store::tenants::put_bindings(&app.pool, &id, &bindings).await?;
+    store::tenants::put_bindings(&app.pool, &id, &bindings, &admin.actor()).await?;
     Ok(Json(bindings_view(&bindings)))
 }
 
@@ -211,7 +229,7 @@ pub async fn get_bindings(
 }
 
 /// Query parameters shared by the list endpoints, checked one by one so a bad one is named.
-struct ListQuery(HashMap<String, String>);
+pub(crate) struct ListQuery(pub(crate) HashMap<String, String>);
 
 impl ListQuery {
     fn tenant(&self) -> Result<Option<TenantId>, ApiError> {
@@ -272,7 +290,7 @@ impl ListQuery {
     }
 }
 
-fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Value {
+pub(crate) fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Value {
     match items.last() {
         Some(last) if items.len() as i64 == limit => Value::String(id(last).to_owned()),
         _ => Value::Null,
@@ -285,7 +303,7 @@ fn finding_view(f: &DbFinding) -> Value {
            "p_value": f.p_value, "explanation": f.explanation, "at": f.at})
 }
 
-async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<Value>, ApiError> {
+pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<Value>, ApiError> {
     let ids: Vec<String> = incidents.iter().map(|i| i.incident_id.clone()).collect();
     let (findings, rotations) = store::incidents::findings_and_rotations(&app.pool, &ids).await?;
     Ok(incidents
@@ -338,11 +356,12 @@ pub async fn get_incident(
     Ok(Json(views.remove(0)))
 }
 
-fn rotation_view(r: &DbRotation) -> Value {
+pub(crate) fn rotation_view(r: &DbRotation) -> Value {
     json!({"id": r.rotation_id, "tenant_id": r.tenant_id, "incident_id": r.incident_id, "trigger": r.trigger,
            "scope": r.scope, "tools": r.tools, "secret": r.secret, "status": r.status, "attempts": r.attempts,
            "requested_at": r.requested_at, "started_at": r.started_at, "finished_at": r.finished_at,
-           "result": r.result, "error": r.error})
+           "result": r.result, "error": r.error, "requested_by": r.requested_by, "reason": r.reason,
+           "retry_of": r.retry_of})
 }
 
 /// `GET /v1/rotations?tenant=&status=&incident=&limit=&cursor=`.

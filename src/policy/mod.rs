@@ -104,6 +104,15 @@ pub struct Decision {
 pub struct Response {
     pub cooldown_minutes: i64,
     pub grouping_window_minutes: i64,
+    /// The circuit breaker: past this many automatic rotations of one tenant within an hour,
+    /// further automatic rotations are skipped (`result.circuit_open`) and a critical alert is
+    /// raised, so a detector gone wrong cannot rotate a tenant's credentials in a loop.
+    #[serde(default = "default_max_automatic_rotations_per_hour")]
+    pub max_automatic_rotations_per_hour: i64,
+}
+
+fn default_max_automatic_rotations_per_hour() -> i64 {
+    10
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -155,6 +164,11 @@ impl Policy {
         }
         if file.response.cooldown_minutes < 0 || file.response.grouping_window_minutes < 0 {
             return Err(PolicyError::Value("response windows must not be negative"));
+        }
+        if file.response.max_automatic_rotations_per_hour < 0 {
+            return Err(PolicyError::Value(
+                "response.max_automatic_rotations_per_hour must not be negative",
+            ));
         }
         let mut rules = HashMap::new();
         for (name, rule) in file.detectors {

@@ -1,8 +1,13 @@
 //! Response: turns decided findings into an incident and the rotation jobs that contain them,
-//! committed together (the outbox), and executes those jobs in the rotation worker.
+//! committed together (the outbox), and executes those jobs in the rotation worker. Also the
+//! actions people take on incidents and rotations — acknowledge, resolve, mark a false
+//! positive, rotate by hand, retry — as plain functions over the pool, so the HTTP API and
+//! the dashboard share one implementation. Each writes its audit entry (and any alert) in its
+//! own transaction; callers wake the rotation and alert workers afterwards (both also poll).
 
 mod worker;
 
+pub use crate::store::audit::Actor;
 pub use worker::RotationWorker;
 
 use crate::detect::Finding;
@@ -10,10 +15,13 @@ use crate::event::TenantId;
 use crate::policy::{Action, Policy, Scope, glob_matches};
 use crate::secrets::SecretRef;
 use crate::store;
-use crate::store::incidents::{Committed, PlannedRotation, ResponseWindows};
+use crate::store::incidents::{
+    Committed, DbIncident, PlannedRotation, ResponseWindows, TransitionOutcome, TransitionRequest,
+};
+use crate::store::rotations::{DbRotation, ManualRotation, RetryOutcome};
 use anyhow::Context;
 use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// A credential binding in domain form: tools matching `tools` use `secrets`.
 #[derive(Debug, Clone)]
@@ -24,9 +32,10 @@ pub struct Binding {
 
 /// Which secrets the rotating findings put at risk, each once. Scope `tool` takes the
 /// bindings whose glob matches the finding's tool; scope `tenant` takes every binding.
+/// Each planned rotation carries the event time of the earliest finding that put it at risk.
 pub fn plan_rotations(findings: &[(Finding, Action, Scope)], bindings: &[Binding]) -> Vec<PlannedRotation> {
-    let mut seen = HashSet::new();
-    let mut planned = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut planned: Vec<PlannedRotation> = Vec::new();
     for (finding, action, scope) in findings {
         if *action != Action::Rotate {
             continue;
@@ -36,12 +45,20 @@ pub fn plan_rotations(findings: &[(Finding, Action, Scope)], bindings: &[Binding
                 continue;
             }
             for secret in &binding.secrets {
-                if seen.insert(secret.key()) {
-                    planned.push(PlannedRotation {
-                        secret: secret.clone(),
-                        tools: binding.tools.clone(),
-                        scope: *scope,
-                    });
+                match index.get(&secret.key()) {
+                    Some(&i) => {
+                        let earliest = planned[i].event_at.map_or(finding.at, |t| t.min(finding.at));
+                        planned[i].event_at = Some(earliest);
+                    }
+                    None => {
+                        index.insert(secret.key(), planned.len());
+                        planned.push(PlannedRotation {
+                            secret: secret.clone(),
+                            tools: binding.tools.clone(),
+                            scope: *scope,
+                            event_at: Some(finding.at),
+                        });
+                    }
                 }
             }
         }
@@ -56,6 +73,7 @@ pub async fn respond(
     tenant: &TenantId,
     decided: &[(Finding, Action, Scope)],
 ) -> anyhow::Result<Committed> {
+    let detected_at = chrono::Utc::now();
     let rotations = if decided.iter().any(|(_, a, _)| *a == Action::Rotate) {
         let bindings = load_bindings(pool, tenant).await?;
         plan_rotations(decided, &bindings)
@@ -66,8 +84,9 @@ pub async fn respond(
     let windows = ResponseWindows {
         grouping_minutes: policy.response.grouping_window_minutes,
         cooldown_minutes: policy.response.cooldown_minutes,
+        max_automatic_rotations_per_hour: policy.response.max_automatic_rotations_per_hour,
     };
-    store::incidents::record(pool, tenant, &findings, &rotations, &windows)
+    store::incidents::record(pool, tenant, &findings, &rotations, &windows, detected_at)
         .await
         .context("Failed to record incident")
 }
@@ -89,6 +108,215 @@ pub async fn load_bindings(pool: &PgPool, tenant: &TenantId) -> anyhow::Result<V
             })
         })
         .collect()
+}
+
+/// Longest note or reason a person may attach, in characters.
+pub const MAX_NOTE_CHARS: usize = 2000;
+
+/// Why an action on an incident or rotation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ActionError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The incident's status does not allow this transition.
+    #[error("cannot {action} an incident that is {from}")]
+    IllegalTransition { action: &'static str, from: String },
+    /// The rotation has not finished; a retry would race it.
+    #[error("rotation is still {status}; retry it once it has finished")]
+    InProgress { status: String },
+    #[error("{message}")]
+    Invalid { field: &'static str, message: String },
+    #[error(transparent)]
+    Store(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ActionError {
+    fn from(e: sqlx::Error) -> Self {
+        ActionError::Store(e.into())
+    }
+}
+
+/// What a person can do to an incident: `open → acknowledged → resolved`, or
+/// `false_positive` from open or acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    Acknowledge,
+    Resolve,
+    FalsePositive,
+}
+
+impl Transition {
+    /// From the API's path segment: `acknowledge`, `resolve`, `false-positive`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "acknowledge" => Some(Transition::Acknowledge),
+            "resolve" => Some(Transition::Resolve),
+            "false-positive" => Some(Transition::FalsePositive),
+            _ => None,
+        }
+    }
+
+    /// The verb, as the audit trail and error messages name it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            Transition::Acknowledge => "acknowledge",
+            Transition::Resolve => "resolve",
+            Transition::FalsePositive => "mark as false positive",
+        }
+    }
+
+    pub fn target(self) -> &'static str {
+        match self {
+            Transition::Acknowledge => "acknowledged",
+            Transition::Resolve => "resolved",
+            Transition::FalsePositive => "false_positive",
+        }
+    }
+
+    pub fn allowed_from(self) -> &'static [&'static str] {
+        match self {
+            Transition::Acknowledge => &["open"],
+            Transition::Resolve => &["acknowledged"],
+            Transition::FalsePositive => &["open", "acknowledged"],
+        }
+    }
+
+    fn audit_action(self) -> &'static str {
+        match self {
+            Transition::Acknowledge => "incident.acknowledge",
+            Transition::Resolve => "incident.resolve",
+            Transition::FalsePositive => "incident.false_positive",
+        }
+    }
+
+    /// Whether the incident is over afterwards (its alert is resolved).
+    pub fn ends(self) -> bool {
+        matches!(self, Transition::Resolve | Transition::FalsePositive)
+    }
+}
+
+/// A person's note or reason: at most [`MAX_NOTE_CHARS`], no control characters but line
+/// breaks and tabs. Empty means none.
+pub fn check_note(field: &'static str, note: Option<&str>) -> Result<Option<String>, ActionError> {
+    let Some(note) = note.filter(|n| !n.trim().is_empty()) else {
+        return Ok(None);
+    };
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ActionError::Invalid {
+            field,
+            message: format!("{field} is at most {MAX_NOTE_CHARS} characters"),
+        });
+    }
+    if note.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(ActionError::Invalid {
+            field,
+            message: format!("{field} must not contain control characters"),
+        });
+    }
+    Ok(Some(note.to_owned()))
+}
+
+/// Moves an incident along its life, with the person's note in the audit trail; ending it
+/// (resolved, false positive) resolves its alert. The caller wakes the alert worker.
+pub async fn transition_incident(
+    pool: &PgPool,
+    incident_id: &str,
+    transition: Transition,
+    actor: &Actor,
+    note: Option<&str>,
+) -> Result<DbIncident, ActionError> {
+    let note = check_note("note", note)?;
+    let outcome = store::incidents::transition(
+        pool,
+        TransitionRequest {
+            incident_id,
+            to: transition.target(),
+            allowed_from: transition.allowed_from(),
+            action: transition.audit_action(),
+            actor,
+            note: note.as_deref(),
+            ends: transition.ends(),
+        },
+    )
+    .await?;
+    match outcome {
+        TransitionOutcome::Done { incident, .. } => Ok(incident),
+        TransitionOutcome::NotFound => Err(ActionError::NotFound("incident")),
+        TransitionOutcome::Illegal { from } => Err(ActionError::IllegalTransition {
+            action: transition.verb(),
+            from,
+        }),
+    }
+}
+
+/// Whether a manual request for `requested` takes a binding for `binding`: the binding
+/// covers the named tool (`github.*` covers `github.create_issue`), or the request covers the
+/// binding's pattern (`*` or `github.*` takes a `github.*` binding).
+fn request_takes(requested: &str, binding: &str) -> bool {
+    glob_matches(binding, requested) || glob_matches(requested, binding)
+}
+
+/// Queues rotations a person asked for: the secrets of the bindings `tools` selects (every
+/// binding when `None`), each once. No cooldown and no circuit breaker: a person decided.
+/// The caller wakes the rotation worker.
+pub async fn manual_rotate(
+    pool: &PgPool,
+    tenant: &TenantId,
+    tools: Option<&str>,
+    reason: Option<&str>,
+    actor: &Actor,
+) -> Result<Vec<DbRotation>, ActionError> {
+    if let Some(t) = tools
+        && (t.is_empty() || t.chars().count() > 200 || t.chars().any(char::is_control))
+    {
+        return Err(ActionError::Invalid {
+            field: "tools",
+            message: "tools is a glob of 1-200 printable characters".into(),
+        });
+    }
+    let reason = check_note("reason", reason)?;
+    if store::tenants::get(pool, tenant).await?.is_none() {
+        return Err(ActionError::NotFound("tenant"));
+    }
+    let bindings = load_bindings(pool, tenant).await?;
+    let mut seen = HashSet::new();
+    let mut rotations = Vec::new();
+    for binding in &bindings {
+        if tools.is_some_and(|t| !request_takes(t, &binding.tools)) {
+            continue;
+        }
+        for secret in &binding.secrets {
+            if seen.insert(secret.key()) {
+                rotations.push(ManualRotation {
+                    secret: serde_json::to_value(secret).expect("a SecretRef serializes"),
+                    secret_key: secret.key(),
+                    tools: binding.tools.clone(),
+                    scope: if tools.is_some() { "tool" } else { "tenant" },
+                });
+            }
+        }
+    }
+    if rotations.is_empty() {
+        return Err(ActionError::Invalid {
+            field: "tools",
+            message: match tools {
+                Some(t) => format!("no credential binding of tenant {tenant} matches {t:?}"),
+                None => format!("tenant {tenant} has no credential bindings"),
+            },
+        });
+    }
+    Ok(store::rotations::insert_manual(pool, tenant, &rotations, actor, reason.as_deref()).await?)
+}
+
+/// Queues a new manual rotation of the same secret as a finished rotation (failed, skipped
+/// by cooldown or the circuit breaker, or succeeded and to be rolled again). The caller wakes
+/// the rotation worker.
+pub async fn retry_rotation(pool: &PgPool, rotation_id: &str, actor: &Actor) -> Result<DbRotation, ActionError> {
+    match store::rotations::retry(pool, rotation_id, actor).await? {
+        RetryOutcome::Queued(rotation) => Ok(*rotation),
+        RetryOutcome::NotFound => Err(ActionError::NotFound("rotation")),
+        RetryOutcome::InProgress { status } => Err(ActionError::InProgress { status }),
+    }
 }
 
 #[cfg(test)]
@@ -164,6 +392,62 @@ mod tests {
             &[(finding("x"), Action::Rotate, Scope::Tenant)],
             &["acme/github", "acme/db", "acme/openai"],
         );
+    }
+
+    #[test]
+    fn a_planned_rotation_remembers_the_earliest_event_that_put_it_at_risk() {
+        let mut late = finding("github.x");
+        late.at = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(9);
+        let mut early = finding("github.y");
+        early.at = chrono::DateTime::UNIX_EPOCH + chrono::Duration::seconds(3);
+        let planned = plan_rotations(
+            &[
+                (late, Action::Rotate, Scope::Tool),
+                (early.clone(), Action::Rotate, Scope::Tool),
+            ],
+            &bindings(),
+        );
+        assert!(planned.iter().all(|p| p.event_at == Some(early.at)), "{planned:?}");
+    }
+
+    #[test]
+    fn incidents_move_open_acknowledged_resolved_or_false_positive_and_nothing_else() {
+        let status_after = |from: &str, t: Transition| t.allowed_from().contains(&from).then(|| t.target());
+        let all = [Transition::Acknowledge, Transition::Resolve, Transition::FalsePositive];
+        let table: Vec<(&str, Vec<Option<&str>>)> = ["open", "acknowledged", "resolved", "false_positive"]
+            .into_iter()
+            .map(|from| (from, all.iter().map(|t| status_after(from, *t)).collect()))
+            .collect();
+        assert_eq!(
+            table,
+            vec![
+                ("open", vec![Some("acknowledged"), None, Some("false_positive")]),
+                ("acknowledged", vec![None, Some("resolved"), Some("false_positive")]),
+                ("resolved", vec![None, None, None]),
+                ("false_positive", vec![None, None, None]),
+            ]
+        );
+    }
+
+    #[test]
+    fn notes_are_bounded_and_printable() {
+        assert_eq!(check_note("note", Some("  ")).unwrap(), None);
+        assert_eq!(
+            check_note("note", Some("line\nnext")).unwrap().as_deref(),
+            Some("line\nnext")
+        );
+        assert!(check_note("note", Some(&"x".repeat(MAX_NOTE_CHARS))).is_ok());
+        assert!(check_note("note", Some(&"x".repeat(MAX_NOTE_CHARS + 1))).is_err());
+        assert!(check_note("note", Some("bell\u{7}")).is_err());
+    }
+
+    #[test]
+    fn a_manual_request_takes_bindings_it_names_or_covers() {
+        assert!(request_takes("github.*", "github.*"));
+        assert!(request_takes("github.create_issue", "github.*"));
+        assert!(request_takes("*", "db.*"));
+        assert!(request_takes("github.*", "*"), "a catch-all binding covers every tool");
+        assert!(!request_takes("github.*", "db.*"));
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The rotation worker: executes rotation jobs from the outbox. Woken at once when a response
-//! commits, and polls as well, so a wake-up lost to a crash only delays a rotation.
+//! commits, and polls as well, so a wake-up lost to a crash only delays a rotation. A job's end
+//! (succeeded, or failed for good) writes its alert to the alert outbox in the same
+//! transaction.
 
+use crate::alert;
 use crate::metrics::Metrics;
 use crate::secrets::{SecretRef, Secrets};
 use crate::store;
@@ -20,6 +23,8 @@ pub struct RotationWorker {
     pub secrets: Secrets,
     pub metrics: Arc<Metrics>,
     pub wake: Arc<Notify>,
+    /// Wakes the alert worker when a job's end wrote an alert.
+    pub alert_wake: Arc<Notify>,
 }
 
 /// Exponential backoff with full jitter: 0.5 s, 1 s, 2 s … capped at 60 s, times [0.5, 1).
@@ -61,16 +66,24 @@ impl RotationWorker {
         let Some(job) = store::rotations::claim_due(&self.pool).await? else {
             return Ok(None);
         };
+        if let (1, Some(detected)) = (job.attempts, job.detected_at) {
+            self.metrics
+                .rotation_detection_to_start
+                .observe(seconds_since(detected));
+        }
         let secret = match SecretRef::parse(&job.secret) {
             Ok(s) => s,
             Err(e) => {
+                let error = format!("invalid secret reference: {e}");
                 store::rotations::fail(
                     &self.pool,
-                    &job.rotation_id,
-                    &format!("invalid secret reference: {e}"),
+                    &job,
+                    &error,
                     None,
+                    Some(alert::rotation_failed(&job, &error)),
                 )
                 .await?;
+                self.finished(&job, "failed");
                 return Ok(Some(job.rotation_id));
             }
         };
@@ -83,21 +96,44 @@ impl RotationWorker {
             .observe(started.elapsed().as_secs_f64());
         let status = match outcome {
             Ok(result) => {
-                store::rotations::succeed(&self.pool, &job.rotation_id, &result).await?;
+                store::rotations::succeed(&self.pool, &job, &result, alert::rotation_succeeded(&job, &result)).await?;
                 tracing::info!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
                     duration_ms = started.elapsed().as_millis() as u64, "Rotation succeeded");
+                self.finished(&job, "succeeded");
                 "succeeded"
             }
             Err(e) => {
                 let retry_at = (e.retryable && job.attempts < MAX_ATTEMPTS)
                     .then(|| Utc::now() + chrono::Duration::from_std(backoff(job.attempts)).unwrap_or_default());
-                store::rotations::fail(&self.pool, &job.rotation_id, &e.message, retry_at).await?;
+                let alert = retry_at.is_none().then(|| alert::rotation_failed(&job, &e.message));
+                store::rotations::fail(&self.pool, &job, &e.message, retry_at, alert).await?;
                 tracing::warn!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
                     attempt = job.attempts, will_retry = retry_at.is_some(), error = %e.message, "Rotation attempt failed");
-                if retry_at.is_some() { "retrying" } else { "failed" }
+                if retry_at.is_some() {
+                    "retrying"
+                } else {
+                    self.finished(&job, "failed");
+                    "failed"
+                }
             }
         };
         self.metrics.rotations.with_label_values(&[backend, kind, status]).inc();
         Ok(Some(job.rotation_id))
     }
+
+    /// A job ended: its alert is in the outbox, and its end-to-end latency is known.
+    fn finished(&self, job: &store::rotations::DbRotation, status: &str) {
+        self.alert_wake.notify_one();
+        if let Some(event_at) = job.event_at {
+            self.metrics
+                .rotation_event_to_finished
+                .with_label_values(&[status])
+                .observe(seconds_since(event_at));
+        }
+    }
+}
+
+/// Seconds from `t` to now; zero when `t` is in the future (an agent's clock running ahead).
+fn seconds_since(t: chrono::DateTime<Utc>) -> f64 {
+    (Utc::now() - t).to_std().map_or(0.0, |d| d.as_secs_f64())
 }

@@ -1,34 +1,49 @@
 //! Incidents and their findings, and the response transaction (the outbox): an incident, its
-//! findings and its rotation jobs commit together or not at all.
+//! findings, its rotation jobs, their audit entries and the alerts they raise commit together
+//! or not at all. Incident transitions (acknowledge, resolve, false positive) live here too.
 
+use super::alerts::{self, NewAlert};
+use super::audit::{self, Actor, NewEntry};
 use crate::detect::{Finding, Severity};
 use crate::event::TenantId;
 use crate::policy::{Action, Scope};
 use crate::secrets::SecretRef;
 use chrono::{DateTime, Utc};
+use serde_json::json;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
-/// A rotation the response decided on, before cooldown dedupe.
+/// A rotation the response decided on, before cooldown dedupe and the circuit breaker.
 #[derive(Debug, Clone)]
 pub struct PlannedRotation {
     pub secret: SecretRef,
     /// The binding's tool glob, kept so responders see why this secret was in scope.
     pub tools: String,
     pub scope: Scope,
+    /// Event time of the earliest finding that put this secret at risk (latency metrics).
+    pub event_at: Option<DateTime<Utc>>,
 }
 
 /// What one response transaction wrote.
 #[derive(Debug, Clone)]
 pub struct Committed {
     pub incident_id: String,
-    /// Rotations that will run (pending), not the ones skipped by cooldown.
+    /// Rotations that will run (pending), not the ones skipped by cooldown or the breaker.
     pub pending_rotations: usize,
+    /// Rotations the circuit breaker held back (status `skipped`, `result.circuit_open`).
+    pub circuit_open: usize,
+    /// Alerts written to the outbox.
+    pub alerts: usize,
 }
 
 pub struct ResponseWindows {
     pub grouping_minutes: i64,
     pub cooldown_minutes: i64,
+    /// The circuit breaker: automatic rotations a tenant may run within an hour.
+    pub max_automatic_rotations_per_hour: i64,
 }
+
+/// The circuit breaker's window: automatic rotations are counted over the last hour.
+pub const CIRCUIT_WINDOW_MINUTES: i32 = 60;
 
 pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
@@ -36,18 +51,23 @@ pub fn new_id(prefix: &str) -> String {
 
 /// Writes findings into the tenant's open incident (or a new one), plus the rotation jobs,
 /// in one transaction. A secret rotated (or queued) within the cooldown gets a `skipped` job
-/// that names the rotation it was deduplicated into.
+/// that names the rotation it was deduplicated into; past the tenant's hourly limit of
+/// automatic rotations, a job is `skipped` with `circuit_open` and the breaker is announced.
+/// An incident is announced (alert outbox) once it holds a finding whose action is at least
+/// `alert`. `detected_at` is when the findings were decided.
 pub async fn record(
     pool: &PgPool,
     tenant: &TenantId,
     findings: &[(Finding, Action)],
     rotations: &[PlannedRotation],
     windows: &ResponseWindows,
+    detected_at: DateTime<Utc>,
 ) -> sqlx::Result<Committed> {
     let worst = findings.iter().map(|(f, _)| f.severity).max().unwrap_or(Severity::Low);
+    let worst_finding = findings.iter().max_by_key(|(f, _)| f.severity).map(|(f, _)| f);
     let mut tx = pool.begin().await?;
-    let open: Option<(String, String)> = sqlx::query_as(
-        "select incident_id, severity from incidents
+    let open: Option<(String, String, String)> = sqlx::query_as(
+        "select incident_id, severity, summary from incidents
          where tenant_id = $1 and status = 'open' and updated_at > now() - make_interval(mins => $2)
          order by opened_at desc limit 1 for update",
     )
@@ -55,31 +75,33 @@ pub async fn record(
     .bind(windows.grouping_minutes as i32)
     .fetch_optional(&mut *tx)
     .await?;
-    let incident_id = match open {
-        Some((id, severity)) => {
+    let mut audit_entries: Vec<(String, Option<String>, serde_json::Value)> = Vec::new();
+    let (incident_id, severity, summary) = match open {
+        Some((id, severity, summary)) => {
             let severity = Severity::parse(&severity).unwrap_or(Severity::Low).max(worst);
             sqlx::query("update incidents set severity = $2 where incident_id = $1")
                 .bind(&id)
                 .bind(severity.as_str())
                 .execute(&mut *tx)
                 .await?;
-            id
+            (id, severity, summary)
         }
         None => {
             let id = new_id("inc");
-            let summary = findings
-                .iter()
-                .max_by_key(|(f, _)| f.severity)
-                .map(|(f, _)| f.explanation.clone())
-                .unwrap_or_default();
+            let summary = worst_finding.map(|f| f.explanation.clone()).unwrap_or_default();
             sqlx::query("insert into incidents (incident_id, tenant_id, severity, summary) values ($1, $2, $3, $4)")
                 .bind(&id)
                 .bind(tenant.as_ref())
                 .bind(worst.as_str())
-                .bind(summary)
+                .bind(&summary)
                 .execute(&mut *tx)
                 .await?;
-            id
+            audit_entries.push((
+                "incident.opened".into(),
+                Some(id.clone()),
+                json!({"severity": worst.as_str(), "findings": findings.len()}),
+            ));
+            (id, worst, summary)
         }
     };
 
@@ -107,7 +129,41 @@ pub async fn record(
         insert.build().execute(&mut *tx).await?;
     }
 
+    let mut alerts_written = 0;
+    let alert_worthy = findings.iter().any(|(_, a)| *a >= Action::Alert);
+    if alert_worthy && !alerts::incident_announced(&mut tx, &incident_id).await? {
+        alerts::insert(
+            &mut tx,
+            NewAlert {
+                kind: "incident_opened",
+                tenant_id: tenant.as_ref(),
+                incident_id: Some(&incident_id),
+                rotation_id: None,
+                severity: severity.as_str(),
+                detector: worst_finding.map(|f| f.detector.as_str()),
+                summary: summary.clone(),
+                details: json!({"findings": findings.len(), "rotations_planned": rotations.len()}),
+            },
+        )
+        .await?;
+        alerts_written += 1;
+    }
+
+    let mut automatic_this_hour: i64 = if rotations.is_empty() {
+        0
+    } else {
+        sqlx::query_scalar(
+            "select count(*) from rotations
+             where tenant_id = $1 and trigger = 'automatic' and status <> 'skipped'
+               and requested_at > now() - make_interval(mins => $2)",
+        )
+        .bind(tenant.as_ref())
+        .bind(CIRCUIT_WINDOW_MINUTES)
+        .fetch_one(&mut *tx)
+        .await?
+    };
     let mut pending_rotations = 0;
+    let mut held = Vec::new();
     for planned in rotations {
         let key = planned.secret.key();
         let recent: Option<String> = sqlx::query_scalar(
@@ -121,17 +177,29 @@ pub async fn record(
         .bind(windows.cooldown_minutes as i32)
         .fetch_optional(&mut *tx)
         .await?;
+        let rotation_id = new_id("rot");
         let (status, result) = match &recent {
-            Some(into) => ("skipped", Some(serde_json::json!({ "deduplicated_into": into }))),
-            None => ("pending", None),
+            Some(into) => ("skipped", Some(json!({ "deduplicated_into": into }))),
+            None if automatic_this_hour >= windows.max_automatic_rotations_per_hour => {
+                held.push(rotation_id.clone());
+                (
+                    "skipped",
+                    Some(json!({"circuit_open": true, "limit_per_hour": windows.max_automatic_rotations_per_hour})),
+                )
+            }
+            None => {
+                automatic_this_hour += 1;
+                pending_rotations += 1;
+                ("pending", None)
+            }
         };
         sqlx::query(
             "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key,
-                                    status, result, finished_at)
+                                    status, result, finished_at, detected_at, event_at)
              values ($1, $2, $3, 'automatic', $4, $5, $6, $7, $8, $9,
-                     case when $8 = 'skipped' then now() end)",
+                     case when $8 = 'skipped' then now() end, $10, $11)",
         )
-        .bind(new_id("rot"))
+        .bind(&rotation_id)
         .bind(tenant.as_ref())
         .bind(&incident_id)
         .bind(planned.scope.as_str())
@@ -139,17 +207,61 @@ pub async fn record(
         .bind(serde_json::to_value(&planned.secret).expect("a SecretRef serializes"))
         .bind(&key)
         .bind(status)
-        .bind(result)
+        .bind(&result)
+        .bind(detected_at)
+        .bind(planned.event_at)
         .execute(&mut *tx)
         .await?;
-        if recent.is_none() {
-            pending_rotations += 1;
+        let mut details = json!({"status": status, "secret": key, "incident_id": incident_id});
+        if let Some(result) = result {
+            details["result"] = result;
         }
+        audit_entries.push((format!("rotation.{status}"), Some(rotation_id), details));
     }
+
+    if !held.is_empty() && !alerts::circuit_announced_within(&mut tx, tenant.as_ref(), CIRCUIT_WINDOW_MINUTES).await? {
+        let limit = windows.max_automatic_rotations_per_hour;
+        let summary = format!(
+            "circuit breaker open for tenant {tenant}: {limit} automatic rotations within the hour; \
+             {} further rotation(s) held back, retry them by hand if the incident is real",
+            held.len()
+        );
+        let details = json!({"limit_per_hour": limit, "held_rotations": held});
+        alerts::insert(
+            &mut tx,
+            NewAlert {
+                kind: "circuit_open",
+                tenant_id: tenant.as_ref(),
+                incident_id: Some(&incident_id),
+                rotation_id: None,
+                severity: Severity::Critical.as_str(),
+                detector: None,
+                summary,
+                details: details.clone(),
+            },
+        )
+        .await?;
+        alerts_written += 1;
+        audit_entries.push(("circuit_breaker.tripped".into(), Some(incident_id.clone()), details));
+    }
+
+    let entries: Vec<NewEntry> = audit_entries
+        .iter()
+        .map(|(action, target, details)| NewEntry {
+            actor: &Actor::Vigil,
+            action,
+            tenant_id: Some(tenant.as_ref()),
+            target: target.as_deref(),
+            details: details.clone(),
+        })
+        .collect();
+    audit::append_many(&mut tx, &entries).await?;
     tx.commit().await?;
     Ok(Committed {
         incident_id,
         pending_rotations,
+        circuit_open: held.len(),
+        alerts: alerts_written,
     })
 }
 
@@ -245,4 +357,82 @@ pub async fn findings_and_rotations(
     .fetch_all(pool)
     .await?;
     Ok((findings, rotations))
+}
+
+/// What became of a requested incident transition.
+#[derive(Debug)]
+pub enum TransitionOutcome {
+    /// Done; the incident as it is now, and whether a resolution alert was written.
+    Done {
+        incident: DbIncident,
+        alerted: bool,
+    },
+    NotFound,
+    /// The incident's status does not allow it.
+    Illegal {
+        from: String,
+    },
+}
+
+/// A status change asked for by a person, checked and written under the incident's row lock
+/// with its audit entry (carrying the note) and, when it ends the incident, the resolution of
+/// its alert: all or nothing.
+pub struct TransitionRequest<'a> {
+    pub incident_id: &'a str,
+    pub to: &'a str,
+    pub allowed_from: &'a [&'a str],
+    /// The audit action, e.g. `incident.acknowledge`.
+    pub action: &'a str,
+    pub actor: &'a Actor,
+    pub note: Option<&'a str>,
+    /// Whether this ends the incident, so its alert is resolved.
+    pub ends: bool,
+}
+
+pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Result<TransitionOutcome> {
+    let mut tx = pool.begin().await?;
+    let current: Option<(String, String)> =
+        sqlx::query_as("select status, tenant_id from incidents where incident_id = $1 for update")
+            .bind(req.incident_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some((from, tenant_id)) = current else {
+        return Ok(TransitionOutcome::NotFound);
+    };
+    if !req.allowed_from.contains(&from.as_str()) {
+        return Ok(TransitionOutcome::Illegal { from });
+    }
+    let incident: DbIncident = sqlx::query_as(&format!(
+        "update incidents set status = $2 where incident_id = $1 returning {INCIDENT_COLUMNS}"
+    ))
+    .bind(req.incident_id)
+    .bind(req.to)
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut details = json!({"from": from, "to": req.to});
+    if let Some(note) = req.note {
+        details["note"] = note.into();
+    }
+    audit::append(
+        &mut tx,
+        NewEntry {
+            actor: req.actor,
+            action: req.action,
+            tenant_id: Some(&tenant_id),
+            target: Some(req.incident_id),
+            details,
+        },
+    )
+    .await?;
+    let alerted = if req.ends {
+        let summary = format!(
+            "incident {} of tenant {tenant_id} closed as {} by {}",
+            req.incident_id, req.to, req.actor
+        );
+        alerts::resolve_incident(&mut tx, req.incident_id, &summary, &json!({"status": req.to})).await?
+    } else {
+        false
+    };
+    tx.commit().await?;
+    Ok(TransitionOutcome::Done { incident, alerted })
 }

@@ -3,6 +3,8 @@
 //! Every function that reads tenant data takes the `TenantId` it may read; multi-row writes
 //! take a `&mut Transaction` so the caller decides what commits together.
 
+pub mod alerts;
+pub mod audit;
 pub mod events;
 pub mod incidents;
 pub mod rotations;

@@ -1,8 +1,13 @@
 //! The rotation outbox: jobs claimed with `FOR UPDATE SKIP LOCKED`, retried with backoff.
+//! Every state change writes its audit entry (and, when it ends the job, its alert) in the
+//! same transaction.
 
+use super::alerts::{self, NewAlert};
+use super::audit::{self, Actor, NewEntry};
+use super::incidents::new_id;
 use crate::event::TenantId;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -21,65 +26,239 @@ pub struct DbRotation {
     pub finished_at: Option<DateTime<Utc>>,
     pub result: Option<Value>,
     pub error: Option<String>,
+    pub requested_by: String,
+    pub reason: Option<String>,
+    pub retry_of: Option<String>,
+    pub detected_at: Option<DateTime<Utc>>,
+    pub event_at: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str = "rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, status, attempts,
-                       requested_at, started_at, finished_at, result, error";
+                       requested_at, started_at, finished_at, result, error, requested_by, reason, retry_of,
+                       detected_at, event_at";
+
+fn vigil_entry<'a>(action: &'a str, job: &'a DbRotation, details: Value) -> NewEntry<'a> {
+    NewEntry {
+        actor: &Actor::Vigil,
+        action,
+        tenant_id: Some(&job.tenant_id),
+        target: Some(&job.rotation_id),
+        details,
+    }
+}
 
 /// Claims the oldest due job and marks it running; `None` when nothing is due.
 pub async fn claim_due(pool: &PgPool) -> sqlx::Result<Option<DbRotation>> {
-    sqlx::query_as(&format!(
+    let mut tx = pool.begin().await?;
+    let job: Option<DbRotation> = sqlx::query_as(&format!(
         "update rotations set status = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now())
          where rotation_id = (
              select rotation_id from rotations where status = 'pending' and next_attempt_at <= now()
              order by next_attempt_at, rotation_id for update skip locked limit 1)
          returning {COLUMNS}"
     ))
-    .fetch_optional(pool)
-    .await
+    .fetch_optional(&mut *tx)
+    .await?;
+    if let Some(job) = &job {
+        audit::append(
+            &mut tx,
+            vigil_entry("rotation.running", job, json!({"attempt": job.attempts})),
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(job)
 }
 
-pub async fn succeed(pool: &PgPool, rotation_id: &str, result: &Value) -> sqlx::Result<()> {
+pub async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: NewAlert<'_>) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
     sqlx::query(
         "update rotations set status = 'succeeded', result = $2, error = null, finished_at = now()
          where rotation_id = $1",
     )
-    .bind(rotation_id)
+    .bind(&job.rotation_id)
     .bind(result)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    audit::append(
+        &mut tx,
+        vigil_entry(
+            "rotation.succeeded",
+            job,
+            json!({"attempt": job.attempts, "result": result}),
+        ),
+    )
+    .await?;
+    alerts::insert(&mut tx, alert).await?;
+    tx.commit().await
 }
 
-/// Records a failed attempt: back to `pending` at `retry_at`, or `failed` for good when `None`.
-pub async fn fail(pool: &PgPool, rotation_id: &str, error: &str, retry_at: Option<DateTime<Utc>>) -> sqlx::Result<()> {
+/// Records a failed attempt: back to `pending` at `retry_at`, or `failed` for good when
+/// `None`, which is alerted.
+pub async fn fail(
+    pool: &PgPool,
+    job: &DbRotation,
+    error: &str,
+    retry_at: Option<DateTime<Utc>>,
+    alert: Option<NewAlert<'_>>,
+) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
     match retry_at {
         Some(at) => sqlx::query(
             "update rotations set status = 'pending', error = $2, next_attempt_at = $3 where rotation_id = $1",
         )
-        .bind(rotation_id)
+        .bind(&job.rotation_id)
         .bind(error)
         .bind(at),
         None => sqlx::query(
             "update rotations set status = 'failed', error = $2, finished_at = now() where rotation_id = $1",
         )
-        .bind(rotation_id)
+        .bind(&job.rotation_id)
         .bind(error),
     }
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
-    Ok(())
+    let action = if retry_at.is_some() {
+        "rotation.retrying"
+    } else {
+        "rotation.failed"
+    };
+    let details = json!({"attempt": job.attempts, "error": error, "next_attempt_at": retry_at});
+    audit::append(&mut tx, vigil_entry(action, job, details)).await?;
+    if let Some(alert) = alert {
+        alerts::insert(&mut tx, alert).await?;
+    }
+    tx.commit().await
 }
 
 /// Jobs left `running` by a process that died are due again. Backends are called with
 /// check-and-set or idempotency tokens, so running one twice does not rotate twice.
 pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
-    Ok(
-        sqlx::query("update rotations set status = 'pending', next_attempt_at = now() where status = 'running'")
-            .execute(pool)
-            .await?
-            .rows_affected(),
+    let mut tx = pool.begin().await?;
+    let requeued: Vec<DbRotation> = sqlx::query_as(&format!(
+        "update rotations set status = 'pending', next_attempt_at = now() where status = 'running'
+         returning {COLUMNS}"
+    ))
+    .fetch_all(&mut *tx)
+    .await?;
+    let entries: Vec<NewEntry> = requeued
+        .iter()
+        .map(|job| vigil_entry("rotation.requeued", job, json!({"attempt": job.attempts})))
+        .collect();
+    audit::append_many(&mut tx, &entries).await?;
+    tx.commit().await?;
+    Ok(requeued.len() as u64)
+}
+
+/// A rotation a person asked for.
+#[derive(Debug, Clone)]
+pub struct ManualRotation {
+    pub secret: Value,
+    pub secret_key: String,
+    pub tools: String,
+    pub scope: &'static str,
+}
+
+/// Queues manual rotations (no cooldown, no circuit breaker: a person asked) with an audit
+/// entry each, in one transaction.
+pub async fn insert_manual(
+    pool: &PgPool,
+    tenant: &TenantId,
+    rotations: &[ManualRotation],
+    actor: &Actor,
+    reason: Option<&str>,
+) -> sqlx::Result<Vec<DbRotation>> {
+    let mut tx = pool.begin().await?;
+    let mut created = Vec::with_capacity(rotations.len());
+    for r in rotations {
+        let row: DbRotation = sqlx::query_as(&format!(
+            "insert into rotations (rotation_id, tenant_id, trigger, scope, tools, secret, secret_key, requested_by,
+                                    reason)
+             values ($1, $2, 'manual', $3, $4, $5, $6, $7, $8)
+             returning {COLUMNS}"
+        ))
+        .bind(new_id("rot"))
+        .bind(tenant.as_ref())
+        .bind(r.scope)
+        .bind(&r.tools)
+        .bind(&r.secret)
+        .bind(&r.secret_key)
+        .bind(actor.to_string())
+        .bind(reason)
+        .fetch_one(&mut *tx)
+        .await?;
+        audit::append(
+            &mut tx,
+            NewEntry {
+                actor,
+                action: "rotation.manual",
+                tenant_id: Some(tenant.as_ref()),
+                target: Some(&row.rotation_id),
+                details: json!({"secret": r.secret_key, "tools": r.tools, "reason": reason}),
+            },
+        )
+        .await?;
+        created.push(row);
+    }
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// What became of a retry request.
+#[derive(Debug)]
+pub enum RetryOutcome {
+    /// The new rotation (pending).
+    Queued(Box<DbRotation>),
+    NotFound,
+    /// The original has not finished; retrying it would race it.
+    InProgress {
+        status: String,
+    },
+}
+
+/// Queues a new manual rotation of the same secret as `rotation_id`, linked to it (and to its
+/// incident, so the incident lists the retry).
+pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Result<RetryOutcome> {
+    let mut tx = pool.begin().await?;
+    let original: Option<DbRotation> = sqlx::query_as(&format!(
+        "select {COLUMNS} from rotations where rotation_id = $1 for update"
+    ))
+    .bind(rotation_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(original) = original else {
+        return Ok(RetryOutcome::NotFound);
+    };
+    if matches!(original.status.as_str(), "pending" | "running") {
+        return Ok(RetryOutcome::InProgress {
+            status: original.status,
+        });
+    }
+    let row: DbRotation = sqlx::query_as(&format!(
+        "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key,
+                                requested_by, retry_of)
+         select $1, tenant_id, incident_id, 'manual', scope, tools, secret, secret_key, $2, rotation_id
+         from rotations where rotation_id = $3
+         returning {COLUMNS}"
+    ))
+    .bind(new_id("rot"))
+    .bind(actor.to_string())
+    .bind(rotation_id)
+    .fetch_one(&mut *tx)
+    .await?;
+    audit::append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "rotation.retry",
+            tenant_id: Some(&row.tenant_id),
+            target: Some(&row.rotation_id),
+            details: json!({"retry_of": rotation_id, "original_status": original.status}),
+        },
     )
+    .await?;
+    tx.commit().await?;
+    Ok(RetryOutcome::Queued(Box::new(row)))
 }
 
 #[derive(Debug, Default)]

@@ -1,8 +1,10 @@
-//! Tenants, their ingest tokens (hashes only) and credential bindings.
+//! Tenants, their ingest tokens (hashes only) and credential bindings. Every change writes
+//! its audit entry in the same transaction.
 
+use super::audit::{self, Actor, NewEntry};
 use crate::event::TenantId;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
+use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,15 +22,25 @@ pub enum CreateOutcome {
     AlreadyExists,
 }
 
-pub async fn create(
-    pool: &PgPool,
-    tenant: &TenantId,
-    display_name: &str,
-    markers: &[String],
-    mode: &str,
-    token_id: &str,
-    token_hash: &[u8],
-) -> sqlx::Result<CreateOutcome> {
+/// A new tenant and the id and hash of its first ingest token.
+pub struct NewTenant<'a> {
+    pub tenant: &'a TenantId,
+    pub display_name: &'a str,
+    pub markers: &'a [String],
+    pub mode: &'a str,
+    pub token_id: &'a str,
+    pub token_hash: &'a [u8],
+}
+
+pub async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::Result<CreateOutcome> {
+    let NewTenant {
+        tenant,
+        display_name,
+        markers,
+        mode,
+        token_id,
+        token_hash,
+    } = new;
     let mut tx = pool.begin().await?;
     let row: Option<DbTenant> = sqlx::query_as(
         "insert into tenants (tenant_id, display_name, markers, mode) values ($1, $2, $3, $4)
@@ -45,6 +57,17 @@ pub async fn create(
         return Ok(CreateOutcome::AlreadyExists);
     };
     insert_token(&mut tx, tenant, token_id, token_hash).await?;
+    audit::append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "tenant.create",
+            tenant_id: Some(tenant.as_ref()),
+            target: Some(tenant.as_ref()),
+            details: json!({"display_name": display_name, "markers": markers, "mode": mode, "token_id": token_id}),
+        },
+    )
+    .await?;
     tx.commit().await?;
     Ok(CreateOutcome::Created(row))
 }
@@ -99,7 +122,7 @@ pub struct DbBinding {
 }
 
 /// Replaces the tenant's bindings as a whole: a PUT is the complete list.
-pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBinding]) -> sqlx::Result<()> {
+pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBinding], actor: &Actor) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("delete from credential_bindings where tenant_id = $1")
         .bind(tenant.as_ref())
@@ -114,6 +137,21 @@ pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBindin
             .execute(&mut *tx)
             .await?;
     }
+    let listed: Vec<Value> = bindings
+        .iter()
+        .map(|b| json!({"tools": b.tools, "secrets": b.secrets}))
+        .collect();
+    audit::append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "bindings.put",
+            tenant_id: Some(tenant.as_ref()),
+            target: Some(tenant.as_ref()),
+            details: json!({ "bindings": listed }),
+        },
+    )
+    .await?;
     tx.commit().await
 }
 
@@ -122,4 +160,148 @@ pub async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBi
         .bind(tenant.as_ref())
         .fetch_all(pool)
         .await
+}
+
+/// A partial update: `None` leaves the field as it is.
+#[derive(Debug, Default)]
+pub struct TenantPatch {
+    pub display_name: Option<String>,
+    pub markers: Option<Vec<String>>,
+    pub mode: Option<String>,
+}
+
+/// Applies the patch; `None` when the tenant does not exist.
+pub async fn update(
+    pool: &PgPool,
+    tenant: &TenantId,
+    patch: &TenantPatch,
+    actor: &Actor,
+) -> sqlx::Result<Option<DbTenant>> {
+    let mut tx = pool.begin().await?;
+    let row: Option<DbTenant> = sqlx::query_as(
+        "update tenants set display_name = coalesce($2, display_name), markers = coalesce($3, markers),
+                            mode = coalesce($4, mode)
+         where tenant_id = $1
+         returning tenant_id, display_name, markers, mode, created_at, updated_at",
+    )
+    .bind(tenant.as_ref())
+    .bind(&patch.display_name)
+    .bind(&patch.markers)
+    .bind(&patch.mode)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if row.is_none() {
+        return Ok(None);
+    }
+    let mut changed = json!({});
+    if let Some(v) = &patch.display_name {
+        changed["display_name"] = v.as_str().into();
+    }
+    if let Some(v) = &patch.markers {
+        changed["markers"] = json!(v);
+    }
+    if let Some(v) = &patch.mode {
+        changed["mode"] = v.as_str().into();
+    }
+    audit::append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "tenant.update",
+            tenant_id: Some(tenant.as_ref()),
+            target: Some(tenant.as_ref()),
+            details: changed,
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// An ingest token's public face: its id and life, never the token or its hash.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbToken {
+    pub token_id: String,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn tokens(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbToken>> {
+    sqlx::query_as(
+        "select token_id, created_at, revoked_at from ingest_tokens where tenant_id = $1 order by created_at, token_id",
+    )
+    .bind(tenant.as_ref())
+    .fetch_all(pool)
+    .await
+}
+
+/// Adds an ingest token to an existing tenant; `false` when the tenant does not exist.
+pub async fn add_token(
+    pool: &PgPool,
+    tenant: &TenantId,
+    token_id: &str,
+    token_hash: &[u8],
+    actor: &Actor,
+) -> sqlx::Result<bool> {
+    let mut tx = pool.begin().await?;
+    let exists: bool = sqlx::query_scalar("select exists (select 1 from tenants where tenant_id = $1)")
+        .bind(tenant.as_ref())
+        .fetch_one(&mut *tx)
+        .await?;
+    if !exists {
+        return Ok(false);
+    }
+    insert_token(&mut tx, tenant, token_id, token_hash).await?;
+    audit::append(
+        &mut tx,
+        NewEntry {
+            actor,
+            action: "token.create",
+            tenant_id: Some(tenant.as_ref()),
+            target: Some(token_id),
+            details: json!({}),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Revokes one of the tenant's tokens; returns its hash (so the caller can drop it from the
+/// token cache), or `None` when the tenant has no such token. Revoking twice is harmless and
+/// audited once.
+pub async fn revoke_token(
+    pool: &PgPool,
+    tenant: &TenantId,
+    token_id: &str,
+    actor: &Actor,
+) -> sqlx::Result<Option<Vec<u8>>> {
+    let mut tx = pool.begin().await?;
+    let row: Option<(Vec<u8>, bool)> = sqlx::query_as(
+        "update ingest_tokens set revoked_at = coalesce(revoked_at, now())
+         where tenant_id = $1 and token_id = $2
+         returning token_hash, revoked_at = now()",
+    )
+    .bind(tenant.as_ref())
+    .bind(token_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((hash, revoked_now)) = row else {
+        return Ok(None);
+    };
+    if revoked_now {
+        audit::append(
+            &mut tx,
+            NewEntry {
+                actor,
+                action: "token.revoke",
+                tenant_id: Some(tenant.as_ref()),
+                target: Some(token_id),
+                details: json!({}),
+            },
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(Some(hash))
 }

@@ -11,6 +11,8 @@ use vigil::config::Config;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 pub const REDACTION_KEY: &str = "test-redaction-key-0123456789";
+/// Where the tests' Vigil says it lives: alert links start with it.
+pub const PUBLIC_URL: &str = "https://vigil.test";
 
 /// A peer the tests need; missing is a failure that says how to get it, never a skip.
 pub fn required_env(name: &str) -> String {
@@ -75,6 +77,11 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         shards: 2,
         shard_queue: 64,
         retention_days: 90,
+        alertmanager_url: None,
+        public_url: PUBLIC_URL.to_owned(),
+        webhook_urls: Vec::new(),
+        webhook_secret: None,
+        alert_expiry_minutes: 24 * 60,
     }
 }
 
@@ -219,6 +226,59 @@ impl TestApp {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         panic!("rotations of {tenant} did not settle within 10 s");
+    }
+
+    /// An admin request with a JSON body (`None`: no body).
+    pub async fn admin_send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path)).bearer_auth(ADMIN_TOKEN);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// `POST` as admin; asserts the status and returns the JSON answer.
+    pub async fn admin_post_expect(&self, path: &str, body: Value, status: u16) -> Value {
+        let r = self.admin_send(reqwest::Method::POST, path, Some(body)).await;
+        let got = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(got, status, "POST {path}: {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+
+    /// The tenant's audit trail, newest first (one page of up to 500).
+    pub async fn audit(&self, tenant: &str) -> Vec<Value> {
+        self.admin_json(&format!("/v1/audit?tenant={tenant}&limit=500")).await["entries"]
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    /// Opens an incident for a tenant still learning: an AWS key in a payload is a
+    /// `secret_in_payload` finding, alerted on but not rotated. Returns the incident id.
+    pub async fn open_incident(&self, token: &str, event_id: &str) -> String {
+        let params = json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"});
+        let r = self
+            .post_events(token, &[event(event_id, "s3.get", Utc::now(), params)])
+            .await;
+        assert_eq!(r.status(), 202);
+        let body: Value = r.json().await.unwrap();
+        body["findings"][0]["incident_id"]
+            .as_str()
+            .expect("the finding names its incident")
+            .to_owned()
+    }
+
+    /// Polls one rotation until it is neither pending nor running (bounded).
+    pub async fn settled_rotation(&self, id: &str) -> Value {
+        for _ in 0..200 {
+            let r = self.admin_json(&format!("/v1/rotations/{id}")).await;
+            if !matches!(r["status"].as_str(), Some("pending" | "running")) {
+                return r;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("rotation {id} did not settle within 10 s");
     }
 
     pub async fn count(&self, sql: &str) -> i64 {

@@ -1,5 +1,6 @@
-//! Integration tests through the HTTP API against real Postgres, OpenBao and moto.
+//! Integration tests through the HTTP API against real Postgres, OpenBao, moto and Alertmanager.
 
+mod alerts;
 mod backends;
 mod canary;
 mod helpers;
@@ -7,6 +8,7 @@ mod ingest;
 mod openapi;
 mod otlp;
 mod process;
+mod response;
 mod restart;
 mod rotation;
 mod startup;

@@ -1,0 +1,310 @@
+//! Alerts: telling people what Vigil saw and did. Alerts are written to an outbox in the same
+//! transaction as the state change they report (`store::alerts`); the [`AlertWorker`] fans
+//! each out to the configured sinks — Alertmanager and signed webhooks — and retries every
+//! delivery with backoff until it is delivered, refused for good, or expired.
+//!
+//! Invariant: an alert carries ids, references, severities and sentences built from redacted
+//! data; never a secret value (the rotation result is metadata; agent payloads were redacted
+//! before they reached any finding).
+
+mod alertmanager;
+mod webhook;
+mod worker;
+
+pub use alertmanager::AlertmanagerSink;
+pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, sign};
+pub use worker::AlertWorker;
+
+use crate::config::Config;
+use crate::secrets::BoxFuture;
+use crate::store::alerts::{DbDelivery, NewAlert};
+use crate::store::rotations::DbRotation;
+use chrono::{DateTime, Utc};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What happened, as the outbox names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertKind {
+    IncidentOpened,
+    IncidentResolved,
+    RotationSucceeded,
+    RotationFailed,
+    CircuitOpen,
+}
+
+impl AlertKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::IncidentOpened => "incident_opened",
+            AlertKind::IncidentResolved => "incident_resolved",
+            AlertKind::RotationSucceeded => "rotation_succeeded",
+            AlertKind::RotationFailed => "rotation_failed",
+            AlertKind::CircuitOpen => "circuit_open",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            AlertKind::IncidentOpened,
+            AlertKind::IncidentResolved,
+            AlertKind::RotationSucceeded,
+            AlertKind::RotationFailed,
+            AlertKind::CircuitOpen,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+
+    /// Alertmanager's `alertname`. An incident's opening and resolution share one name (and
+    /// so one identity), which is how the resolution ends the very alert the opening raised.
+    pub fn alertname(self) -> &'static str {
+        match self {
+            AlertKind::IncidentOpened | AlertKind::IncidentResolved => "VigilIncident",
+            AlertKind::RotationSucceeded => "VigilRotationSucceeded",
+            AlertKind::RotationFailed => "VigilRotationFailed",
+            AlertKind::CircuitOpen => "VigilCircuitBreakerOpen",
+        }
+    }
+}
+
+/// One alert as the sinks see it.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    pub id: String,
+    pub kind: AlertKind,
+    pub tenant_id: String,
+    pub incident_id: Option<String>,
+    pub rotation_id: Option<String>,
+    pub severity: String,
+    pub detector: Option<String>,
+    pub summary: String,
+    pub details: Value,
+    pub starts_at: DateTime<Utc>,
+    /// Set on a resolution.
+    pub ends_at: Option<DateTime<Utc>>,
+    /// Where a person looks next: the incident page (or the rotation's, without an incident).
+    pub link: String,
+}
+
+impl Alert {
+    pub fn from_delivery(d: &DbDelivery, public_url: &str) -> anyhow::Result<Self> {
+        let kind = AlertKind::parse(&d.kind).ok_or_else(|| anyhow::anyhow!("unknown alert kind {:?}", d.kind))?;
+        let base = public_url.trim_end_matches('/');
+        let link = match (&d.incident_id, &d.rotation_id) {
+            (Some(incident), _) => format!("{base}/incidents/{incident}"),
+            (None, Some(rotation)) => format!("{base}/rotations/{rotation}"),
+            (None, None) => base.to_owned(),
+        };
+        Ok(Alert {
+            id: d.alert_id.clone(),
+            kind,
+            tenant_id: d.tenant_id.clone(),
+            incident_id: d.incident_id.clone(),
+            rotation_id: d.rotation_id.clone(),
+            severity: d.severity.clone(),
+            detector: d.detector.clone(),
+            summary: d.summary.clone(),
+            details: d.details.clone(),
+            starts_at: d.starts_at,
+            ends_at: d.ends_at,
+            link,
+        })
+    }
+
+    /// `firing` or `resolved`.
+    pub fn status(&self) -> &'static str {
+        if self.ends_at.is_some() { "resolved" } else { "firing" }
+    }
+
+    /// The alert's identity in Alertmanager: bounded, descriptive, no secret.
+    pub fn labels(&self) -> BTreeMap<&'static str, String> {
+        let mut labels = BTreeMap::new();
+        labels.insert("alertname", self.kind.alertname().to_owned());
+        labels.insert("tenant", self.tenant_id.clone());
+        labels.insert("severity", self.severity.clone());
+        labels.insert("service", "vigil".to_owned());
+        if let Some(d) = &self.detector {
+            labels.insert("detector", d.clone());
+        }
+        if let Some(i) = &self.incident_id {
+            labels.insert("incident", i.clone());
+        }
+        if let Some(r) = &self.rotation_id {
+            labels.insert("rotation", r.clone());
+        }
+        labels
+    }
+}
+
+/// Why a delivery did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct DeliveryError {
+    /// Worth trying again (unreachable, timeout, 5xx, 429).
+    pub retryable: bool,
+    pub message: String,
+}
+
+impl DeliveryError {
+    /// Classifies an HTTP answer: 4xx other than 408 and 429 will not change by retrying.
+    pub fn from_status(status: reqwest::StatusCode, body: &str) -> Self {
+        let retryable = !status.is_client_error() || status.as_u16() == 408 || status.as_u16() == 429;
+        let body: String = body.chars().take(300).collect();
+        DeliveryError {
+            retryable,
+            message: format!("answered {status}: {body}"),
+        }
+    }
+
+    /// A request that got no answer (refused, reset, timed out) is always retried.
+    pub fn unreachable(e: &reqwest::Error) -> Self {
+        let mut message = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        DeliveryError {
+            retryable: true,
+            message: format!("unreachable: {message}"),
+        }
+    }
+}
+
+/// One place alerts go.
+pub trait AlertSink: Send + Sync {
+    /// Stable identity for the outbox (`alertmanager`, `webhook:<hash>`): a delivery is owed
+    /// to this sink until it is delivered or expires.
+    fn id(&self) -> &str;
+    /// Bounded metric label: `alertmanager` or `webhook`.
+    fn kind(&self) -> &'static str;
+    fn deliver<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<(), DeliveryError>>;
+}
+
+/// How long one delivery attempt may take before it counts as failed (and is retried).
+pub const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The sinks the configuration names.
+pub fn sinks_from_config(config: &Config) -> anyhow::Result<Vec<Arc<dyn AlertSink>>> {
+    let client = reqwest::Client::builder()
+        .timeout(DELIVERY_TIMEOUT)
+        .user_agent(concat!("vigil/", env!("CARGO_PKG_VERSION")))
+        .build()?;
+    let mut sinks: Vec<Arc<dyn AlertSink>> = Vec::new();
+    if let Some(url) = &config.alertmanager_url {
+        sinks.push(Arc::new(AlertmanagerSink::new(client.clone(), url)?));
+    }
+    if !config.webhook_urls.is_empty() {
+        let secret = config
+            .webhook_secret
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("VIGIL_WEBHOOK_URLS is set but VIGIL_WEBHOOK_SECRET is not"))?;
+        for url in &config.webhook_urls {
+            sinks.push(Arc::new(WebhookSink::new(
+                client.clone(),
+                url.expose_secret(),
+                secret.expose_secret().as_bytes(),
+            )?));
+        }
+    }
+    Ok(sinks)
+}
+
+fn secret_key(job: &DbRotation) -> String {
+    crate::secrets::SecretRef::parse(&job.secret)
+        .map(|s| s.key())
+        .unwrap_or_else(|_| "an unreadable secret reference".to_owned())
+}
+
+/// The outbox row announcing that a rotation succeeded.
+pub fn rotation_succeeded<'a>(job: &'a DbRotation, result: &Value) -> NewAlert<'a> {
+    NewAlert {
+        kind: AlertKind::RotationSucceeded.as_str(),
+        tenant_id: &job.tenant_id,
+        incident_id: job.incident_id.as_deref(),
+        rotation_id: Some(&job.rotation_id),
+        severity: "low",
+        detector: None,
+        summary: format!(
+            "rotated {} for tenant {} ({} rotation, attempt {})",
+            secret_key(job),
+            job.tenant_id,
+            job.trigger,
+            job.attempts
+        ),
+        details: json!({"trigger": job.trigger, "attempts": job.attempts, "result": result}),
+    }
+}
+
+/// The outbox row announcing that a rotation failed for good: the credential is still at
+/// risk, so it is a high-severity alert.
+pub fn rotation_failed<'a>(job: &'a DbRotation, error: &str) -> NewAlert<'a> {
+    NewAlert {
+        kind: AlertKind::RotationFailed.as_str(),
+        tenant_id: &job.tenant_id,
+        incident_id: job.incident_id.as_deref(),
+        rotation_id: Some(&job.rotation_id),
+        severity: "high",
+        detector: None,
+        summary: format!(
+            "rotation of {} for tenant {} failed after {} attempt(s): {error}",
+            secret_key(job),
+            job.tenant_id,
+            job.attempts
+        ),
+        details: json!({"trigger": job.trigger, "attempts": job.attempts, "error": error}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(kind: &str, ends_at: Option<DateTime<Utc>>) -> DbDelivery {
+        DbDelivery {
+            alert_id: "alt_1".into(),
+            sink: "alertmanager".into(),
+            attempts: 1,
+            expires_at: Utc::now(),
+            kind: kind.into(),
+            tenant_id: "acme".into(),
+            incident_id: Some("inc_1".into()),
+            rotation_id: None,
+            severity: "high".into(),
+            detector: Some("rate_spike".into()),
+            summary: "s".into(),
+            details: json!({}),
+            starts_at: Utc::now(),
+            ends_at,
+        }
+    }
+
+    #[test]
+    fn an_incidents_opening_and_resolution_share_their_alertmanager_identity() {
+        let opened = Alert::from_delivery(&delivery("incident_opened", None), "http://v/").unwrap();
+        let resolved = Alert::from_delivery(&delivery("incident_resolved", Some(Utc::now())), "http://v").unwrap();
+        assert_eq!(opened.labels(), resolved.labels());
+        assert_eq!((opened.status(), resolved.status()), ("firing", "resolved"));
+        assert_eq!(opened.link, "http://v/incidents/inc_1");
+        assert_eq!(opened.labels()["detector"], "rate_spike");
+    }
+
+    #[test]
+    fn client_errors_are_final_except_timeouts_and_rate_limits() {
+        for (status, retryable) in [
+            (400, false),
+            (404, false),
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+        ] {
+            let e = DeliveryError::from_status(reqwest::StatusCode::from_u16(status).unwrap(), "");
+            assert_eq!(e.retryable, retryable, "{status}");
+        }
+    }
+}

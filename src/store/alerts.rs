@@ -1,0 +1,247 @@
+//! The alert outbox. `alerts` rows are written inside the transaction of the state change
+//! they report; the alert worker fans each out to the configured sinks (`alert_deliveries`)
+//! and delivers those with `FOR UPDATE SKIP LOCKED`, backoff and an expiry.
+
+use super::incidents::new_id;
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// An alert about to be written.
+#[derive(Debug, Clone)]
+pub struct NewAlert<'a> {
+    /// incident_opened | incident_resolved | rotation_succeeded | rotation_failed | circuit_open
+    pub kind: &'a str,
+    pub tenant_id: &'a str,
+    pub incident_id: Option<&'a str>,
+    pub rotation_id: Option<&'a str>,
+    pub severity: &'a str,
+    pub detector: Option<&'a str>,
+    pub summary: String,
+    pub details: Value,
+}
+
+/// Writes an alert inside the caller's transaction; returns its id.
+pub async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> sqlx::Result<String> {
+    let id = new_id("alt");
+    sqlx::query(
+        "insert into alerts (alert_id, kind, tenant_id, incident_id, rotation_id, severity, detector, summary, details)
+         values ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(&id)
+    .bind(alert.kind)
+    .bind(alert.tenant_id)
+    .bind(alert.incident_id)
+    .bind(alert.rotation_id)
+    .bind(alert.severity)
+    .bind(alert.detector)
+    .bind(&alert.summary)
+    .bind(&alert.details)
+    .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// Whether the incident's opening was already alerted (an incident is announced once).
+pub async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("select exists (select 1 from alerts where incident_id = $1 and kind = 'incident_opened')")
+        .bind(incident_id)
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// Writes the resolution of an announced incident: the opening alert's identity (tenant,
+/// detector, severity) with `ends_at` now, so Alertmanager resolves the very alert it holds.
+/// Nothing is written for an incident that was never announced.
+pub async fn resolve_incident(
+    tx: &mut Transaction<'_, Postgres>,
+    incident_id: &str,
+    summary: &str,
+    details: &Value,
+) -> sqlx::Result<bool> {
+    let written = sqlx::query(
+        "insert into alerts (alert_id, kind, tenant_id, incident_id, severity, detector, summary, details, starts_at,
+                             ends_at)
+         select $2, 'incident_resolved', tenant_id, incident_id, severity, detector, $3, $4, starts_at, now()
+         from alerts where incident_id = $1 and kind = 'incident_opened'
+         order by alert_id limit 1",
+    )
+    .bind(incident_id)
+    .bind(new_id("alt"))
+    .bind(summary)
+    .bind(details)
+    .execute(&mut **tx)
+    .await?;
+    Ok(written.rows_affected() > 0)
+}
+
+/// Whether a circuit-breaker alert was raised for the tenant within the last `minutes`: the
+/// breaker is announced when it trips, not once per rotation it holds back.
+pub async fn circuit_announced_within(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant_id: &str,
+    minutes: i32,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "select exists (select 1 from alerts where tenant_id = $1 and kind = 'circuit_open'
+                        and created_at > now() - make_interval(mins => $2))",
+    )
+    .bind(tenant_id)
+    .bind(minutes)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Creates a delivery per configured sink for every alert not yet fanned out; returns how
+/// many alerts it took. An alert written while no sink is configured fans out to nothing.
+pub async fn fan_out(pool: &PgPool, sinks: &[String], expire_after: chrono::Duration) -> sqlx::Result<u64> {
+    let taken: Vec<String> = sqlx::query_scalar(
+        "with fresh as (
+             select alert_id from alerts where fanned_out_at is null
+             order by alert_id for update skip locked limit 500),
+         marked as (
+             update alerts a set fanned_out_at = now() from fresh where a.alert_id = fresh.alert_id
+             returning a.alert_id),
+         created as (
+             insert into alert_deliveries (alert_id, sink, expires_at)
+             select m.alert_id, s.sink, now() + $2 from marked m cross join unnest($1::text[]) s(sink))
+         select alert_id from marked",
+    )
+    .bind(sinks)
+    .bind(expire_after)
+    .fetch_all(pool)
+    .await?;
+    Ok(taken.len() as u64)
+}
+
+/// A claimed delivery with the alert it carries.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbDelivery {
+    pub alert_id: String,
+    pub sink: String,
+    pub attempts: i32,
+    pub expires_at: DateTime<Utc>,
+    pub kind: String,
+    pub tenant_id: String,
+    pub incident_id: Option<String>,
+    pub rotation_id: Option<String>,
+    pub severity: String,
+    pub detector: Option<String>,
+    pub summary: String,
+    pub details: Value,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// Claims the oldest due delivery to one of `sinks` and marks it delivering. Alerts of one
+/// incident reach a sink in the order they were written: a resolution never overtakes the
+/// opening it resolves (Alertmanager would otherwise show the incident firing again).
+pub async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
+    sqlx::query_as(
+        "update alert_deliveries d set status = 'delivering', attempts = d.attempts + 1
+         from alerts a
+         where a.alert_id = d.alert_id and (d.alert_id, d.sink) = (
+             select d1.alert_id, d1.sink from alert_deliveries d1 join alerts a1 using (alert_id)
+             where d1.status = 'pending' and d1.next_attempt_at <= now() and d1.sink = any($1)
+               and not exists (
+                   select 1 from alert_deliveries d2 join alerts a2 using (alert_id)
+                   where a1.incident_id is not null and a2.incident_id = a1.incident_id and d2.sink = d1.sink
+                     and a2.alert_id < a1.alert_id and d2.status in ('pending', 'delivering'))
+             order by d1.next_attempt_at, d1.alert_id
+             for update of d1 skip locked limit 1)
+         returning d.alert_id, d.sink, d.attempts, d.expires_at, a.kind, a.tenant_id, a.incident_id, a.rotation_id,
+                   a.severity, a.detector, a.summary, a.details, a.starts_at, a.ends_at",
+    )
+    .bind(sinks)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn delivered(pool: &PgPool, alert_id: &str, sink: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "update alert_deliveries set status = 'delivered', delivered_at = now(), last_error = null
+         where alert_id = $1 and sink = $2",
+    )
+    .bind(alert_id)
+    .bind(sink)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// What becomes of a delivery whose attempt failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterFailure {
+    /// Pending again, due at this instant.
+    RetryAt(DateTime<Utc>),
+    /// The sink refused it in a way retrying cannot change.
+    Failed,
+    /// The next attempt would fall after the delivery's expiry.
+    Expired,
+}
+
+pub async fn failed(pool: &PgPool, alert_id: &str, sink: &str, error: &str, after: AfterFailure) -> sqlx::Result<()> {
+    let (status, next) = match after {
+        AfterFailure::RetryAt(at) => ("pending", Some(at)),
+        AfterFailure::Failed => ("failed", None),
+        AfterFailure::Expired => ("expired", None),
+    };
+    sqlx::query(
+        "update alert_deliveries set status = $3, last_error = $4, next_attempt_at = coalesce($5, next_attempt_at)
+         where alert_id = $1 and sink = $2",
+    )
+    .bind(alert_id)
+    .bind(sink)
+    .bind(status)
+    .bind(error)
+    .bind(next)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// Pending deliveries past their expiry (for a sink no longer configured, say) are expired.
+pub async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "update alert_deliveries set status = 'expired', last_error = coalesce(last_error, 'expired undelivered')
+         where status = 'pending' and expires_at < now()",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// Deliveries left `delivering` by a process that died are due again: a sink may see an
+/// alert twice (webhooks carry `X-Vigil-Alert-Id` to deduplicate; Alertmanager merges).
+pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
+    Ok(sqlx::query(
+        "update alert_deliveries set status = 'pending', next_attempt_at = now() where status = 'delivering'",
+    )
+    .execute(pool)
+    .await?
+    .rows_affected())
+}
+
+/// One delivery's state, for the dashboard and tests.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbDeliveryState {
+    pub alert_id: String,
+    pub kind: String,
+    pub sink: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The deliveries of one incident's alerts, oldest first.
+pub async fn deliveries_of_incident(pool: &PgPool, incident_id: &str) -> sqlx::Result<Vec<DbDeliveryState>> {
+    sqlx::query_as(
+        "select d.alert_id, a.kind, d.sink, d.status, d.attempts, d.last_error, d.delivered_at
+         from alert_deliveries d join alerts a using (alert_id)
+         where a.incident_id = $1 order by d.alert_id, d.sink",
+    )
+    .bind(incident_id)
+    .fetch_all(pool)
+    .await
+}
