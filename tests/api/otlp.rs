@@ -28,13 +28,18 @@ fn python() -> PathBuf {
     path
 }
 
-/// Runs tests/otlp/export_spans.py with `plan` against `app`; returns what it printed.
-async fn export_with_sdk(app: &TestApp, token: &str, plan: Value) -> Value {
+/// Runs tests/otlp/export_spans.py with `plan` against `app`, the exporter configured by the
+/// environment exactly as the README says; returns what the script printed.
+async fn export_with_sdk(app: &TestApp, token: &str, compression: &str, plan: Value) -> Value {
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/otlp/export_spans.py");
     let mut child = tokio::process::Command::new(python())
         .arg(&script)
-        .arg(app.url("/v1/traces"))
-        .env("VIGIL_INGEST_TOKEN", token)
+        .env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", app.url("/v1/traces"))
+        .env(
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+            format!("Authorization=Bearer%20{token}"),
+        )
+        .env("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", compression)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -102,6 +107,18 @@ fn json_export(resource: Value, spans: Vec<Value>) -> Vec<u8> {
     .into_bytes()
 }
 
+#[derive(sqlx::FromRow)]
+struct StoredEvent {
+    event_id: String,
+    tool: String,
+    params: Value,
+    outcome: String,
+    error_code: Option<String>,
+    agent_id: Option<String>,
+    session_id: Option<String>,
+    duration_ms: Option<i64>,
+}
+
 struct Setup {
     app: TestApp,
     tenant: String,
@@ -150,21 +167,12 @@ async fn execute_tool_spans_exported_by_the_python_sdk_become_events() {
              "arguments": {"sql": "select 1"}, "error_type": "TimeoutError"},
         ],
     });
-    let printed = export_with_sdk(&s.app, &s.token, plan).await;
+    let printed = export_with_sdk(&s.app, &s.token, "none", plan).await;
     assert_eq!(printed["results"], json!(["SUCCESS", "SUCCESS"]), "both sends succeed");
 
-    let rows: Vec<(
-        String,
-        String,
-        Value,
-        String,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-    )> = sqlx::query_as(
+    let rows: Vec<StoredEvent> = sqlx::query_as(
         "select event_id, tool, params, outcome, error_code, agent_id, session_id, duration_ms
-             from events where tenant_id = $1 order by ts",
+         from events where tenant_id = $1 order by ts",
     )
     .bind(&s.tenant)
     .fetch_all(&s.app.pool)
@@ -181,27 +189,40 @@ async fn execute_tool_spans_exported_by_the_python_sdk_become_events() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    let ids: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+    let ids: Vec<&str> = rows.iter().map(|r| r.event_id.as_str()).collect();
     assert_eq!(ids, span_ids, "the event id is the span id");
-    let (_, tool, params, outcome, error_code, agent, session, duration) = &rows[0];
+    let first = &rows[0];
     assert_eq!(
-        (tool.as_str(), params, outcome.as_str(), error_code, duration),
+        (
+            first.tool.as_str(),
+            &first.params,
+            first.outcome.as_str(),
+            first.duration_ms
+        ),
         (
             "github.list_issues",
             &json!({"repo": "web", "state": "open"}),
             "success",
-            &None,
-            &Some(20)
+            Some(20)
         )
     );
     assert_eq!(
-        (agent.as_deref(), session.as_deref()),
+        (first.agent_id.as_deref(), first.session_id.as_deref()),
         (Some("triage"), Some("conv-42")),
         "agent and conversation come from the invoke_agent span"
     );
-    assert_eq!(rows[1].2, json!({}), "arguments are opt-in: absent is an empty object");
     assert_eq!(
-        (rows[2].3.as_str(), rows[2].4.as_deref(), rows[2].7),
+        rows[1].params,
+        json!({}),
+        "arguments are opt-in: absent is an empty object"
+    );
+    let failed = &rows[2];
+    assert_eq!(
+        (
+            failed.outcome.as_str(),
+            failed.error_code.as_deref(),
+            failed.duration_ms
+        ),
         ("error", Some("TimeoutError"), Some(1500))
     );
     let metrics = s
@@ -244,15 +265,21 @@ async fn a_burst_of_sdk_spans_after_warm_up_raises_a_rate_spike_and_rotates_the_
             })
         })
         .collect();
-    let plan = json!({"agent": {"id": "triage"}, "compression": "gzip", "calls": history});
-    export_with_sdk(&s.app, &s.token, plan).await;
+    let plan = json!({"agent": {"id": "triage"}, "calls": history});
+    export_with_sdk(&s.app, &s.token, "gzip", plan).await;
     assert_eq!(s.events().await, 180);
 
     let now = Utc::now();
     let burst: Vec<Value> = (0..60)
         .map(|_| call("github.list_issues", now, json!({"repo": "web"})))
         .collect();
-    export_with_sdk(&s.app, &s.token, json!({"agent": {"id": "triage"}, "calls": burst})).await;
+    export_with_sdk(
+        &s.app,
+        &s.token,
+        "none",
+        json!({"agent": {"id": "triage"}, "calls": burst}),
+    )
+    .await;
 
     let incidents = s.app.admin_json(&format!("/v1/incidents?tenant={}", s.tenant)).await;
     let spike = incidents["incidents"]

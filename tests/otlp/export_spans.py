@@ -2,13 +2,16 @@
 
 Used by tests/api/otlp.rs, the way an instrumented agent runtime would send them: the SDK
 builds the spans (under one `invoke_agent` span, beside one `chat` span that is not a tool
-call) and the stock OTLP/HTTP protobuf exporter sends them.
+call) and the stock OTLP/HTTP protobuf exporter sends them, configured only by the standard
+environment variables the README tells users to set:
 
-    VIGIL_INGEST_TOKEN=vgl_... python export_spans.py http://127.0.0.1:PORT/v1/traces < plan.json
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=http://127.0.0.1:PORT/v1/traces \
+    OTEL_EXPORTER_OTLP_TRACES_HEADERS="Authorization=Bearer%20vgl_..." \
+    OTEL_EXPORTER_OTLP_TRACES_COMPRESSION=gzip \
+    python export_spans.py < plan.json
 
 The plan (JSON on stdin):
     {"resource": {"service.name": "triage-bot"},   # resource attributes
-     "compression": "gzip" | "none",
      "repeat": 1,                                   # export the same spans this many times
      "agent": {"id": "triage", "conversation": "conv-1"},
      "calls": [{"tool": "github.list_issues", "start_ns": 1795694340000000000,
@@ -20,11 +23,9 @@ if any export did not succeed.
 """
 
 import json
-import os
 import sys
 
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -95,16 +96,9 @@ def record(plan):
 
 
 def main():
-    endpoint = sys.argv[1]
     plan = json.load(sys.stdin)
     spans, span_ids = record(plan)
-    compression = Compression.Gzip if plan.get("compression") == "gzip" else Compression.NoCompression
-    exporter = OTLPSpanExporter(
-        endpoint=endpoint,
-        headers={"Authorization": f"Bearer {os.environ['VIGIL_INGEST_TOKEN']}"},
-        compression=compression,
-        timeout=30,
-    )
+    exporter = OTLPSpanExporter()
     results = []
     for _ in range(plan.get("repeat", 1)):
         for start in range(0, len(spans), BATCH):
