@@ -237,6 +237,22 @@ async fn webhooks_are_signed_over_timestamp_and_body_and_no_alert_carries_a_secr
     assert_eq!(resolved["status"], "resolved");
     assert!(resolved["ends_at"].is_string());
     assert_eq!(*receiver.refused.lock().unwrap(), 0, "every delivery verified");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vigil_rotation_detection_to_start_seconds_count 1",
+        r#"vigil_rotation_event_to_finished_seconds_count{status="succeeded"} 1"#,
+        r#"vigil_alert_deliveries_total{sink="webhook",status="delivered"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     // Canaries: neither the key the agent leaked nor the value Vigil wrote to OpenBao appears
     // in any alert, webhook or Alertmanager.
