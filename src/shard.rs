@@ -274,6 +274,10 @@ impl Worker {
         if committed.alerts > 0 {
             self.pipeline.alert_wake.notify_one();
         }
+        if committed.circuit_open > 0 {
+            tracing::warn!(tenant.id = %batch.tenant, incident.id = %committed.incident_id,
+                held = committed.circuit_open, "Circuit breaker open: automatic rotations held back");
+        }
         outcome.findings = decided
             .into_iter()
             .map(|(f, action, _)| ReportedFinding {

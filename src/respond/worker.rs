@@ -2,6 +2,10 @@
 //! commits, and polls as well, so a wake-up lost to a crash only delays a rotation. A job's end
 //! (succeeded, or failed for good) writes its alert to the alert outbox in the same
 //! transaction.
+//!
+//! Several executors run jobs at once, so a burst across tenants does not queue every rotation
+//! behind one backend call; jobs of the same secret never run at once in this process (KV v2
+//! check-and-set would refuse the second writer).
 
 use crate::alert;
 use crate::metrics::Metrics;
@@ -10,13 +14,21 @@ use crate::store;
 use chrono::Utc;
 use rand::Rng;
 use sqlx::PgPool;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::JoinSet;
 
 /// Attempts before a job is `failed` for good.
 pub const MAX_ATTEMPTS: i32 = 6;
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// Jobs executed at once. Each holds a Postgres connection only while claiming and recording.
+const EXECUTORS: usize = 4;
+
+/// Secrets whose job is executing in this process; locked while claiming, so two executors
+/// never claim jobs of one secret.
+type InFlight = Mutex<HashSet<String>>;
 
 pub struct RotationWorker {
     pub pool: PgPool,
@@ -35,16 +47,26 @@ pub fn backoff(attempt: i32) -> Duration {
 }
 
 impl RotationWorker {
-    /// Runs until `shutdown` turns true, finishing the job in hand first.
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+    /// Runs until `shutdown` turns true; each executor finishes the job in hand first.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
         match store::rotations::requeue_abandoned(&self.pool).await {
             Ok(0) => {}
             Ok(n) => tracing::warn!(rotations = n, "Requeued rotations left running by a previous process"),
             Err(e) => tracing::error!(error = %e, "Failed to requeue abandoned rotations"),
         }
+        let me = Arc::new(self);
+        let in_flight = Arc::new(InFlight::default());
+        let mut executors = JoinSet::new();
+        for _ in 0..EXECUTORS {
+            executors.spawn(me.clone().executor(in_flight.clone(), shutdown.clone()));
+        }
+        while executors.join_next().await.is_some() {}
+    }
+
+    async fn executor(self: Arc<Self>, in_flight: Arc<InFlight>, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
             loop {
-                match self.try_execute_one().await {
+                match self.claim_and_execute(&in_flight).await {
                     Ok(Some(_)) if !*shutdown.borrow() => continue,
                     Ok(_) => break,
                     Err(e) => {
@@ -62,10 +84,30 @@ impl RotationWorker {
     }
 
     /// Claims and executes one due job; returns its rotation id, or `None` when nothing was due.
+    /// The one step of the worker, for tests that drive it by hand.
     pub async fn try_execute_one(&self) -> anyhow::Result<Option<String>> {
-        let Some(job) = store::rotations::claim_due(&self.pool).await? else {
-            return Ok(None);
+        self.claim_and_execute(&InFlight::default()).await
+    }
+
+    async fn claim_and_execute(&self, in_flight: &InFlight) -> anyhow::Result<Option<String>> {
+        let job = {
+            let mut busy = in_flight.lock().await;
+            let keys: Vec<String> = busy.iter().cloned().collect();
+            let Some(job) = store::rotations::claim_due(&self.pool, &keys).await? else {
+                return Ok(None);
+            };
+            busy.insert(job.secret_key.clone());
+            job
         };
+        // More may be due: let an idle executor claim the next job while this one runs.
+        self.wake.notify_one();
+        let key = job.secret_key.clone();
+        let done = self.execute(job).await;
+        in_flight.lock().await.remove(&key);
+        done
+    }
+
+    async fn execute(&self, job: store::rotations::DbRotation) -> anyhow::Result<Option<String>> {
         if let (1, Some(detected)) = (job.attempts, job.detected_at) {
             self.metrics
                 .rotation_detection_to_start

@@ -19,6 +19,8 @@ pub struct DbRotation {
     pub scope: String,
     pub tools: String,
     pub secret: Value,
+    /// Identity of the secret (cooldown dedupe; at most one job per secret runs at a time).
+    pub secret_key: String,
     pub status: String,
     pub attempts: i32,
     pub requested_at: DateTime<Utc>,
@@ -33,7 +35,8 @@ pub struct DbRotation {
     pub event_at: Option<DateTime<Utc>>,
 }
 
-const COLUMNS: &str = "rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, status, attempts,
+const COLUMNS: &str =
+    "rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key, status, attempts,
                        requested_at, started_at, finished_at, result, error, requested_by, reason, retry_of,
                        detected_at, event_at";
 
@@ -47,16 +50,19 @@ fn vigil_entry<'a>(action: &'a str, job: &'a DbRotation, details: Value) -> NewE
     }
 }
 
-/// Claims the oldest due job and marks it running; `None` when nothing is due.
-pub async fn claim_due(pool: &PgPool) -> sqlx::Result<Option<DbRotation>> {
+/// Claims the oldest due job whose secret is not in `busy` (secrets being rotated right now)
+/// and marks it running; `None` when nothing is due.
+pub async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<DbRotation>> {
     let mut tx = pool.begin().await?;
     let job: Option<DbRotation> = sqlx::query_as(&format!(
         "update rotations set status = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now())
          where rotation_id = (
-             select rotation_id from rotations where status = 'pending' and next_attempt_at <= now()
+             select rotation_id from rotations
+             where status = 'pending' and next_attempt_at <= now() and secret_key <> all($1)
              order by next_attempt_at, rotation_id for update skip locked limit 1)
          returning {COLUMNS}"
     ))
+    .bind(busy)
     .fetch_optional(&mut *tx)
     .await?;
     if let Some(job) = &job {

@@ -40,6 +40,21 @@ async fn wait_for_alert(
     panic!("Alertmanager did not get the expected alert of {tenant} within {secs} s");
 }
 
+/// Polls the outbox until every delivery of the incident's alerts is delivered (bounded): a
+/// sink may show an alert a moment before Vigil has recorded the delivery.
+async fn delivered_kinds(app: &TestApp, incident: &str) -> Vec<(String, i32)> {
+    for _ in 0..100 {
+        let deliveries = vigil::store::alerts::deliveries_of_incident(&app.pool, incident)
+            .await
+            .unwrap();
+        if deliveries.iter().all(|d| d.status == "delivered") {
+            return deliveries.into_iter().map(|d| (d.kind, d.attempts)).collect();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the deliveries of {incident} were not all recorded delivered within 10 s");
+}
+
 /// A webhook receiver as a user would write it: it verifies `X-Vigil-Signature` (HMAC-SHA256
 /// over `timestamp + "." + body`) and the timestamp's freshness, and refuses anything else.
 struct Receiver {
@@ -155,17 +170,12 @@ async fn an_incident_is_raised_in_alertmanager_and_resolved_there_when_a_person_
     for _ in 0..100 {
         let active = alertmanager_alerts(&app.client, &alertmanager, &tenant).await;
         if !active.iter().any(|a| a["labels"]["alertname"] == "VigilIncident") {
-            let deliveries = vigil::store::alerts::deliveries_of_incident(&app.pool, &incident)
+            let kinds: Vec<String> = delivered_kinds(&app, &incident)
                 .await
-                .unwrap();
-            let kinds: Vec<(&str, &str)> = deliveries
-                .iter()
-                .map(|d| (d.kind.as_str(), d.status.as_str()))
+                .into_iter()
+                .map(|(k, _)| k)
                 .collect();
-            assert_eq!(
-                kinds,
-                [("incident_opened", "delivered"), ("incident_resolved", "delivered")]
-            );
+            assert_eq!(kinds, ["incident_opened", "incident_resolved"]);
             app.stop().await;
             return;
         }
@@ -227,6 +237,22 @@ async fn webhooks_are_signed_over_timestamp_and_body_and_no_alert_carries_a_secr
     assert_eq!(resolved["status"], "resolved");
     assert!(resolved["ends_at"].is_string());
     assert_eq!(*receiver.refused.lock().unwrap(), 0, "every delivery verified");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "vigil_rotation_detection_to_start_seconds_count 1",
+        r#"vigil_rotation_event_to_finished_seconds_count{status="succeeded"} 1"#,
+        r#"vigil_alert_deliveries_total{sink="webhook",status="delivered"}"#,
+    ] {
+        assert!(metrics.contains(line), "{line} in {metrics}");
+    }
 
     // Canaries: neither the key the agent leaked nor the value Vigil wrote to OpenBao appears
     // in any alert, webhook or Alertmanager.
@@ -300,9 +326,12 @@ async fn while_alertmanager_is_unreachable_alerts_wait_in_the_outbox_and_arrive_
             .await
             .unwrap();
         if let Some(d) = deliveries.first() {
-            assert_eq!(d.status.as_str(), "pending", "{d:?}");
+            assert!(
+                matches!(d.status.as_str(), "pending" | "delivering"),
+                "neither delivered nor given up: {d:?}"
+            );
             attempts = d.attempts;
-            if attempts >= 2 {
+            if attempts >= 2 && d.status == "pending" {
                 assert!(
                     d.last_error.as_deref().unwrap_or_default().contains("unreachable"),
                     "{d:?}"
@@ -345,10 +374,8 @@ async fn while_alertmanager_is_unreachable_alerts_wait_in_the_outbox_and_arrive_
     })
     .await;
     assert_eq!(raised["labels"]["alertname"], "VigilIncident");
-    let deliveries = vigil::store::alerts::deliveries_of_incident(&app.pool, &incident)
-        .await
-        .unwrap();
-    assert_eq!(deliveries[0].status, "delivered");
-    assert!(deliveries[0].attempts > attempts);
+    let delivered = delivered_kinds(&app, &incident).await;
+    assert_eq!(delivered.len(), 1);
+    assert!(delivered[0].1 > attempts, "delivered by a later attempt: {delivered:?}");
     app.stop().await;
 }
