@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh — THE test command (README and CI use it).
 #
+# 0. installs headless Chromium for the dashboard's browser tests (scripts/browser.sh);
 # 1. starts the real peers with scripts/backends.sh (BACKENDS, default "postgres vault") and
 #    exports what .backends/env says (VIGIL_TEST_DATABASE_URL, VIGIL_TEST_VAULT_ADDR,
 #    VIGIL_TEST_VAULT_TOKEN, ...), so the integration tests find them;
@@ -46,6 +47,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+section "browser (chromium, chromedriver)"
+scripts/browser.sh
 
 section "backends (${BACKENDS:-postgres vault})"
 scripts/backends.sh start "$BACKENDS_DIR" >/dev/null

@@ -4,6 +4,7 @@
 use crate::api::{self, auth, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
+use crate::dashboard::{self, Dashboard};
 use crate::event::TenantId;
 use crate::ingest;
 use crate::metrics::Metrics;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub admin_token_hash: [u8; 32],
     /// False once shutdown began, so `/readyz` tells load balancers to stop sending.
     pub accepting: Arc<AtomicBool>,
+    pub dashboard: Arc<Dashboard>,
 }
 
 pub struct App {
@@ -147,6 +149,11 @@ impl App {
             aws: None,
         };
         let (stop_workers, stopped) = watch::channel(false);
+        let dashboard = Arc::new(Dashboard {
+            policy: policy.clone(),
+            rotation_wake: rotation_wake.clone(),
+            cookie_secure: config.cookie_secure,
+        });
         let worker = RotationWorker {
             pool: pool.clone(),
             secrets,
@@ -169,6 +176,7 @@ impl App {
             router,
             tokens: Arc::new(auth::TokenCache::default()),
             accepting: Arc::new(AtomicBool::new(true)),
+            dashboard,
         };
         Ok(App {
             listener,
@@ -199,14 +207,18 @@ impl App {
         } = self;
         let accepting = state.accepting.clone();
         tracing::info!(listen = %listener.local_addr()?, "Vigil is serving");
-        axum::serve(listener, routes(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                accepting.store(false, Ordering::SeqCst);
-                tracing::info!("Shutting down: draining requests");
-            })
-            .await
-            .context("HTTP server failed")?;
+        // Connection info lets login rate limiting count failures per client address.
+        axum::serve(
+            listener,
+            routes(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            accepting.store(false, Ordering::SeqCst);
+            tracing::info!("Shutting down: draining requests");
+        })
+        .await
+        .context("HTTP server failed")?;
         // The router (and so every shard sender) was dropped with the server's state.
         for handle in shards {
             handle.await.context("a shard worker panicked")?;
@@ -234,6 +246,7 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/v1/incidents/{id}", get(api::get_incident))
         .route("/v1/rotations", get(api::list_rotations))
         .route("/v1/rotations/{id}", get(api::get_rotation))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
         .with_state(state)

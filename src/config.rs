@@ -26,6 +26,8 @@ pub struct Config {
     pub shard_queue: usize,
     /// Events older than this are refused at ingest.
     pub retention_days: i64,
+    /// Dashboard cookies carry `Secure`; set when Vigil is reached over TLS.
+    pub cookie_secure: bool,
 }
 
 /// The TOML file's shape: every key optional, names as in the environment without the prefix.
@@ -42,6 +44,7 @@ struct FileConfig {
     shards: Option<usize>,
     shard_queue: Option<usize>,
     retention_days: Option<i64>,
+    cookie_secure: Option<bool>,
 }
 
 impl Config {
@@ -74,6 +77,14 @@ impl Config {
         if shards == 0 {
             bail!("VIGIL_SHARDS must be at least 1");
         }
+        let cookie_secure = match env("VIGIL_COOKIE_SECURE") {
+            Some(v) => match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("VIGIL_COOKIE_SECURE must be true or false"),
+            },
+            None => file.cookie_secure.unwrap_or(false),
+        };
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
@@ -92,6 +103,7 @@ impl Config {
             shards,
             shard_queue: number("SHARD_QUEUE", file.shard_queue, 256)?.max(1),
             retention_days: number("RETENTION_DAYS", file.retention_days.map(|d| d.max(1) as usize), 90)? as i64,
+            cookie_secure,
         })
     }
 
@@ -124,7 +136,8 @@ impl Config {
         };
         format!(
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
-             vault_token = {}\nbaselines_dir = {:?}\nshards = {}\nshard_queue = {}\nretention_days = {}\n",
+             vault_token = {}\nbaselines_dir = {:?}\nshards = {}\nshard_queue = {}\nretention_days = {}\n\
+             cookie_secure = {}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
@@ -138,6 +151,7 @@ impl Config {
             self.shards,
             self.shard_queue,
             self.retention_days,
+            self.cookie_secure,
         )
     }
 }

@@ -5,6 +5,7 @@ pub mod api;
 pub mod app;
 pub mod baseline;
 pub mod config;
+pub mod dashboard;
 pub mod detect;
 pub mod event;
 pub mod ingest;

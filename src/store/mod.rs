@@ -3,6 +3,7 @@
 //! Every function that reads tenant data takes the `TenantId` it may read; multi-row writes
 //! take a `&mut Transaction` so the caller decides what commits together.
 
+pub mod dashboard;
 pub mod events;
 pub mod incidents;
 pub mod rotations;

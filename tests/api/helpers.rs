@@ -71,6 +71,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         shards: 2,
         shard_queue: 64,
         retention_days: 90,
+        cookie_secure: false,
     }
 }
 
