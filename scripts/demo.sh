@@ -147,6 +147,10 @@ ADMIN=$VIGIL_ADMIN_TOKEN
 say "vigil migrate"
 "$BIN" migrate
 
+DASHBOARD_PASSWORD=$(python3 -c 'import secrets; print(secrets.token_urlsafe(12))')
+say "vigil user add responder --role responder (dashboard login)"
+printf '%s\n' "$DASHBOARD_PASSWORD" | "$BIN" user add responder --role responder
+
 say "vigil serve (log: $LOG)"
 mkdir -p "$(dirname "$LOG")"
 : >"$LOG"
@@ -359,6 +363,7 @@ check "rotation status: $ROT_STATUS (expected succeeded)" test "$ROT_STATUS" = s
 say "Vigil is running"
 cat <<EOF
     API:          $API   (OpenAPI: $API/v1/openapi.json, metrics: $API/metrics)
+    dashboard:    $API/   (user: responder, password: $DASHBOARD_PASSWORD)
     admin token:  $ADMIN
     acme ingest:  ${INGEST[acme]}
     globex ingest: ${INGEST[globex]}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh — THE test command (README and CI use it).
 #
+# 0. installs headless Chromium for the dashboard's browser tests (scripts/browser.sh);
 # 1. starts the real peers with scripts/backends.sh (BACKENDS, default "postgres vault moto
 #    alertmanager") and exports what .backends/env says (VIGIL_TEST_DATABASE_URL,
 #    VIGIL_TEST_VAULT_ADDR, VIGIL_TEST_AWS_ENDPOINT_URL, VIGIL_TEST_ALERTMANAGER_URL, ...), so the
@@ -47,6 +48,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+section "browser (chromium, chromedriver)"
+scripts/browser.sh
 
 export BACKENDS=${BACKENDS:-postgres vault moto alertmanager}
 section "backends ($BACKENDS)"

@@ -5,6 +5,7 @@ use crate::alert::{self, AlertWorker};
 use crate::api::{self, auth, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
+use crate::dashboard::{self, Dashboard};
 use crate::event::TenantId;
 use crate::ingest;
 use crate::metrics::Metrics;
@@ -49,6 +50,7 @@ pub struct AppState {
     pub rotation_wake: Arc<Notify>,
     /// Wakes the alert worker after a change wrote to the alert outbox.
     pub alert_wake: Arc<Notify>,
+    pub dashboard: Arc<Dashboard>,
 }
 
 pub struct App {
@@ -161,6 +163,11 @@ impl App {
             })?)),
         };
         let (stop_workers, stopped) = watch::channel(false);
+        let dashboard = Arc::new(Dashboard {
+            policy: policy.clone(),
+            rotation_wake: rotation_wake.clone(),
+            cookie_secure: config.cookie_secure,
+        });
         let worker = RotationWorker {
             pool: pool.clone(),
             secrets,
@@ -195,6 +202,7 @@ impl App {
             accepting: Arc::new(AtomicBool::new(true)),
             rotation_wake,
             alert_wake,
+            dashboard,
         };
         Ok(App {
             listener,
@@ -227,14 +235,18 @@ impl App {
         } = self;
         let accepting = state.accepting.clone();
         tracing::info!(listen = %listener.local_addr()?, "Vigil is serving");
-        axum::serve(listener, routes(state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                accepting.store(false, Ordering::SeqCst);
-                tracing::info!("Shutting down: draining requests");
-            })
-            .await
-            .context("HTTP server failed")?;
+        // Connection info lets login rate limiting count failures per client address.
+        axum::serve(
+            listener,
+            routes(state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            accepting.store(false, Ordering::SeqCst);
+            tracing::info!("Shutting down: draining requests");
+        })
+        .await
+        .context("HTTP server failed")?;
         // The router (and so every shard sender) was dropped with the server's state.
         for handle in shards {
             handle.await.context("a shard worker panicked")?;
@@ -271,6 +283,7 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/v1/rotations/{id}", get(api::get_rotation))
         .route("/v1/rotations/{id}/retry", post(api::respond::retry_rotation))
         .route("/v1/audit", get(api::respond::list_audit))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
         .with_state(state)

@@ -40,6 +40,8 @@ pub struct Config {
     pub webhook_secret: Option<SecretString>,
     /// An alert not delivered to a sink within this many minutes is given up (`expired`).
     pub alert_expiry_minutes: i64,
+    /// Dashboard cookies carry `Secure`; set when Vigil is reached over TLS.
+    pub cookie_secure: bool,
 }
 
 /// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
@@ -66,6 +68,7 @@ struct FileConfig {
     webhook_urls: Option<Vec<String>>,
     webhook_secret: Option<String>,
     alert_expiry_minutes: Option<i64>,
+    cookie_secure: Option<bool>,
 }
 
 impl Config {
@@ -122,6 +125,14 @@ impl Config {
                 .map(SecretString::from)
                 .collect(),
         };
+        let cookie_secure = match env("VIGIL_COOKIE_SECURE") {
+            Some(v) => match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => bail!("VIGIL_COOKIE_SECURE must be true or false"),
+            },
+            None => file.cookie_secure.unwrap_or(false),
+        };
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
@@ -150,6 +161,7 @@ impl Config {
                 24 * 60,
             )?
             .max(1) as i64,
+            cookie_secure,
         })
     }
 
@@ -209,7 +221,7 @@ impl Config {
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
-             webhook_secret = {}\nalert_expiry_minutes = {}\n",
+             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
@@ -228,6 +240,7 @@ impl Config {
             webhooks,
             mask(&self.webhook_secret),
             self.alert_expiry_minutes,
+            self.cookie_secure,
         )
     }
 }

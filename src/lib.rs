@@ -6,6 +6,7 @@ pub mod api;
 pub mod app;
 pub mod baseline;
 pub mod config;
+pub mod dashboard;
 pub mod detect;
 pub mod event;
 pub mod ingest;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use vigil::api::auth;
 use vigil::app::App;
 use vigil::config::Config;
+use vigil::dashboard::users::{self, Role};
 use vigil::event::TenantId;
 use vigil::policy::Mode;
 use vigil::store;
@@ -39,6 +40,22 @@ enum Command {
     Tenant {
         #[command(subcommand)]
         command: TenantCommand,
+    },
+    /// Manage dashboard users.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a dashboard user; the password is read from the first line of standard input.
+    Add {
+        name: String,
+        /// viewer (reads), responder (acts on incidents and rotations) or admin.
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -115,6 +132,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 store::tenants::CreateOutcome::AlreadyExists => anyhow::bail!("tenant {id} already exists"),
             }
+        }
+        Command::User {
+            command: UserCommand::Add { name, role },
+        } => {
+            let role =
+                Role::parse(&role).ok_or_else(|| anyhow::anyhow!("--role must be viewer, responder or admin"))?;
+            let mut password = String::new();
+            std::io::stdin()
+                .read_line(&mut password)
+                .context("Failed to read the password from standard input")?;
+            let password = password.trim_end_matches(['\r', '\n']);
+            let pool = store::connect(&config.database_url).await?;
+            users::add(&pool, &name, role, password).await?;
+            eprintln!("Added {} {name}.", role.as_str());
+            Ok(())
         }
     }
 }

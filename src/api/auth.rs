@@ -4,13 +4,14 @@
 
 use super::error::ApiError;
 use crate::app::AppState;
+use crate::dashboard;
 use crate::event::TenantId;
 use crate::policy::Mode;
 use crate::store;
 use crate::store::audit::Actor;
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -90,7 +91,8 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Proof that the request carries the admin token.
+/// Proof that the request carries the admin token or, for a read (GET), a live dashboard
+/// session of any role (API.md: "admin token or dashboard session").
 pub struct Admin;
 
 impl Admin {
@@ -106,6 +108,11 @@ impl FromRequestParts<AppState> for Admin {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match bearer(&parts.headers) {
             Some(token) if same(&hash_token(token), &state.admin_token_hash) => Ok(Admin),
+            None if parts.method == Method::GET
+                && dashboard::session::current(state, &parts.headers).await?.is_some() =>
+            {
+                Ok(Admin)
+            }
             _ => Err(ApiError::unauthorized()),
         }
     }

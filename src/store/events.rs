@@ -80,7 +80,7 @@ pub async fn insert(pool: &PgPool, events: &[NewEvent<'_>]) -> sqlx::Result<Vec<
 }
 
 #[derive(sqlx::FromRow)]
-struct DbEvent {
+pub(super) struct DbEvent {
     seq: i64,
     tenant_id: String,
     event_id: String,
@@ -96,7 +96,7 @@ struct DbEvent {
 }
 
 impl DbEvent {
-    fn into_domain(self) -> anyhow::Result<(i64, TenantId, ToolCallEvent)> {
+    pub(super) fn into_domain(self) -> anyhow::Result<(i64, TenantId, ToolCallEvent)> {
         let event = ToolCallEvent {
             event_id: EventId::parse(&self.event_id)?,
             timestamp: self.ts,

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod dashboard;
 pub mod events;
 pub mod incidents;
 pub mod rotations;

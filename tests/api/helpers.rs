@@ -82,6 +82,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         webhook_urls: Vec::new(),
         webhook_secret: None,
         alert_expiry_minutes: 24 * 60,
+        cookie_secure: false,
     }
 }
 

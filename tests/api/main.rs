@@ -1,8 +1,10 @@
-//! Integration tests through the HTTP API against real Postgres, OpenBao, moto and Alertmanager.
+//! Integration tests through the HTTP API against real Postgres, OpenBao, moto, Alertmanager and Chromium.
 
 mod alerts;
 mod backends;
+mod browser;
 mod canary;
+mod dashboard;
 mod helpers;
 mod ingest;
 mod openapi;
@@ -12,3 +14,4 @@ mod response;
 mod restart;
 mod rotation;
 mod startup;
+mod web;

@@ -1,0 +1,312 @@
+//! What the dashboard does, one function per action, and the reads it needs that belong to
+//! other stages (the audit log, a tenant's learned baseline).
+//!
+//! This is the seam between the pages and the rest of Vigil: handlers call only these
+//! functions, so pointing an action at a shared implementation (the incident transitions,
+//! manual rotations and audit of `respond`, the baseline view of the API) is a change to one
+//! function body here. Each write commits together with its audit entry.
+
+use super::error::PageError;
+use crate::app::AppState;
+use crate::baseline::{TenantBaseline, Warmup};
+use crate::event::TenantId;
+use crate::respond;
+use crate::shard::{self, TenantState};
+use crate::store;
+use crate::store::dashboard::{AuditFilter, DbAudit};
+use crate::store::incidents::DbIncident;
+use crate::store::rotations::DbRotation;
+use chrono::{DateTime, Utc};
+
+/// Longest note or reason a person may attach to an action.
+pub const MAX_NOTE_CHARS: usize = 2000;
+
+#[derive(Debug)]
+pub enum ActionError {
+    NotFound(&'static str),
+    /// The current state does not allow it (409).
+    Conflict(String),
+    /// A field breaks a rule (422).
+    Invalid(String),
+    Internal(anyhow::Error),
+}
+
+impl From<sqlx::Error> for ActionError {
+    fn from(e: sqlx::Error) -> Self {
+        ActionError::Internal(e.into())
+    }
+}
+
+impl From<anyhow::Error> for ActionError {
+    fn from(e: anyhow::Error) -> Self {
+        ActionError::Internal(e)
+    }
+}
+
+impl From<ActionError> for PageError {
+    fn from(e: ActionError) -> Self {
+        match e {
+            ActionError::NotFound(what) => PageError::NotFound(what),
+            ActionError::Conflict(why) => PageError::Conflict(why),
+            ActionError::Invalid(why) => PageError::Invalid(why),
+            ActionError::Internal(e) => PageError::internal(format!("{e:#}")),
+        }
+    }
+}
+
+/// A responder's decision about an incident.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentAction {
+    Acknowledge,
+    Resolve,
+    FalsePositive,
+}
+
+impl IncidentAction {
+    /// As in the URL: `acknowledge`, `resolve`, `false-positive` (the API's spelling).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "acknowledge" => Some(Self::Acknowledge),
+            "resolve" => Some(Self::Resolve),
+            "false-positive" => Some(Self::FalsePositive),
+            _ => None,
+        }
+    }
+
+    /// The statuses the action may start from: open → acknowledged → resolved, and
+    /// false_positive from open or acknowledged.
+    pub fn from(self) -> &'static [&'static str] {
+        match self {
+            Self::Acknowledge => &["open"],
+            Self::Resolve => &["acknowledged"],
+            Self::FalsePositive => &["open", "acknowledged"],
+        }
+    }
+
+    pub fn to(self) -> &'static str {
+        match self {
+            Self::Acknowledge => "acknowledged",
+            Self::Resolve => "resolved",
+            Self::FalsePositive => "false_positive",
+        }
+    }
+}
+
+/// A note or reason: trimmed, bounded, no control characters but line breaks and tabs.
+pub fn parse_note(note: &str, required: bool) -> Result<String, ActionError> {
+    let note = note.trim();
+    if required && note.is_empty() {
+        return Err(ActionError::Invalid("Say why in the note.".into()));
+    }
+    if note.chars().count() > MAX_NOTE_CHARS {
+        return Err(ActionError::Invalid(format!(
+            "The note must be at most {MAX_NOTE_CHARS} characters."
+        )));
+    }
+    if note.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(ActionError::Invalid(
+            "The note must not contain control characters.".into(),
+        ));
+    }
+    Ok(note.to_owned())
+}
+
+/// The audit actor of a dashboard user (`user:<name>`).
+fn actor_of(actor: &str) -> respond::Actor {
+    respond::Actor::User(actor.strip_prefix("user:").unwrap_or(actor).to_owned())
+}
+
+impl From<respond::ActionError> for ActionError {
+    fn from(e: respond::ActionError) -> Self {
+        match e {
+            respond::ActionError::NotFound(what) => ActionError::NotFound(what),
+            respond::ActionError::IllegalTransition { action, from } => ActionError::Conflict(format!(
+                "The incident is {}; it cannot be {action}d from there.",
+                from.replace('_', " ")
+            )),
+            respond::ActionError::InProgress { status } => ActionError::Conflict(format!(
+                "The rotation is still {status}; retry it once it has finished."
+            )),
+            respond::ActionError::Invalid { message, .. } => ActionError::Invalid(message),
+            respond::ActionError::Store(e) => ActionError::Internal(e),
+        }
+    }
+}
+
+/// Acknowledge, resolve or mark an incident a false positive (a note is required for that),
+/// through the same transition as the API, so alerts and the audit trail follow.
+pub async fn transition_incident(
+    app: &AppState,
+    actor: &str,
+    incident_id: &str,
+    action: IncidentAction,
+    note: &str,
+) -> Result<DbIncident, ActionError> {
+    let note = parse_note(note, action == IncidentAction::FalsePositive)?;
+    let transition = match action {
+        IncidentAction::Acknowledge => respond::Transition::Acknowledge,
+        IncidentAction::Resolve => respond::Transition::Resolve,
+        IncidentAction::FalsePositive => respond::Transition::FalsePositive,
+    };
+    let note = (!note.is_empty()).then_some(note.as_str());
+    let incident = respond::transition_incident(&app.pool, incident_id, transition, &actor_of(actor), note).await?;
+    app.alert_wake.notify_one();
+    Ok(incident)
+}
+
+/// Queues a new attempt at a finished rotation, as the API's retry does.
+pub async fn retry_rotation(app: &AppState, actor: &str, rotation_id: &str) -> Result<DbRotation, ActionError> {
+    let rotation = respond::retry_rotation(&app.pool, rotation_id, &actor_of(actor)).await?;
+    app.rotation_wake.notify_one();
+    Ok(rotation)
+}
+
+/// Rotates a tenant's secrets by hand: those bound to `tools`, or every binding when `tools`
+/// is `None`; the same manual rotation as the API's (no cooldown: a person asked).
+pub async fn manual_rotate(
+    app: &AppState,
+    actor: &str,
+    tenant: &TenantId,
+    tools: Option<&str>,
+    reason: &str,
+) -> Result<Vec<DbRotation>, ActionError> {
+    let reason = parse_note(reason, true)?;
+    let rows = respond::manual_rotate(&app.pool, tenant, tools, Some(&reason), &actor_of(actor)).await?;
+    app.rotation_wake.notify_one();
+    Ok(rows)
+}
+
+/// The audit log, newest first.
+pub async fn audit_log(app: &AppState, filter: &AuditFilter) -> Result<Vec<DbAudit>, ActionError> {
+    Ok(store::dashboard::list_audit(&app.pool, filter).await?)
+}
+
+/// What Vigil has learned about one tenant, as the baseline page shows it.
+#[derive(Debug, Clone)]
+pub struct BaselineView {
+    pub learning: bool,
+    pub warmup: Warmup,
+    pub events_seen: u64,
+    pub since: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    pub tools: Vec<ToolView>,
+    pub suppressions: Vec<SuppressionView>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ToolView {
+    pub tool: String,
+    pub calls: u64,
+    pub first_seen: Option<DateTime<Utc>>,
+    pub last_seen: Option<DateTime<Utc>>,
+    /// Expected calls per minute and their variance.
+    pub rate_mean: f64,
+    pub rate_variance: f64,
+    /// Calls in one minute at which a rate finding fires.
+    pub threshold: u64,
+    /// Declared sensitive in `baselines/`: findings on it weigh more.
+    pub sensitive: bool,
+    pub params: Vec<ParamView>,
+}
+
+/// A learned parameter: a numeric range or a set of values.
+#[derive(Debug, Clone)]
+pub struct ParamView {
+    pub path: String,
+    pub kind: String,
+    pub range: Option<(f64, f64)>,
+    pub values: Vec<String>,
+}
+
+/// A finding kind silenced for a while on a tool.
+#[derive(Debug, Clone)]
+pub struct SuppressionView {
+    pub detector: String,
+    pub tool: String,
+    pub until: DateTime<Utc>,
+    pub reason: String,
+}
+
+/// The tenant's baseline as it stands now: its snapshot and the log after the snapshot's
+/// watermark, folded exactly as a restart would (the log is the source of truth, so this equals
+/// the live shard's state). Tool declarations, parameters and suppressions appear once the
+/// stages that learn them do.
+pub async fn baseline(app: &AppState, tenant: &TenantId) -> Result<BaselineView, ActionError> {
+    let policy = &app.dashboard.policy;
+    let mut state = TenantState::new(policy);
+    if let Some((watermark_seq, json)) = store::dashboard::snapshot(&app.pool, tenant).await? {
+        // An unreadable snapshot (older version) is rebuilt from the whole log, as at start.
+        if let Ok(mut baseline) = serde_json::from_value::<TenantBaseline>(json) {
+            baseline.set_rate_config(policy.detect.rate);
+            state = TenantState {
+                baseline,
+                watermark_seq,
+            };
+        }
+    }
+    let from = state.watermark_seq;
+    store::dashboard::tenant_events_after(&app.pool, tenant, from, |seq, event| {
+        shard::fold(&mut state, seq, &event, policy);
+    })
+    .await?;
+    let rate = &policy.detect.rate;
+    let b = &state.baseline;
+    let tools = b
+        .tools()
+        .map(|(name, t)| {
+            let mean = t.rate().mean();
+            ToolView {
+                tool: name.to_owned(),
+                calls: t.calls(),
+                first_seen: t.first_seen(),
+                last_seen: t.last_seen(),
+                rate_mean: mean,
+                rate_variance: t.rate().variance(),
+                threshold: crate::baseline::rate::poisson_threshold(mean.max(rate.mean_floor), rate.alpha),
+                sensitive: false,
+                params: Vec::new(),
+            }
+        })
+        .collect();
+    Ok(BaselineView {
+        learning: b.is_learning(&policy.warmup),
+        warmup: policy.warmup,
+        events_seen: b.events_seen(),
+        since: b.first_seen(),
+        last_seen: b.last_seen(),
+        tools,
+        suppressions: Vec::new(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transitions_follow_the_incident_lifecycle() {
+        let check = |action: IncidentAction, from: &str| action.from().contains(&from);
+        assert!(check(IncidentAction::Acknowledge, "open"));
+        assert!(!check(IncidentAction::Acknowledge, "acknowledged"));
+        assert!(check(IncidentAction::Resolve, "acknowledged"));
+        assert!(!check(IncidentAction::Resolve, "false_positive"));
+        assert!(check(IncidentAction::FalsePositive, "open"));
+        assert!(!check(IncidentAction::FalsePositive, "resolved"));
+        for a in ["acknowledge", "resolve", "false-positive"] {
+            assert!(IncidentAction::parse(a).is_some());
+        }
+        assert_eq!(IncidentAction::parse("reopen"), None);
+    }
+
+    #[test]
+    fn notes_are_bounded_and_printable() {
+        assert_eq!(
+            parse_note("  checked with the team \n", false).unwrap(),
+            "checked with the team"
+        );
+        assert!(parse_note("", true).is_err());
+        assert!(parse_note(&"x".repeat(MAX_NOTE_CHARS + 1), false).is_err());
+        assert!(parse_note("bell\u{7}", false).is_err());
+        assert_eq!(parse_note("line\nbreak", false).unwrap(), "line\nbreak");
+    }
+}

@@ -1,0 +1,437 @@
+//! Logging in and out, session cookies, and the extractors every dashboard handler takes:
+//! [`Session`] for pages, [`Act`] and [`Signed`] for forms (CSRF token and, for `Act`, a role
+//! that may act). A handler cannot forget a check that its argument type performs.
+//!
+//! The cookie holds 256 random bits; Postgres holds only their SHA-256, so reading the sessions
+//! table does not hand out live sessions. Cookies are `HttpOnly; SameSite=Strict` (and `Secure`
+//! when `VIGIL_COOKIE_SECURE` says Vigil is reached over TLS).
+
+use super::error::PageError;
+use super::users::{self, Role};
+use super::{Layout, render};
+use crate::api::auth::hash_token;
+use crate::app::AppState;
+use crate::store;
+use crate::store::dashboard::NewAudit;
+use askama::Template;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Form, RequestPartsExt};
+use rand::RngCore;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use std::net::SocketAddr;
+use std::sync::OnceLock;
+
+pub const COOKIE: &str = "vigil_session";
+/// Double-submit token of the login form, which is shown before any session exists.
+const LOGIN_COOKIE: &str = "vigil_login";
+/// A session ends this long after login, whatever the activity.
+pub const LIFETIME_MINUTES: i64 = 12 * 60;
+/// A session unused for this long is over.
+pub const IDLE_MINUTES: i64 = 60;
+/// Failed logins allowed per name, and per client address, within the window.
+const MAX_FAILURES_PER_NAME: i64 = 5;
+const MAX_FAILURES_PER_CLIENT: i64 = 20;
+const FAILURE_WINDOW_MINUTES: i64 = 15;
+
+/// A logged-in person, as every page and form handler sees them.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub name: String,
+    pub role: Role,
+    /// The token this session's forms must carry.
+    pub csrf: String,
+}
+
+impl Session {
+    /// The audit log's actor.
+    pub fn actor(&self) -> String {
+        format!("user:{}", self.name)
+    }
+
+    pub fn can_act(&self) -> bool {
+        self.role >= Role::Responder
+    }
+
+    pub fn layout(&self, nav: &'static str) -> Layout {
+        Layout {
+            user: Some((self.name.clone(), self.role.as_str())),
+            csrf: self.csrf.clone(),
+            nav,
+        }
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+/// Constant-time string equality, so a token is not guessable byte by byte from timing.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The value of cookie `name` in the request, if any.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+fn set_cookie(app: &AppState, name: &str, value: &str, path: &str, max_age_secs: i64) -> HeaderValue {
+    let secure = if app.dashboard.cookie_secure { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
+    ))
+    .expect("cookie values are hex")
+}
+
+/// The session the request's cookie names, if it is live.
+pub async fn current(app: &AppState, headers: &HeaderMap) -> sqlx::Result<Option<Session>> {
+    let Some(token) = cookie(headers, COOKIE).filter(|t| t.len() == 64) else {
+        return Ok(None);
+    };
+    let row = store::dashboard::touch_session(&app.pool, &hash_token(token), IDLE_MINUTES).await?;
+    Ok(row.and_then(|s| {
+        Some(Session {
+            role: Role::parse(&s.role)?,
+            name: s.name,
+            csrf: s.csrf_token,
+        })
+    }))
+}
+
+impl FromRequestParts<AppState> for Session {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, PageError> {
+        match current(app, &parts.headers).await? {
+            Some(session) => Ok(session),
+            None if parts.method == Method::GET || parts.method == Method::HEAD => {
+                let next = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+                Err(PageError::LoginRequired(next.to_owned()))
+            }
+            None => Err(PageError::Unauthorized),
+        }
+    }
+}
+
+/// A form's fields with the CSRF token every dashboard form carries.
+#[derive(Deserialize)]
+struct WithCsrf<T> {
+    #[serde(default)]
+    csrf: String,
+    #[serde(flatten)]
+    form: T,
+}
+
+/// A browser sends `Origin` with every POST; one naming another site is refused outright.
+fn same_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest);
+    matches!((origin_host, host), (Some(o), Some(h)) if o == h)
+}
+
+async fn signed_form<T: DeserializeOwned>(
+    req: Request,
+    app: &AppState,
+    min_role: Role,
+) -> Result<(Session, T), PageError> {
+    let (mut parts, body) = req.into_parts();
+    let session = parts.extract_with_state::<Session, _>(app).await?;
+    if !same_origin(&parts.headers) {
+        return Err(PageError::Forbidden("This form was sent from another site."));
+    }
+    let Form(WithCsrf { csrf, form }) = Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), app)
+        .await
+        .map_err(|e| PageError::Invalid(format!("The form could not be read: {}", e.body_text())))?;
+    if !same(&csrf, &session.csrf) {
+        return Err(PageError::Forbidden(
+            "The form's security token is missing or stale. Reload the page and try again.",
+        ));
+    }
+    if session.role < min_role {
+        return Err(PageError::Forbidden("Your role may view but not act."));
+    }
+    Ok((session, form))
+}
+
+/// A form that changes something: a live session whose role may act, a matching CSRF token.
+pub struct Act<T> {
+    pub session: Session,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Act<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, PageError> {
+        let (session, form) = signed_form(req, app, Role::Responder).await?;
+        Ok(Act { session, form })
+    }
+}
+
+/// A form any logged-in person may send (logging out), CSRF token checked.
+pub struct Signed<T> {
+    pub session: Session,
+    pub form: T,
+}
+
+impl<T: DeserializeOwned + Send> FromRequest<AppState> for Signed<T> {
+    type Rejection = PageError;
+
+    async fn from_request(req: Request, app: &AppState) -> Result<Self, PageError> {
+        let (session, form) = signed_form(req, app, Role::Viewer).await?;
+        Ok(Signed { session, form })
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    layout: Layout,
+    next: String,
+    name: String,
+    message: Option<String>,
+}
+
+/// Where to go after logging in: a path on this site only, so `next` cannot send a person
+/// elsewhere.
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n)
+            if n.starts_with('/')
+                && !n.starts_with("//")
+                && n.len() <= 512
+                && n.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+                && !n.starts_with("/login") =>
+        {
+            n.to_owned()
+        }
+        _ => "/incidents".to_owned(),
+    }
+}
+
+/// The login page with a fresh login-form token (in a cookie and in the form).
+fn login_page(app: &AppState, status: StatusCode, next: &str, name: &str, message: Option<String>) -> Response {
+    let token = random_token();
+    let page = LoginPage {
+        layout: Layout {
+            user: None,
+            csrf: token.clone(),
+            nav: "login",
+        },
+        next: next.to_owned(),
+        name: name.to_owned(),
+        message,
+    };
+    let mut response = (status, render(&page)).into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        set_cookie(app, LOGIN_COOKIE, &token, "/login", 3600),
+    );
+    response
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET /login`.
+pub async fn login_form(State(app): State<AppState>, Query(q): Query<NextQuery>) -> Response {
+    login_page(&app, StatusCode::OK, &safe_next(q.next.as_deref()), "", None)
+}
+
+/// A real hash of a random password, verified when the name is unknown, so a failed login
+/// takes as long whether or not the name exists.
+fn dummy_hash() -> &'static str {
+    static HASH: OnceLock<String> = OnceLock::new();
+    HASH.get_or_init(|| users::hash_password(&random_token()).expect("hashing a random password"))
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    csrf: String,
+    next: Option<String>,
+}
+
+/// `POST /login`: rate limited per name and per client address; the same answer for an
+/// unknown name and a wrong password, in about the same time.
+pub async fn login(State(app): State<AppState>, headers: HeaderMap, request: Request) -> Result<Response, PageError> {
+    let client = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned());
+    let Form(form) = Form::<LoginForm>::from_request(request, &app)
+        .await
+        .map_err(|e| PageError::Invalid(format!("The form could not be read: {}", e.body_text())))?;
+    let next = safe_next(form.next.as_deref());
+    let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
+    if expected.is_empty() || !same(expected, &form.csrf) || !same_origin(&headers) {
+        let message = "The login form expired. Please log in again.".to_owned();
+        return Ok(login_page(&app, StatusCode::FORBIDDEN, &next, "", Some(message)));
+    }
+    let name: String = form.name.trim().chars().take(64).collect();
+    let (by_name, by_client) =
+        store::dashboard::recent_login_failures(&app.pool, &name, &client, FAILURE_WINDOW_MINUTES).await?;
+    if by_name >= MAX_FAILURES_PER_NAME || by_client >= MAX_FAILURES_PER_CLIENT {
+        tracing::warn!(client = %client, "Login refused: too many failed attempts");
+        let message = format!("Too many failed logins. Try again in {FAILURE_WINDOW_MINUTES} minutes.");
+        return Ok(login_page(
+            &app,
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            &name,
+            Some(message),
+        ));
+    }
+
+    let user = if users::valid_name(&name) {
+        store::dashboard::user_by_name(&app.pool, &name).await?
+    } else {
+        None
+    };
+    let hash = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| dummy_hash().to_owned());
+    let password = form.password;
+    let verified = tokio::task::spawn_blocking(move || users::verify_password(&password, &hash))
+        .await
+        .map_err(PageError::internal)?;
+    let user = match user {
+        Some(user) if verified => user,
+        _ => {
+            store::dashboard::record_login_attempt(&app.pool, &name, &client, false).await?;
+            let message = "Wrong name or password.".to_owned();
+            return Ok(login_page(&app, StatusCode::UNAUTHORIZED, &next, &name, Some(message)));
+        }
+    };
+
+    store::dashboard::record_login_attempt(&app.pool, &name, &client, true).await?;
+    store::dashboard::prune_sessions(&app.pool, IDLE_MINUTES).await?;
+    let token = random_token();
+    store::dashboard::create_session(
+        &app.pool,
+        &hash_token(&token),
+        &user.user_id,
+        &random_token(),
+        LIFETIME_MINUTES,
+    )
+    .await?;
+    store::dashboard::audit(
+        &app.pool,
+        &NewAudit {
+            actor: format!("user:{}", user.name),
+            action: "login".into(),
+            tenant_id: None,
+            target: user.user_id.clone(),
+            details: serde_json::json!({ "client": client }),
+        },
+    )
+    .await?;
+    let mut response = Redirect::to(&next).into_response();
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        set_cookie(&app, COOKIE, &token, "/", LIFETIME_MINUTES * 60),
+    );
+    headers.append(header::SET_COOKIE, set_cookie(&app, LOGIN_COOKIE, "", "/login", 0));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+pub struct NoFields {}
+
+/// `POST /logout`: ends the session here and in the browser.
+pub async fn logout(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Signed { session, .. }: Signed<NoFields>,
+) -> Result<Response, PageError> {
+    if let Some(token) = cookie(&headers, COOKIE) {
+        store::dashboard::delete_session(&app.pool, &hash_token(token)).await?;
+    }
+    store::dashboard::audit(
+        &app.pool,
+        &NewAudit {
+            actor: session.actor(),
+            action: "logout".into(),
+            tenant_id: None,
+            target: session.name.clone(),
+            details: serde_json::json!({}),
+        },
+    )
+    .await?;
+    let mut response = Redirect::to("/login").into_response();
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, set_cookie(&app, COOKIE, "", "/", 0));
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_stays_on_this_site() {
+        assert_eq!(safe_next(Some("/incidents/inc_1?x=1")), "/incidents/inc_1?x=1");
+        for bad in [
+            "//evil.example",
+            "https://evil.example",
+            "/\\evil",
+            "javascript:alert(1)",
+            "/login",
+            "",
+        ] {
+            assert_eq!(safe_next(Some(bad)), "/incidents", "{bad}");
+        }
+        assert_eq!(safe_next(None), "/incidents");
+    }
+
+    #[test]
+    fn cookies_are_found_among_others() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; vigil_session=abc; b=2"));
+        assert_eq!(cookie(&headers, COOKIE), Some("abc"));
+        assert_eq!(cookie(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn origins_of_other_sites_are_refused() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("vigil.local:8080"));
+        assert!(same_origin(&headers), "no Origin: the token decides");
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://vigil.local:8080"));
+        assert!(same_origin(&headers));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
+        assert!(!same_origin(&headers));
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(!same_origin(&headers));
+    }
+}

@@ -1,0 +1,488 @@
+//! What the dashboard reads and writes beyond the API's tables: users, sessions, login
+//! attempts, the audit log, incident transitions and manual rotation jobs, and the read models
+//! its pages need (evidence events, counts, per-tool activity).
+//!
+//! Every write that a person makes commits together with its audit entry.
+
+use crate::event::{TenantId, ToolCallEvent};
+use crate::store::incidents::{DbIncident, PlannedRotation, new_id};
+use crate::store::rotations::DbRotation;
+use chrono::{DateTime, Utc};
+use futures_util::TryStreamExt;
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+
+// ---------------------------------------------------------------- users and sessions
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbUser {
+    pub user_id: String,
+    pub name: String,
+    pub role: String,
+    /// Argon2 PHC string: the only form in which a password is kept.
+    pub password_hash: String,
+}
+
+pub enum CreateUserOutcome {
+    Created,
+    AlreadyExists,
+}
+
+pub async fn create_user(
+    pool: &PgPool,
+    name: &str,
+    role: &str,
+    password_hash: &str,
+) -> sqlx::Result<CreateUserOutcome> {
+    let mut tx = pool.begin().await?;
+    let user_id = new_id("usr");
+    let inserted = sqlx::query(
+        "insert into users (user_id, name, role, password_hash) values ($1, $2, $3, $4)
+         on conflict (name) do nothing",
+    )
+    .bind(&user_id)
+    .bind(name)
+    .bind(role)
+    .bind(password_hash)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(CreateUserOutcome::AlreadyExists);
+    }
+    insert_audit(
+        &mut tx,
+        &NewAudit {
+            actor: "vigil".into(),
+            action: "user.create".into(),
+            tenant_id: None,
+            target: user_id,
+            details: serde_json::json!({ "name": name, "role": role }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(CreateUserOutcome::Created)
+}
+
+pub async fn user_by_name(pool: &PgPool, name: &str) -> sqlx::Result<Option<DbUser>> {
+    sqlx::query_as("select user_id, name, role, password_hash from users where name = $1")
+        .bind(name)
+        .fetch_optional(pool)
+        .await
+}
+
+/// A live session and the person it belongs to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbSession {
+    pub user_id: String,
+    pub name: String,
+    pub role: String,
+    pub csrf_token: String,
+}
+
+pub async fn create_session(
+    pool: &PgPool,
+    session_hash: &[u8],
+    user_id: &str,
+    csrf_token: &str,
+    lifetime_minutes: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into sessions (session_hash, user_id, csrf_token, expires_at)
+         values ($1, $2, $3, now() + make_interval(mins => $4))",
+    )
+    .bind(session_hash)
+    .bind(user_id)
+    .bind(csrf_token)
+    .bind(lifetime_minutes as i32)
+    .execute(pool)
+    .await?;
+    Ok(())
+}
+
+/// The session with this hash if it is neither past its absolute end nor idle for longer than
+/// `idle_minutes`; using it refreshes its idle clock.
+pub async fn touch_session(pool: &PgPool, session_hash: &[u8], idle_minutes: i64) -> sqlx::Result<Option<DbSession>> {
+    sqlx::query_as(
+        "with s as (
+             update sessions set last_seen_at = now()
+             where session_hash = $1 and expires_at > now() and last_seen_at > now() - make_interval(mins => $2)
+             returning user_id, csrf_token)
+         select u.user_id, u.name, u.role, s.csrf_token from s join users u using (user_id)",
+    )
+    .bind(session_hash)
+    .bind(idle_minutes as i32)
+    .fetch_optional(pool)
+    .await
+}
+
+pub async fn delete_session(pool: &PgPool, session_hash: &[u8]) -> sqlx::Result<()> {
+    sqlx::query("delete from sessions where session_hash = $1")
+        .bind(session_hash)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Drops sessions that can no longer be used and login attempts older than a day, so neither
+/// table grows without bound. Called on login, which is rare enough to carry it.
+pub async fn prune_sessions(pool: &PgPool, idle_minutes: i64) -> sqlx::Result<()> {
+    sqlx::query("delete from sessions where expires_at <= now() or last_seen_at <= now() - make_interval(mins => $1)")
+        .bind(idle_minutes as i32)
+        .execute(pool)
+        .await?;
+    sqlx::query("delete from login_attempts where at < now() - interval '1 day'")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+pub async fn record_login_attempt(pool: &PgPool, name: &str, client: &str, succeeded: bool) -> sqlx::Result<()> {
+    sqlx::query("insert into login_attempts (name, client, succeeded) values ($1, $2, $3)")
+        .bind(name)
+        .bind(client)
+        .bind(succeeded)
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// Failed logins within the window: (for this name, from this client).
+pub async fn recent_login_failures(
+    pool: &PgPool,
+    name: &str,
+    client: &str,
+    window_minutes: i64,
+) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "select count(*) filter (where name = $1), count(*) filter (where client = $2)
+         from login_attempts
+         where not succeeded and at > now() - make_interval(mins => $3) and (name = $1 or client = $2)",
+    )
+    .bind(name)
+    .bind(client)
+    .bind(window_minutes as i32)
+    .fetch_one(pool)
+    .await
+}
+
+// ---------------------------------------------------------------- audit
+
+/// One audit entry to append.
+#[derive(Debug, Clone)]
+pub struct NewAudit {
+    pub actor: String,
+    pub action: String,
+    pub tenant_id: Option<String>,
+    pub target: String,
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbAudit {
+    pub audit_id: String,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub tenant_id: Option<String>,
+    pub target: String,
+    pub details: Value,
+}
+
+pub async fn insert_audit(conn: &mut PgConnection, entry: &NewAudit) -> sqlx::Result<()> {
+    sqlx::query(
+        "insert into audit (audit_id, actor, action, tenant_id, target, details) values ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(new_id("aud"))
+    .bind(&entry.actor)
+    .bind(&entry.action)
+    .bind(&entry.tenant_id)
+    .bind(&entry.target)
+    .bind(&entry.details)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Appends one entry on its own (logins, logouts).
+pub async fn audit(pool: &PgPool, entry: &NewAudit) -> sqlx::Result<()> {
+    let mut conn = pool.acquire().await?;
+    insert_audit(&mut conn, entry).await
+}
+
+#[derive(Debug, Default)]
+pub struct AuditFilter {
+    pub tenant: Option<TenantId>,
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub cursor: Option<String>,
+    pub limit: i64,
+}
+
+/// Newest first; `cursor` is the last id of the previous page (ids are time-ordered).
+pub async fn list_audit(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec<DbAudit>> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("select audit_id, at, actor, action, tenant_id, target, details from audit where true");
+    if let Some(t) = &filter.tenant {
+        q.push(" and tenant_id = ").push_bind(t.as_ref());
+    }
+    if let Some(t) = &filter.target {
+        q.push(" and target = ").push_bind(t);
+    }
+    if let Some(s) = filter.since {
+        q.push(" and at >= ").push_bind(s);
+    }
+    if let Some(c) = &filter.cursor {
+        q.push(" and audit_id < ").push_bind(c);
+    }
+    q.push(" order by audit_id desc limit ").push_bind(filter.limit);
+    q.build_query_as().fetch_all(pool).await
+}
+
+// ---------------------------------------------------------------- incidents
+
+/// How a requested transition went.
+pub enum Transition {
+    Done(DbIncident),
+    NotFound,
+    /// The incident's status does not allow it; carries the status it has.
+    Illegal(String),
+}
+
+/// Moves an incident to `to` if its status is one of `from`, with the audit entry, atomically.
+pub async fn transition_incident(
+    pool: &PgPool,
+    incident_id: &str,
+    from: &[&str],
+    to: &str,
+    audit: &NewAudit,
+) -> sqlx::Result<Transition> {
+    let mut tx = pool.begin().await?;
+    let status: Option<String> = sqlx::query_scalar("select status from incidents where incident_id = $1 for update")
+        .bind(incident_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(status) = status else {
+        return Ok(Transition::NotFound);
+    };
+    if !from.contains(&status.as_str()) {
+        return Ok(Transition::Illegal(status));
+    }
+    let incident: DbIncident = sqlx::query_as(
+        "update incidents set status = $2 where incident_id = $1
+         returning incident_id, tenant_id, status, severity, summary, opened_at, updated_at",
+    )
+    .bind(incident_id)
+    .bind(to)
+    .fetch_one(&mut *tx)
+    .await?;
+    insert_audit(&mut tx, audit).await?;
+    tx.commit().await?;
+    Ok(Transition::Done(incident))
+}
+
+/// Incidents matching the filter's tenant and time, counted by (status, severity): the numbers
+/// beside the status and severity filters.
+pub async fn incident_counts(
+    pool: &PgPool,
+    tenant: Option<&TenantId>,
+    since: Option<DateTime<Utc>>,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    let mut q: QueryBuilder<Postgres> =
+        QueryBuilder::new("select status, severity, count(*) from incidents where true");
+    if let Some(t) = tenant {
+        q.push(" and tenant_id = ").push_bind(t.as_ref());
+    }
+    if let Some(s) = since {
+        q.push(" and opened_at >= ").push_bind(s);
+    }
+    q.push(" group by status, severity");
+    q.build_query_as().fetch_all(pool).await
+}
+
+// ---------------------------------------------------------------- events
+
+/// An event as a responder sees it: parameters were redacted before they were stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbEvidence {
+    pub event_id: String,
+    pub ts: DateTime<Utc>,
+    pub tool: String,
+    pub params: Value,
+    pub outcome: String,
+    pub error_code: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub credential_ref: Option<String>,
+}
+
+/// The tenant's events with these ids (the ones an incident's findings name), oldest first.
+pub async fn evidence(pool: &PgPool, tenant: &TenantId, event_ids: &[String]) -> sqlx::Result<Vec<DbEvidence>> {
+    sqlx::query_as(
+        "select event_id, ts, tool, params, outcome, error_code, duration_ms, agent_id, session_id, credential_ref
+         from events where tenant_id = $1 and event_id = any($2) order by ts, seq",
+    )
+    .bind(tenant.as_ref())
+    .bind(event_ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// Calls per (tool, minute) of the tenant since `since`, in event time; minutes aligned to
+/// `since`.
+pub async fn tool_activity(
+    pool: &PgPool,
+    tenant: &TenantId,
+    since: DateTime<Utc>,
+) -> sqlx::Result<Vec<(String, DateTime<Utc>, i64)>> {
+    sqlx::query_as(
+        "select tool, date_bin(interval '1 minute', ts, $2) as minute, count(*)
+         from events where tenant_id = $1 and ts >= $2
+         group by 1, 2 order by 1, 2",
+    )
+    .bind(tenant.as_ref())
+    .bind(since)
+    .fetch_all(pool)
+    .await
+}
+
+/// Per tenant: open incidents, events in the last 24 hours (event time), the newest event.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbTenantActivity {
+    pub tenant_id: String,
+    pub open_incidents: i64,
+    pub events_24h: i64,
+    pub last_event: Option<DateTime<Utc>>,
+}
+
+pub async fn tenant_activity(pool: &PgPool) -> sqlx::Result<Vec<DbTenantActivity>> {
+    sqlx::query_as(
+        "select t.tenant_id,
+                (select count(*) from incidents i where i.tenant_id = t.tenant_id and i.status = 'open') as open_incidents,
+                (select count(*) from events e where e.tenant_id = t.tenant_id and e.ts > now() - interval '24 hours') as events_24h,
+                (select max(ts) from events e where e.tenant_id = t.tenant_id) as last_event
+         from tenants t order by t.tenant_id",
+    )
+    .fetch_all(pool)
+    .await
+}
+
+/// The tenant's snapshot: the log position it covers and the learned state.
+pub async fn snapshot(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<(i64, Value)>> {
+    sqlx::query_as("select watermark_seq, state from baseline_snapshots where tenant_id = $1")
+        .bind(tenant.as_ref())
+        .fetch_optional(pool)
+        .await
+}
+
+/// Streams the tenant's events after `after_seq` in log order to `apply`.
+pub async fn tenant_events_after(
+    pool: &PgPool,
+    tenant: &TenantId,
+    after_seq: i64,
+    mut apply: impl FnMut(i64, ToolCallEvent),
+) -> anyhow::Result<u64> {
+    let mut rows = sqlx::query_as::<_, super::events::DbEvent>(
+        "select seq, tenant_id, event_id, ts, tool, params, outcome, error_code, duration_ms, agent_id,
+                session_id, credential_ref
+         from events where tenant_id = $1 and seq > $2 order by seq",
+    )
+    .bind(tenant.as_ref())
+    .bind(after_seq)
+    .fetch(pool);
+    let mut n = 0;
+    while let Some(row) = rows.try_next().await? {
+        let (seq, _, event) = row.into_domain()?;
+        apply(seq, event);
+        n += 1;
+    }
+    Ok(n)
+}
+
+// ---------------------------------------------------------------- rotations
+
+/// Rotations (of one tenant, or all) counted by status.
+pub async fn rotation_counts(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<(String, i64)>> {
+    sqlx::query_as("select status, count(*) from rotations where ($1::text is null or tenant_id = $1) group by status")
+        .bind(tenant.map(AsRef::as_ref))
+        .fetch_all(pool)
+        .await
+}
+
+const ROTATION_COLUMNS: &str = "rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, status, attempts,
+                                requested_at, started_at, finished_at, result, error";
+
+pub enum Retry {
+    Queued(Box<DbRotation>),
+    NotFound,
+    /// Only a failed rotation can be retried; carries the status it has.
+    NotFailed(String),
+}
+
+/// Queues a new, manual rotation of the same secret as a failed one, with the audit entry.
+/// The failed row stays as it was: it is the record of what happened.
+pub async fn retry_rotation(pool: &PgPool, rotation_id: &str, audit: &NewAudit) -> sqlx::Result<Retry> {
+    let mut tx = pool.begin().await?;
+    let status: Option<String> = sqlx::query_scalar("select status from rotations where rotation_id = $1 for update")
+        .bind(rotation_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let Some(status) = status else {
+        return Ok(Retry::NotFound);
+    };
+    if status != "failed" {
+        return Ok(Retry::NotFailed(status));
+    }
+    let retry: DbRotation = sqlx::query_as(&format!(
+        "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key, result)
+         select $2, tenant_id, incident_id, 'manual', scope, tools, secret, secret_key,
+                jsonb_build_object('retry_of', rotation_id)
+         from rotations where rotation_id = $1
+         returning {ROTATION_COLUMNS}"
+    ))
+    .bind(rotation_id)
+    .bind(new_id("rot"))
+    .fetch_one(&mut *tx)
+    .await?;
+    let mut audit = audit.clone();
+    audit.details["rotation_id"] = Value::String(retry.rotation_id.clone());
+    insert_audit(&mut tx, &audit).await?;
+    tx.commit().await?;
+    Ok(Retry::Queued(Box::new(retry)))
+}
+
+/// Queues manual rotations (no cooldown: a person asked for them), with the audit entry.
+pub async fn insert_manual_rotations(
+    pool: &PgPool,
+    tenant: &TenantId,
+    incident_id: Option<&str>,
+    planned: &[PlannedRotation],
+    audit: &NewAudit,
+) -> sqlx::Result<Vec<DbRotation>> {
+    let mut tx = pool.begin().await?;
+    let mut rows = Vec::with_capacity(planned.len());
+    for p in planned {
+        let row: DbRotation = sqlx::query_as(&format!(
+            "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key)
+             values ($1, $2, $3, 'manual', $4, $5, $6, $7)
+             returning {ROTATION_COLUMNS}"
+        ))
+        .bind(new_id("rot"))
+        .bind(tenant.as_ref())
+        .bind(incident_id)
+        .bind(p.scope.as_str())
+        .bind(&p.tools)
+        .bind(serde_json::to_value(&p.secret).expect("a SecretRef serializes"))
+        .bind(p.secret.key())
+        .fetch_one(&mut *tx)
+        .await?;
+        rows.push(row);
+    }
+    let mut audit = audit.clone();
+    audit.details["rotations"] = rows.iter().map(|r| Value::String(r.rotation_id.clone())).collect();
+    insert_audit(&mut tx, &audit).await?;
+    tx.commit().await?;
+    Ok(rows)
+}
