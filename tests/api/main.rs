@@ -6,3 +6,4 @@ mod ingest;
 mod process;
 mod restart;
 mod rotation;
+mod simulate;
