@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, DurationRound, Utc};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, RETRY_AFTER};
 use secrecy::{ExposeSecret, SecretString};
@@ -49,7 +49,7 @@ pub struct SimulateArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 20)]
     pub tenants: usize,
-    /// Days of event time, ending now.
+    /// Days of event time, ending at the last whole hour.
     #[arg(long, default_value_t = 3)]
     pub days: u32,
     /// Tenants posting at the same time.
@@ -107,9 +107,11 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         api.bind(&tenant.id).await?;
     }
 
-    // Timestamps are `end` minus the event's distance from the end of the plan; `end` is now,
-    // so every event is in the past and inside retention while the run posts.
-    let end = Utc::now().trunc_subsecs(0);
+    // Timestamps are `end` minus the event's distance from the end of the plan. `end` is the
+    // last whole hour: every event is in the past, and a seed fills the same minute and hour
+    // buckets on every run, so its score repeats (measured: ending at an arbitrary second
+    // re-slices the minutes and moved borderline rate findings from 6 to 2).
+    let end = Utc::now().duration_trunc(chrono::TimeDelta::hours(1))?;
     let start = end - chrono::Duration::milliseconds(plan.span_ms());
     let total = {
         let plan = plan.clone();

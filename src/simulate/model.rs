@@ -276,8 +276,8 @@ impl Plan {
         let to = ((day as i64 + 1) * DAY_MS).min(self.span_ms());
         let mut out = Vec::new();
         if from < to {
-            for (k, tool) in t.tools.iter().enumerate() {
-                self.tool_day(tenant, k, tool, day, from, to, &mut out);
+            for k in 0..t.tools.len() {
+                self.tool_day(tenant, k, day, (from, to), &mut out);
             }
         }
         for (a, attack) in self.attacks.iter().enumerate() {
@@ -383,18 +383,9 @@ impl Plan {
     }
 
     /// One tool's calls in `[from, to)` of one day: thinning against the day's highest rate.
-    #[allow(clippy::too_many_arguments)]
-    fn tool_day(
-        &self,
-        tenant: usize,
-        k: usize,
-        tool: &ToolProfile,
-        day: u32,
-        from: i64,
-        to: i64,
-        out: &mut Vec<SimEvent>,
-    ) {
+    fn tool_day(&self, tenant: usize, k: usize, day: u32, (from, to): (i64, i64), out: &mut Vec<SimEvent>) {
         let t = &self.tenants[tenant];
+        let tool = &t.tools[k];
         let parts = [1, tenant as u64, k as u64, day as u64];
         let id_stream = Rng::stream_seed(self.config.seed ^ 0x1D, &parts);
         let mut rng = Rng::stream(self.config.seed, &parts);
