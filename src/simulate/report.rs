@@ -93,6 +93,11 @@ pub struct AttackResult {
     pub detectors: Vec<String>,
     /// Attack events accepted before the first one that raised a finding (0: the first did).
     pub delay_events: Option<usize>,
+    /// Detectors that fired on the victim's *benign* calls while the attack was under way. A
+    /// rate detector fires on whichever call crosses the minute's threshold, which may be a
+    /// benign one: the attack was noticed, but no attack event carries it, so it is neither
+    /// a detection nor a false finding.
+    pub nearby_detectors: Vec<String>,
     pub severity: Option<String>,
     pub action: Option<String>,
     pub incident_id: Option<String>,
@@ -149,6 +154,11 @@ impl Report {
             })
             .collect();
 
+        let during_attack = |f: &ObservedFinding| {
+            windows
+                .iter()
+                .position(|&(victim, from, to)| f.tenant == victim && (from..=to).contains(&f.at_ms))
+        };
         let mut attacks = Vec::new();
         for (a, attack) in plan.attacks.iter().enumerate() {
             let mut on_attack: Vec<&ObservedFinding> = observed
@@ -165,6 +175,16 @@ impl Report {
             {
                 if !detectors.contains(d) {
                     detectors.push(d.clone());
+                }
+            }
+            let mut nearby_detectors: Vec<String> = Vec::new();
+            for f in observed
+                .findings
+                .iter()
+                .filter(|f| f.attack.is_none() && during_attack(f) == Some(a))
+            {
+                if !nearby_detectors.contains(&f.detector) {
+                    nearby_detectors.push(f.detector.clone());
                 }
             }
             let first = on_attack.first();
@@ -188,21 +208,17 @@ impl Report {
                 detected,
                 detectors,
                 delay_events: first.and_then(|f| f.attack.map(|(_, j)| j)),
+                nearby_detectors,
                 severity: first.map(|f| f.severity.clone()),
                 action: first.map(|f| f.action.clone()),
                 incident_id: first.map(|f| f.incident_id.clone()),
             });
         }
 
-        let during_attack = |f: &ObservedFinding| {
-            windows
-                .iter()
-                .any(|&(victim, from, to)| f.tenant == victim && (from..=to).contains(&f.at_ms))
-        };
         let mut benign: Vec<&ObservedFinding> = observed.findings.iter().filter(|f| f.attack.is_none()).collect();
         benign.sort_by(|a, b| a.at_ms.cmp(&b.at_ms).then_with(|| a.event_id.cmp(&b.event_id)));
         let (during, false_findings): (Vec<&ObservedFinding>, Vec<&ObservedFinding>) =
-            benign.into_iter().partition(|f| during_attack(f));
+            benign.into_iter().partition(|f| during_attack(f).is_some());
 
         let tenant_days = plan.tenant_days();
         let per_day = |n: usize| if tenant_days > 0.0 { n as f64 / tenant_days } else { 0.0 };
@@ -314,6 +330,9 @@ impl Report {
         for a in &self.attacks {
             let by = match (a.detectors.is_empty(), a.refused_status) {
                 (true, Some(status)) => format!("(refused {status}, no finding)"),
+                (true, None) if !a.nearby_detectors.is_empty() => {
+                    format!("(nearby: {})", a.nearby_detectors.join(", "))
+                }
                 (true, None) => "-".to_owned(),
                 (false, Some(status)) => format!("{} + {status}", a.detectors.join(", ")),
                 (false, None) => a.detectors.join(", "),
@@ -334,7 +353,8 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "(delay: attack events accepted before the first one that raised a finding)"
+            "(delay: attack events accepted before the first one that raised a finding; nearby: fired only on \
+             the victim's benign calls during the attack)"
         );
         for a in self.attacks.iter().filter(|a| !a.detected) {
             let _ = writeln!(
@@ -440,6 +460,11 @@ mod tests {
             .iter()
             .position(|a| a.class == AttackClass::CrossTenantIngest)
             .unwrap();
+        let burst = &plan.attacks[plan
+            .attacks
+            .iter()
+            .position(|a| a.class == AttackClass::ErrorBurst)
+            .unwrap()];
         let at = plan.attacks[spike].at_ms;
         let victim = plan.attacks[spike].victim;
         let mut observed = Observed {
@@ -448,6 +473,8 @@ mod tests {
                 finding(victim, at + 70_000, Some((spike, 20)), "rate_spike", "rotate"),
                 // a benign call in the spiking minute
                 finding(victim, at + 9_500, None, "rate_spike", "rotate"),
+                // the error burst's minute crosses the rate threshold on a benign call
+                finding(burst.victim, burst.at_ms + 61_000, None, "rate_spike", "rotate"),
                 // noise, far from any attack
                 finding(0, 60_000, None, "novel_param_value", "alert"),
                 finding(1, 120_000, None, "novel_param_value", "alert"),
@@ -472,7 +499,25 @@ mod tests {
         assert!(!i.detected, "a 403 alone is not detection");
         assert_eq!(i.refused_status, Some(403));
 
-        assert_eq!(report.findings_during_attacks, 1);
+        assert_eq!(report.findings_during_attacks, 2);
+        assert_eq!(
+            s.nearby_detectors,
+            ["rate_spike"],
+            "the benign call in the spiking minute"
+        );
+        let b = report.attack(AttackClass::ErrorBurst).unwrap();
+        assert!(
+            !b.detected && b.detectors.is_empty() && b.delay_events.is_none(),
+            "{b:?}"
+        );
+        assert_eq!(b.nearby_detectors, ["rate_spike"]);
+        assert!(
+            report
+                .attacks
+                .iter()
+                .filter(|a| !["rate_spike", "error_burst"].contains(&a.class))
+                .all(|a| a.nearby_detectors.is_empty())
+        );
         let f = &report.false_findings;
         assert_eq!((f.findings, f.incidents, f.rotations), (3, 2, 1));
         let rows: Vec<(&str, usize, usize, usize)> = f
@@ -493,5 +538,6 @@ mod tests {
         assert!(text.contains("Attacks: 2 of 10 detected"), "{text}");
         assert!(text.contains("cross_tenant_ingest + 403"), "{text}");
         assert!(text.contains("missed secret_in_payload"), "{text}");
+        assert!(text.contains("MISSED   (nearby: rate_spike)"), "{text}");
     }
 }
