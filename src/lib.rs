@@ -16,4 +16,5 @@ pub mod redact;
 pub mod respond;
 pub mod secrets;
 pub mod shard;
+pub mod simulate;
 pub mod store;

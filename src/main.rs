@@ -1,4 +1,4 @@
-//! The `vigil` command: serve, migrate, and tenant administration.
+//! The `vigil` command: serve, migrate, tenant administration, and traffic (simulate, replay).
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -41,6 +41,10 @@ enum Command {
         #[command(subcommand)]
         command: TenantCommand,
     },
+    /// Exercise a running Vigil with days of simulated tenants' traffic and attacks; report what it caught.
+    Simulate(vigil::simulate::SimulateArgs),
+    /// Post a JSONL file of events (one per line) for one tenant.
+    Replay(vigil::simulate::replay::ReplayArgs),
     /// Manage dashboard users.
     User {
         #[command(subcommand)]
@@ -96,8 +100,14 @@ async fn shutdown_signal() {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    // The traffic commands are HTTP clients of a running Vigil: they need none of its configuration.
+    let command = match cli.command {
+        Command::Simulate(args) => return vigil::simulate::simulate_command(args).await,
+        Command::Replay(args) => return vigil::simulate::replay::replay_command(args).await,
+        command => command,
+    };
     let config = Config::load(cli.config.as_deref())?;
-    match cli.command {
+    match command {
         Command::Serve { print_config: true } => {
             print!("{}", config.masked());
             Ok(())
@@ -148,6 +158,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Added {} {name}.", role.as_str());
             Ok(())
         }
+        Command::Simulate(_) | Command::Replay(_) => unreachable!("handled before the configuration is loaded"),
     }
 }
 

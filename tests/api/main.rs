@@ -13,5 +13,6 @@ mod process;
 mod response;
 mod restart;
 mod rotation;
+mod simulate;
 mod startup;
 mod web;
