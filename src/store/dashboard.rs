@@ -5,8 +5,7 @@
 //! Every write that a person makes commits together with its audit entry.
 
 use crate::event::{TenantId, ToolCallEvent};
-use crate::store::incidents::{DbIncident, PlannedRotation, new_id};
-use crate::store::rotations::DbRotation;
+use crate::store::incidents::new_id;
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde_json::Value;
@@ -242,46 +241,6 @@ pub async fn list_audit(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec
 
 // ---------------------------------------------------------------- incidents
 
-/// How a requested transition went.
-pub enum Transition {
-    Done(DbIncident),
-    NotFound,
-    /// The incident's status does not allow it; carries the status it has.
-    Illegal(String),
-}
-
-/// Moves an incident to `to` if its status is one of `from`, with the audit entry, atomically.
-pub async fn transition_incident(
-    pool: &PgPool,
-    incident_id: &str,
-    from: &[&str],
-    to: &str,
-    audit: &NewAudit,
-) -> sqlx::Result<Transition> {
-    let mut tx = pool.begin().await?;
-    let status: Option<String> = sqlx::query_scalar("select status from incidents where incident_id = $1 for update")
-        .bind(incident_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(status) = status else {
-        return Ok(Transition::NotFound);
-    };
-    if !from.contains(&status.as_str()) {
-        return Ok(Transition::Illegal(status));
-    }
-    let incident: DbIncident = sqlx::query_as(
-        "update incidents set status = $2 where incident_id = $1
-         returning incident_id, tenant_id, status, severity, summary, opened_at, updated_at",
-    )
-    .bind(incident_id)
-    .bind(to)
-    .fetch_one(&mut *tx)
-    .await?;
-    insert_audit(&mut tx, audit).await?;
-    tx.commit().await?;
-    Ok(Transition::Done(incident))
-}
-
 /// Incidents matching the filter's tenant and time, counted by (status, severity): the numbers
 /// beside the status and severity filters.
 pub async fn incident_counts(
@@ -409,80 +368,4 @@ pub async fn rotation_counts(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::
         .bind(tenant.map(AsRef::as_ref))
         .fetch_all(pool)
         .await
-}
-
-const ROTATION_COLUMNS: &str = "rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, status, attempts,
-                                requested_at, started_at, finished_at, result, error";
-
-pub enum Retry {
-    Queued(Box<DbRotation>),
-    NotFound,
-    /// Only a failed rotation can be retried; carries the status it has.
-    NotFailed(String),
-}
-
-/// Queues a new, manual rotation of the same secret as a failed one, with the audit entry.
-/// The failed row stays as it was: it is the record of what happened.
-pub async fn retry_rotation(pool: &PgPool, rotation_id: &str, audit: &NewAudit) -> sqlx::Result<Retry> {
-    let mut tx = pool.begin().await?;
-    let status: Option<String> = sqlx::query_scalar("select status from rotations where rotation_id = $1 for update")
-        .bind(rotation_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    let Some(status) = status else {
-        return Ok(Retry::NotFound);
-    };
-    if status != "failed" {
-        return Ok(Retry::NotFailed(status));
-    }
-    let retry: DbRotation = sqlx::query_as(&format!(
-        "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key, result)
-         select $2, tenant_id, incident_id, 'manual', scope, tools, secret, secret_key,
-                jsonb_build_object('retry_of', rotation_id)
-         from rotations where rotation_id = $1
-         returning {ROTATION_COLUMNS}"
-    ))
-    .bind(rotation_id)
-    .bind(new_id("rot"))
-    .fetch_one(&mut *tx)
-    .await?;
-    let mut audit = audit.clone();
-    audit.details["rotation_id"] = Value::String(retry.rotation_id.clone());
-    insert_audit(&mut tx, &audit).await?;
-    tx.commit().await?;
-    Ok(Retry::Queued(Box::new(retry)))
-}
-
-/// Queues manual rotations (no cooldown: a person asked for them), with the audit entry.
-pub async fn insert_manual_rotations(
-    pool: &PgPool,
-    tenant: &TenantId,
-    incident_id: Option<&str>,
-    planned: &[PlannedRotation],
-    audit: &NewAudit,
-) -> sqlx::Result<Vec<DbRotation>> {
-    let mut tx = pool.begin().await?;
-    let mut rows = Vec::with_capacity(planned.len());
-    for p in planned {
-        let row: DbRotation = sqlx::query_as(&format!(
-            "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key)
-             values ($1, $2, $3, 'manual', $4, $5, $6, $7)
-             returning {ROTATION_COLUMNS}"
-        ))
-        .bind(new_id("rot"))
-        .bind(tenant.as_ref())
-        .bind(incident_id)
-        .bind(p.scope.as_str())
-        .bind(&p.tools)
-        .bind(serde_json::to_value(&p.secret).expect("a SecretRef serializes"))
-        .bind(p.secret.key())
-        .fetch_one(&mut *tx)
-        .await?;
-        rows.push(row);
-    }
-    let mut audit = audit.clone();
-    audit.details["rotations"] = rows.iter().map(|r| Value::String(r.rotation_id.clone())).collect();
-    insert_audit(&mut tx, &audit).await?;
-    tx.commit().await?;
-    Ok(rows)
 }
