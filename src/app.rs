@@ -4,6 +4,7 @@
 use crate::api::{self, auth, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
+use crate::detect::TenantMarkers;
 use crate::event::TenantId;
 use crate::ingest;
 use crate::metrics::Metrics;
@@ -11,7 +12,7 @@ use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
 use crate::secrets::{Secrets, VaultBackend};
-use crate::shard::{self, Pipeline, Router, TenantState};
+use crate::shard::{self, Pipeline, Router, SharedMarkers, TenantState};
 use crate::store;
 use anyhow::Context;
 use axum::Json;
@@ -44,6 +45,8 @@ pub struct AppState {
     pub admin_token_hash: [u8; 32],
     /// False once shutdown began, so `/readyz` tells load balancers to stop sending.
     pub accepting: Arc<AtomicBool>,
+    /// Every tenant's markers, shared with the shard workers; see [`refresh_markers`].
+    pub markers: SharedMarkers,
 }
 
 pub struct App {
@@ -54,12 +57,50 @@ pub struct App {
     stop_workers: watch::Sender<bool>,
 }
 
-/// Reads the policy from `baselines/default.toml`.
+/// Reads the policy from `baselines/default.toml` and the per-tenant overrides from
+/// `baselines/tenants/<tenant id>.toml` (the folder is optional; a file whose name is not a
+/// tenant id is an error, so a typo cannot silently apply to no one).
 pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
     let path = config.baselines_dir.join("default.toml");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("Failed to read the policy {} (set VIGIL_BASELINES_DIR)", path.display()))?;
-    Policy::from_toml(&text).with_context(|| format!("Failed to load the policy {}", path.display()))
+    let mut policy =
+        Policy::from_toml(&text).with_context(|| format!("Failed to load the policy {}", path.display()))?;
+    let tenants_dir = config.baselines_dir.join("tenants");
+    let entries = match std::fs::read_dir(&tenants_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(policy),
+        Err(e) => return Err(e).with_context(|| format!("Failed to read {}", tenants_dir.display())),
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("Failed to read {}", tenants_dir.display()))?;
+    files.retain(|p| p.extension().is_some_and(|x| x == "toml"));
+    files.sort();
+    for path in files {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let tenant = TenantId::parse(stem)
+            .map_err(|e| anyhow::anyhow!("{}: the file name must be a tenant id ({})", path.display(), e.message))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+        policy
+            .add_tenant(tenant, &text)
+            .with_context(|| format!("Failed to load the tenant policy {}", path.display()))?;
+    }
+    Ok(policy)
+}
+
+/// Rebuilds every tenant's markers from the tenants table. Called at start and whenever a
+/// tenant is created; tenants created by another process (`vigil tenant create`) are picked up
+/// on their first ingest.
+pub async fn refresh_markers(pool: &PgPool, markers: &SharedMarkers) -> anyhow::Result<()> {
+    let tenants = store::tenants::list(pool).await?;
+    let all: Vec<(TenantId, Vec<String>)> = tenants
+        .into_iter()
+        .filter_map(|t| Some((TenantId::parse(&t.tenant_id).ok()?, t.markers)))
+        .collect();
+    *markers.write().expect("markers lock") = Arc::new(TenantMarkers::new(&all));
+    Ok(())
 }
 
 /// Rebuilds every tenant's baseline: its snapshot, then the log after the snapshot's watermark.
@@ -98,11 +139,12 @@ async fn restore_baselines(
         0
     };
     let replayed = store::events::replay(pool, from, |seq, tenant, event| {
+        let config = policy.detect_for(&tenant);
         let state = states[shard::shard_of(&tenant, shards)]
             .entry(tenant)
             .or_insert_with(|| TenantState::new(policy));
         if seq > state.watermark_seq {
-            shard::fold(state, seq, &event, policy);
+            shard::fold(state, seq, &event, config);
         }
     })
     .await?;
@@ -131,11 +173,16 @@ impl App {
         let rotation_wake = Arc::new(Notify::new());
 
         let states = restore_baselines(&pool, &policy, config.shards).await?;
+        let markers: SharedMarkers = Arc::default();
+        refresh_markers(&pool, &markers)
+            .await
+            .context("Failed to load tenant markers")?;
         let pipeline = Arc::new(Pipeline {
             pool: pool.clone(),
             policy: policy.clone(),
             metrics: metrics.clone(),
             rotation_wake: rotation_wake.clone(),
+            markers: markers.clone(),
         });
         let (router, shards) = shard::start(pipeline, states, config.shard_queue);
 
@@ -169,6 +216,7 @@ impl App {
             router,
             tokens: Arc::new(auth::TokenCache::default()),
             accepting: Arc::new(AtomicBool::new(true)),
+            markers,
         };
         Ok(App {
             listener,
@@ -226,6 +274,7 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/v1/events", post(ingest::post_events))
         .route("/v1/tenants", post(api::create_tenant).get(api::list_tenants))
         .route("/v1/tenants/{id}", get(api::get_tenant))
+        .route("/v1/tenants/{id}/baseline", get(api::get_baseline))
         .route(
             "/v1/tenants/{id}/bindings",
             get(api::get_bindings).put(api::put_bindings),

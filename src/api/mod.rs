@@ -1,10 +1,11 @@
-//! The admin half of the HTTP API (tenants, bindings, incidents, rotations) and the JSON views
-//! it answers with. Ingest lives in `crate::ingest`.
+//! The admin half of the HTTP API (tenants, bindings, baselines, incidents, rotations) and the
+//! JSON views it answers with. Ingest lives in `crate::ingest`.
 
 pub mod auth;
 pub mod error;
 
-use crate::app::AppState;
+use crate::app::{self, AppState};
+use crate::baseline::{self, TenantBaseline};
 use crate::event::TenantId;
 use crate::policy::Mode;
 use crate::secrets::SecretRef;
@@ -109,6 +110,10 @@ pub async fn create_tenant(
             format!("tenant {id} already exists"),
         )),
         CreateOutcome::Created(t) => {
+            // The new tenant's markers protect it from the others' agents from now on.
+            if let Err(e) = app::refresh_markers(&app.pool, &app.markers).await {
+                tracing::warn!(tenant.id = %id, error = format!("{e:#}"), "Failed to refresh tenant markers");
+            }
             let mut view = tenant_view(&t);
             view["ingest_token"] = token.into();
             Ok((StatusCode::CREATED, Json(view)))
@@ -135,6 +140,26 @@ pub async fn get_tenant(
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok(Json(tenant_view(&tenant)))
+}
+
+/// `GET /v1/tenants/{id}/baseline`: what Vigil has learned about the tenant, asked of the
+/// shard worker that owns it. A tenant without events has an empty baseline, still learning.
+pub async fn get_baseline(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_tenant_path(&id)?;
+    store::tenants::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let answer = app.router.baseline(&id).map_err(|_| ApiError::overloaded())?;
+    let summary = answer
+        .await
+        .map_err(|_| ApiError::internal("shard worker stopped"))?
+        // Nothing learned: no parameter to judge stable, so the parameters' config is moot.
+        .unwrap_or_else(|| baseline::summary(&id, &TenantBaseline::default(), true, &Default::default()));
+    Ok(Json(serde_json::to_value(summary).map_err(ApiError::internal)?))
 }
 
 fn bindings_view(bindings: &[DbBinding]) -> Value {
