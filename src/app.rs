@@ -99,7 +99,8 @@ pub async fn refresh_markers(pool: &PgPool, markers: &SharedMarkers) -> anyhow::
         .into_iter()
         .filter_map(|t| Some((TenantId::parse(&t.tenant_id).ok()?, t.markers)))
         .collect();
-    *markers.write().expect("markers lock") = Arc::new(TenantMarkers::new(&all));
+    let built = TenantMarkers::new(&all).context("Failed to compile the tenant markers")?;
+    *markers.write().expect("markers lock") = Arc::new(built);
     Ok(())
 }
 

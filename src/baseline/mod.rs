@@ -295,13 +295,17 @@ mod tests {
     use super::*;
     use crate::event::{EventId, Outcome, ToolName};
 
+    /// Call `n`: parameters of every kind (numbers that are not round, a category, free text,
+    /// an array, a flag), and one call in thirteen failing.
     fn event(n: u64, tool: &str, at: DateTime<Utc>) -> ToolCallEvent {
+        let state = ["open", "closed", "draft"][n as usize % 3];
         ToolCallEvent {
             event_id: EventId::parse(&format!("e-{n}")).unwrap(),
             timestamp: at,
             tool: ToolName::parse(tool).unwrap(),
-            params: serde_json::json!({}),
-            outcome: Outcome::Success,
+            params: serde_json::json!({"limit": (n % 50) as f64 / 7.0, "state": state, "q": format!("q-{n}"),
+                                       "ids": vec![n; (n % 4) as usize], "force": n % 5 == 0}),
+            outcome: if n % 13 == 0 { Outcome::Denied } else { Outcome::Success },
             error_code: None,
             duration_ms: None,
             agent_id: None,
@@ -310,7 +314,7 @@ mod tests {
         }
     }
 
-    /// A few hours of three tools with irregular spacing, a late event and a weighted one.
+    /// A few hours of three tools with irregular spacing, a late event and weighted ones.
     fn history() -> Vec<(ToolCallEvent, f64)> {
         let start: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
         let mut seed = 7u64;

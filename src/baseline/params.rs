@@ -86,7 +86,8 @@ impl Leaf<'_> {
 
 /// True for a string the redactor rewrote (in whole or in part).
 pub fn is_redacted(s: &str) -> bool {
-    s.contains(REDACTED)
+    // A byte scan first: most strings have no '[' and skip the substring search's setup.
+    s.as_bytes().contains(&b'[') && s.contains(REDACTED)
 }
 
 /// Calls `visit(path, leaf)` for every scalar of a params object, in key order, without
@@ -159,8 +160,11 @@ pub struct PathStats {
 impl ParamsBaseline {
     /// Folds one call's params in.
     pub fn observe(&mut self, params: &Value, hour: i64, weight: f64) {
+        let mut hint = 0;
         flatten(params, |path, leaf| {
-            let stats = match self.paths.binary_search_by(|(p, _)| (**p).cmp(path)) {
+            let found = self.position(path, hint);
+            hint = found.map_or_else(|i| i, |i| i + 1);
+            let stats = match found {
                 Ok(i) => {
                     let stats = &mut self.paths[i].1;
                     stats.key.observe(hour, weight);
@@ -175,6 +179,8 @@ impl ParamsBaseline {
                         values: None,
                         text: None,
                     };
+                    // Exact growth: a tool's paths settle early, and slack would stay forever.
+                    self.paths.reserve_exact(1);
                     self.paths.insert(i, (path.into(), stats));
                     &mut self.paths[i].1
                 }
@@ -184,10 +190,23 @@ impl ParamsBaseline {
     }
 
     pub fn path(&self, path: &str) -> Option<&PathStats> {
-        self.paths
-            .binary_search_by(|(p, _)| (**p).cmp(path))
-            .ok()
-            .map(|i| &self.paths[i].1)
+        self.position(path, 0).ok().map(|i| &self.paths[i].1)
+    }
+
+    /// [`Self::path`] for a walk in [`flatten`] order: `hint` is where the previous path was
+    /// found, plus one. Flattening visits keys nearly in sorted order, so the next path is
+    /// usually right there and one comparison replaces a binary search.
+    pub fn path_after(&self, path: &str, hint: &mut usize) -> Option<&PathStats> {
+        let found = self.position(path, *hint);
+        *hint = found.map_or_else(|i| i, |i| i + 1);
+        found.ok().map(|i| &self.paths[i].1)
+    }
+
+    fn position(&self, path: &str, hint: usize) -> Result<usize, usize> {
+        match self.paths.get(hint) {
+            Some((p, _)) if **p == *path => Ok(hint),
+            _ => self.paths.binary_search_by(|(p, _)| (**p).cmp(path)),
+        }
     }
 
     /// Every path, in order.
@@ -310,6 +329,7 @@ impl ValueSet {
                         None => return Added::Dropped,
                     }
                 }
+                self.values.reserve_exact(1);
                 self.values.insert(i, (value.into(), Trust::new(hour, weight)));
                 self.since_new = if clean { 0.0 } else { self.since_new + weight };
                 Added::Kept

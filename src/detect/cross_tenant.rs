@@ -20,12 +20,17 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt::Write;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use super::{ALL_TOOLS, Detector, Finding, Severity};
 use crate::event::{TenantId, ToolCallEvent};
+
+/// Up to this many markers the automaton is a DFA: about 1.8 times faster to search than the
+/// contiguous NFA, at about 800 bytes per marker (5 MiB here, built in tens of milliseconds);
+/// beyond, the NFA's 60 bytes per marker win.
+const DFA_MAX_MARKERS: usize = 6_000;
 
 /// Markers shorter than this are ignored: a tenant called `hp` would otherwise be "named" by
 /// every call that mentions HP, and one called `a` by every sentence.
@@ -50,8 +55,10 @@ struct Hit {
 }
 
 impl TenantMarkers {
-    /// Compiles the markers of `tenants`; each tenant's id is always one of its markers.
-    pub fn new(tenants: &[(TenantId, Vec<String>)]) -> Self {
+    /// Compiles the markers of `tenants`; each tenant's id is always one of its markers. Fails
+    /// only past the automaton's own size limits, which the caller must hear about: silently
+    /// matching nothing would switch the detector off.
+    pub fn new(tenants: &[(TenantId, Vec<String>)]) -> Result<Self, aho_corasick::BuildError> {
         let mut index: HashMap<String, usize> = HashMap::new();
         let mut patterns: Vec<(String, Vec<TenantId>)> = Vec::new();
         for (tenant, markers) in tenants {
@@ -75,16 +82,25 @@ impl TenantMarkers {
         } else {
             // Overlapping search needs the standard match kind; case folding is ASCII only,
             // which is what tenant ids and resource prefixes are.
-            AhoCorasick::builder()
-                .ascii_case_insensitive(true)
-                .build(patterns.iter().map(|(p, _)| p))
-                .ok()
+            let build = |kind| {
+                AhoCorasick::builder()
+                    .kind(kind)
+                    .ascii_case_insensitive(true)
+                    .build(patterns.iter().map(|(p, _)| p))
+            };
+            let dfa = (patterns.len() <= DFA_MAX_MARKERS)
+                .then(|| build(Some(AhoCorasickKind::DFA)).ok())
+                .flatten();
+            Some(match dfa {
+                Some(dfa) => dfa,
+                None => build(None)?,
+            })
         };
-        TenantMarkers {
+        Ok(TenantMarkers {
             automaton,
             patterns,
             tenants: tenants.iter().map(|(t, _)| t.clone()).collect(),
-        }
+        })
     }
 
     /// True when `tenant` was among those the markers were built from.
@@ -272,6 +288,7 @@ mod tests {
             t("initech", &["shared-marker"]),
             t("umbrella", &["shared-marker"]),
         ])
+        .unwrap()
     }
 
     fn event(params: Value) -> ToolCallEvent {
@@ -365,7 +382,7 @@ mod tests {
     fn short_markers_numbers_and_redactions_are_ignored() {
         check_ref("acme", json!({"printer": "hp laserjet", "n": 7, "b": true}), "");
         check_ref("acme", json!({"token": "[REDACTED:jwt:0123456789abcdef]"}), "");
-        let none = TenantMarkers::new(&[]);
+        let none = TenantMarkers::new(&[]).unwrap();
         assert!(check(&none, &TenantId::parse("acme").unwrap(), &event(json!({"x": "globex"}))).is_none());
         assert!(markers().knows(&TenantId::parse("hp").unwrap()));
     }

@@ -8,17 +8,23 @@
 
 use super::rate_spike::{finding, spike};
 use super::{Detector, Finding};
-use crate::baseline::TenantBaseline;
+use crate::baseline::ToolBaseline;
 use crate::baseline::rate::{RateConfig, minute_of};
 use crate::event::{Outcome, ToolCallEvent};
 
-pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &RateConfig, out: &mut Vec<Finding>) {
+/// `learned` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    learned: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &RateConfig,
+    out: &mut Vec<Finding>,
+) {
     if event.outcome == Outcome::Success {
         return;
     }
     let tool = event.tool.as_ref();
     // A tool never called has no error rate to break from; `novel_tool` speaks for it.
-    let Some(learned) = baseline.tool(tool) else {
+    let Some(learned) = learned else {
         return;
     };
     let Some(o) = spike(&learned.errors(), minute_of(event.timestamp), config) else {

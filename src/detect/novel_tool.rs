@@ -9,8 +9,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DetectConfig, Detector, Finding, Severity, count};
-use crate::baseline::TenantBaseline;
 use crate::baseline::trust::hour_of;
+use crate::baseline::{TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 use crate::policy::glob_matches;
 
@@ -52,13 +52,19 @@ impl Declarations {
     }
 }
 
-pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &DetectConfig, out: &mut Vec<Finding>) {
+/// `prior` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    baseline: &TenantBaseline,
+    prior: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &DetectConfig,
+    out: &mut Vec<Finding>,
+) {
     if baseline.is_learning(&config.warmup) {
         return;
     }
     let tool = event.tool.as_ref();
     let hour = hour_of(event.timestamp);
-    let prior = baseline.tool(tool);
     if prior.is_some_and(|t| t.trust().is_trusted() || t.trust().judged_in(hour)) {
         return;
     }

@@ -14,7 +14,7 @@
 use std::fmt::Write;
 
 use super::{Detector, Finding, Severity, count};
-use crate::baseline::TenantBaseline;
+use crate::baseline::ToolBaseline;
 use crate::baseline::params::{
     CLASSES, Leaf, ParamsConfig, PathStats, TextShape, class_names, classes_of, flatten, is_redacted,
 };
@@ -29,9 +29,15 @@ const MAX_KEYS_NAMED: usize = 5;
 /// Characters of an agent's value quoted in an explanation at most.
 const MAX_QUOTED: usize = 64;
 
-pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &ParamsConfig, out: &mut Vec<Finding>) {
+/// `learned` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    learned: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &ParamsConfig,
+    out: &mut Vec<Finding>,
+) {
     // A tool never called has no parameters to compare with; `novel_tool` speaks for it.
-    let Some(tool) = baseline.tool(event.tool.as_ref()) else {
+    let Some(tool) = learned else {
         return;
     };
     let params = tool.params();
@@ -40,8 +46,9 @@ pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &P
     let mut new_keys: Vec<String> = Vec::new();
     let mut new_key_count = 0;
     let mut value_findings = 0;
+    let mut hint = 0;
     flatten(&event.params, |path, leaf| {
-        let stats = match params.path(path) {
+        let stats = match params.path_after(path, &mut hint) {
             Some(stats) if stats.key.is_trusted() => stats,
             seen => {
                 if keys_judged && !seen.is_some_and(|s| s.key.judged_in(hour)) {
