@@ -304,8 +304,12 @@ mod tests {
             timestamp: at,
             tool: ToolName::parse(tool).unwrap(),
             params: serde_json::json!({"limit": (n % 50) as f64 / 7.0, "state": state, "q": format!("q-{n}"),
-                                       "ids": vec![n; (n % 4) as usize], "force": n % 5 == 0}),
-            outcome: if n % 13 == 0 { Outcome::Denied } else { Outcome::Success },
+                                       "ids": vec![n; (n % 4) as usize], "force": n.is_multiple_of(5)}),
+            outcome: if n.is_multiple_of(13) {
+                Outcome::Denied
+            } else {
+                Outcome::Success
+            },
             error_code: None,
             duration_ms: None,
             agent_id: None,
