@@ -163,15 +163,19 @@ impl ParamsBaseline {
         let mut hint = 0;
         flatten(params, |path, leaf| {
             let found = self.position(path, hint);
-            hint = found.map_or_else(|i| i, |i| i + 1);
             let stats = match found {
                 Ok(i) => {
+                    hint = i + 1;
                     let stats = &mut self.paths[i].1;
                     stats.key.observe(hour, weight);
                     stats
                 }
-                Err(_) if self.paths.len() >= MAX_PATHS => return,
+                Err(i) if self.paths.len() >= MAX_PATHS => {
+                    hint = i;
+                    return;
+                }
                 Err(i) => {
+                    hint = i + 1;
                     let stats = PathStats {
                         key: Trust::new(hour, weight),
                         samples: 0,

@@ -6,8 +6,8 @@
 //!
 //! [`Detector`], [`Severity`] and [`Finding`] are the single vocabulary every later stage
 //! (policy, incidents, alerts, the dashboard) speaks. A new detector is a module with a
-//! `check(baseline, event, config, &mut findings)` function, one line in [`detect`], and a
-//! section of [`DetectConfig`].
+//! `check(…, event, config, &mut findings)` function (given the baseline, or the event's tool
+//! in it, looked up once), one line in [`detect`], and a section of [`DetectConfig`].
 //!
 //! Three detectors need more than the tenant's baseline and so run beside [`detect`], not in
 //! it: `secret_in_payload` (the redactions ingest made), `cross_tenant_reference` (every
