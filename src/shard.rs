@@ -103,6 +103,8 @@ pub struct Pipeline {
     pub metrics: Arc<Metrics>,
     /// Wakes the rotation worker the moment a response commits rotation jobs.
     pub rotation_wake: Arc<Notify>,
+    /// Every tenant's markers, for `cross_tenant_reference`; the app swaps in a new set when
+    /// tenants change.
     pub markers: SharedMarkers,
 }
 

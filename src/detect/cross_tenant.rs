@@ -83,8 +83,11 @@ impl TenantMarkers {
             // Overlapping search needs the standard match kind; case folding is ASCII only,
             // which is what tenant ids and resource prefixes are.
             let build = |kind| {
+                // No prefilter: markers share their first letters with ordinary text (`t` of
+                // `tenant-…`), and a prefilter that stops at every `t` is slower than the DFA.
                 AhoCorasick::builder()
                     .kind(kind)
+                    .prefilter(false)
                     .ascii_case_insensitive(true)
                     .build(patterns.iter().map(|(p, _)| p))
             };
@@ -156,7 +159,8 @@ fn at_boundaries(text: &str, hit: Hit, marker: &str) -> bool {
 /// params holding another tenant's marker.
 pub fn check(markers: &TenantMarkers, own: &TenantId, event: &ToolCallEvent) -> Option<Finding> {
     markers.automaton.as_ref()?;
-    let mut path = String::from("params");
+    let mut path = String::with_capacity(64);
+    path.push_str("params");
     let (marker, other) = find(markers, own, &event.params, &mut path)?;
     Some(Finding {
         detector: Detector::CrossTenantReference,
@@ -198,6 +202,9 @@ fn find<'m>(
         }
         Value::Array(items) => {
             for (i, v) in items.iter().enumerate() {
+                if matches!(v, Value::Number(_) | Value::Bool(_) | Value::Null) {
+                    continue;
+                }
                 let _ = write!(path, "[{i}]");
                 if let Some(hit) = find(markers, own, v, path) {
                     return Some(hit);

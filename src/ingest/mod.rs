@@ -85,9 +85,9 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
         events.push(event);
     }
     // A tenant created by another process (`vigil tenant create`) is not among the markers yet.
-    if !app.markers.read().expect("markers lock").knows(&caller.tenant)
-        && let Err(e) = app::refresh_markers(&app.pool, &app.markers).await
-    {
+    // The read guard is dropped here, before the refresh takes the write lock.
+    let known = app.markers.read().expect("markers lock").knows(&caller.tenant);
+    if !known && let Err(e) = app::refresh_markers(&app.pool, &app.markers).await {
         tracing::warn!(tenant.id = %caller.tenant, error = format!("{e:#}"), "Failed to refresh tenant markers");
     }
     let outcome = submit(app, &caller, events).await?;

@@ -303,6 +303,30 @@ async fn another_tenants_marker_in_a_param_rotates_the_referring_tenants_secret(
 }
 
 #[tokio::test]
+async fn a_tenant_created_outside_the_api_is_protected_once_it_ingests() {
+    let w = warm_tenant().await;
+    // As `vigil tenant create` does, from another process: the running service is not told.
+    let initech = unique_tenant("initech");
+    let id = vigil::event::TenantId::parse(&initech).unwrap();
+    let (_, token) = vigil::api::auth::create_tenant(&w.app.pool, &id, &initech, &[], vigil::policy::Mode::Rotate)
+        .await
+        .unwrap();
+    let r = w
+        .app
+        .post_events(&token, &[event("i1", "crm.read", Utc::now(), json!({}))])
+        .await;
+    assert_eq!(r.status(), 202);
+    let findings = w
+        .call(
+            "x1",
+            json!({"table": "orders", "limit": 20, "note": format!("see {initech}/accounts")}),
+        )
+        .await;
+    only(&findings, "cross_tenant_reference", "critical", "rotate");
+    w.app.stop().await;
+}
+
+#[tokio::test]
 async fn posting_for_another_tenant_is_refused_and_raises_cross_tenant_ingest() {
     let app = spawn_app().await;
     let acme = unique_tenant("acme");
