@@ -1,25 +1,50 @@
-//! The per-event cost of the hot path: `detect` then `observe`, for a tenant with 20 tools and
-//! two hours of history, in steady state.
+//! The per-event cost of the hot path — every detector in `detect`, then `observe` — for a
+//! tenant with 20 tools and two hours of history, in steady state; the cost of
+//! `cross_tenant_reference` against a thousand tenants' markers; and the memory one
+//! (tenant, tool) baseline holds.
 //!
-//! Two traffic shapes, because the cost depends on it: at 2 calls per tool-minute half the
-//! calls open a new minute (fold + threshold search), at 300 nearly every call is the cached
-//! integer compare.
+//! Two traffic shapes, because the rate's cost depends on it: at 2 calls per tool-minute half
+//! the calls open a new minute (fold + threshold search), at 300 nearly every call is the
+//! cached integer compare. Every call carries six parameters of every kind (a category, a
+//! number, free text, a flag, an array, a nested category), and one in twenty fails; the same
+//! traffic without parameters shows what the parameter detectors cost.
 
 use chrono::{DateTime, Duration, Utc};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
+use serde_json::{Value, json};
 use vigil::baseline::TenantBaseline;
-use vigil::detect::{DetectConfig, detect};
-use vigil::event::{EventId, Outcome, ToolCallEvent, ToolName};
+use vigil::detect::{DetectConfig, TenantMarkers, cross_tenant, detect};
+use vigil::event::{EventId, Outcome, TenantId, ToolCallEvent, ToolName};
 
 const TOOLS: usize = 20;
+/// Distinct parameter sets each tool cycles through: more than a value set holds, so the
+/// free-text parameter is judged by its shape.
+const VARIANTS: usize = 40;
 
-fn event(tool: usize, at: DateTime<Utc>) -> ToolCallEvent {
+fn params(variant: usize) -> Value {
+    let table = ["orders", "users", "items", "invoices"][variant % 4];
+    let state = ["open", "closed"][variant % 2];
+    json!({
+        "table": table,
+        "limit": 10 + (variant * 7) % 41,
+        "query": format!("status-{variant} and created-after-2026-11-{:02}", 1 + variant % 28),
+        "dry_run": variant.is_multiple_of(2),
+        "ids": (0..variant % 5).collect::<Vec<_>>(),
+        "filter": {"state": state},
+    })
+}
+
+fn event(tool: usize, variant: usize, at: DateTime<Utc>) -> ToolCallEvent {
     ToolCallEvent {
-        event_id: EventId::parse(&format!("e-{tool}")).unwrap(),
+        event_id: EventId::parse(&format!("e-{tool}-{variant}")).unwrap(),
         timestamp: at,
         tool: ToolName::parse(&format!("tool.number_{tool}")).unwrap(),
-        params: serde_json::json!({}),
-        outcome: Outcome::Success,
+        params: params(variant),
+        outcome: if variant.is_multiple_of(20) {
+            Outcome::Error
+        } else {
+            Outcome::Success
+        },
         error_code: None,
         duration_ms: None,
         agent_id: None,
@@ -37,19 +62,27 @@ struct Traffic {
 }
 
 impl Traffic {
-    fn new(per_tool_minute: i64) -> Self {
+    fn new(per_tool_minute: i64, with_params: bool) -> Self {
         let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
         Traffic {
-            events: (0..TOOLS).map(|t| event(t, start)).collect(),
+            events: (0..TOOLS * VARIANTS)
+                .map(|i| {
+                    let mut e = event(i % TOOLS, i / TOOLS, start);
+                    if !with_params {
+                        e.params = json!({});
+                    }
+                    e
+                })
+                .collect(),
             start,
             step: Duration::microseconds(60_000_000 / (per_tool_minute * TOOLS as i64)),
             n: 0,
         }
     }
 
-    /// The next call, reusing one event per tool so the loop measures Vigil, not allocation.
+    /// The next call, reusing prepared events so the loop measures Vigil, not allocation.
     fn next(&mut self) -> &ToolCallEvent {
-        let e = &mut self.events[(self.n as usize) % TOOLS];
+        let e = &mut self.events[(self.n as usize) % (TOOLS * VARIANTS)];
         e.timestamp = self.start + self.step * self.n as i32;
         self.n += 1;
         e
@@ -64,18 +97,41 @@ fn step(baseline: &mut TenantBaseline, config: &DetectConfig, event: &ToolCallEv
 
 fn bench(c: &mut Criterion) {
     let config = DetectConfig::default();
-    for per_tool_minute in [2, 300] {
-        let mut traffic = Traffic::new(per_tool_minute);
+    for (per_tool_minute, with_params) in [(2, true), (300, true), (2, false)] {
+        let mut traffic = Traffic::new(per_tool_minute, with_params);
         let mut baseline = TenantBaseline::new(config.rate);
         let history = 120 * per_tool_minute * TOOLS as i64;
         for _ in 0..history {
             step(&mut baseline, &config, traffic.next());
         }
+        let memory: Vec<usize> = baseline.tools().map(|(_, t)| t.memory_bytes()).collect();
+        let shape = if with_params { "6_params" } else { "no_params" };
+        println!(
+            "memory per (tenant, tool) baseline, {shape}, {per_tool_minute} calls/minute: {} bytes (max {}), \
+             counted at capacity, plus the tool name, map slack and allocator overhead",
+            memory.iter().sum::<usize>() / memory.len(),
+            memory.iter().max().unwrap()
+        );
         c.bench_function(
-            &format!("detect+observe/20_tools/{per_tool_minute}_per_tool_minute"),
+            &format!("detect+observe/20_tools/{per_tool_minute}_per_tool_minute/{shape}"),
             |b| b.iter(|| step(&mut baseline, &config, traffic.next())),
         );
     }
+
+    // A thousand tenants with an id and two markers each; acme's calls name none of the others.
+    let tenants: Vec<(TenantId, Vec<String>)> = (0..1_000)
+        .map(|i| {
+            let id = TenantId::parse(&format!("tenant-{i:04}")).unwrap();
+            let markers = vec![format!("t{i:04}-prod-"), format!("org:t{i:04}")];
+            (id, markers)
+        })
+        .collect();
+    let markers = TenantMarkers::new(&tenants).unwrap();
+    let own = TenantId::parse("tenant-0007").unwrap();
+    let mut traffic = Traffic::new(2, true);
+    c.bench_function("cross_tenant_reference/1000_tenants/6_params", |b| {
+        b.iter(|| black_box(cross_tenant::check(&markers, &own, traffic.next())))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -6,15 +6,18 @@ use crate::api::{self, auth, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
 use crate::dashboard::{self, Dashboard};
+use crate::detect::{Detector, TenantMarkers};
 use crate::event::TenantId;
 use crate::ingest;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
+use crate::policy::suppress::{Suppression, Suppressions};
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
 use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend};
-use crate::shard::{self, Pipeline, Router, TenantState};
+use crate::shard::{self, Pipeline, Router, SharedMarkers, SharedSuppressions, TenantState};
 use crate::store;
+use crate::store::incidents::DbIncident;
 use anyhow::Context;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
@@ -51,6 +54,11 @@ pub struct AppState {
     /// Wakes the alert worker after a change wrote to the alert outbox.
     pub alert_wake: Arc<Notify>,
     pub dashboard: Arc<Dashboard>,
+    /// Every tenant's markers, shared with the shard workers; see [`refresh_markers`].
+    pub markers: SharedMarkers,
+    /// Every tenant's open suppressions, shared with the shard workers; see
+    /// [`refresh_suppressions`].
+    pub suppressions: SharedSuppressions,
 }
 
 pub struct App {
@@ -62,12 +70,101 @@ pub struct App {
     stop_workers: watch::Sender<bool>,
 }
 
-/// Reads the policy from `baselines/default.toml`.
+/// Reads the policy from `baselines/default.toml` and the per-tenant overrides from
+/// `baselines/tenants/<tenant id>.toml` (the folder is optional; a file whose name is not a
+/// tenant id is an error, so a typo cannot silently apply to no one).
 pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
     let path = config.baselines_dir.join("default.toml");
     let text = std::fs::read_to_string(&path)
         .with_context(|| format!("Failed to read the policy {} (set VIGIL_BASELINES_DIR)", path.display()))?;
-    Policy::from_toml(&text).with_context(|| format!("Failed to load the policy {}", path.display()))
+    let mut policy =
+        Policy::from_toml(&text).with_context(|| format!("Failed to load the policy {}", path.display()))?;
+    let tenants_dir = config.baselines_dir.join("tenants");
+    let entries = match std::fs::read_dir(&tenants_dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(policy),
+        Err(e) => return Err(e).with_context(|| format!("Failed to read {}", tenants_dir.display())),
+    };
+    let mut files: Vec<std::path::PathBuf> = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("Failed to read {}", tenants_dir.display()))?;
+    files.retain(|p| p.extension().is_some_and(|x| x == "toml"));
+    files.sort();
+    for path in files {
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+        let tenant = TenantId::parse(stem)
+            .map_err(|e| anyhow::anyhow!("{}: the file name must be a tenant id ({})", path.display(), e.message))?;
+        let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
+        policy
+            .add_tenant(tenant, &text)
+            .with_context(|| format!("Failed to load the tenant policy {}", path.display()))?;
+    }
+    Ok(policy)
+}
+
+/// Rebuilds every tenant's markers from the tenants table. Called at start and whenever a
+/// tenant is created; tenants created by another process (`vigil tenant create`) are picked up
+/// on their first ingest.
+pub async fn refresh_markers(pool: &PgPool, markers: &SharedMarkers) -> anyhow::Result<()> {
+    let tenants = store::tenants::list(pool).await?;
+    let all: Vec<(TenantId, Vec<String>)> = tenants
+        .into_iter()
+        .filter_map(|t| Some((TenantId::parse(&t.tenant_id).ok()?, t.markers)))
+        .collect();
+    let built = TenantMarkers::new(&all).context("Failed to compile the tenant markers")?;
+    *markers.write().expect("markers lock") = Arc::new(built);
+    Ok(())
+}
+
+/// Reloads every open suppression. Called at start and whenever one is written or lifted;
+/// expired ones stop applying by themselves.
+pub async fn refresh_suppressions(pool: &PgPool, suppressions: &SharedSuppressions) -> anyhow::Result<()> {
+    let open = store::suppressions::open(pool, None).await?;
+    let all = open.into_iter().filter_map(|s| {
+        let tenant = TenantId::parse(&s.tenant_id).ok()?;
+        let detector = Detector::parse(&s.detector)?;
+        Some((
+            tenant,
+            Suppression {
+                id: s.suppression_id,
+                detector,
+                tool: s.tool,
+                expires_at: s.expires_at,
+            },
+        ))
+    });
+    *suppressions.write().expect("suppressions lock") = Arc::new(Suppressions::new(all));
+    Ok(())
+}
+
+/// After a person moved an incident (API or dashboard): its alert change goes out, and a false
+/// positive teaches the baseline — the events behind its findings are learned at full weight
+/// (and snapshotted) and the suppressions it wrote take effect. The transition has committed;
+/// a failure here is logged, and the suppressions load again at the next start.
+pub async fn incident_transitioned(app: &AppState, incident: &DbIncident) {
+    app.alert_wake.notify_one();
+    if incident.status != "false_positive" {
+        return;
+    }
+    if let Err(e) = learn_false_positive(app, incident).await {
+        tracing::warn!(incident.id = %incident.incident_id, error = format!("{e:#}"),
+            "Failed to learn from a false positive");
+    }
+}
+
+async fn learn_false_positive(app: &AppState, incident: &DbIncident) -> anyhow::Result<()> {
+    refresh_suppressions(&app.pool, &app.suppressions).await?;
+    let tenant = TenantId::parse(&incident.tenant_id)?;
+    let events = store::suppressions::incident_events(&app.pool, &incident.incident_id).await?;
+    if !events.is_empty() {
+        let answer = app
+            .router
+            .absorb(&tenant, events)
+            .map_err(|_| anyhow::anyhow!("the tenant's shard queue is full"))?;
+        answer.await.context("shard worker stopped")?;
+    }
+    Ok(())
 }
 
 /// Rebuilds every tenant's baseline: its snapshot, then the log after the snapshot's watermark.
@@ -106,11 +203,12 @@ async fn restore_baselines(
         0
     };
     let replayed = store::events::replay(pool, from, |seq, tenant, event| {
+        let config = policy.detect_for(&tenant);
         let state = states[shard::shard_of(&tenant, shards)]
             .entry(tenant)
             .or_insert_with(|| TenantState::new(policy));
         if seq > state.watermark_seq {
-            shard::fold(state, seq, &event, policy);
+            shard::fold(state, seq, &event, config);
         }
     })
     .await?;
@@ -141,12 +239,22 @@ impl App {
         let sinks = alert::sinks_from_config(&config)?;
 
         let states = restore_baselines(&pool, &policy, config.shards).await?;
+        let markers: SharedMarkers = Arc::default();
+        refresh_markers(&pool, &markers)
+            .await
+            .context("Failed to load tenant markers")?;
+        let suppressions: SharedSuppressions = Arc::default();
+        refresh_suppressions(&pool, &suppressions)
+            .await
+            .context("Failed to load suppressions")?;
         let pipeline = Arc::new(Pipeline {
             pool: pool.clone(),
             policy: policy.clone(),
             metrics: metrics.clone(),
             rotation_wake: rotation_wake.clone(),
             alert_wake: alert_wake.clone(),
+            markers: markers.clone(),
+            suppressions: suppressions.clone(),
         });
         let (router, shards) = shard::start(pipeline, states, config.shard_queue);
 
@@ -203,6 +311,8 @@ impl App {
             rotation_wake,
             alert_wake,
             dashboard,
+            markers,
+            suppressions,
         };
         Ok(App {
             listener,
@@ -272,6 +382,15 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/v1/tenants/{id}/tokens", post(api::admin::create_token))
         .route("/v1/tenants/{id}/tokens/{token_id}", delete(api::admin::revoke_token))
         .route("/v1/tenants/{id}/rotate", post(api::respond::rotate_tenant))
+        .route("/v1/tenants/{id}/baseline", get(api::get_baseline))
+        .route(
+            "/v1/tenants/{id}/suppressions",
+            get(api::respond::list_suppressions).post(api::respond::create_suppression),
+        )
+        .route(
+            "/v1/tenants/{id}/suppressions/{suppression_id}",
+            delete(api::respond::lift_suppression),
+        )
         .route(
             "/v1/tenants/{id}/bindings",
             get(api::get_bindings).put(api::put_bindings),

@@ -15,6 +15,8 @@ pub struct Metrics {
     /// an event rule), `ignored` (not a tool call).
     pub otlp_spans: IntCounterVec,
     pub findings: IntCounterVec,
+    /// Findings an open suppression silenced, by detector.
+    pub findings_suppressed: IntCounterVec,
     pub redactions: IntCounterVec,
     pub rotations: IntCounterVec,
     pub rotation_duration: HistogramVec,
@@ -77,6 +79,11 @@ impl Metrics {
                 "vigil_findings_total",
                 "Findings raised, by detector and severity.",
                 &["detector", "severity"],
+            ),
+            findings_suppressed: counter(
+                "vigil_findings_suppressed_total",
+                "Findings silenced by an open suppression (not recorded, not acted on), by detector.",
+                &["detector"],
             ),
             redactions: counter(
                 "vigil_redactions_total",

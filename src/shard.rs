@@ -6,11 +6,15 @@
 //! statement (group commit), then detects on the events that were new, in log order, and
 //! commits any response before answering. Queues are bounded: a full queue is a 503, not
 //! growing memory.
+//!
+//! Besides batches, a worker answers questions about the tenants it owns ([`ShardMsg`]): the
+//! baseline lives here and nowhere else, so reading it is a message, not a lock.
 
-use crate::baseline::TenantBaseline;
-use crate::detect::{self, Detector, Finding, Severity};
+use crate::baseline::{self, BaselineSummary, TenantBaseline};
+use crate::detect::{self, DetectConfig, Detector, Finding, Severity, TenantMarkers};
 use crate::event::{TenantId, ToolCallEvent};
 use crate::metrics::Metrics;
+use crate::policy::suppress::Suppressions;
 use crate::policy::{Action, Mode, Policy};
 use crate::redact::Redaction;
 use crate::respond;
@@ -19,7 +23,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -41,8 +45,30 @@ pub struct Batch {
     pub events: Vec<ToolCallEvent>,
     /// The redactions made in each event, index for index with `events`.
     pub redactions: Vec<Vec<Redaction>>,
+    /// Findings ingest raised itself (`cross_tenant_ingest`, with no events): recorded with
+    /// the tenant's other findings, by the one writer of its incidents.
+    pub raised: Vec<Finding>,
     pub reply: oneshot::Sender<anyhow::Result<BatchOutcome>>,
 }
+
+/// What a shard worker is asked to do.
+pub enum ShardMsg {
+    Batch(Batch),
+    /// The summary of a tenant's baseline; `None` for a tenant the worker has never seen.
+    Baseline(TenantId, oneshot::Sender<Option<BaselineSummary>>),
+    /// A person marked these events' findings a false positive: learn them at full weight
+    /// ([`TenantBaseline::absorb`]) and snapshot before answering, so it survives a crash.
+    Absorb(TenantId, Vec<ToolCallEvent>, oneshot::Sender<()>),
+}
+
+/// Every tenant's markers for `cross_tenant_reference`, replaced whole when tenants change
+/// (`app::refresh_markers`). Workers take the `Arc` once per batch, so the lock is held for
+/// a pointer copy.
+pub type SharedMarkers = Arc<RwLock<Arc<TenantMarkers>>>;
+
+/// Every tenant's open suppressions, replaced whole when one is written or lifted
+/// (`app::refresh_suppressions`); read like [`SharedMarkers`].
+pub type SharedSuppressions = Arc<RwLock<Arc<Suppressions>>>;
 
 /// What the 202 reports.
 #[derive(Debug, Default, Serialize)]
@@ -50,6 +76,13 @@ pub struct BatchOutcome {
     pub accepted: usize,
     pub duplicates: usize,
     pub findings: Vec<ReportedFinding>,
+    /// Findings an open suppression silenced: counted, not recorded, not acted on.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub suppressed: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -87,6 +120,10 @@ pub struct Pipeline {
     pub rotation_wake: Arc<Notify>,
     /// Wakes the alert worker the moment a response commits alerts.
     pub alert_wake: Arc<Notify>,
+    /// Every tenant's markers, for `cross_tenant_reference`; the app swaps in a new set when
+    /// tenants change.
+    pub markers: SharedMarkers,
+    pub suppressions: SharedSuppressions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +133,7 @@ pub struct Overloaded;
 /// Hands batches to the worker that owns their tenant. Dropping every clone stops the workers.
 #[derive(Clone)]
 pub struct Router {
-    senders: Vec<mpsc::Sender<Batch>>,
+    senders: Vec<mpsc::Sender<ShardMsg>>,
 }
 
 pub fn shard_of(tenant: &TenantId, shards: usize) -> usize {
@@ -108,7 +145,31 @@ pub fn shard_of(tenant: &TenantId, shards: usize) -> usize {
 impl Router {
     pub fn submit(&self, batch: Batch) -> Result<(), Overloaded> {
         let shard = shard_of(&batch.tenant, self.senders.len());
-        self.senders[shard].try_send(batch).map_err(|_| Overloaded)
+        self.senders[shard]
+            .try_send(ShardMsg::Batch(batch))
+            .map_err(|_| Overloaded)
+    }
+
+    /// Asks the tenant's worker for its baseline summary, answered after the batches queued
+    /// before the question.
+    pub fn baseline(&self, tenant: &TenantId) -> Result<oneshot::Receiver<Option<BaselineSummary>>, Overloaded> {
+        let (reply, answer) = oneshot::channel();
+        let shard = shard_of(tenant, self.senders.len());
+        self.senders[shard]
+            .try_send(ShardMsg::Baseline(tenant.clone(), reply))
+            .map_err(|_| Overloaded)?;
+        Ok(answer)
+    }
+
+    /// Has the tenant's worker learn `events` (a false positive's) at full weight; answered
+    /// once the baseline holding them is snapshotted.
+    pub fn absorb(&self, tenant: &TenantId, events: Vec<ToolCallEvent>) -> Result<oneshot::Receiver<()>, Overloaded> {
+        let (reply, answer) = oneshot::channel();
+        let shard = shard_of(tenant, self.senders.len());
+        self.senders[shard]
+            .try_send(ShardMsg::Absorb(tenant.clone(), events, reply))
+            .map_err(|_| Overloaded)?;
+        Ok(answer)
     }
 }
 
@@ -136,9 +197,10 @@ pub fn start(
 
 /// Folds one event into a tenant's state, detecting first: the event is compared with the
 /// baseline as it was before the event. Live ingest and start-up replay both use this, which
-/// is what makes a restarted baseline equal to one that never stopped.
-pub fn fold(state: &mut TenantState, seq: i64, event: &ToolCallEvent, policy: &Policy) -> Vec<Finding> {
-    let findings = detect::detect(&state.baseline, event, &policy.detect);
+/// is what makes a restarted baseline equal to one that never stopped. `config` is the
+/// tenant's (`Policy::detect_for`).
+pub fn fold(state: &mut TenantState, seq: i64, event: &ToolCallEvent, config: &DetectConfig) -> Vec<Finding> {
+    let findings = detect::detect(&state.baseline, event, config);
     let weight = if findings.is_empty() { 1.0 } else { SUSPICIOUS_WEIGHT };
     state.baseline.observe(event, weight);
     state.watermark_seq = state.watermark_seq.max(seq);
@@ -153,26 +215,70 @@ struct Worker {
 }
 
 impl Worker {
-    async fn run(mut self, mut rx: mpsc::Receiver<Batch>) {
+    async fn run(mut self, mut rx: mpsc::Receiver<ShardMsg>) {
         let mut ticker = tokio::time::interval(SNAPSHOT_EVERY);
         ticker.tick().await;
         loop {
             tokio::select! {
                 first = rx.recv() => {
                     let Some(first) = first else { break };
-                    let mut batches = vec![first];
-                    while batches.len() < GROUP_COMMIT_MAX {
-                        match rx.try_recv() {
-                            Ok(b) => batches.push(b),
-                            Err(_) => break,
+                    let mut batches = Vec::new();
+                    // Questions asked behind a batch of this group are answered after it.
+                    let mut questions = Vec::new();
+                    let mut absorbs = Vec::new();
+                    let mut next = Some(first);
+                    while let Some(msg) = next.take() {
+                        match msg {
+                            ShardMsg::Batch(b) => batches.push(b),
+                            ShardMsg::Baseline(tenant, reply) => questions.push((tenant, reply)),
+                            ShardMsg::Absorb(tenant, events, reply) => absorbs.push((tenant, events, reply)),
+                        }
+                        if batches.len() < GROUP_COMMIT_MAX {
+                            next = rx.try_recv().ok();
                         }
                     }
-                    self.process(batches).await;
+                    if !batches.is_empty() {
+                        self.process(batches).await;
+                    }
+                    if !absorbs.is_empty() {
+                        for (tenant, events, _) in &absorbs {
+                            self.absorb(tenant, events);
+                        }
+                        self.snapshot().await;
+                        for (_, _, reply) in absorbs {
+                            let _ = reply.send(());
+                        }
+                    }
+                    for (tenant, reply) in questions {
+                        let _ = reply.send(self.summary(&tenant));
+                    }
                 }
                 _ = ticker.tick() => self.snapshot().await,
             }
         }
         self.snapshot().await;
+    }
+
+    fn absorb(&mut self, tenant: &TenantId, events: &[ToolCallEvent]) {
+        let Some(state) = self.tenants.get_mut(tenant) else {
+            return;
+        };
+        for event in events {
+            state.baseline.absorb(event, SUSPICIOUS_WEIGHT);
+        }
+        self.dirty.insert(tenant.clone());
+    }
+
+    fn summary(&self, tenant: &TenantId) -> Option<BaselineSummary> {
+        let state = self.tenants.get(tenant)?;
+        let policy = &self.pipeline.policy;
+        let learning = state.baseline.is_learning(&policy.warmup);
+        Some(baseline::summary(
+            tenant,
+            &state.baseline,
+            learning,
+            &policy.detect_for(tenant).params,
+        ))
     }
 
     async fn process(&mut self, batches: Vec<Batch>) {
@@ -218,12 +324,15 @@ impl Worker {
         folded: &mut HashSet<i64>,
     ) -> anyhow::Result<BatchOutcome> {
         let policy = self.pipeline.policy.clone();
+        let config = policy.detect_for(&batch.tenant);
+        let markers = self.pipeline.markers.read().expect("markers lock").clone();
+        let suppressions = self.pipeline.suppressions.read().expect("suppressions lock").clone();
         let state = self
             .tenants
             .entry(batch.tenant.clone())
             .or_insert_with(|| TenantState::new(&policy));
         let mut outcome = BatchOutcome::default();
-        let mut findings = Vec::new();
+        let mut findings = batch.raised.clone();
         for (event, redactions) in batch.events.iter().zip(&batch.redactions) {
             // A repeat of an id later in the batch (or in another batch of the same group
             // commit) maps to the same new row: it is a duplicate, not a second observation.
@@ -233,9 +342,10 @@ impl Worker {
                 continue;
             };
             outcome.accepted += 1;
-            findings.extend(fold(state, seq, event, &policy));
+            findings.extend(fold(state, seq, event, config));
             let rules: Vec<(&str, &str)> = redactions.iter().map(|r| (r.rule, r.path.as_str())).collect();
             findings.extend(detect::secret_in_payload(event, &rules));
+            findings.extend(detect::cross_tenant::check(&markers, &batch.tenant, event));
         }
         if outcome.accepted > 0 {
             self.dirty.insert(batch.tenant.clone());
@@ -252,21 +362,36 @@ impl Worker {
         if findings.is_empty() {
             return Ok(outcome);
         }
-        for f in &findings {
+
+        let now = chrono::Utc::now();
+        let (silenced, findings): (Vec<Finding>, Vec<Finding>) = findings
+            .into_iter()
+            .partition(|f| suppressions.find(&batch.tenant, f, now).is_some());
+        for f in &silenced {
+            metrics
+                .findings_suppressed
+                .with_label_values(&[f.detector.as_str()])
+                .inc();
+        }
+        outcome.suppressed = silenced.len();
+        if findings.is_empty() {
+            return Ok(outcome);
+        }
+        let learning = state.baseline.is_learning(&policy.warmup);
+        let decided: Vec<(Finding, Action, crate::policy::Scope)> = findings
+            .into_iter()
+            .map(|mut f| {
+                let d = policy.decide(&batch.tenant, &f, batch.mode, learning);
+                f.severity = d.severity;
+                (f, d.action, d.scope)
+            })
+            .collect();
+        for (f, _, _) in &decided {
             metrics
                 .findings
                 .with_label_values(&[f.detector.as_str(), f.severity.as_str()])
                 .inc();
         }
-
-        let learning = state.baseline.is_learning(&policy.warmup);
-        let decided: Vec<(Finding, Action, crate::policy::Scope)> = findings
-            .into_iter()
-            .map(|f| {
-                let d = policy.decide(&f, batch.mode, learning);
-                (f, d.action, d.scope)
-            })
-            .collect();
         let committed = respond::respond(&self.pipeline.pool, &policy, &batch.tenant, &decided).await?;
         if committed.pending_rotations > 0 {
             self.pipeline.rotation_wake.notify_one();

@@ -53,6 +53,9 @@ pub async fn patch_tenant(
     if patch.mode.is_some() {
         app.tokens.forget_tenant(&tenant);
     }
+    if patch.markers.is_some() {
+        super::refresh_markers(&app, &tenant).await;
+    }
     let tokens = store::tenants::tokens(&app.pool, &tenant).await?;
     Ok(Json(tenant_view_with_tokens(&updated, &tokens)))
 }

@@ -1,12 +1,13 @@
-//! The admin half of the HTTP API (tenants, bindings, incidents, rotations) and the JSON views
-//! it answers with. Ingest lives in `crate::ingest`.
+//! The admin half of the HTTP API (tenants, bindings, baselines, incidents, rotations) and the
+//! JSON views it answers with. Ingest lives in `crate::ingest`.
 
 pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod respond;
 
-use crate::app::AppState;
+use crate::app::{self, AppState};
+use crate::baseline::{self, TenantBaseline};
 use crate::event::TenantId;
 use crate::policy::Mode;
 use crate::secrets::SecretRef;
@@ -103,6 +104,15 @@ fn parse_markers(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
         .collect()
 }
 
+/// Rebuilds the markers automaton after `tenant`'s markers were created or changed. A failure
+/// leaves the previous automaton in place (the change applies from the next rebuild) and is
+/// logged, not returned: the tenant change itself has committed.
+async fn refresh_markers(app: &AppState, tenant: &TenantId) {
+    if let Err(e) = app::refresh_markers(&app.pool, &app.markers).await {
+        tracing::warn!(tenant.id = %tenant, error = format!("{e:#}"), "Failed to refresh tenant markers");
+    }
+}
+
 /// `POST /v1/tenants` → 201 with the ingest token, shown this once.
 pub async fn create_tenant(
     State(app): State<AppState>,
@@ -126,6 +136,8 @@ pub async fn create_tenant(
             format!("tenant {id} already exists"),
         )),
         CreateOutcome::Created(t) => {
+            // The new tenant's markers protect it from the others' agents from now on.
+            refresh_markers(&app, &id).await;
             let mut view = tenant_view(&t);
             view["ingest_token"] = token.into();
             Ok((StatusCode::CREATED, Json(view)))
@@ -153,6 +165,29 @@ pub async fn get_tenant(
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     let tokens = store::tenants::tokens(&app.pool, &id).await?;
     Ok(Json(tenant_view_with_tokens(&tenant, &tokens)))
+}
+
+/// `GET /v1/tenants/{id}/baseline`: what Vigil has learned about the tenant, asked of the
+/// shard worker that owns it. A tenant without events has an empty baseline, still learning.
+pub async fn get_baseline(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_tenant_path(&id)?;
+    store::tenants::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let answer = app.router.baseline(&id).map_err(|_| ApiError::overloaded())?;
+    let summary = answer
+        .await
+        .map_err(|_| ApiError::internal("shard worker stopped"))?
+        // Nothing learned: no parameter to judge stable, so the parameters' config is moot.
+        .unwrap_or_else(|| baseline::summary(&id, &TenantBaseline::default(), true, &Default::default()));
+    let mut view = serde_json::to_value(summary).map_err(ApiError::internal)?;
+    let open = store::suppressions::open(&app.pool, Some(&id)).await?;
+    view["suppressions"] = open.iter().map(respond::suppression_view).collect();
+    Ok(Json(view))
 }
 
 fn bindings_view(bindings: &[DbBinding]) -> Value {

@@ -5,10 +5,13 @@
 use super::auth::Admin;
 use super::error::ApiError;
 use super::{ListQuery, incident_views, next_cursor, parse_tenant_path, rotation_view};
-use crate::app::AppState;
+use crate::app::{self, AppState};
+use crate::detect::Detector;
+use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
 use crate::respond::{self, ActionError, Transition};
 use crate::store;
 use crate::store::audit::{AuditFilter, DbAuditEntry};
+use crate::store::suppressions::{DbSuppression, NewSuppression};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
@@ -65,10 +68,21 @@ pub async fn transition_incident(
     let transition = Transition::parse(&action).ok_or_else(|| ApiError::not_found("route"))?;
     let body = object_body(&body)?;
     let note = optional_string(&body, "note")?;
-    let incident = respond::transition_incident(&app.pool, &id, transition, &admin.actor(), note).await?;
-    app.alert_wake.notify_one();
+    let suppress_minutes = match body.get("suppress_minutes") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().ok_or_else(|| {
+            ApiError::invalid("suppress_minutes", "suppress_minutes must be a whole number of minutes")
+        })?),
+    };
+    let (incident, suppressions) =
+        respond::transition_incident(&app.pool, &id, transition, &admin.actor(), note, suppress_minutes).await?;
+    app::incident_transitioned(&app, &incident).await;
     let mut views = incident_views(&app, std::slice::from_ref(&incident)).await?;
-    Ok(Json(views.remove(0)))
+    let mut view = views.remove(0);
+    if suppress_minutes.is_some() {
+        view["suppressions"] = suppressions.iter().map(suppression_view).collect();
+    }
+    Ok(Json(view))
 }
 
 /// `POST /v1/tenants/{id}/rotate` `{"tools": "github.*", "reason": "…"}` → 202 rotations.
@@ -125,4 +139,93 @@ pub async fn list_audit(
         "entries": entries.iter().map(audit_view).collect::<Vec<_>>(),
         "next_cursor": next_cursor(&entries, filter.limit, |e| &e.audit_id),
     })))
+}
+
+/// A suppression as the API shows it.
+pub(crate) fn suppression_view(s: &DbSuppression) -> Value {
+    json!({
+        "id": s.suppression_id,
+        "tenant_id": s.tenant_id,
+        "detector": s.detector,
+        "tool": s.tool,
+        "expires_at": s.expires_at,
+        "reason": s.reason,
+        "incident_id": s.incident_id,
+        "created_by": s.created_by,
+        "created_at": s.created_at,
+        "lifted_at": s.lifted_at,
+        "lifted_by": s.lifted_by,
+    })
+}
+
+/// `GET /v1/tenants/{id}/suppressions` → `{"suppressions": [...]}`, the open ones.
+pub async fn list_suppressions(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = parse_tenant_path(&id)?;
+    let open = store::suppressions::open(&app.pool, Some(&tenant)).await?;
+    Ok(Json(
+        json!({"suppressions": open.iter().map(suppression_view).collect::<Vec<_>>()}),
+    ))
+}
+
+/// `POST /v1/tenants/{id}/suppressions` `{"detector", "tool", "minutes", "reason"}` → 201: a
+/// detector silenced on a tool (or glob) of the tenant until it expires or is lifted.
+pub async fn create_suppression(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let tenant = parse_tenant_path(&id)?;
+    let body = object_body(&body)?;
+    if let Some(unknown) = body
+        .keys()
+        .find(|k| !matches!(k.as_str(), "detector" | "tool" | "minutes" | "reason"))
+    {
+        return Err(ApiError::invalid(unknown.clone(), "unknown field"));
+    }
+    let detector = optional_string(&body, "detector")?
+        .and_then(Detector::parse)
+        .ok_or_else(|| ApiError::invalid("detector", "detector must name one of the API's detectors"))?;
+    let tool = optional_string(&body, "tool")?
+        .filter(|t| !t.is_empty() && t.chars().count() <= 200 && !t.chars().any(char::is_control))
+        .ok_or_else(|| ApiError::invalid("tool", "tool is a tool name or glob of 1-200 printable characters"))?;
+    let minutes = body
+        .get("minutes")
+        .and_then(Value::as_i64)
+        .filter(|m| (1..=MAX_SUPPRESS_MINUTES).contains(m))
+        .ok_or_else(|| ApiError::invalid("minutes", format!("minutes is 1 to {MAX_SUPPRESS_MINUTES} (30 days)")))?;
+    let reason = respond::check_note("reason", optional_string(&body, "reason")?)?
+        .ok_or_else(|| ApiError::invalid("reason", "say why: reason is required"))?;
+    store::tenants::get(&app.pool, &tenant)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let new = NewSuppression {
+        tenant: &tenant,
+        detector: detector.as_str(),
+        tool,
+        minutes,
+        reason: &reason,
+        incident_id: None,
+    };
+    let row = store::suppressions::create(&app.pool, &new, &admin.actor()).await?;
+    app::refresh_suppressions(&app.pool, &app.suppressions).await?;
+    Ok((StatusCode::CREATED, Json(suppression_view(&row))))
+}
+
+/// `DELETE /v1/tenants/{id}/suppressions/{suppression_id}` → 204; 404 when it is not open.
+pub async fn lift_suppression(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path((id, suppression_id)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = parse_tenant_path(&id)?;
+    store::suppressions::lift(&app.pool, &tenant, &suppression_id, &admin.actor())
+        .await?
+        .ok_or_else(|| ApiError::not_found("open suppression"))?;
+    app::refresh_suppressions(&app.pool, &app.suppressions).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -193,6 +193,19 @@ impl Outlook {
 }
 
 impl RateBaseline {
+    /// A stream that has been watched, and empty, since `minute`: its mean is zero with the
+    /// history of the minutes since behind it. For a stream that is part of another (a tool's
+    /// failing calls) and starts long after it: a tool that never failed has a known error
+    /// rate of zero, not an unknown one.
+    pub fn quiet_since(minute: i64) -> Self {
+        RateBaseline {
+            minute: Some(minute),
+            calls: 0,
+            weight: 1.0,
+            ..RateBaseline::default()
+        }
+    }
+
     /// Counts one call at `minute`. `weight` in [0, 1] (the caller sanitises it) is how much
     /// the call may teach; the minute teaches with the smallest weight among its calls. Calls
     /// for a bucket older than the current one (late or out of order) are ignored here: that

@@ -8,10 +8,9 @@
 
 use super::error::PageError;
 use crate::app::AppState;
-use crate::baseline::{TenantBaseline, Warmup};
+use crate::baseline::{self, ParamSummary, TenantBaseline, Warmup};
 use crate::event::TenantId;
 use crate::respond;
-use crate::shard::{self, TenantState};
 use crate::store;
 use crate::store::dashboard::{AuditFilter, DbAudit};
 use crate::store::incidents::DbIncident;
@@ -133,14 +132,16 @@ impl From<respond::ActionError> for ActionError {
     }
 }
 
-/// Acknowledge, resolve or mark an incident a false positive (a note is required for that),
-/// through the same transition as the API, so alerts and the audit trail follow.
+/// Acknowledge, resolve or mark an incident a false positive (a note is required for that,
+/// and it may suppress the incident's findings for `suppress_minutes`), through the same
+/// transition as the API, so alerts, the audit trail and the baseline's learning follow.
 pub async fn transition_incident(
     app: &AppState,
     actor: &str,
     incident_id: &str,
     action: IncidentAction,
     note: &str,
+    suppress_minutes: Option<i64>,
 ) -> Result<DbIncident, ActionError> {
     let note = parse_note(note, action == IncidentAction::FalsePositive)?;
     let transition = match action {
@@ -149,8 +150,16 @@ pub async fn transition_incident(
         IncidentAction::FalsePositive => respond::Transition::FalsePositive,
     };
     let note = (!note.is_empty()).then_some(note.as_str());
-    let incident = respond::transition_incident(&app.pool, incident_id, transition, &actor_of(actor), note).await?;
-    app.alert_wake.notify_one();
+    let (incident, _) = respond::transition_incident(
+        &app.pool,
+        incident_id,
+        transition,
+        &actor_of(actor),
+        note,
+        suppress_minutes,
+    )
+    .await?;
+    crate::app::incident_transitioned(app, &incident).await;
     Ok(incident)
 }
 
@@ -227,56 +236,73 @@ pub struct SuppressionView {
     pub reason: String,
 }
 
-/// The tenant's baseline as it stands now: its snapshot and the log after the snapshot's
-/// watermark, folded exactly as a restart would (the log is the source of truth, so this equals
-/// the live shard's state). Tool declarations, parameters and suppressions appear once the
-/// stages that learn them do.
+/// The tenant's baseline as the shard that owns it holds it now (the same view as
+/// `GET /v1/tenants/{id}/baseline`), with each tool's alert threshold and sensitive flag under
+/// the tenant's policy, and its open suppressions.
 pub async fn baseline(app: &AppState, tenant: &TenantId) -> Result<BaselineView, ActionError> {
+    let answer = app
+        .router
+        .baseline(tenant)
+        .map_err(|_| ActionError::Internal(anyhow::anyhow!("the tenant's shard is overloaded")))?;
     let policy = &app.dashboard.policy;
-    let mut state = TenantState::new(policy);
-    if let Some((watermark_seq, json)) = store::dashboard::snapshot(&app.pool, tenant).await? {
-        // An unreadable snapshot (older version) is rebuilt from the whole log, as at start.
-        if let Ok(mut baseline) = serde_json::from_value::<TenantBaseline>(json) {
-            baseline.set_rate_config(policy.detect.rate);
-            state = TenantState {
-                baseline,
-                watermark_seq,
-            };
-        }
-    }
-    let from = state.watermark_seq;
-    store::dashboard::tenant_events_after(&app.pool, tenant, from, |seq, event| {
-        shard::fold(&mut state, seq, &event, policy);
-    })
-    .await?;
-    let rate = &policy.detect.rate;
-    let b = &state.baseline;
-    let tools = b
-        .tools()
-        .map(|(name, t)| {
-            let mean = t.rate().mean();
-            ToolView {
-                tool: name.to_owned(),
-                calls: t.calls(),
-                first_seen: t.first_seen(),
-                last_seen: t.last_seen(),
-                rate_mean: mean,
-                rate_variance: t.rate().variance(),
-                threshold: crate::baseline::rate::poisson_threshold(mean.max(rate.mean_floor), rate.alpha),
-                sensitive: false,
-                params: Vec::new(),
-            }
+    let config = policy.detect_for(tenant);
+    let summary = answer
+        .await
+        .map_err(|_| ActionError::Internal(anyhow::anyhow!("shard worker stopped")))?
+        .unwrap_or_else(|| baseline::summary(tenant, &TenantBaseline::default(), true, &config.params));
+    let rate = &config.rate;
+    let tools = summary
+        .tools
+        .into_iter()
+        .map(|t| ToolView {
+            threshold: crate::baseline::rate::poisson_threshold(t.rate_per_min.mean.max(rate.mean_floor), rate.alpha),
+            sensitive: config.tools.sensitive(&t.tool).is_some(),
+            rate_mean: t.rate_per_min.mean,
+            rate_variance: t.rate_per_min.variance,
+            params: t.params.iter().map(param_view).collect(),
+            tool: t.tool,
+            calls: t.calls,
+            first_seen: t.first_seen,
+            last_seen: t.last_seen,
         })
         .collect();
     Ok(BaselineView {
-        learning: b.is_learning(&policy.warmup),
+        learning: summary.learning,
         warmup: policy.warmup,
-        events_seen: b.events_seen(),
-        since: b.first_seen(),
-        last_seen: b.last_seen(),
+        events_seen: summary.events_seen,
+        since: summary.since,
+        last_seen: summary.last_seen,
         tools,
-        suppressions: Vec::new(),
+        suppressions: store::suppressions::open(&app.pool, Some(tenant))
+            .await?
+            .into_iter()
+            .map(|s| SuppressionView {
+                detector: s.detector,
+                tool: s.tool,
+                until: s.expires_at,
+                reason: s.reason,
+            })
+            .collect(),
     })
+}
+
+/// A learned parameter as one line: a number's range, a value set, or a text's lengths.
+fn param_view(p: &ParamSummary) -> ParamView {
+    let range = p
+        .number
+        .as_ref()
+        .or(p.text.as_ref().map(|t| &t.length))
+        .and_then(|n| n.min.zip(n.max));
+    ParamView {
+        path: p.path.clone(),
+        kind: p.kind.to_owned(),
+        range,
+        values: p
+            .values
+            .as_ref()
+            .map(|v| v.values.iter().map(|v| v.value.clone()).collect())
+            .unwrap_or_default(),
+    }
 }
 
 #[cfg(test)]

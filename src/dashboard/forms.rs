@@ -18,6 +18,9 @@ use serde::Deserialize;
 pub struct NoteForm {
     #[serde(default)]
     note: String,
+    /// Minutes to suppress a false positive's findings for; empty for none.
+    #[serde(default)]
+    suppress: String,
 }
 
 /// `POST /incidents/{id}/acknowledge|resolve|false-positive` with a note.
@@ -30,7 +33,14 @@ pub async fn incident_action(
     if !is_id(&id) {
         return Err(PageError::NotFound("incident"));
     }
-    actions::transition_incident(&app, &session.actor(), &id, action, &form.note).await?;
+    let suppress_minutes = match form.suppress.trim() {
+        "" => None,
+        m => Some(
+            m.parse()
+                .map_err(|_| PageError::Invalid("suppress must be a number of minutes".into()))?,
+        ),
+    };
+    actions::transition_incident(&app, &session.actor(), &id, action, &form.note, suppress_minutes).await?;
     Ok(Redirect::to(&format!("/incidents/{id}")).into_response())
 }
 

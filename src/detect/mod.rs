@@ -6,9 +6,19 @@
 //!
 //! [`Detector`], [`Severity`] and [`Finding`] are the single vocabulary every later stage
 //! (policy, incidents, alerts, the dashboard) speaks. A new detector is a module with a
-//! `check(baseline, event, config, &mut findings)` function, one line in [`detect`], and a
-//! section of [`DetectConfig`].
+//! `check(…, event, config, &mut findings)` function (given the baseline, or the event's tool
+//! in it, looked up once), one line in [`detect`], and a section of [`DetectConfig`].
+//!
+//! Three detectors need more than the tenant's baseline and so run beside [`detect`], not in
+//! it: `secret_in_payload` (the redactions ingest made), `cross_tenant_reference` (every
+//! tenant's markers) and `cross_tenant_ingest` (raised by ingest itself). Their findings do not
+//! lower the weight an event is learned with, which keeps the baseline a function of the log
+//! and the policy alone.
 
+pub mod cross_tenant;
+mod error_burst;
+mod novel_tool;
+mod params;
 mod rate_spike;
 
 use std::fmt;
@@ -16,9 +26,12 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::baseline::{RateConfig, TenantBaseline};
+use crate::baseline::params::ParamsConfig;
+use crate::baseline::{RateConfig, TenantBaseline, Warmup};
 use crate::event::ToolCallEvent;
 
+pub use cross_tenant::{RefusedEvent, TenantMarkers, cross_tenant_ingest};
+pub use novel_tool::Declarations;
 pub use rate_spike::ALL_TOOLS;
 
 /// Which detector raised a finding.
@@ -141,13 +154,20 @@ pub struct Finding {
     pub at: DateTime<Utc>,
 }
 
-/// Parameters of every detector.
+/// Parameters of every detector, for one tenant (the policy merges a tenant's declarations
+/// into its own copy).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct DetectConfig {
-    /// `rate_spike`. Give the tenant baselines the same value (`TenantBaseline::new`) so they
-    /// precompute thresholds with it.
+    /// `rate_spike` and `error_burst`. Give the tenant baselines the same value
+    /// (`TenantBaseline::new`) so they precompute thresholds with it.
     pub rate: RateConfig,
+    /// `novel_tool` has no opinion while the tenant is learning.
+    pub warmup: Warmup,
+    /// `param_out_of_range`, `novel_param_value`, `novel_param_key`.
+    pub params: ParamsConfig,
+    /// Tools declared known (never novel) or sensitive (critical when novel).
+    pub tools: Declarations,
 }
 
 /// Compares `event` with `baseline` as it stood *before* the event: call this, then
@@ -156,7 +176,20 @@ pub fn detect(baseline: &TenantBaseline, event: &ToolCallEvent, config: &DetectC
     // No allocation unless something is found: the common case stays cheap.
     let mut findings = Vec::new();
     rate_spike::check(baseline, event, &config.rate, &mut findings);
+    let learned = baseline.tool(event.tool.as_ref());
+    error_burst::check(learned, event, &config.rate, &mut findings);
+    novel_tool::check(baseline, learned, event, config, &mut findings);
+    params::check(learned, event, &config.params, &mut findings);
     findings
+}
+
+/// "1 call", "3 calls": counts in explanations.
+fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 /// One finding per redaction made in `event`: `(rule, path)` pairs as the redactor reports

@@ -20,7 +20,16 @@ pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &R
     let tool_spike = baseline
         .tool(tool)
         .and_then(|t| spike(&t.rate, minute, config))
-        .map(|o| finding(event, tool, &o, config, &format!("{tool} was called")));
+        .map(|o| {
+            finding(
+                Detector::RateSpike,
+                event,
+                tool,
+                &o,
+                config,
+                &format!("{tool} was called"),
+            )
+        });
     if let Some(f) = tool_spike {
         out.push(f);
         return;
@@ -31,18 +40,33 @@ pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &R
     if let Some(o) = spike(baseline.overall(), minute, config)
         && !baseline.tools().any(|(_, t)| t.rate.spiked_in(minute, config))
     {
-        out.push(finding(event, ALL_TOOLS, &o, config, "the tenant's tools were called"));
+        out.push(finding(
+            Detector::RateSpike,
+            event,
+            ALL_TOOLS,
+            &o,
+            config,
+            "the tenant's tools were called",
+        ));
     }
 }
 
 /// The outlook of a call that crosses its minute's threshold, if this one does. Too little
 /// history is "no opinion", and a late call has no open minute to count in.
-fn spike(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Option<Outlook> {
+pub(super) fn spike(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Option<Outlook> {
     let o = rate.outlook(minute, config)?;
     (o.history >= config.min_history_minutes && o.crosses(config)).then_some(o)
 }
 
-fn finding(event: &ToolCallEvent, tool: &str, o: &Outlook, config: &RateConfig, subject: &str) -> Finding {
+/// A rate finding (`rate_spike`, `error_burst`): "{subject} n times in the minute from …".
+pub(super) fn finding(
+    detector: Detector,
+    event: &ToolCallEvent,
+    tool: &str,
+    o: &Outlook,
+    config: &RateConfig,
+    subject: &str,
+) -> Finding {
     let k = o.threshold(config);
     let p = poisson_tail(o.expected, o.observed);
     let from = DateTime::from_timestamp(o.minute.saturating_mul(60), 0).map_or_else(
@@ -55,7 +79,7 @@ fn finding(event: &ToolCallEvent, tool: &str, o: &Outlook, config: &RateConfig, 
         "p below 1e-308".to_owned()
     };
     Finding {
-        detector: Detector::RateSpike,
+        detector,
         severity: Severity::High,
         tool: tool.to_owned(),
         event_id: event.event_id.as_ref().to_owned(),

@@ -7,9 +7,10 @@ pub mod otlp;
 
 use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
-use crate::app::AppState;
-use crate::event::{EventLimits, ToolCallEvent};
-use crate::shard::{Batch, BatchOutcome};
+use crate::app::{self, AppState};
+use crate::detect::{self, Finding, RefusedEvent};
+use crate::event::{EventId, EventLimits, TenantId, ToolCallEvent, ToolName};
+use crate::shard::{Batch, BatchOutcome, Overloaded};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
@@ -58,14 +59,16 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
     }
 
     // A batch that speaks for another tenant is refused whole, before anything else is
-    // looked at: it is the signature of a confused or compromised runtime.
+    // looked at: it is the signature of a confused or compromised runtime, and a finding.
     for (i, raw) in raw_events.iter().enumerate() {
         let claimed = raw.get("tenant_id").filter(|t| !t.is_null());
         if claimed.is_some_and(|c| c.as_str() != Some(caller.tenant.as_ref())) {
             tracing::warn!(tenant.id = %caller.tenant, event.index = i, "Refused a batch naming another tenant");
+            let field = format!("events[{i}].tenant_id");
+            report_refusal(app, &caller, raw, &field).await;
             return Err(
                 ApiError::forbidden("tenant_mismatch", "the batch names a tenant other than the token's")
-                    .with_field(format!("events[{i}].tenant_id")),
+                    .with_field(field),
             );
         }
     }
@@ -83,9 +86,64 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
         })?;
         events.push(event);
     }
+    // A tenant created by another process (`vigil tenant create`) is not among the markers yet.
+    // The read guard is dropped here, before the refresh takes the write lock.
+    let known = app.markers.read().expect("markers lock").knows(&caller.tenant);
+    if !known && let Err(e) = app::refresh_markers(&app.pool, &app.markers).await {
+        tracing::warn!(tenant.id = %caller.tenant, error = format!("{e:#}"), "Failed to refresh tenant markers");
+    }
     let outcome = submit(app, &caller, events).await?;
     let response = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(response)))
+}
+
+/// Records `cross_tenant_ingest` against the token's tenant, through its shard worker (the one
+/// writer of its incidents). Best effort: the 403 is the answer either way, so a failure here
+/// is logged, not returned. Only values that parse as what they claim to be are repeated.
+async fn report_refusal(app: &AppState, caller: &IngestTenant, raw: &Value, field: &str) {
+    let text = |name: &str| raw.get(name).and_then(Value::as_str);
+    let mut claimed = text("tenant_id")
+        .filter(|t| TenantId::parse(t).is_ok())
+        .map(str::to_owned);
+    let redactions = match &mut claimed {
+        Some(c) => app.redactor.redact_text(field, c),
+        None => Vec::new(),
+    };
+    let rules: Vec<(&str, &str)> = redactions.iter().map(|r| (r.rule, r.path.as_str())).collect();
+    let findings = detect::cross_tenant_ingest(&RefusedEvent {
+        event_id: text("event_id").filter(|e| EventId::parse(e).is_ok()),
+        tool: text("tool").filter(|t| ToolName::parse(t).is_ok()),
+        claimed: claimed.as_deref(),
+        field,
+        at: chrono::Utc::now(),
+        redactions: &rules,
+    });
+    let recorded = match record_findings(app, caller, findings) {
+        Ok(answer) => answer
+            .await
+            .map_err(|_| anyhow::anyhow!("shard worker stopped"))
+            .and_then(|r| r),
+        Err(overloaded) => Err(overloaded.into()),
+    };
+    if let Err(e) = recorded {
+        tracing::error!(tenant.id = %caller.tenant, error = format!("{e:#}"), "Failed to record a cross_tenant_ingest finding");
+    }
+}
+
+type Answer = oneshot::Receiver<anyhow::Result<BatchOutcome>>;
+
+/// Hands findings without events to the tenant's shard worker.
+fn record_findings(app: &AppState, caller: &IngestTenant, raised: Vec<Finding>) -> Result<Answer, Overloaded> {
+    let (reply, answer) = oneshot::channel();
+    app.router.submit(Batch {
+        tenant: caller.tenant.clone(),
+        mode: caller.mode,
+        events: Vec::new(),
+        redactions: Vec::new(),
+        raised,
+        reply,
+    })?;
+    Ok(answer)
 }
 
 /// The limits every ingested event is held to, as of now.
@@ -130,6 +188,7 @@ pub async fn submit(
             mode: caller.mode,
             events,
             redactions,
+            raised: Vec::new(),
             reply,
         })
         .map_err(|_| ApiError::overloaded())?;

@@ -1,9 +1,17 @@
-//! Policy: what a finding leads to. Maps each finding to an action (record, alert, rotate)
-//! and a scope (the tool's secrets or the whole tenant's), honouring the tenant's mode and
-//! warm-up. Pure: the caller reads `baselines/*.toml` and hands the text in.
+//! Policy: what a finding leads to. Maps each finding to an action (record, alert, rotate),
+//! a scope (the tool's secrets or the whole tenant's) and a severity, honouring the tenant's
+//! mode and warm-up. Pure: the caller reads `baselines/default.toml` and
+//! `baselines/tenants/<tenant>.toml` and hands the text in.
+//!
+//! A tenant's file is merged over the default: its `[tools]` declarations add to the global
+//! ones, and each `[detectors.<name>]` it names overrides the default rule field by field.
+
+pub mod suppress;
 
 use crate::baseline::Warmup;
-use crate::detect::{DetectConfig, Detector, Finding};
+use crate::baseline::params::ParamsConfig;
+use crate::detect::{Declarations, DetectConfig, Detector, Finding, Severity};
+use crate::event::TenantId;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
@@ -86,10 +94,22 @@ pub struct Rule {
     pub action: Action,
     #[serde(default = "default_scope")]
     pub scope: Scope,
+    /// Replaces the severity the detector gave (which otherwise stands).
+    #[serde(default)]
+    pub severity: Option<Severity>,
 }
 
 fn default_scope() -> Scope {
     Scope::Tool
+}
+
+/// A tenant file's rule: any field it gives replaces the default rule's.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleOverride {
+    action: Option<Action>,
+    scope: Option<Scope>,
+    severity: Option<Severity>,
 }
 
 /// What policy decided for one finding.
@@ -97,6 +117,8 @@ fn default_scope() -> Scope {
 pub struct Decision {
     pub action: Action,
     pub scope: Scope,
+    /// The finding's severity after the rule's override, if any.
+    pub severity: Severity,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -129,14 +151,37 @@ struct PolicyFile {
     rate: RateSection,
     response: Response,
     #[serde(default)]
+    params: ParamsConfig,
+    #[serde(default)]
+    tools: Declarations,
+    #[serde(default)]
     detectors: HashMap<String, Rule>,
+}
+
+/// `baselines/tenants/<tenant>.toml` as written: only what may differ per tenant.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantFile {
+    #[serde(default)]
+    tools: Declarations,
+    #[serde(default)]
+    detectors: HashMap<String, RuleOverride>,
 }
 
 #[derive(Debug, Clone)]
 pub struct Policy {
     pub warmup: Warmup,
+    /// The detectors' parameters for tenants without a file of their own.
     pub detect: DetectConfig,
     pub response: Response,
+    rules: HashMap<Detector, Rule>,
+    /// Tenants with a file of their own: their merged detect config and rules.
+    tenants: HashMap<TenantId, TenantPolicy>,
+}
+
+#[derive(Debug, Clone)]
+struct TenantPolicy {
+    detect: DetectConfig,
     rules: HashMap<Detector, Rule>,
 }
 
@@ -154,6 +199,7 @@ pub enum PolicyError {
 const UNRULED: Rule = Rule {
     action: Action::Alert,
     scope: Scope::Tool,
+    severity: None,
 };
 
 impl Policy {
@@ -170,24 +216,67 @@ impl Policy {
                 "response.max_automatic_rotations_per_hour must not be negative",
             ));
         }
+        if !(file.params.fence_iqr > 0.0 && file.params.fence_iqr.is_finite()) {
+            return Err(PolicyError::Value("params.fence_iqr must be a positive number"));
+        }
+        if !(file.params.stable_after >= 0.0 && file.params.stable_after.is_finite()) {
+            return Err(PolicyError::Value("params.stable_after must not be negative"));
+        }
         let mut rules = HashMap::new();
         for (name, rule) in file.detectors {
             let detector = Detector::parse(&name).ok_or(PolicyError::UnknownDetector(name))?;
             rules.insert(detector, rule);
         }
-        let mut detect = DetectConfig::default();
+        let mut detect = DetectConfig {
+            warmup: file.warmup,
+            params: file.params,
+            tools: file.tools,
+            ..DetectConfig::default()
+        };
         detect.rate.alpha = file.rate.alpha;
         Ok(Policy {
             warmup: file.warmup,
             detect,
             response: file.response,
             rules,
+            tenants: HashMap::new(),
         })
     }
 
-    /// The action for one finding, for a tenant in `mode` that is (or is not) still learning.
-    pub fn decide(&self, finding: &Finding, mode: Mode, learning: bool) -> Decision {
-        let rule = self.rules.get(&finding.detector).copied().unwrap_or(UNRULED);
+    /// Merges one tenant's file (`baselines/tenants/<tenant>.toml`) over the default.
+    pub fn add_tenant(&mut self, tenant: TenantId, text: &str) -> Result<(), PolicyError> {
+        let file: TenantFile = toml::from_str(text)?;
+        let mut rules = self.rules.clone();
+        for (name, o) in file.detectors {
+            let detector = Detector::parse(&name).ok_or(PolicyError::UnknownDetector(name))?;
+            let base = rules.get(&detector).copied().unwrap_or(UNRULED);
+            rules.insert(
+                detector,
+                Rule {
+                    action: o.action.unwrap_or(base.action),
+                    scope: o.scope.unwrap_or(base.scope),
+                    severity: o.severity.or(base.severity),
+                },
+            );
+        }
+        let detect = DetectConfig {
+            tools: self.detect.tools.merged(&file.tools),
+            ..self.detect.clone()
+        };
+        self.tenants.insert(tenant, TenantPolicy { detect, rules });
+        Ok(())
+    }
+
+    /// The detectors' parameters for `tenant`, its declarations merged in.
+    pub fn detect_for(&self, tenant: &TenantId) -> &DetectConfig {
+        self.tenants.get(tenant).map_or(&self.detect, |t| &t.detect)
+    }
+
+    /// The action, scope and severity for one finding of `tenant`, in `mode`, still learning
+    /// or not. The rule's action is capped by the mode, and by `alert` while learning.
+    pub fn decide(&self, tenant: &TenantId, finding: &Finding, mode: Mode, learning: bool) -> Decision {
+        let rules = self.tenants.get(tenant).map_or(&self.rules, |t| &t.rules);
+        let rule = rules.get(&finding.detector).copied().unwrap_or(UNRULED);
         let mut ceiling = mode.ceiling();
         if learning {
             ceiling = ceiling.min(Action::Alert);
@@ -195,6 +284,7 @@ impl Policy {
         Decision {
             action: rule.action.min(ceiling),
             scope: rule.scope,
+            severity: rule.severity.unwrap_or(finding.severity),
         }
     }
 }
@@ -244,10 +334,16 @@ mod tests {
         }
     }
 
+    fn acme() -> TenantId {
+        TenantId::parse("acme").unwrap()
+    }
+
     #[track_caller]
     fn check(detector: Detector, mode: Mode, learning: bool, expect: Action) {
         assert_eq!(
-            default_policy().decide(&finding(detector), mode, learning).action,
+            default_policy()
+                .decide(&acme(), &finding(detector), mode, learning)
+                .action,
             expect
         );
     }
@@ -260,6 +356,98 @@ mod tests {
         check(Detector::RateSpike, Mode::Alert, false, Action::Alert);
         check(Detector::RateSpike, Mode::Observe, false, Action::Record);
         check(Detector::NovelTool, Mode::Rotate, false, Action::Alert);
+        check(Detector::CrossTenantReference, Mode::Rotate, false, Action::Rotate);
+        check(Detector::CrossTenantReference, Mode::Observe, false, Action::Record);
+    }
+
+    /// Every detector has a rule of its own in the shipped policy, and the rules read as
+    /// documented in `baselines/default.toml`.
+    #[test]
+    fn the_default_policy_rules_every_detector() {
+        let policy = default_policy();
+        let rules: Vec<String> = Detector::ALL
+            .iter()
+            .map(|d| {
+                let r = policy.rules.get(d).unwrap_or_else(|| panic!("no rule for {d}"));
+                let severity = r.severity.map_or(String::new(), |s| format!(" {s}"));
+                format!("{d}: {} {}{severity}", r.action.as_str(), r.scope.as_str())
+            })
+            .collect();
+        assert_eq!(
+            rules,
+            [
+                "rate_spike: rotate tool",
+                "error_burst: alert tool",
+                "novel_tool: alert tool",
+                "param_out_of_range: alert tool",
+                "novel_param_value: alert tool",
+                "novel_param_key: record tool",
+                "cross_tenant_reference: rotate tool",
+                "secret_in_payload: rotate tool",
+                "cross_tenant_ingest: alert tenant",
+            ]
+        );
+        assert_eq!(policy.detect.warmup, policy.warmup);
+        assert!(policy.detect.tools.sensitive("iam.create_user").is_some());
+    }
+
+    #[test]
+    fn a_tenant_file_overrides_rules_field_by_field_and_adds_declarations() {
+        let mut policy = default_policy();
+        let globex = TenantId::parse("globex").unwrap();
+        policy
+            .add_tenant(
+                acme(),
+                r#"
+                [tools]
+                known = ["reports.*"]
+                sensitive = ["billing.refund"]
+
+                [detectors.novel_tool]
+                action = "rotate"
+
+                [detectors.rate_spike]
+                severity = "critical"
+                scope = "tenant"
+                "#,
+            )
+            .unwrap();
+        let decide = |tenant: &TenantId, d: Detector| {
+            let d = policy.decide(tenant, &finding(d), Mode::Rotate, false);
+            (d.action, d.scope, d.severity)
+        };
+        assert_eq!(
+            decide(&acme(), Detector::NovelTool),
+            (Action::Rotate, Scope::Tool, Severity::High)
+        );
+        assert_eq!(
+            decide(&acme(), Detector::RateSpike),
+            (Action::Rotate, Scope::Tenant, Severity::Critical)
+        );
+        assert_eq!(
+            decide(&globex, Detector::RateSpike),
+            (Action::Rotate, Scope::Tool, Severity::High)
+        );
+        let acme_tools = &policy.detect_for(&acme()).tools;
+        assert_eq!(acme_tools.known("reports.daily"), Some("reports.*"));
+        assert!(acme_tools.sensitive("billing.refund").is_some() && acme_tools.sensitive("iam.x").is_some());
+        assert_eq!(policy.detect_for(&globex).tools.known("reports.daily"), None);
+        assert_eq!(policy.detect_for(&acme()).rate, policy.detect.rate);
+    }
+
+    #[test]
+    fn a_tenant_file_may_not_change_what_is_global() {
+        let mut policy = default_policy();
+        let err = policy
+            .add_tenant(acme(), "[rate]\nalpha = 0.1")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate"), "{err}");
+        let err = policy
+            .add_tenant(acme(), "[detectors.rate_spiky]\naction = \"record\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rate_spiky"), "{err}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub use worker::RotationWorker;
 
 use crate::detect::Finding;
 use crate::event::TenantId;
+use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
 use crate::policy::{Action, Policy, Scope, glob_matches};
 use crate::secrets::SecretRef;
 use crate::store;
@@ -19,6 +20,7 @@ use crate::store::incidents::{
     Committed, DbIncident, PlannedRotation, ResponseWindows, TransitionOutcome, TransitionRequest,
 };
 use crate::store::rotations::{DbRotation, ManualRotation, RetryOutcome};
+use crate::store::suppressions::DbSuppression;
 use anyhow::Context;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
@@ -217,15 +219,33 @@ pub fn check_note(field: &'static str, note: Option<&str>) -> Result<Option<Stri
 }
 
 /// Moves an incident along its life, with the person's note in the audit trail; ending it
-/// (resolved, false positive) resolves its alert. The caller wakes the alert worker.
+/// (resolved, false positive) resolves its alert. A false positive may suppress its findings'
+/// (detector, tool) pairs for `suppress_minutes`, written in the same transaction. The caller
+/// wakes the alert worker and, for a false positive, has the baseline learn it
+/// (`app::learn_false_positive`).
 pub async fn transition_incident(
     pool: &PgPool,
     incident_id: &str,
     transition: Transition,
     actor: &Actor,
     note: Option<&str>,
-) -> Result<DbIncident, ActionError> {
+    suppress_minutes: Option<i64>,
+) -> Result<(DbIncident, Vec<DbSuppression>), ActionError> {
     let note = check_note("note", note)?;
+    if let Some(minutes) = suppress_minutes {
+        if transition != Transition::FalsePositive {
+            return Err(ActionError::Invalid {
+                field: "suppress_minutes",
+                message: "only a false positive can suppress its findings".into(),
+            });
+        }
+        if !(1..=MAX_SUPPRESS_MINUTES).contains(&minutes) {
+            return Err(ActionError::Invalid {
+                field: "suppress_minutes",
+                message: format!("suppress_minutes is 1 to {MAX_SUPPRESS_MINUTES} (30 days)"),
+            });
+        }
+    }
     let outcome = store::incidents::transition(
         pool,
         TransitionRequest {
@@ -236,11 +256,14 @@ pub async fn transition_incident(
             actor,
             note: note.as_deref(),
             ends: transition.ends(),
+            suppress_minutes,
         },
     )
     .await?;
     match outcome {
-        TransitionOutcome::Done { incident, .. } => Ok(incident),
+        TransitionOutcome::Done {
+            incident, suppressions, ..
+        } => Ok((incident, suppressions)),
         TransitionOutcome::NotFound => Err(ActionError::NotFound("incident")),
         TransitionOutcome::Illegal { from } => Err(ActionError::IllegalTransition {
             action: transition.verb(),

@@ -4,10 +4,9 @@
 //!
 //! Every write that a person makes commits together with its audit entry.
 
-use crate::event::{TenantId, ToolCallEvent};
+use crate::event::TenantId;
 use crate::store::incidents::new_id;
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
 
@@ -326,38 +325,6 @@ pub async fn tenant_activity(pool: &PgPool) -> sqlx::Result<Vec<DbTenantActivity
     )
     .fetch_all(pool)
     .await
-}
-
-/// The tenant's snapshot: the log position it covers and the learned state.
-pub async fn snapshot(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<(i64, Value)>> {
-    sqlx::query_as("select watermark_seq, state from baseline_snapshots where tenant_id = $1")
-        .bind(tenant.as_ref())
-        .fetch_optional(pool)
-        .await
-}
-
-/// Streams the tenant's events after `after_seq` in log order to `apply`.
-pub async fn tenant_events_after(
-    pool: &PgPool,
-    tenant: &TenantId,
-    after_seq: i64,
-    mut apply: impl FnMut(i64, ToolCallEvent),
-) -> anyhow::Result<u64> {
-    let mut rows = sqlx::query_as::<_, super::events::DbEvent>(
-        "select seq, tenant_id, event_id, ts, tool, params, outcome, error_code, duration_ms, agent_id,
-                session_id, credential_ref
-         from events where tenant_id = $1 and seq > $2 order by seq",
-    )
-    .bind(tenant.as_ref())
-    .bind(after_seq)
-    .fetch(pool);
-    let mut n = 0;
-    while let Some(row) = rows.try_next().await? {
-        let (seq, _, event) = row.into_domain()?;
-        apply(seq, event);
-        n += 1;
-    }
-    Ok(n)
 }
 
 // ---------------------------------------------------------------- rotations

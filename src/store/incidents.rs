@@ -4,6 +4,7 @@
 
 use super::alerts::{self, NewAlert};
 use super::audit::{self, Actor, NewEntry};
+use super::suppressions::{self, DbSuppression, NewSuppression};
 use crate::detect::{Finding, Severity};
 use crate::event::TenantId;
 use crate::policy::{Action, Scope};
@@ -366,6 +367,7 @@ pub enum TransitionOutcome {
     Done {
         incident: DbIncident,
         alerted: bool,
+        suppressions: Vec<DbSuppression>,
     },
     NotFound,
     /// The incident's status does not allow it.
@@ -387,6 +389,9 @@ pub struct TransitionRequest<'a> {
     pub note: Option<&'a str>,
     /// Whether this ends the incident, so its alert is resolved.
     pub ends: bool,
+    /// Suppress the incident's (detector, tool) pairs for this many minutes, in the same
+    /// transaction (a false positive's feedback).
+    pub suppress_minutes: Option<i64>,
 }
 
 pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Result<TransitionOutcome> {
@@ -424,6 +429,22 @@ pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Resu
         },
     )
     .await?;
+    let mut suppressions = Vec::new();
+    if let Some(minutes) = req.suppress_minutes {
+        let tenant = TenantId::parse(&tenant_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
+        let reason = req.note.unwrap_or("marked a false positive");
+        for (detector, tool) in suppressions::incident_pairs(&mut tx, req.incident_id).await? {
+            let new = NewSuppression {
+                tenant: &tenant,
+                detector: &detector,
+                tool: &tool,
+                minutes,
+                reason,
+                incident_id: Some(req.incident_id),
+            };
+            suppressions.push(suppressions::insert(&mut tx, &new, req.actor).await?);
+        }
+    }
     let alerted = if req.ends {
         let summary = format!(
             "incident {} of tenant {tenant_id} closed as {} by {}",
@@ -434,5 +455,9 @@ pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Resu
         false
     };
     tx.commit().await?;
-    Ok(TransitionOutcome::Done { incident, alerted })
+    Ok(TransitionOutcome::Done {
+        incident,
+        alerted,
+        suppressions,
+    })
 }

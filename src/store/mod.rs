@@ -9,6 +9,7 @@ pub mod dashboard;
 pub mod events;
 pub mod incidents;
 pub mod rotations;
+pub mod suppressions;
 pub mod tenants;
 
 use anyhow::Context;

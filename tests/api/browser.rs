@@ -231,6 +231,8 @@ async fn normal_traffic(app: &TestApp) -> (String, String, String, String) {
     let end = this_minute() - Minutes::minutes(1);
     let mut history = steady_history("a", "github.list_issues", 2, 90, end);
     history.extend(steady_history("b", "github.get_repo", 1, 90, end));
+    // Interleaved as a runtime reports them: both tools are part of the tenant's normal.
+    history.sort_by(|a, b| a["timestamp"].as_str().cmp(&b["timestamp"].as_str()));
     app.post_history(&acme_token, &history).await;
     app.post_history(&globex_token, &steady_history("g", "db.query", 3, 90, end))
         .await;

@@ -5,6 +5,7 @@ mod backends;
 mod browser;
 mod canary;
 mod dashboard;
+mod detectors;
 mod helpers;
 mod ingest;
 mod openapi;

@@ -1,0 +1,142 @@
+//! `error_burst`: more calls ending in `error` or `denied` in one minute than the tool's learned
+//! error rate makes plausible — credential probing, or a revoked key retried in a loop.
+//!
+//! The same machinery as `rate_spike`, over the tool's failing calls only: the threshold is
+//! the Poisson tail of the learned error rate, and the finding fires once per minute, on the
+//! call that reaches it. A tool that has never failed has an error rate of zero watched for as
+//! long as the tool has been called, so its first burst is judged, not excused as "no history".
+
+use super::rate_spike::{finding, spike};
+use super::{Detector, Finding};
+use crate::baseline::ToolBaseline;
+use crate::baseline::rate::{RateConfig, minute_of};
+use crate::event::{Outcome, ToolCallEvent};
+
+/// `learned` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    learned: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &RateConfig,
+    out: &mut Vec<Finding>,
+) {
+    if event.outcome == Outcome::Success {
+        return;
+    }
+    let tool = event.tool.as_ref();
+    // A tool never called has no error rate to break from; `novel_tool` speaks for it.
+    let Some(learned) = learned else {
+        return;
+    };
+    let Some(o) = spike(&learned.errors(), minute_of(event.timestamp), config) else {
+        return;
+    };
+    let mut f = finding(
+        Detector::ErrorBurst,
+        event,
+        tool,
+        &o,
+        config,
+        &format!("calls of {tool} ended in error or denied"),
+    );
+    let code = event
+        .error_code
+        .as_deref()
+        .map(|c| format!(", error_code {c:?}"))
+        .unwrap_or_default();
+    f.explanation
+        .push_str(&format!(" (this call: {}{code})", event.outcome.as_str()));
+    out.push(f);
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use crate::baseline::TenantBaseline;
+    use crate::detect::{DetectConfig, Detector, detect};
+    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+
+    /// Minutes of `(calls, of which failing)` for one tool, fed through detect-then-observe;
+    /// returns one line per `error_burst` finding.
+    fn run(minutes: &[(u64, u64, i64)]) -> (Vec<String>, Vec<crate::detect::Finding>) {
+        let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+        let config = DetectConfig::default();
+        let mut baseline = TenantBaseline::default();
+        let (mut minute, mut n) = (0i64, 0u64);
+        let (mut log, mut all) = (Vec::new(), Vec::new());
+        for &(calls, failing, repeat) in minutes {
+            for _ in 0..repeat {
+                for i in 0..calls {
+                    n += 1;
+                    let event = ToolCallEvent {
+                        event_id: EventId::parse(&format!("e-{n}")).unwrap(),
+                        timestamp: start
+                            + Duration::minutes(minute)
+                            + Duration::milliseconds((i * 60_000 / calls) as i64),
+                        tool: ToolName::parse("vault.read").unwrap(),
+                        params: serde_json::json!({}),
+                        outcome: if i < failing { Outcome::Denied } else { Outcome::Success },
+                        error_code: (i < failing).then(|| "403".to_owned()),
+                        duration_ms: None,
+                        agent_id: None,
+                        session_id: None,
+                        credential_ref: None,
+                    };
+                    let found = detect(&baseline, &event, &config);
+                    for f in found.iter().filter(|f| f.detector == Detector::ErrorBurst) {
+                        log.push(format!(
+                            "minute {minute}: {} of {:.2} expected, k={}",
+                            f.observed, f.expected, f.threshold
+                        ));
+                    }
+                    baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
+                    all.extend(found);
+                }
+                minute += 1;
+            }
+        }
+        (log, all)
+    }
+
+    #[track_caller]
+    fn check(minutes: &[(u64, u64, i64)], expect: &str) {
+        let (log, _) = run(minutes);
+        let actual = log.join("\n");
+        assert_eq!(actual.trim(), expect.trim(), "\nactual:\n{actual}\n");
+    }
+
+    #[test]
+    fn a_tool_that_never_failed_fires_on_its_first_burst_of_denials() {
+        check(&[(10, 0, 120), (30, 30, 1)], "minute 120: 8 of 0.50 expected, k=8");
+    }
+
+    #[test]
+    fn a_tool_that_often_fails_needs_a_bigger_burst() {
+        check(&[(10, 3, 120), (30, 9, 1)], "");
+        check(&[(10, 3, 120), (30, 30, 1)], "minute 120: 15 of 3.00 expected, k=15");
+    }
+
+    #[test]
+    fn a_few_failures_and_too_little_history_are_quiet() {
+        check(&[(10, 0, 120), (10, 5, 30)], "");
+        check(&[(10, 0, 10), (30, 30, 1)], "");
+    }
+
+    #[test]
+    fn a_revoked_key_retried_for_an_hour_keeps_firing() {
+        let (log, _) = run(&[(10, 0, 120), (40, 40, 60)]);
+        assert_eq!(log.len(), 60, "{}", log.join("\n"));
+    }
+
+    #[test]
+    fn the_explanation_names_the_outcome_and_code() {
+        let (_, findings) = run(&[(10, 0, 120), (30, 30, 1)]);
+        let f = findings.iter().find(|f| f.detector == Detector::ErrorBurst).unwrap();
+        assert_eq!(f.severity, crate::detect::Severity::High);
+        assert_eq!(
+            f.explanation,
+            "calls of vault.read ended in error or denied 8 times in the minute from 02:00 UTC on 2026-11-26; \
+             0.5 expected, 8 or more has p < 1e-6 (p=6.2e-8) (this call: denied, error_code \"403\")"
+        );
+    }
+}

@@ -1,0 +1,282 @@
+//! `novel_tool`: a tool the tenant has never called (or has called only in hours that raised
+//! findings), once the tenant is out of warm-up, and that no declaration lists.
+//!
+//! Declarations come from `baselines/` (the global `[tools]` section and the tenant's own file),
+//! loaded by the caller and merged into the tenant's [`DetectConfig`]: `known` tools are never
+//! novel, `sensitive` ones are critical when they are. The finding fires at most once per
+//! event-time hour per tool, while the tool earns its trust (see `baseline::trust`).
+
+use serde::{Deserialize, Serialize};
+
+use super::{DetectConfig, Detector, Finding, Severity, count};
+use crate::baseline::trust::hour_of;
+use crate::baseline::{TenantBaseline, ToolBaseline};
+use crate::event::ToolCallEvent;
+use crate::policy::glob_matches;
+
+/// Tool declarations: globs over tool names (`github.*`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Declarations {
+    /// Tools a tenant may call without it being new.
+    pub known: Vec<String>,
+    /// Tools whose first call by a tenant is critical rather than medium.
+    pub sensitive: Vec<String>,
+}
+
+impl Declarations {
+    /// The `known` pattern matching `tool`, if any.
+    pub fn known(&self, tool: &str) -> Option<&str> {
+        self.known.iter().map(String::as_str).find(|p| glob_matches(p, tool))
+    }
+
+    /// The `sensitive` pattern matching `tool`, if any.
+    pub fn sensitive(&self, tool: &str) -> Option<&str> {
+        self.sensitive
+            .iter()
+            .map(String::as_str)
+            .find(|p| glob_matches(p, tool))
+    }
+
+    /// These declarations and `more`'s together (a tenant's file adds to the global ones).
+    pub fn merged(&self, more: &Declarations) -> Declarations {
+        let union = |a: &[String], b: &[String]| {
+            let mut all = a.to_vec();
+            all.extend(b.iter().filter(|p| !a.contains(p)).cloned());
+            all
+        };
+        Declarations {
+            known: union(&self.known, &more.known),
+            sensitive: union(&self.sensitive, &more.sensitive),
+        }
+    }
+}
+
+/// `prior` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    baseline: &TenantBaseline,
+    prior: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &DetectConfig,
+    out: &mut Vec<Finding>,
+) {
+    if baseline.is_learning(&config.warmup) {
+        return;
+    }
+    let tool = event.tool.as_ref();
+    let hour = hour_of(event.timestamp);
+    if prior.is_some_and(|t| t.trust().is_trusted() || t.trust().judged_in(hour)) {
+        return;
+    }
+    if config.tools.known(tool).is_some() {
+        return;
+    }
+    let sensitive = config.tools.sensitive(tool);
+    let seen = match prior {
+        None => format!("{tool} has never been called by this tenant"),
+        Some(t) => format!(
+            "{tool} has been called by this tenant only in hours that raised findings ({} calls, trust {:.1} of 1)",
+            t.calls(),
+            t.trust().value()
+        ),
+    };
+    let since = baseline
+        .first_seen()
+        .map(|t| format!(" since {}", t.format("%Y-%m-%d")))
+        .unwrap_or_default();
+    let why = match sensitive {
+        Some(pattern) => format!("; it is declared sensitive ({pattern})"),
+        None => String::new(),
+    };
+    out.push(Finding {
+        detector: Detector::NovelTool,
+        severity: if sensitive.is_some() {
+            Severity::Critical
+        } else {
+            Severity::Medium
+        },
+        tool: tool.to_owned(),
+        event_id: event.event_id.as_ref().to_owned(),
+        observed: 1.0,
+        expected: 0.0,
+        threshold: 1.0,
+        p_value: None,
+        explanation: format!(
+            "{seen} in {} of {}{since}, and no declaration lists it{why}",
+            count(baseline.events_seen(), "call"),
+            count(baseline.tools().count() as u64, "tool"),
+        ),
+        at: event.timestamp,
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+
+    use super::Declarations;
+    use crate::baseline::{TenantBaseline, Warmup};
+    use crate::detect::{DetectConfig, Detector, Finding, detect};
+    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+
+    struct Sim {
+        baseline: TenantBaseline,
+        config: DetectConfig,
+        start: DateTime<Utc>,
+        n: i64,
+        findings: Vec<Finding>,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            let mut config = DetectConfig {
+                warmup: Warmup {
+                    min_events: 100,
+                    min_span_minutes: 60,
+                },
+                ..DetectConfig::default()
+            };
+            config.tools = Declarations {
+                known: vec!["search.*".into()],
+                sensitive: vec!["iam.*".into(), "*.delete_*".into()],
+            };
+            Sim {
+                baseline: TenantBaseline::default(),
+                config,
+                start: "2026-11-26T00:00:00Z".parse().unwrap(),
+                n: 0,
+                findings: Vec::new(),
+            }
+        }
+
+        /// One call a minute of `tool`, `minutes` times.
+        fn calls(&mut self, tool: &str, minutes: i64) -> &mut Self {
+            for _ in 0..minutes {
+                self.n += 1;
+                let event = ToolCallEvent {
+                    event_id: EventId::parse(&format!("e-{}", self.n)).unwrap(),
+                    timestamp: self.start + Duration::minutes(self.n),
+                    tool: ToolName::parse(tool).unwrap(),
+                    params: serde_json::json!({}),
+                    outcome: Outcome::Success,
+                    error_code: None,
+                    duration_ms: None,
+                    agent_id: None,
+                    session_id: None,
+                    credential_ref: None,
+                };
+                let found = detect(&self.baseline, &event, &self.config);
+                self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
+                self.findings
+                    .extend(found.into_iter().filter(|f| f.detector == Detector::NovelTool));
+            }
+            self
+        }
+
+        fn lines(&self) -> Vec<String> {
+            self.findings
+                .iter()
+                .map(|f| format!("{} {} {}", f.at.format("%H:%M"), f.severity, f.tool))
+                .collect()
+        }
+    }
+
+    #[track_caller]
+    fn check(steps: &[(&str, i64)], expect: &[&str]) {
+        let mut sim = Sim::new();
+        for (tool, minutes) in steps {
+            sim.calls(tool, *minutes);
+        }
+        assert_eq!(sim.lines(), expect);
+    }
+
+    #[test]
+    fn a_new_tool_after_warm_up_fires_and_a_sensitive_one_is_critical() {
+        check(&[("db.query", 120), ("reports.run", 1)], &["02:01 medium reports.run"]);
+        check(
+            &[("db.query", 120), ("iam.create_user", 1)],
+            &["02:01 critical iam.create_user"],
+        );
+        check(
+            &[("db.query", 120), ("s3.delete_bucket", 1)],
+            &["02:01 critical s3.delete_bucket"],
+        );
+    }
+
+    #[test]
+    fn tools_seen_in_warm_up_or_declared_known_are_quiet() {
+        check(
+            &[
+                ("db.query", 30),
+                ("reports.run", 1),
+                ("db.query", 90),
+                ("reports.run", 1),
+            ],
+            &[],
+        );
+        check(&[("db.query", 120), ("search.web", 3)], &[]);
+    }
+
+    #[test]
+    fn no_opinion_during_warm_up() {
+        check(&[("db.query", 50), ("iam.create_user", 1)], &[]);
+    }
+
+    #[test]
+    fn a_new_tool_fires_once_an_hour_and_hours_of_it_do_not_make_it_normal() {
+        let mut sim = Sim::new();
+        sim.calls("db.query", 120)
+            .calls("iam.create_user", 119)
+            .calls("iam.create_user", 1);
+        assert_eq!(
+            sim.lines(),
+            [
+                "02:01 critical iam.create_user",
+                "03:00 critical iam.create_user",
+                "04:00 critical iam.create_user"
+            ]
+        );
+        assert!(
+            sim.findings[2]
+                .explanation
+                .contains("only in hours that raised findings (119 calls, trust 0.2 of 1)")
+        );
+    }
+
+    #[test]
+    fn ten_hours_of_use_earn_a_new_tool_its_place() {
+        let mut sim = Sim::new();
+        sim.calls("db.query", 120).calls("reports.run", 10 * 60);
+        assert_eq!(sim.findings.len(), 10, "{:?}", sim.lines());
+        sim.calls("reports.run", 60);
+        assert_eq!(sim.findings.len(), 10);
+    }
+
+    #[test]
+    fn the_explanation_says_what_was_seen_instead() {
+        let mut sim = Sim::new();
+        sim.calls("db.query", 120).calls("iam.create_user", 1);
+        assert_eq!(
+            sim.findings[0].explanation,
+            "iam.create_user has never been called by this tenant in 120 calls of 1 tool since 2026-11-26, \
+             and no declaration lists it; it is declared sensitive (iam.*)"
+        );
+    }
+
+    #[test]
+    fn declarations_merge_without_repeats() {
+        let global = Declarations {
+            known: vec!["a.*".into()],
+            sensitive: vec!["iam.*".into()],
+        };
+        let tenant = Declarations {
+            known: vec!["b".into(), "a.*".into()],
+            sensitive: vec![],
+        };
+        let merged = global.merged(&tenant);
+        assert_eq!(merged.known, ["a.*", "b"]);
+        assert_eq!(merged.sensitive, ["iam.*"]);
+        assert_eq!(merged.known("a.x"), Some("a.*"));
+        assert_eq!(merged.sensitive("db.query"), None);
+    }
+}

@@ -1,0 +1,510 @@
+//! The parameter detectors, one walk over the call's flattened params:
+//! - `novel_param_key`: a key the tool has never had (or had only in hours that raised
+//!   findings), once the tool has had `key_warmup_calls` calls to show its optional keys. The
+//!   keys new in one call make one finding.
+//! - `param_out_of_range`: a number beyond its robust fences; for free text, a length beyond
+//!   the length's fences or a character class never trusted there.
+//! - `novel_param_value`: a value never seen (or not yet trusted) for a path whose value set is
+//!   stable.
+//!
+//! A path whose key is itself new has no values to compare with, so it raises only the key
+//! finding. Novelty findings fire once per event-time hour per thing (see `baseline::trust`);
+//! range findings fire on every call that is out of range.
+
+use std::fmt::Write;
+
+use super::{Detector, Finding, Severity, count};
+use crate::baseline::ToolBaseline;
+use crate::baseline::params::{
+    CLASSES, Leaf, ParamsConfig, PathStats, TextShape, class_names, classes_of, flatten, is_redacted,
+};
+use crate::baseline::trust::hour_of;
+use crate::event::ToolCallEvent;
+
+/// Value findings per call at most: a call with a hundred odd values is one story, and the
+/// first few tell it.
+const MAX_VALUE_FINDINGS: usize = 8;
+/// Keys named in one `novel_param_key` explanation at most.
+const MAX_KEYS_NAMED: usize = 5;
+/// Characters of an agent's value quoted in an explanation at most.
+const MAX_QUOTED: usize = 64;
+
+/// `learned` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    learned: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &ParamsConfig,
+    out: &mut Vec<Finding>,
+) {
+    // A tool never called has no parameters to compare with; `novel_tool` speaks for it.
+    let Some(tool) = learned else {
+        return;
+    };
+    let params = tool.params();
+    let hour = hour_of(event.timestamp);
+    let keys_judged = tool.calls() >= config.key_warmup_calls && !params.is_full();
+    let mut new_keys: Vec<String> = Vec::new();
+    let mut new_key_count = 0;
+    let mut value_findings = 0;
+    let mut hint = 0;
+    flatten(&event.params, |path, leaf| {
+        let stats = match params.path_after(path, &mut hint) {
+            Some(stats) if stats.key.is_trusted() => stats,
+            seen => {
+                if keys_judged && !seen.is_some_and(|s| s.key.judged_in(hour)) {
+                    new_key_count += 1;
+                    if new_keys.len() < MAX_KEYS_NAMED {
+                        new_keys.push(format!("params.{path}"));
+                    }
+                }
+                return;
+            }
+        };
+        if value_findings < MAX_VALUE_FINDINGS
+            && let Some(f) = judge(path, leaf, stats, hour, config, event)
+        {
+            out.push(f);
+            value_findings += 1;
+        }
+    });
+    if new_key_count > 0 {
+        out.push(novel_keys(
+            event,
+            tool.calls(),
+            params.paths(),
+            &new_keys,
+            new_key_count,
+        ));
+    }
+}
+
+fn judge(
+    path: &str,
+    leaf: Leaf<'_>,
+    stats: &PathStats,
+    hour: i64,
+    config: &ParamsConfig,
+    event: &ToolCallEvent,
+) -> Option<Finding> {
+    match leaf {
+        Leaf::Number(x) => {
+            let fences = stats.number.as_ref()?.fences(config.fence_iqr, config.min_samples)?;
+            let fence = fences.breached(x)?;
+            let side = if x > fence { "above" } else { "below" };
+            let explanation = format!(
+                "params.{path} was {}, {side} its fence of {}: over {} its quartiles were {}, {} and {}{}",
+                num(x),
+                num(fence),
+                count(fences.samples, "sample"),
+                num(fences.q1),
+                num(fences.median),
+                num(fences.q3),
+                stats
+                    .number
+                    .as_ref()
+                    .and_then(|n| n.range())
+                    .map(|(lo, hi)| format!(" and it ran {} to {}", num(lo), num(hi)))
+                    .unwrap_or_default(),
+            );
+            Some(finding(
+                Detector::ParamOutOfRange,
+                event,
+                x,
+                fences.median,
+                fence,
+                explanation,
+            ))
+        }
+        Leaf::Text(s) if is_redacted(s) => None,
+        Leaf::Text(_) | Leaf::Flag(_) => {
+            let value = leaf.category()?;
+            if let Some(set) = &stats.values {
+                if !set.is_stable(config.stable_after) {
+                    return None;
+                }
+                let how = match set.get(value) {
+                    Some(t) if t.is_trusted() || t.judged_in(hour) => return None,
+                    Some(t) => format!(
+                        "a value seen before only in hours that raised findings (trust {:.1} of 1)",
+                        t.value()
+                    ),
+                    None => format!("a value not seen in its {}", count(stats.samples, "sample")),
+                };
+                let known: Vec<String> = set
+                    .values()
+                    .filter(|(_, t)| t.is_trusted())
+                    .take(MAX_KEYS_NAMED)
+                    .map(|(v, _)| quote(v))
+                    .collect();
+                let more = set
+                    .values()
+                    .filter(|(_, t)| t.is_trusted())
+                    .count()
+                    .saturating_sub(known.len());
+                let more = if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                };
+                let explanation = format!(
+                    "params.{path} was {}, {how}; known values: {}{more}",
+                    quote(value),
+                    known.join(", ")
+                );
+                return Some(finding(Detector::NovelParamValue, event, 1.0, 0.0, 1.0, explanation));
+            }
+            match (leaf, &stats.text) {
+                (Leaf::Text(s), Some(shape)) => judge_shape(path, s, shape, hour, config, event),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Free text: its length against the length's fences, its character classes against the
+/// trusted ones. One finding says both.
+fn judge_shape(
+    path: &str,
+    s: &str,
+    shape: &TextShape,
+    hour: i64,
+    config: &ParamsConfig,
+    event: &ToolCallEvent,
+) -> Option<Finding> {
+    let fences = shape.length.fences(config.fence_iqr, config.min_samples)?;
+    let len = s.len() as f64;
+    let long = fences.breached(len);
+    let mut new_classes = 0u16;
+    let unseen = classes_of(s) & !shape.classes();
+    for class in (0..CLASSES.len() as u8).filter(|c| unseen & (1 << c) != 0) {
+        if !shape.pending(class).is_some_and(|t| t.judged_in(hour)) {
+            new_classes |= 1 << class;
+        }
+    }
+    if long.is_none() && new_classes == 0 {
+        return None;
+    }
+    let mut explanation = format!("params.{path} looked unlike its {}", count(fences.samples, "sample"));
+    if let Some(fence) = long {
+        let side = if len > fence { "above" } else { "below" };
+        let _ = write!(
+            explanation,
+            ": {} long, {side} its length fence of {} (median {})",
+            count(s.len() as u64, "byte"),
+            num(fence),
+            num(fences.median)
+        );
+    }
+    if new_classes != 0 {
+        let _ = write!(
+            explanation,
+            "{} it contains {} never seen there (seen: {})",
+            if long.is_some() { "; and" } else { ":" },
+            class_names(new_classes).join(", "),
+            class_names(shape.classes()).join(", ")
+        );
+    }
+    let (observed, expected, threshold) = match long {
+        Some(fence) => (len, fences.median, fence),
+        None => (new_classes.count_ones() as f64, 0.0, 1.0),
+    };
+    Some(finding(
+        Detector::ParamOutOfRange,
+        event,
+        observed,
+        expected,
+        threshold,
+        explanation,
+    ))
+}
+
+fn novel_keys<'a>(
+    event: &ToolCallEvent,
+    calls: u64,
+    paths: impl Iterator<Item = (&'a str, &'a PathStats)>,
+    named: &[String],
+    total: usize,
+) -> Finding {
+    let tool = event.tool.as_ref();
+    let known: Vec<String> = paths
+        .filter(|(_, s)| s.key.is_trusted())
+        .map(|(p, _)| format!("params.{p}"))
+        .collect();
+    let more = total - named.len();
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let known = match known.len() {
+        0 => "none".to_owned(),
+        n if n > MAX_KEYS_NAMED => format!("{} and {} more", known[..MAX_KEYS_NAMED].join(", "), n - MAX_KEYS_NAMED),
+        _ => known.join(", "),
+    };
+    let explanation = format!(
+        "{tool} was called with {} it has not had in {}: {}{more} (known: {known})",
+        if total == 1 { "a key" } else { "keys" },
+        count(calls, "call"),
+        named.join(", "),
+    );
+    Finding {
+        severity: Severity::Low,
+        ..finding(Detector::NovelParamKey, event, total as f64, 0.0, 1.0, explanation)
+    }
+}
+
+fn finding(
+    detector: Detector,
+    event: &ToolCallEvent,
+    observed: f64,
+    expected: f64,
+    threshold: f64,
+    explanation: String,
+) -> Finding {
+    Finding {
+        detector,
+        severity: Severity::Medium,
+        tool: event.tool.as_ref().to_owned(),
+        event_id: event.event_id.as_ref().to_owned(),
+        observed,
+        expected,
+        threshold,
+        p_value: None,
+        explanation,
+        at: event.timestamp,
+    }
+}
+
+/// A number as a person reads it: integers whole, others to three decimals.
+fn num(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else if x.abs() >= 1e15 || (x != 0.0 && x.abs() < 1e-3) {
+        format!("{x:.3e}")
+    } else {
+        let s = format!("{x:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+/// An agent's value, quoted and escaped, cut at [`MAX_QUOTED`] characters.
+fn quote(value: &str) -> String {
+    let mut chars = value.chars();
+    let head: String = chars.by_ref().take(MAX_QUOTED).collect();
+    if chars.next().is_some() {
+        format!("{head:?}…")
+    } else {
+        format!("{head:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::{DateTime, Duration, Utc};
+    use serde_json::{Value, json};
+
+    use crate::baseline::TenantBaseline;
+    use crate::detect::{DetectConfig, Detector, Finding, detect};
+    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+
+    /// Plays the caller for one tool: detect, then observe with 0.1 when anything was found.
+    struct Sim {
+        baseline: TenantBaseline,
+        config: DetectConfig,
+        start: DateTime<Utc>,
+        n: i64,
+        findings: Vec<Finding>,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            Sim {
+                baseline: TenantBaseline::default(),
+                config: DetectConfig::default(),
+                start: "2026-11-26T00:00:00Z".parse().unwrap(),
+                n: 0,
+                findings: Vec::new(),
+            }
+        }
+
+        /// `count` calls, one a minute, with params from `params(i)`.
+        fn calls(&mut self, count: i64, params: impl Fn(i64) -> Value) -> &mut Self {
+            for i in 0..count {
+                self.n += 1;
+                let event = ToolCallEvent {
+                    event_id: EventId::parse(&format!("e-{}", self.n)).unwrap(),
+                    timestamp: self.start + Duration::minutes(self.n),
+                    tool: ToolName::parse("db.query").unwrap(),
+                    params: params(i),
+                    outcome: Outcome::Success,
+                    error_code: None,
+                    duration_ms: None,
+                    agent_id: None,
+                    session_id: None,
+                    credential_ref: None,
+                };
+                let found = detect(&self.baseline, &event, &self.config);
+                self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
+                self.findings.extend(found);
+            }
+            self
+        }
+
+        /// Normal traffic: a table from three, a limit from 10 to 50, a free-text query.
+        fn normal(&mut self, count: i64) -> &mut Self {
+            self.calls(count, |i| {
+                let table = ["orders", "users", "items"][i as usize % 3];
+                json!({"table": table, "limit": 10 + (i * 7) % 41, "q": format!("status-{}", i % 97)})
+            })
+        }
+
+        fn lines(&self) -> Vec<String> {
+            self.findings
+                .iter()
+                .map(|f| format!("{} {} | {}", f.detector, f.severity, f.explanation))
+                .collect()
+        }
+    }
+
+    #[track_caller]
+    fn check(attack: Value, expect: &[&str]) {
+        let mut sim = Sim::new();
+        sim.normal(300).calls(1, |_| attack.clone());
+        assert_eq!(sim.lines(), expect);
+    }
+
+    #[test]
+    fn ordinary_calls_are_quiet() {
+        let mut sim = Sim::new();
+        sim.normal(2_000);
+        assert_eq!(sim.lines(), Vec::<String>::new());
+        check(json!({"table": "users", "limit": 50, "q": "status-3"}), &[]);
+        check(json!({"table": "users"}), &[]);
+    }
+
+    #[test]
+    fn a_number_beyond_its_fences_is_out_of_range() {
+        check(
+            json!({"table": "users", "limit": 100000, "q": "status-1"}),
+            &[
+                "param_out_of_range medium | params.limit was 100000, above its fence of 99.919: over 300 samples \
+               its quartiles were 20.108, 30.008 and 40.061 and it ran 10 to 50",
+            ],
+        );
+        check(
+            json!({"table": "users", "limit": -500, "q": "status-1"}),
+            &[
+                "param_out_of_range medium | params.limit was -500, below its fence of -39.749: over 300 samples \
+               its quartiles were 20.108, 30.008 and 40.061 and it ran 10 to 50",
+            ],
+        );
+    }
+
+    #[test]
+    fn a_value_outside_a_stable_set_is_novel() {
+        check(
+            json!({"table": "secrets", "limit": 20, "q": "status-1"}),
+            &[
+                "novel_param_value medium | params.table was \"secrets\", a value not seen in its 300 samples; \
+               known values: \"items\", \"orders\", \"users\"",
+            ],
+        );
+    }
+
+    #[test]
+    fn free_text_out_of_shape_is_out_of_range() {
+        check(
+            json!({"table": "users", "limit": 20, "q": "sta' --1"}),
+            &[
+                "param_out_of_range medium | params.q looked unlike its 300 samples: it contains whitespace, quotes \
+               never seen there (seen: lowercase letters, digits, '-', '_' or '.')",
+            ],
+        );
+        check(
+            json!({"table": "users", "limit": 20, "q": format!("status-{}", "9".repeat(500))}),
+            &[
+                "param_out_of_range medium | params.q looked unlike its 300 samples: 507 bytes long, above its \
+               length fence of 12 (median 8.999)",
+            ],
+        );
+        check(
+            json!({"table": "users", "limit": 20, "q": "status-1' OR 1=1; --"}),
+            &[
+                "param_out_of_range medium | params.q looked unlike its 300 samples: 20 bytes long, above its \
+               length fence of 12 (median 8.999); and it contains uppercase letters, whitespace, URL punctuation \
+               (@+=%&?#~,), quotes, shell or SQL metacharacters (;|$<>(){}[]\\*!^) never seen there (seen: \
+               lowercase letters, digits, '-', '_' or '.')",
+            ],
+        );
+    }
+
+    #[test]
+    fn new_keys_make_one_finding_that_names_them() {
+        check(
+            json!({"table": "users", "limit": 20, "q": "status-5", "dump": true, "into": {"bucket": "b", "acl": "public"}}),
+            &[
+                "novel_param_key low | db.query was called with keys it has not had in 300 calls: params.dump, \
+               params.into.acl, params.into.bucket (known: params.limit, params.q, params.table)",
+            ],
+        );
+    }
+
+    #[test]
+    fn keys_are_not_judged_while_the_tool_shows_its_optional_ones() {
+        let mut sim = Sim::new();
+        sim.normal(20).calls(1, |_| json!({"dump": true})).normal(100);
+        assert_eq!(sim.lines(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn redacted_values_are_left_to_secret_in_payload() {
+        check(
+            json!({"table": "[REDACTED:jwt:0123456789abcdef]", "limit": 20, "q": "[REDACTED:jwt:0123456789abcdef]"}),
+            &[],
+        );
+    }
+
+    #[test]
+    fn an_attack_repeated_for_an_hour_does_not_become_normal() {
+        let attack = || json!({"table": "secrets", "limit": 100000, "q": "x; cat /etc/passwd", "dump": true});
+        let mut sim = Sim::new();
+        sim.normal(24 * 60);
+        let before = sim.findings.len();
+        assert_eq!(before, 0);
+        // An hour of the attack: one call a minute, interleaved with normal traffic.
+        for _ in 0..60 {
+            sim.calls(1, |_| attack()).normal(1);
+        }
+        sim.findings.clear();
+        // The hour after: each part of the attack is still a finding.
+        sim.calls(1, |_| attack());
+        let detectors: Vec<Detector> = sim.findings.iter().map(|f| f.detector).collect();
+        assert_eq!(
+            detectors,
+            [
+                Detector::ParamOutOfRange,
+                Detector::ParamOutOfRange,
+                Detector::NovelParamValue,
+                Detector::NovelParamKey
+            ],
+            "{:#?}",
+            sim.lines()
+        );
+        let tool = sim.baseline.tool("db.query").unwrap();
+        let limit = tool.params().path("limit").unwrap().number.as_ref().unwrap();
+        assert!(
+            limit.range().unwrap().1 <= 50.0,
+            "the attack did not widen the clean range"
+        );
+    }
+
+    #[test]
+    fn numbers_format_for_people() {
+        use super::num;
+        assert_eq!(num(100000.0), "100000");
+        assert_eq!(num(-2.5), "-2.5");
+        assert_eq!(num(1.0 / 3.0), "0.333");
+        assert_eq!(num(1e20), "1.000e20");
+        assert_eq!(num(0.0001), "1.000e-4");
+    }
+}
