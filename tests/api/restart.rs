@@ -123,3 +123,119 @@ async fn a_clean_stop_snapshots_baselines_and_the_restart_resumes_from_them() {
         "nothing to replay after a clean stop"
     );
 }
+
+/// Two hours of three interleaved tools with parameters of every kind and some failures: the
+/// state every part of the baseline learns from (rates, error rates, tool map, parameters).
+fn rich_history() -> Vec<Value> {
+    let end = this_minute() - Duration::minutes(1);
+    let start = end - Duration::minutes(120);
+    (0..600i64)
+        .map(|i| {
+            let at = start + Duration::seconds(i * 12 + (i * 7) % 5);
+            let table = ["orders", "users", "items"][i as usize % 3];
+            let (tool, params) = match i % 5 {
+                0 | 3 => (
+                    "db.query",
+                    json!({"table": table, "limit": 10 + (i * 13) % 41,
+                           "filter": {"state": "open", "ids": vec![i; (i % 4) as usize]}}),
+                ),
+                1 => (
+                    "github.list_issues",
+                    json!({"repo": "web", "page": i % 4, "q": format!("label:bug-{i}")}),
+                ),
+                _ => (
+                    "storage.read",
+                    json!({"key": format!("reports/{:06}.csv", i * 31), "dry_run": i % 2 == 0}),
+                ),
+            };
+            let mut e = event(&format!("r{i}"), tool, at, params);
+            if i % 23 == 0 {
+                e["outcome"] = json!("denied");
+                e["error_code"] = json!("403");
+            }
+            e
+        })
+        .collect()
+}
+
+async fn post_all(service: &Service, token: &str, events: &[Value]) {
+    let client = reqwest::Client::new();
+    for chunk in events.chunks(100) {
+        let r = client
+            .post(format!("{}/v1/events", service.address))
+            .bearer_auth(token)
+            .json(&json!({ "events": chunk }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+    }
+}
+
+async fn create_tenant_on(service: &Service, id: &str) -> String {
+    let created: Value = reqwest::Client::new()
+        .post(format!("{}/v1/tenants", service.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&json!({"id": id}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    created["ingest_token"].as_str().unwrap().to_owned()
+}
+
+async fn baseline_of(service: &Service, id: &str) -> Value {
+    let r = reqwest::Client::new()
+        .get(format!("{}/v1/tenants/{id}/baseline", service.address))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_baseline_rebuilt_after_a_stop_and_a_sigkill_equals_one_that_never_stopped() {
+    let history = rich_history();
+    let (first_half, second_half) = history.split_at(history.len() / 2);
+    let id = unique_tenant("acme");
+
+    // Never stopped: every event through one process.
+    let steady = Service::start(&fresh_database().await).await;
+    let token = create_tenant_on(&steady, &id).await;
+    post_all(&steady, &token, &history).await;
+    let expected = baseline_of(&steady, &id).await;
+    steady.stop();
+
+    // Stopped cleanly half way (a snapshot), then killed (a replay after that snapshot).
+    let database_url = fresh_database().await;
+    let first = Service::start(&database_url).await;
+    let token = create_tenant_on(&first, &id).await;
+    post_all(&first, &token, first_half).await;
+    first.stop();
+    let second = Service::start(&database_url).await;
+    post_all(&second, &token, second_half).await;
+    second.kill9();
+    let third = Service::start(&database_url).await;
+    let restored = baseline_of(&third, &id).await;
+    let log = third.stop();
+
+    assert!(
+        log.contains(r#""snapshots":1"#),
+        "the restart began from the clean stop's snapshot"
+    );
+    assert_eq!(expected["events_seen"], json!(history.len()));
+    assert_eq!(expected["tools"].as_array().unwrap().len(), 3, "{expected:#}");
+    assert!(
+        expected["tools"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| !t["params"].as_array().unwrap().is_empty()),
+        "the history teaches parameters: {expected:#}"
+    );
+    assert_eq!(restored, expected);
+}
