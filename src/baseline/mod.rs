@@ -11,6 +11,7 @@
 
 pub mod params;
 pub mod rate;
+pub mod seed;
 pub mod stats;
 mod summary;
 pub mod trust;

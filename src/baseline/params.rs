@@ -205,6 +205,15 @@ impl ParamsBaseline {
         });
     }
 
+    /// Paths imported from a reviewed baseline (the first [`MAX_PATHS`], by path).
+    pub fn seeded(paths: impl IntoIterator<Item = (String, PathStats)>) -> Self {
+        let mut paths: Vec<(Box<str>, PathStats)> = paths.into_iter().map(|(p, s)| (p.into_boxed_str(), s)).collect();
+        paths.sort_by(|a, b| a.0.cmp(&b.0));
+        paths.dedup_by(|a, b| a.0 == b.0);
+        paths.truncate(MAX_PATHS);
+        ParamsBaseline { paths }
+    }
+
     pub fn path(&self, path: &str) -> Option<&PathStats> {
         self.position(path, 0).ok().map(|i| &self.paths[i].1)
     }
@@ -373,6 +382,19 @@ impl ValueSet {
         }
     }
 
+    /// A set imported from a reviewed baseline: each value with whether it is known; stable
+    /// sets start stable under `stable_after`.
+    pub fn seeded(values: impl IntoIterator<Item = (String, Trust)>, stable: bool, stable_after: f64) -> Self {
+        let mut values: Vec<(Box<str>, Trust)> = values.into_iter().map(|(v, t)| (v.into_boxed_str(), t)).collect();
+        values.sort_by(|a, b| a.0.cmp(&b.0));
+        values.dedup_by(|a, b| a.0 == b.0);
+        values.truncate(MAX_VALUES);
+        ValueSet {
+            values,
+            since_new: if stable { stable_after } else { 0.0 },
+        }
+    }
+
     /// Trusts a value already in the set (one dropped from a full set stays out).
     fn absorb(&mut self, value: &str) {
         if let Ok(i) = self.values.binary_search_by(|(v, _)| (**v).cmp(value)) {
@@ -510,6 +532,15 @@ impl TextShape {
                 self.classes |= 1 << class;
                 self.pending.retain(|(c, _)| *c != class);
             }
+        }
+    }
+
+    /// A shape imported from a reviewed baseline: its lengths and trusted classes.
+    pub fn imported(length: NumberStats, classes: u16) -> Self {
+        TextShape {
+            length,
+            classes,
+            pending: Vec::new(),
         }
     }
 

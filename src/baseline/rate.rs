@@ -206,6 +206,23 @@ impl RateBaseline {
         }
     }
 
+    /// A stream imported from a reviewed baseline: `mean` and `variance` per minute, learned
+    /// over `history` minutes, the current bucket (empty) at `minute`.
+    pub fn seeded(mean: f64, variance: f64, minute: i64, history: u64) -> Self {
+        RateBaseline {
+            minute: Some(minute),
+            calls: 0,
+            weight: 1.0,
+            ewma: Ewma {
+                mean,
+                mean_sq: variance + mean * mean,
+                norm: 1.0,
+            },
+            history,
+            threshold: None,
+        }
+    }
+
     /// Counts one call at `minute`. `weight` in [0, 1] (the caller sanitises it) is how much
     /// the call may teach; the minute teaches with the smallest weight among its calls. Calls
     /// for a bucket older than the current one (late or out of order) are ignored here: that

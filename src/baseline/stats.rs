@@ -139,6 +139,25 @@ impl Quartiles {
         self.count
     }
 
+    /// Markers rebuilt from a summary of `count` samples: the range and the quartiles, with
+    /// the eighths between them interpolated. Below 13 samples the markers are the seven
+    /// points themselves, as if seven samples had been seen.
+    fn seeded(count: u64, [min, q1, median, q3, max]: [f64; 5]) -> Self {
+        let heights = [min, (min + q1) / 2.0, q1, median, q3, (q3 + max) / 2.0, max];
+        if count < 13 {
+            return Quartiles {
+                heights,
+                positions: [1, 2, 3, 4, 5, 6, 7],
+                count: 7,
+            };
+        }
+        Quartiles {
+            heights,
+            positions: MARKERS.map(|p| (1.0 + p * (count - 1) as f64).round() as i64),
+            count,
+        }
+    }
+
     /// Q1, median and Q3; `None` before the first sample.
     pub fn quartiles(&self) -> Option<[f64; 3]> {
         match self.count {
@@ -249,6 +268,25 @@ impl NumberStats {
             q3,
             samples: self.quartiles.count(),
         })
+    }
+
+    /// Stats imported from a reviewed baseline: `samples` clean samples with these moments,
+    /// clean range and quartiles.
+    pub fn seeded(samples: u64, mean: f64, variance: f64, range: (f64, f64), quartiles: [f64; 3]) -> Self {
+        let (min, max) = range;
+        let [q1, median, q3] = quartiles;
+        let weight = samples as f64;
+        NumberStats {
+            moments: Moments {
+                weight,
+                mean,
+                m2: variance * weight,
+            },
+            quartiles: Quartiles::seeded(samples, [min, q1, median, q3, max]),
+            owed: 0.0,
+            min,
+            max,
+        }
     }
 
     pub fn moments(&self) -> &Moments {

@@ -2,14 +2,14 @@
 //! `GET /v1/tenants/{id}/baseline`. A view, computed from the baseline and never read back.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::params::{ParamsConfig, PathStats, TextShape, ValueSet, class_names};
 use super::stats::NumberStats;
 use super::{RateBaseline, TenantBaseline, ToolBaseline};
 use crate::event::TenantId;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct BaselineSummary {
     pub tenant_id: String,
     /// Still in warm-up: findings are recorded and alerted on, never rotated.
@@ -23,7 +23,7 @@ pub struct BaselineSummary {
     pub tools: Vec<ToolSummary>,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct RateView {
     pub mean: f64,
     pub variance: f64,
@@ -38,7 +38,7 @@ impl From<&RateBaseline> for RateView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ToolSummary {
     pub tool: String,
     pub calls: u64,
@@ -53,12 +53,12 @@ pub struct ToolSummary {
     pub params: Vec<ParamSummary>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ParamSummary {
     pub path: String,
     /// `number`, `category`, `text`, `mixed` (more than one of those) or `empty` (only
     /// redacted values).
-    pub kind: &'static str,
+    pub kind: String,
     pub samples: u64,
     /// The key is trusted; an untrusted key is `novel_param_key` once the tool is warm.
     pub known: bool,
@@ -70,7 +70,7 @@ pub struct ParamSummary {
     pub text: Option<TextView>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NumberView {
     pub mean: f64,
     pub variance: f64,
@@ -98,24 +98,24 @@ impl From<&NumberStats> for NumberView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ValuesView {
     /// New values are `novel_param_value` once the set is stable.
     pub stable: bool,
     pub values: Vec<ValueView>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ValueView {
     pub value: String,
     pub known: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TextView {
     pub length: NumberView,
     /// The character classes trusted for this path.
-    pub classes: Vec<&'static str>,
+    pub classes: Vec<String>,
 }
 
 /// The view of `baseline`. `learning` is the caller's judgement (`is_learning` under the
@@ -156,7 +156,7 @@ fn tool_summary(name: &str, tool: &ToolBaseline, config: &ParamsConfig) -> ToolS
 fn param_summary(path: &str, stats: &PathStats, config: &ParamsConfig) -> ParamSummary {
     ParamSummary {
         path: path.to_owned(),
-        kind: stats.kind(),
+        kind: stats.kind().to_owned(),
         samples: stats.samples,
         known: stats.key.is_trusted(),
         number: stats.number.as_deref().map(NumberView::from),
@@ -181,7 +181,7 @@ fn values_view(set: &ValueSet, config: &ParamsConfig) -> ValuesView {
 fn text_view(shape: &TextShape) -> TextView {
     TextView {
         length: NumberView::from(&shape.length),
-        classes: class_names(shape.classes()),
+        classes: class_names(shape.classes()).into_iter().map(str::to_owned).collect(),
     }
 }
 
