@@ -29,6 +29,7 @@
 #   alertmanager  VIGIL_TEST_ALERTMANAGER_URL
 #   (always)      VIGIL_TEST_PYTHON: the venv's python, which `start` always provisions with the
 #                 OpenTelemetry SDK and OTLP/HTTP exporter for tests/otlp/export_spans.py
+#   (with vault)  VIGIL_TEST_BAO: the venv's bao, for fault tests that run a private OpenBao
 #
 # Knobs (environment):
 #   BACKENDS_VENV=<repo>/.venv         BACKENDS_VAULT_PORT=18200 (cluster port = +1)
@@ -448,6 +449,8 @@ write_env() {
       if is_up "$s" && [ -s "$DIR/env.d/$s.env" ]; then cat "$DIR/env.d/$s.env"; fi
     done
     if [ -x "$VENV/bin/python" ]; then echo "export VIGIL_TEST_PYTHON='$VENV/bin/python'"; fi
+    # fault tests start private OpenBao servers they may stop (tests/api/faults.rs)
+    if [ -x "$VENV/bin/bao" ]; then echo "export VIGIL_TEST_BAO='$VENV/bin/bao'"; fi
   } >"$DIR/env.tmp"
   mv "$DIR/env.tmp" "$DIR/env"
 }

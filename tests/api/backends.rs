@@ -12,7 +12,7 @@ use vigil::secrets::{AwsBackend, AwsSettings, SecretRef, SecretsBackend, VaultBa
 
 /// Creates the tenant, binds `tools` to `secrets`, and posts 90 minutes of steady `tool` calls
 /// (the warm-up a tenant needs before Vigil may rotate); returns the ingest token.
-async fn tenant_with_history(app: &TestApp, tenant: &str, tool: &str, bindings: Value) -> String {
+pub(crate) async fn tenant_with_history(app: &TestApp, tenant: &str, tool: &str, bindings: Value) -> String {
     let token = app.create_tenant(tenant).await;
     let r = app
         .client
@@ -29,7 +29,7 @@ async fn tenant_with_history(app: &TestApp, tenant: &str, tool: &str, bindings: 
 }
 
 /// A burst of 60 calls in one minute: a rate spike whose policy action is `rotate`.
-async fn burst(app: &TestApp, token: &str, tool: &str) {
+pub(crate) async fn burst(app: &TestApp, token: &str, tool: &str) {
     let now = Utc::now();
     let calls: Vec<_> = (0..60)
         .map(|i| event(&format!("burst-{i}"), tool, now, json!({})))
@@ -48,7 +48,7 @@ async fn burst(app: &TestApp, token: &str, tool: &str) {
 }
 
 /// The tenant's only rotation, once it has settled; asserts it succeeded.
-async fn succeeded_rotation(app: &TestApp, tenant: &str) -> Value {
+pub(crate) async fn succeeded_rotation(app: &TestApp, tenant: &str) -> Value {
     let rotations = app.settled_rotations(tenant).await;
     assert_eq!(rotations.len(), 1, "{rotations:#?}");
     let rotation = rotations[0].clone();
@@ -58,14 +58,14 @@ async fn succeeded_rotation(app: &TestApp, tenant: &str) -> Value {
 }
 
 /// OpenBao's database engine, configured for one test against the test Postgres server.
-struct VaultDatabase {
-    vault: Vault,
+pub(crate) struct VaultDatabase {
+    pub(crate) vault: Vault,
     /// The `database/config/<name>` connection this test made (unique: tests share OpenBao).
     name: String,
 }
 
 impl VaultDatabase {
-    async fn configure() -> Self {
+    pub(crate) async fn configure() -> Self {
         let vault = Vault::from_env();
         let r = vault
             .call("POST", "sys/mounts/database", Some(json!({"type": "database"})))
@@ -97,7 +97,7 @@ impl VaultDatabase {
     }
 
     /// A dynamic role whose leases are Postgres roles.
-    async fn dynamic_role(&self, role: &str) {
+    pub(crate) async fn dynamic_role(&self, role: &str) {
         let create = r#"CREATE ROLE "{{name}}" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"#;
         self.vault
             .expect_ok(
@@ -109,7 +109,7 @@ impl VaultDatabase {
     }
 
     /// Takes one lease of a dynamic role; returns the Postgres user it created.
-    async fn lease(&self, role: &str) -> String {
+    pub(crate) async fn lease(&self, role: &str) -> String {
         /// Only the user name: the password in the same response is never kept.
         #[derive(Deserialize)]
         struct Creds {
@@ -124,7 +124,7 @@ impl VaultDatabase {
         r.json::<Creds>().await.unwrap().data.username
     }
 
-    async fn static_role(&self, role: &str, pg_user: &str) {
+    pub(crate) async fn static_role(&self, role: &str, pg_user: &str) {
         self.vault
             .expect_ok(
                 "POST",
@@ -134,7 +134,7 @@ impl VaultDatabase {
             .await;
     }
 
-    async fn last_vault_rotation(&self, role: &str) -> DateTime<Utc> {
+    pub(crate) async fn last_vault_rotation(&self, role: &str) -> DateTime<Utc> {
         let r = self
             .vault
             .call("GET", &format!("database/static-roles/{role}"), None)
@@ -144,20 +144,20 @@ impl VaultDatabase {
         body["data"]["last_vault_rotation"].as_str().unwrap().parse().unwrap()
     }
 
-    async fn revoke_prefix(&self, prefix: &str) {
+    pub(crate) async fn revoke_prefix(&self, prefix: &str) {
         self.vault
             .expect_ok("PUT", &format!("sys/leases/revoke-prefix/{prefix}"), None)
             .await;
     }
 
-    async fn remove(self) {
+    pub(crate) async fn remove(self) {
         self.vault
             .expect_ok("DELETE", &format!("database/config/{}", self.name), None)
             .await;
     }
 }
 
-async fn existing_pg_roles(app: &TestApp, names: &[&str]) -> Vec<String> {
+pub(crate) async fn existing_pg_roles(app: &TestApp, names: &[&str]) -> Vec<String> {
     let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
     sqlx::query_scalar("select rolname::text from pg_roles where rolname = any($1) order by rolname")
         .bind(&names)

@@ -22,6 +22,12 @@ impl Drop for Service {
 
 impl Service {
     pub async fn start(database_url: &str) -> Service {
+        Service::start_with_env(database_url, &[]).await
+    }
+
+    /// Starts with extra environment on top of the defaults (a later value wins), e.g.
+    /// `VIGIL_VAULT_ADDR` of a private OpenBao.
+    pub async fn start_with_env(database_url: &str, env: &[(&str, &str)]) -> Service {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -39,6 +45,7 @@ impl Service {
             .env("VIGIL_VAULT_TOKEN", required_env("VIGIL_TEST_VAULT_TOKEN"))
             .env("VIGIL_BASELINES_DIR", concat!(env!("CARGO_MANIFEST_DIR"), "/baselines"))
             .env("VIGIL_LOG", "debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::from(out.try_clone().unwrap()))
             .stderr(Stdio::from(out))
             .spawn()

@@ -6,12 +6,14 @@ use crate::process::Service;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
-struct Tenant {
-    id: String,
-    token: String,
+pub(crate) struct Tenant {
+    pub(crate) id: String,
+    pub(crate) token: String,
 }
 
-async fn tenant_with_history(service: &Service, vault: &Vault) -> Tenant {
+/// Creates a tenant bound to `tenants/<id>/github` (written first in `vault`) and posts its
+/// warm-up history.
+pub(crate) async fn tenant_with_history(service: &Service, vault: &Vault) -> Tenant {
     let client = reqwest::Client::new();
     let id = unique_tenant("acme");
     let path = format!("tenants/{id}/github");
@@ -52,7 +54,7 @@ async fn tenant_with_history(service: &Service, vault: &Vault) -> Tenant {
 }
 
 /// Posts a burst now and returns the findings of the 202.
-async fn burst(service: &Service, tenant: &Tenant) -> Vec<Value> {
+pub(crate) async fn burst(service: &Service, tenant: &Tenant) -> Vec<Value> {
     let events: Vec<Value> = (0..40)
         .map(|i| {
             event(

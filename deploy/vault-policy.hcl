@@ -1,0 +1,61 @@
+# Vigil's least-privilege policy for Vault / OpenBao: exactly the calls Vigil makes for each
+# binding kind (src/secrets/vault.rs), on the paths of one naming convention, and nothing else.
+#
+# Load it and give Vigil a token bound only to it:
+#   bao policy write vigil deploy/vault-policy.hcl        (or: vault policy write …)
+#   bao token create -policy=vigil -no-default-policy -orphan
+#   → VIGIL_VAULT_TOKEN. Vigil does not renew its token: replace it before its TTL runs out.
+#
+# Path convention (mount names `secret/` and `database/` as below; edit them if yours differ,
+# and keep the shape). <tenant> is the Vigil tenant id.
+#   kv2                   a tenant's KV v2 secrets live under secret/tenants/<tenant>/…
+#                         {"kind": "kv2", "mount": "secret", "path": "tenants/<tenant>/github"}
+#   lease_prefix          a tenant's dynamic database credentials come from roles named
+#                         tenant-<tenant>…
+#                         {"kind": "lease_prefix", "prefix": "database/creds/tenant-<tenant>"}
+#   database_static_role  a tenant's static database roles are named tenant-<tenant>-…
+#                         {"kind": "database_static_role", "mount": "database", "role": "tenant-<tenant>-app"}
+# A binding outside these paths fails its rotation at once with OpenBao's 403, which is recorded
+# and alerted: widen this policy on purpose, one path at a time, rather than with a wildcard.
+#
+# Never granted: reading database credentials (`creds/`, `static-creds/`), deleting, destroying
+# or undeleting KV versions, changing a secret's max_versions, cas_required or
+# delete_version_after, listing secrets, and anything under sys/ or auth/ beyond leases (no
+# policies, tokens, mounts): a stolen Vigil token can rotate bound secrets, not read or keep them.
+
+# kv2: the current value is read for its field names only (values are skipped unparsed); the new
+# version is written with check-and-set on the version just read.
+path "secret/data/tenants/*" {
+  capabilities = ["create", "read", "update"]
+}
+
+# kv2: current_version and versions are read; the retry marker (vigil_rotation_id,
+# vigil_rotation_version) is written to custom_metadata, which is the only field Vigil may set.
+path "secret/metadata/tenants/*" {
+  capabilities = ["create", "read", "update"]
+  allowed_parameters = {
+    "custom_metadata" = []
+  }
+}
+
+# lease_prefix: revoke every lease under the prefix (a root-protected endpoint: sudo).
+path "sys/leases/revoke-prefix/database/creds/tenant-*" {
+  capabilities = ["update", "sudo"]
+}
+
+# lease_prefix: count the leases before revoking and check none is left after. Optional: without
+# it Vigil still revokes and records "leases_revoked": null.
+path "sys/leases/lookup/database/creds/tenant-*" {
+  capabilities = ["list", "sudo"]
+}
+
+# database_static_role: rotate the password now …
+path "database/rotate-role/tenant-*" {
+  capabilities = ["update"]
+}
+
+# … and read the role's definition before and after for last_vault_rotation. The definition
+# never holds the password; database/static-creds/ (which does) is not granted.
+path "database/static-roles/tenant-*" {
+  capabilities = ["read"]
+}
