@@ -158,13 +158,27 @@ async fn learn_false_positive(app: &AppState, incident: &DbIncident) -> anyhow::
     let tenant = TenantId::parse(&incident.tenant_id)?;
     let events = store::suppressions::incident_events(&app.pool, &incident.incident_id).await?;
     if !events.is_empty() {
-        let answer = app
-            .router
-            .absorb(&tenant, events)
-            .map_err(|_| anyhow::anyhow!("the tenant's shard queue is full"))?;
-        answer.await.context("shard worker stopped")?;
+        update_baseline(
+            app,
+            &tenant,
+            Box::new(move |baseline| {
+                for event in &events {
+                    baseline.absorb(event, shard::SUSPICIOUS_WEIGHT);
+                }
+            }),
+        )
+        .await?;
     }
     Ok(())
+}
+
+/// Applies `update` to the tenant's live baseline and waits until it is snapshotted.
+pub async fn update_baseline(app: &AppState, tenant: &TenantId, update: shard::Update) -> anyhow::Result<()> {
+    let answer = app
+        .router
+        .update(tenant, update)
+        .map_err(|_| anyhow::anyhow!("the tenant's shard queue is full"))?;
+    answer.await.context("shard worker stopped")
 }
 
 /// Rebuilds every tenant's baseline: its snapshot, then the log after the snapshot's watermark.
@@ -382,7 +396,10 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/v1/tenants/{id}/tokens", post(api::admin::create_token))
         .route("/v1/tenants/{id}/tokens/{token_id}", delete(api::admin::revoke_token))
         .route("/v1/tenants/{id}/rotate", post(api::respond::rotate_tenant))
-        .route("/v1/tenants/{id}/baseline", get(api::get_baseline))
+        .route(
+            "/v1/tenants/{id}/baseline",
+            get(api::get_baseline).put(api::put_baseline),
+        )
         .route(
             "/v1/tenants/{id}/suppressions",
             get(api::respond::list_suppressions).post(api::respond::create_suppression),

@@ -14,6 +14,7 @@ pub mod metrics;
 pub mod policy;
 pub mod redact;
 pub mod respond;
+pub mod review;
 pub mod secrets;
 pub mod shard;
 pub mod simulate;

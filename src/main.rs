@@ -45,11 +45,24 @@ enum Command {
     Simulate(vigil::simulate::SimulateArgs),
     /// Post a JSONL file of events (one per line) for one tenant.
     Replay(vigil::simulate::replay::ReplayArgs),
+    /// Export a tenant's learned baseline as TOML for review, or import a reviewed one.
+    Baseline {
+        #[command(subcommand)]
+        command: BaselineCommand,
+    },
     /// Manage dashboard users.
     User {
         #[command(subcommand)]
         command: UserCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum BaselineCommand {
+    /// Write the tenant's baseline (`GET /v1/tenants/{id}/baseline`) as TOML.
+    Export(vigil::review::ExportArgs),
+    /// Replace the tenant's learned baseline with a reviewed file (`PUT /v1/tenants/{id}/baseline`).
+    Import(vigil::review::ImportArgs),
 }
 
 #[derive(Subcommand)]
@@ -104,6 +117,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = match cli.command {
         Command::Simulate(args) => return vigil::simulate::simulate_command(args).await,
         Command::Replay(args) => return vigil::simulate::replay::replay_command(args).await,
+        Command::Baseline {
+            command: BaselineCommand::Export(args),
+        } => return vigil::review::export_command(args).await,
+        Command::Baseline {
+            command: BaselineCommand::Import(args),
+        } => return vigil::review::import_command(args).await,
         command => command,
     };
     let config = Config::load(cli.config.as_deref())?;
@@ -158,7 +177,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Added {} {name}.", role.as_str());
             Ok(())
         }
-        Command::Simulate(_) | Command::Replay(_) => unreachable!("handled before the configuration is loaded"),
+        Command::Simulate(_) | Command::Replay(_) | Command::Baseline { .. } => {
+            unreachable!("handled before the configuration is loaded")
+        }
     }
 }
 

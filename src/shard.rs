@@ -56,10 +56,13 @@ pub enum ShardMsg {
     Batch(Batch),
     /// The summary of a tenant's baseline; `None` for a tenant the worker has never seen.
     Baseline(TenantId, oneshot::Sender<Option<BaselineSummary>>),
-    /// A person marked these events' findings a false positive: learn them at full weight
-    /// ([`TenantBaseline::absorb`]) and snapshot before answering, so it survives a crash.
-    Absorb(TenantId, Vec<ToolCallEvent>, oneshot::Sender<()>),
+    /// A person's change to a tenant's learned state (a false positive absorbed, a reviewed
+    /// baseline imported): applied, then snapshotted before the answer, so it survives a crash.
+    Update(TenantId, Update, oneshot::Sender<()>),
 }
+
+/// A change to one tenant's baseline, run by the worker that owns it.
+pub type Update = Box<dyn FnOnce(&mut TenantBaseline) + Send>;
 
 /// Every tenant's markers for `cross_tenant_reference`, replaced whole when tenants change
 /// (`app::refresh_markers`). Workers take the `Arc` once per batch, so the lock is held for
@@ -161,13 +164,13 @@ impl Router {
         Ok(answer)
     }
 
-    /// Has the tenant's worker learn `events` (a false positive's) at full weight; answered
-    /// once the baseline holding them is snapshotted.
-    pub fn absorb(&self, tenant: &TenantId, events: Vec<ToolCallEvent>) -> Result<oneshot::Receiver<()>, Overloaded> {
+    /// Has the tenant's worker apply `update` to its baseline, after the batches queued before
+    /// it; answered once the changed baseline is snapshotted.
+    pub fn update(&self, tenant: &TenantId, update: Update) -> Result<oneshot::Receiver<()>, Overloaded> {
         let (reply, answer) = oneshot::channel();
         let shard = shard_of(tenant, self.senders.len());
         self.senders[shard]
-            .try_send(ShardMsg::Absorb(tenant.clone(), events, reply))
+            .try_send(ShardMsg::Update(tenant.clone(), update, reply))
             .map_err(|_| Overloaded)?;
         Ok(answer)
     }
@@ -225,13 +228,13 @@ impl Worker {
                     let mut batches = Vec::new();
                     // Questions asked behind a batch of this group are answered after it.
                     let mut questions = Vec::new();
-                    let mut absorbs = Vec::new();
+                    let mut updates = Vec::new();
                     let mut next = Some(first);
                     while let Some(msg) = next.take() {
                         match msg {
                             ShardMsg::Batch(b) => batches.push(b),
                             ShardMsg::Baseline(tenant, reply) => questions.push((tenant, reply)),
-                            ShardMsg::Absorb(tenant, events, reply) => absorbs.push((tenant, events, reply)),
+                            ShardMsg::Update(tenant, update, reply) => updates.push((tenant, update, reply)),
                         }
                         if batches.len() < GROUP_COMMIT_MAX {
                             next = rx.try_recv().ok();
@@ -240,12 +243,14 @@ impl Worker {
                     if !batches.is_empty() {
                         self.process(batches).await;
                     }
-                    if !absorbs.is_empty() {
-                        for (tenant, events, _) in &absorbs {
-                            self.absorb(tenant, events);
+                    if !updates.is_empty() {
+                        let mut replies = Vec::new();
+                        for (tenant, update, reply) in updates {
+                            self.update(tenant, update);
+                            replies.push(reply);
                         }
                         self.snapshot().await;
-                        for (_, _, reply) in absorbs {
+                        for reply in replies {
                             let _ = reply.send(());
                         }
                     }
@@ -259,14 +264,14 @@ impl Worker {
         self.snapshot().await;
     }
 
-    fn absorb(&mut self, tenant: &TenantId, events: &[ToolCallEvent]) {
-        let Some(state) = self.tenants.get_mut(tenant) else {
-            return;
-        };
-        for event in events {
-            state.baseline.absorb(event, SUSPICIOUS_WEIGHT);
-        }
-        self.dirty.insert(tenant.clone());
+    fn update(&mut self, tenant: TenantId, update: Update) {
+        let policy = &self.pipeline.policy;
+        let state = self
+            .tenants
+            .entry(tenant.clone())
+            .or_insert_with(|| TenantState::new(policy));
+        update(&mut state.baseline);
+        self.dirty.insert(tenant);
     }
 
     fn summary(&self, tenant: &TenantId) -> Option<BaselineSummary> {

@@ -7,7 +7,7 @@ pub mod error;
 pub mod respond;
 
 use crate::app::{self, AppState};
-use crate::baseline::{self, TenantBaseline};
+use crate::baseline::{self, BaselineSummary, TenantBaseline};
 use crate::event::TenantId;
 use crate::policy::Mode;
 use crate::secrets::SecretRef;
@@ -188,6 +188,46 @@ pub async fn get_baseline(
     let open = store::suppressions::open(&app.pool, Some(&id)).await?;
     view["suppressions"] = open.iter().map(respond::suppression_view).collect();
     Ok(Json(view))
+}
+
+/// `PUT /v1/tenants/{id}/baseline` with a baseline as `GET` shows it (a reviewed
+/// `vigil baseline export`) → 200 the baseline now learned. Replaces what the tenant has
+/// learned; learning goes on from there. Every field is checked first: a bad file changes
+/// nothing.
+pub async fn put_baseline(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_tenant_path(&id)?;
+    store::tenants::get(&app.pool, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let summary: BaselineSummary = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid("body", format!("not a baseline as GET shows it: {e}")))?;
+    if summary.tenant_id != id.as_ref() {
+        return Err(ApiError::invalid(
+            "tenant_id",
+            format!("this is the baseline of {:?}, not of {id}", summary.tenant_id),
+        ));
+    }
+    let config = app.dashboard.policy.detect_for(&id);
+    let imported = baseline::seed::seeded(&summary, config.rate, &config.params)
+        .map_err(|e| ApiError::invalid(e.field, e.message))?;
+    app::update_baseline(&app, &id, Box::new(move |learned| *learned = imported)).await?;
+    store::audit::record(
+        &app.pool,
+        store::audit::NewEntry {
+            actor: &admin.actor(),
+            action: "baseline.import",
+            tenant_id: Some(id.as_ref()),
+            target: Some(id.as_ref()),
+            details: json!({"tools": summary.tools.len(), "events_seen": summary.events_seen}),
+        },
+    )
+    .await?;
+    get_baseline(State(app), admin, Path(id.to_string())).await
 }
 
 fn bindings_view(bindings: &[DbBinding]) -> Value {

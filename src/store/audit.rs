@@ -43,6 +43,14 @@ pub struct NewEntry<'a> {
     pub details: Value,
 }
 
+/// Appends one entry on its own, for a change that lives outside Postgres (a baseline in the
+/// shard that owns it).
+pub async fn record(pool: &PgPool, entry: NewEntry<'_>) -> sqlx::Result<()> {
+    let mut tx = pool.begin().await?;
+    append(&mut tx, entry).await?;
+    tx.commit().await
+}
+
 /// Appends one entry inside the caller's transaction.
 pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: NewEntry<'_>) -> sqlx::Result<()> {
     sqlx::query(

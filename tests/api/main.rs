@@ -14,6 +14,7 @@ mod otlp;
 mod process;
 mod response;
 mod restart;
+mod review;
 mod rotation;
 mod simulate;
 mod startup;

@@ -24,6 +24,7 @@ async fn the_openapi_document_describes_every_endpoint_of_the_contract() {
         ("/v1/tenants/{id}/bindings", "get"),
         ("/v1/tenants/{id}/rotate", "post"),
         ("/v1/tenants/{id}/baseline", "get"),
+        ("/v1/tenants/{id}/baseline", "put"),
         ("/v1/tenants/{id}/suppressions", "get"),
         ("/v1/tenants/{id}/suppressions", "post"),
         ("/v1/tenants/{id}/suppressions/{suppression_id}", "delete"),

@@ -1,0 +1,165 @@
+//! `vigil baseline export` and `vigil baseline import`: a tenant's learned baseline as TOML, for
+//! review in git under `baselines/`, and back. Both are HTTP clients of a running Vigil (the
+//! baseline lives in the shard that owns the tenant): export reads
+//! `GET /v1/tenants/{id}/baseline`, import sends the file to `PUT` on the same path, which
+//! replaces what the tenant has learned and keeps learning from there.
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde_json::Value;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// The tenant whose baseline to export.
+    #[arg(long)]
+    pub tenant: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Base URL of Vigil.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// A file written by `vigil baseline export` (reviewed, perhaps edited).
+    pub file: PathBuf,
+    /// Base URL of Vigil.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+}
+
+/// The baseline API's JSON as TOML: nulls (absent values) are left out, since TOML has none;
+/// the open suppressions are not part of a baseline and are left out too.
+pub fn to_toml(baseline: &Value) -> anyhow::Result<String> {
+    let mut baseline = baseline.clone();
+    if let Some(map) = baseline.as_object_mut() {
+        map.remove("suppressions");
+    }
+    let header = format!(
+        "# The learned baseline of tenant {}, from `vigil baseline export`.\n\
+         # Review it, keep it in git, and load it with `vigil baseline import FILE`.\n\n",
+        baseline["tenant_id"].as_str().unwrap_or("?")
+    );
+    Ok(header + &toml::to_string(&without_nulls(baseline)).context("Failed to write the baseline as TOML")?)
+}
+
+/// A reviewed file back into the JSON the API takes.
+pub fn from_toml(text: &str) -> anyhow::Result<Value> {
+    let value: toml::Value = toml::from_str(text).context("The file is not valid TOML")?;
+    Ok(serde_json::to_value(value)?)
+}
+
+fn without_nulls(value: Value) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(without_nulls).collect()),
+        other => other,
+    }
+}
+
+pub async fn export_command(args: ExportArgs) -> anyhow::Result<()> {
+    let url = format!("{}/v1/tenants/{}/baseline", args.url.trim_end_matches('/'), args.tenant);
+    let response = reqwest::Client::new()
+        .get(&url)
+        .bearer_auth(&args.admin_token)
+        .send()
+        .await
+        .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
+    let status = response.status();
+    let body: Value = response.json().await.context("Vigil's answer is not JSON")?;
+    if !status.is_success() {
+        bail!(
+            "GET {url}: {status}: {}",
+            body["error"]["message"].as_str().unwrap_or("?")
+        );
+    }
+    let text = to_toml(&body)?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("Failed to write {}", path.display()))?;
+            eprintln!("Wrote the baseline of {} to {}", args.tenant, path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+pub async fn import_command(args: ImportArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(&args.file).with_context(|| format!("Failed to read {}", args.file.display()))?;
+    let baseline = from_toml(&text)?;
+    let Some(tenant) = baseline["tenant_id"].as_str() else {
+        bail!("{} names no tenant_id", args.file.display());
+    };
+    let url = format!("{}/v1/tenants/{tenant}/baseline", args.url.trim_end_matches('/'));
+    let response = reqwest::Client::new()
+        .put(&url)
+        .bearer_auth(&args.admin_token)
+        .json(&baseline)
+        .send()
+        .await
+        .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
+    let status = response.status();
+    let body: Value = response.json().await.context("Vigil's answer is not JSON")?;
+    if !status.is_success() {
+        let field = body["error"]["field"]
+            .as_str()
+            .map(|f| format!(" (at {f})"))
+            .unwrap_or_default();
+        bail!(
+            "PUT {url}: {status}: {}{field}",
+            body["error"]["message"].as_str().unwrap_or("?")
+        );
+    }
+    eprintln!(
+        "Imported the baseline of {tenant}: {} tools, {} events",
+        body["tools"].as_array().map_or(0, Vec::len),
+        body["events_seen"]
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_baseline_goes_to_toml_and_back_without_its_nulls_and_suppressions() {
+        let baseline = json!({
+            "tenant_id": "acme", "learning": false, "since": "2026-11-26T08:00:00Z", "last_seen": null,
+            "events_seen": 100, "rate_per_min": {"mean": 1.5, "variance": 0.25},
+            "tools": [{"tool": "db.query", "calls": 100, "known": true, "error_rate": 0.1,
+                       "params": [{"path": "limit", "kind": "number", "samples": 100, "known": true,
+                                   "number": {"mean": 12.0, "variance": 2.0, "min": 10.0, "max": 14.0,
+                                              "q1": 11.0, "median": 12.0, "q3": 13.0}}]}],
+            "suppressions": [{"id": "sup_1"}]
+        });
+        let text = to_toml(&baseline).unwrap();
+        assert!(text.starts_with("# The learned baseline of tenant acme"), "{text}");
+        assert!(!text.contains("last_seen") && !text.contains("suppressions"), "{text}");
+        let mut expected = baseline.clone();
+        let map = expected.as_object_mut().unwrap();
+        map.remove("last_seen");
+        map.remove("suppressions");
+        assert_eq!(from_toml(&text).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_file_that_is_not_toml_says_so() {
+        let e = from_toml("tenant_id = ").unwrap_err();
+        assert!(format!("{e:#}").starts_with("The file is not valid TOML"), "{e:#}");
+    }
+}
