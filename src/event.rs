@@ -186,6 +186,25 @@ pub struct EventLimits {
 /// Serialized size limit of `params`.
 pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
 
+#[cfg(test)]
+impl ToolCallEvent {
+    /// A call for tests: `tool` at `at` with `params`, ending in `outcome`, nothing optional.
+    pub fn sample(id: &str, tool: &str, at: DateTime<Utc>, params: Value, outcome: Outcome) -> Self {
+        ToolCallEvent {
+            event_id: EventId::parse(id).unwrap(),
+            timestamp: at,
+            tool: ToolName::parse(tool).unwrap(),
+            params,
+            outcome,
+            error_code: None,
+            duration_ms: None,
+            agent_id: None,
+            session_id: None,
+            credential_ref: None,
+        }
+    }
+}
+
 impl ToolCallEvent {
     /// Builds an event from one element of a batch, checking every rule of the API contract.
     /// Returns the `tenant_id` the event claims, if any, for the caller to compare with the

@@ -77,14 +77,7 @@ pub async fn export_command(args: ExportArgs) -> anyhow::Result<()> {
         .send()
         .await
         .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
-    let status = response.status();
-    let body: Value = response.json().await.context("Vigil's answer is not JSON")?;
-    if !status.is_success() {
-        bail!(
-            "GET {url}: {status}: {}",
-            body["error"]["message"].as_str().unwrap_or("?")
-        );
-    }
+    let body = answer(response, &format!("GET {url}")).await?;
     let text = to_toml(&body)?;
     match &args.out {
         Some(path) => {
@@ -111,6 +104,17 @@ pub async fn import_command(args: ImportArgs) -> anyhow::Result<()> {
         .send()
         .await
         .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
+    let body = answer(response, &format!("PUT {url}")).await?;
+    eprintln!(
+        "Imported the baseline of {tenant}: {} tools, {} events",
+        body["tools"].as_array().map_or(0, Vec::len),
+        body["events_seen"]
+    );
+    Ok(())
+}
+
+/// The JSON body of a 2xx answer; any other is an error saying what Vigil refused, and where.
+async fn answer(response: reqwest::Response, request: &str) -> anyhow::Result<Value> {
     let status = response.status();
     let body: Value = response.json().await.context("Vigil's answer is not JSON")?;
     if !status.is_success() {
@@ -119,16 +123,11 @@ pub async fn import_command(args: ImportArgs) -> anyhow::Result<()> {
             .map(|f| format!(" (at {f})"))
             .unwrap_or_default();
         bail!(
-            "PUT {url}: {status}: {}{field}",
+            "{request}: {status}: {}{field}",
             body["error"]["message"].as_str().unwrap_or("?")
         );
     }
-    eprintln!(
-        "Imported the baseline of {tenant}: {} tools, {} events",
-        body["tools"].as_array().map_or(0, Vec::len),
-        body["events_seen"]
-    );
-    Ok(())
+    Ok(body)
 }
 
 #[cfg(test)]

@@ -160,11 +160,16 @@ pub async fn get_tenant(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
-    let tenant = store::tenants::get(&app.pool, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    let tenant = existing_tenant(&app, &id).await?;
     let tokens = store::tenants::tokens(&app.pool, &id).await?;
     Ok(Json(tenant_view_with_tokens(&tenant, &tokens)))
+}
+
+/// The tenant, or a 404.
+pub(crate) async fn existing_tenant(app: &AppState, id: &TenantId) -> Result<DbTenant, ApiError> {
+    store::tenants::get(&app.pool, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("tenant"))
 }
 
 /// `GET /v1/tenants/{id}/baseline`: what Vigil has learned about the tenant, asked of the
@@ -175,9 +180,7 @@ pub async fn get_baseline(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
-    store::tenants::get(&app.pool, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    existing_tenant(&app, &id).await?;
     let answer = app.router.baseline(&id).map_err(|_| ApiError::overloaded())?;
     let summary = answer
         .await
@@ -201,9 +204,7 @@ pub async fn put_baseline(
     body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
-    store::tenants::get(&app.pool, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    existing_tenant(&app, &id).await?;
     let summary: BaselineSummary = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid("body", format!("not a baseline as GET shows it: {e}")))?;
     if summary.tenant_id != id.as_ref() {
@@ -242,9 +243,7 @@ pub async fn put_bindings(
     Json(body): Json<Value>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
-    store::tenants::get(&app.pool, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    existing_tenant(&app, &id).await?;
     let items = body
         .get("bindings")
         .and_then(Value::as_array)
@@ -297,9 +296,7 @@ pub async fn get_bindings(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
-    store::tenants::get(&app.pool, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    existing_tenant(&app, &id).await?;
     Ok(Json(bindings_view(&store::tenants::bindings(&app.pool, &id).await?)))
 }
 

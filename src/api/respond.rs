@@ -200,9 +200,7 @@ pub async fn create_suppression(
         .ok_or_else(|| ApiError::invalid("minutes", format!("minutes is 1 to {MAX_SUPPRESS_MINUTES} (30 days)")))?;
     let reason = respond::check_note("reason", optional_string(&body, "reason")?)?
         .ok_or_else(|| ApiError::invalid("reason", "say why: reason is required"))?;
-    store::tenants::get(&app.pool, &tenant)
-        .await?
-        .ok_or_else(|| ApiError::not_found("tenant"))?;
+    super::existing_tenant(&app, &tenant).await?;
     let new = NewSuppression {
         tenant: &tenant,
         detector: detector.as_str(),

@@ -305,29 +305,24 @@ pub(crate) mod exact_f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventId, Outcome, ToolName};
+    use crate::event::{Outcome, ToolCallEvent};
 
     /// Call `n`: parameters of every kind (numbers that are not round, a category, free text,
     /// an array, a flag), and one call in thirteen failing.
     fn event(n: u64, tool: &str, at: DateTime<Utc>) -> ToolCallEvent {
         let state = ["open", "closed", "draft"][n as usize % 3];
-        ToolCallEvent {
-            event_id: EventId::parse(&format!("e-{n}")).unwrap(),
-            timestamp: at,
-            tool: ToolName::parse(tool).unwrap(),
-            params: serde_json::json!({"limit": (n % 50) as f64 / 7.0, "state": state, "q": format!("q-{n}"),
+        ToolCallEvent::sample(
+            &format!("e-{n}"),
+            tool,
+            at,
+            serde_json::json!({"limit": (n % 50) as f64 / 7.0, "state": state, "q": format!("q-{n}"),
                                        "ids": vec![n; (n % 4) as usize], "force": n.is_multiple_of(5)}),
-            outcome: if n.is_multiple_of(13) {
+            if n.is_multiple_of(13) {
                 Outcome::Denied
             } else {
                 Outcome::Success
             },
-            error_code: None,
-            duration_ms: None,
-            agent_id: None,
-            session_id: None,
-            credential_ref: None,
-        }
+        )
     }
 
     /// A few hours of three tools with irregular spacing, a late event and weighted ones.

@@ -232,7 +232,7 @@ fn seeded_number(at: &str, n: &NumberView, samples: u64) -> Result<NumberStats, 
 mod tests {
     use super::*;
     use crate::baseline::summary::summary;
-    use crate::event::{EventId, Outcome, TenantId, ToolCallEvent};
+    use crate::event::{Outcome, TenantId, ToolCallEvent};
     use serde_json::json;
 
     fn history() -> TenantBaseline {
@@ -241,19 +241,14 @@ mod tests {
         for i in 0..600i64 {
             let tool = ["db.query", "github.list_issues"][i as usize % 2];
             let table = ["orders", "users"][i as usize % 2];
-            let event = ToolCallEvent {
-                event_id: EventId::parse(&format!("e-{i}")).unwrap(),
-                timestamp: start + chrono::Duration::seconds(i * 20),
-                tool: ToolName::parse(tool).unwrap(),
-                params: json!({"table": table, "limit": 10 + i % 40,
+            let event = ToolCallEvent::sample(
+                &format!("e-{i}"),
+                tool,
+                start + chrono::Duration::seconds(i * 20),
+                json!({"table": table, "limit": 10 + i % 40,
                                "q": format!("label:bug-{i}")}),
-                outcome: if i % 25 == 0 { Outcome::Denied } else { Outcome::Success },
-                error_code: None,
-                duration_ms: None,
-                agent_id: None,
-                session_id: None,
-                credential_ref: None,
-            };
+                if i % 25 == 0 { Outcome::Denied } else { Outcome::Success },
+            );
             b.observe(&event, 1.0);
         }
         b

@@ -188,7 +188,7 @@ fn text_view(shape: &TextShape) -> TextView {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+    use crate::event::{Outcome, ToolCallEvent};
     use serde_json::json;
 
     #[test]
@@ -197,19 +197,14 @@ mod tests {
         let mut b = TenantBaseline::default();
         for i in 0..100i64 {
             let table = ["orders", "users"][i as usize % 2];
-            let event = ToolCallEvent {
-                event_id: EventId::parse(&format!("e-{i}")).unwrap(),
-                timestamp: start + chrono::Duration::minutes(i),
-                tool: ToolName::parse("db.query").unwrap(),
-                params: json!({"table": table, "limit": 10 + i % 5,
+            let event = ToolCallEvent::sample(
+                &format!("e-{i}"),
+                "db.query",
+                start + chrono::Duration::minutes(i),
+                json!({"table": table, "limit": 10 + i % 5,
                                "ids": [1, 2], "token": "[REDACTED:jwt:0123456789abcdef]"}),
-                outcome: if i % 10 == 0 { Outcome::Denied } else { Outcome::Success },
-                error_code: None,
-                duration_ms: None,
-                agent_id: None,
-                session_id: None,
-                credential_ref: None,
-            };
+                if i % 10 == 0 { Outcome::Denied } else { Outcome::Success },
+            );
             b.observe(&event, 1.0);
         }
         let tenant = TenantId::parse("acme").unwrap();

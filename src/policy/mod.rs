@@ -319,7 +319,8 @@ mod tests {
         Policy::from_toml(include_str!("../../baselines/default.toml")).expect("shipped policy parses")
     }
 
-    fn finding(detector: Detector) -> Finding {
+    /// A high finding of `detector` on `db.query`.
+    pub(super) fn finding(detector: Detector) -> Finding {
         Finding {
             detector,
             severity: Severity::High,

@@ -52,20 +52,11 @@ impl Suppressions {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::detect::Severity;
 
     fn finding(detector: Detector, tool: &str) -> Finding {
         Finding {
-            detector,
-            severity: Severity::High,
             tool: tool.into(),
-            event_id: "e-1".into(),
-            observed: 1.0,
-            expected: 0.0,
-            threshold: 1.0,
-            p_value: None,
-            explanation: String::new(),
-            at: "2026-11-26T08:00:00Z".parse().unwrap(),
+            ..crate::policy::tests::finding(detector)
         }
     }
 

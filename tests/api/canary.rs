@@ -24,17 +24,8 @@ async fn canary_secrets_are_redacted_and_reach_no_sink() {
     let client = reqwest::Client::new();
     let url = |p: &str| format!("{}{p}", service.address);
     let tenant = unique_tenant("acme");
-    let created: Value = client
-        .post(url("/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"id": tenant}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["ingest_token"].as_str().unwrap();
+    let token = service.create_tenant(&tenant).await;
+    let token = token.as_str();
 
     let mut responses = String::new();
     let planted = json!({"events": [{
@@ -82,15 +73,7 @@ async fn canary_secrets_are_redacted_and_reach_no_sink() {
         assert_eq!(r.status(), 200, "{path}");
         responses.push_str(&r.text().await.unwrap());
     }
-    let incidents: Value = client
-        .get(url("/v1/incidents"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let incidents = service.admin_json("/v1/incidents").await;
     let explanation = incidents["incidents"][0]["findings"][0]["explanation"]
         .as_str()
         .unwrap()

@@ -32,29 +32,13 @@ fn history(prefix: &str) -> Vec<Value> {
 
 async fn warm_tenant_in(app: TestApp, markers: &[&str]) -> Warm {
     let tenant = unique_tenant("acme");
-    let token = create_tenant_with_markers(&app, &tenant, markers).await;
+    let token = app.create_tenant_with_markers(&tenant, markers).await;
     app.post_history(&token, &history("w")).await;
     Warm { app, tenant, token }
 }
 
 async fn warm_tenant() -> Warm {
     warm_tenant_in(spawn_app().await, &[]).await
-}
-
-async fn create_tenant_with_markers(app: &TestApp, id: &str, markers: &[&str]) -> String {
-    let r = app
-        .client
-        .post(app.url("/v1/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"id": id, "markers": markers}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201, "create tenant {id}");
-    r.json::<Value>().await.unwrap()["ingest_token"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 impl Warm {
@@ -189,7 +173,7 @@ async fn a_tenants_own_file_declares_tools_and_overrides_rules() {
     let mut config = test_config(&database_url);
     config.baselines_dir = dir.clone();
     let app = spawn_app_with(config).await;
-    let token = create_tenant_with_markers(&app, &tenant, &[]).await;
+    let token = app.create_tenant_with_markers(&tenant, &[]).await;
     app.post_history(&token, &history("w")).await;
     let w = Warm { app, tenant, token };
 
@@ -259,7 +243,8 @@ async fn a_key_the_tool_never_had_is_recorded_as_a_novel_param_key() {
 async fn another_tenants_marker_in_a_param_rotates_the_referring_tenants_secret() {
     let app = spawn_app().await;
     let globex = unique_tenant("globex");
-    create_tenant_with_markers(&app, &globex, &[&format!("{globex}-prod-")]).await;
+    app.create_tenant_with_markers(&globex, &[&format!("{globex}-prod-")])
+        .await;
     let w = warm_tenant_in(app, &["acme-internal-"]).await;
     let path = format!("tenants/{}/db", w.tenant);
     w.app.vault.write_kv2(&path, json!({"password": "placeholder"})).await;
@@ -337,7 +322,7 @@ async fn a_tenant_created_outside_the_api_is_protected_once_it_ingests() {
 async fn posting_for_another_tenant_is_refused_and_raises_cross_tenant_ingest() {
     let app = spawn_app().await;
     let acme = unique_tenant("acme");
-    let token = create_tenant_with_markers(&app, &acme, &[]).await;
+    let token = app.create_tenant_with_markers(&acme, &[]).await;
     let mut foreign = event("e1", "db.query", Utc::now(), json!({}));
     foreign["tenant_id"] = json!("globex");
     let r = app.post_events(&token, &[foreign]).await;

@@ -158,11 +158,16 @@ impl TestApp {
 
     /// Creates a tenant through the API; returns its ingest token.
     pub async fn create_tenant(&self, id: &str) -> String {
+        self.create_tenant_with_markers(id, &[]).await
+    }
+
+    /// Creates a tenant with `markers` (its id is always one); returns its ingest token.
+    pub async fn create_tenant_with_markers(&self, id: &str, markers: &[&str]) -> String {
         let r = self
             .client
             .post(self.url("/v1/tenants"))
             .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({"id": id, "display_name": id}))
+            .json(&json!({"id": id, "display_name": id, "markers": markers}))
             .send()
             .await
             .unwrap();

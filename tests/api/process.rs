@@ -73,6 +73,47 @@ impl Service {
         panic!("vigil serve did not become ready in 10 s");
     }
 
+    /// `GET path` with the admin token; asserts 200.
+    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
+        let r = reqwest::Client::new()
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200, "GET {path}");
+        r.json().await.unwrap()
+    }
+
+    /// Creates tenant `id`; returns its ingest token.
+    pub async fn create_tenant(&self, id: &str) -> String {
+        let r = reqwest::Client::new()
+            .post(format!("{}/v1/tenants", self.address))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&serde_json::json!({ "id": id }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "create tenant {id}");
+        let created: serde_json::Value = r.json().await.unwrap();
+        created["ingest_token"].as_str().unwrap().to_owned()
+    }
+
+    /// Posts `events` in batches of 500; asserts each 202.
+    pub async fn post_events(&self, token: &str, events: &[serde_json::Value]) {
+        let client = reqwest::Client::new();
+        for chunk in events.chunks(500) {
+            let r = client
+                .post(format!("{}/v1/events", self.address))
+                .bearer_auth(token)
+                .json(&serde_json::json!({ "events": chunk }))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 202);
+        }
+    }
+
     /// SIGTERM, wait for a clean exit, return everything it printed.
     pub fn stop(mut self) -> String {
         let status = Command::new("kill")

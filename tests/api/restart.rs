@@ -18,17 +18,7 @@ pub(crate) async fn tenant_with_history(service: &Service, vault: &Vault) -> Ten
     let id = unique_tenant("acme");
     let path = format!("tenants/{id}/github");
     vault.write_kv2(&path, json!({"token": "placeholder"})).await;
-    let created: Value = client
-        .post(format!("{}/v1/tenants", service.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"id": id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = created["ingest_token"].as_str().unwrap().to_owned();
+    let token = service.create_tenant(&id).await;
     let bindings = json!({"bindings": [{"tools": "github.*", "secrets": [
         {"backend": "vault", "kind": "kv2", "mount": "secret", "path": path}]}]});
     let r = client
@@ -40,16 +30,7 @@ pub(crate) async fn tenant_with_history(service: &Service, vault: &Vault) -> Ten
         .unwrap();
     assert_eq!(r.status(), 200);
     let history = steady_history("h", "github.list_issues", 2, 90, this_minute() - Duration::minutes(1));
-    for chunk in history.chunks(500) {
-        let r = client
-            .post(format!("{}/v1/events", service.address))
-            .bearer_auth(&token)
-            .json(&json!({ "events": chunk }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    }
+    service.post_events(&token, &history).await;
     Tenant { id, token }
 }
 
@@ -160,45 +141,6 @@ fn rich_history() -> Vec<Value> {
         .collect()
 }
 
-async fn post_all(service: &Service, token: &str, events: &[Value]) {
-    let client = reqwest::Client::new();
-    for chunk in events.chunks(100) {
-        let r = client
-            .post(format!("{}/v1/events", service.address))
-            .bearer_auth(token)
-            .json(&json!({ "events": chunk }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 202);
-    }
-}
-
-async fn create_tenant_on(service: &Service, id: &str) -> String {
-    let created: Value = reqwest::Client::new()
-        .post(format!("{}/v1/tenants", service.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"id": id}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    created["ingest_token"].as_str().unwrap().to_owned()
-}
-
-async fn baseline_of(service: &Service, id: &str) -> Value {
-    let r = reqwest::Client::new()
-        .get(format!("{}/v1/tenants/{id}/baseline", service.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_baseline_rebuilt_after_a_stop_and_a_sigkill_equals_one_that_never_stopped() {
     let history = rich_history();
@@ -207,22 +149,22 @@ async fn a_baseline_rebuilt_after_a_stop_and_a_sigkill_equals_one_that_never_sto
 
     // Never stopped: every event through one process.
     let steady = Service::start(&fresh_database().await).await;
-    let token = create_tenant_on(&steady, &id).await;
-    post_all(&steady, &token, &history).await;
-    let expected = baseline_of(&steady, &id).await;
+    let token = steady.create_tenant(&id).await;
+    steady.post_events(&token, &history).await;
+    let expected = steady.admin_json(&format!("/v1/tenants/{id}/baseline")).await;
     steady.stop();
 
     // Stopped cleanly half way (a snapshot), then killed (a replay after that snapshot).
     let database_url = fresh_database().await;
     let first = Service::start(&database_url).await;
-    let token = create_tenant_on(&first, &id).await;
-    post_all(&first, &token, first_half).await;
+    let token = first.create_tenant(&id).await;
+    first.post_events(&token, first_half).await;
     first.stop();
     let second = Service::start(&database_url).await;
-    post_all(&second, &token, second_half).await;
+    second.post_events(&token, second_half).await;
     second.kill9();
     let third = Service::start(&database_url).await;
-    let restored = baseline_of(&third, &id).await;
+    let restored = third.admin_json(&format!("/v1/tenants/{id}/baseline")).await;
     let log = third.stop();
 
     assert!(
