@@ -456,6 +456,14 @@ async fn strings_from_agents_render_as_inert_text_on_every_page() {
     }
     let captions = browser.texts("figure.chart figcaption code.tool").await;
     assert!(captions.iter().any(|t| t == TOOL_SCRIPT), "{captions:?}");
+    // Learned parameters: the hostile key is a path, the hostile values a value set.
+    let paths = browser.texts("code.param").await;
+    assert!(paths.iter().any(|p| p == PARAM_KEY), "{PARAM_KEY} among the paths {paths:?}");
+    let values = browser.texts("td.param-values").await;
+    assert!(
+        values.iter().any(|v| v.contains(PARAM_VALUE)) && values.iter().any(|v| v.contains(TOOL_URL)),
+        "the hostile values as text among {values:?}"
+    );
 
     browser.goto(&app, "/audit").await;
     browser.wait_for("tr.audit-entry").await;

@@ -334,17 +334,27 @@ async fn incident_transitions_follow_the_lifecycle_and_each_is_audited_with_its_
         "a refused transition changes nothing and records nothing"
     );
 
-    // Findings after the first incident closed open a second one; false positive from open.
+    // Findings after the first incident closed open a second one; false positive from open,
+    // suppressing its findings for a day (a bad duration changes nothing).
     let second = leak_a_key(&app, &token, "leak-2", "s3.get", json!({})).await;
     assert_ne!(second, first);
+    let fp = format!("/incidents/{second}/false-positive");
     let r = ravi
-        .act(
-            &format!("/incidents/{second}/false-positive"),
-            &[("note", "test key from the docs")],
-        )
+        .act(&fp, &[("note", "test key from the docs"), ("suppress", "a while")])
+        .await;
+    assert_eq!(r.status(), 422);
+    assert_eq!(incident_status(&app, &second).await, "open");
+    let r = ravi
+        .act(&fp, &[("note", "test key from the docs"), ("suppress", "1440")])
         .await;
     assert_eq!(r.status(), 303);
     assert_eq!(incident_status(&app, &second).await, "false_positive");
+    let baseline = ravi.page(&format!("/tenants/{tenant}")).await;
+    assert!(
+        baseline.contains("secret_in_payload</span> on <code class=\"tool\">s3.get</code>")
+            && baseline.contains("test key from the docs"),
+        "the open suppression is on the baseline page"
+    );
 
     let resolved = ravi
         .page(&format!("/incidents?tenant={tenant}&status=resolved&since=1h"))
