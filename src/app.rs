@@ -15,7 +15,7 @@ use crate::policy::suppress::{Suppression, Suppressions};
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
 use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend};
-use crate::shard::{self, Pipeline, Router, SharedMarkers, SharedSuppressions, TenantState};
+use crate::shard::{self, Pipeline, Router, SharedMarkers, SharedPolicy, SharedSuppressions, TenantState};
 use crate::store;
 use crate::store::incidents::DbIncident;
 use anyhow::Context;
@@ -54,6 +54,10 @@ pub struct AppState {
     /// Wakes the alert worker after a change wrote to the alert outbox.
     pub alert_wake: Arc<Notify>,
     pub dashboard: Arc<Dashboard>,
+    /// The policy in force, shared with the shard workers; see [`refresh_policy`].
+    pub policy: SharedPolicy,
+    /// The policy of the files alone (`baselines/`), which the API's overrides merge over.
+    pub file_policy: Arc<Policy>,
     /// Every tenant's markers, shared with the shard workers; see [`refresh_markers`].
     pub markers: SharedMarkers,
     /// Every tenant's open suppressions, shared with the shard workers; see
@@ -114,6 +118,27 @@ pub async fn refresh_markers(pool: &PgPool, markers: &SharedMarkers) -> anyhow::
         .collect();
     let built = TenantMarkers::new(&all).context("Failed to compile the tenant markers")?;
     *markers.write().expect("markers lock") = Arc::new(built);
+    Ok(())
+}
+
+/// The policy in force now.
+pub fn current_policy(policy: &SharedPolicy) -> Arc<Policy> {
+    policy.read().expect("policy lock").clone()
+}
+
+/// Rebuilds the policy in force: the files' policy, then every tenant override stored through
+/// the API (which replaces that tenant's file). Called at start and after an override changes.
+/// A stored override that no longer loads stops the start: a tenant silently falling back to
+/// a weaker policy is worse than a clear refusal.
+pub async fn refresh_policy(pool: &PgPool, files: &Policy, shared: &SharedPolicy) -> anyhow::Result<()> {
+    let mut policy = files.clone();
+    for (tenant, text) in store::policies::all(pool).await? {
+        let id = TenantId::parse(&tenant)?;
+        policy
+            .add_tenant(id, &text)
+            .with_context(|| format!("The stored policy of tenant {tenant} does not load"))?;
+    }
+    *shared.write().expect("policy lock") = Arc::new(policy);
     Ok(())
 }
 
@@ -246,7 +271,12 @@ impl App {
         if !store::migrations_applied(&pool).await {
             anyhow::bail!("the database schema is not up to date: run `vigil migrate` first");
         }
-        let policy = Arc::new(load_policy(&config)?);
+        let file_policy = Arc::new(load_policy(&config)?);
+        let shared_policy: SharedPolicy = Arc::new(std::sync::RwLock::new(file_policy.clone()));
+        refresh_policy(&pool, &file_policy, &shared_policy)
+            .await
+            .context("Failed to load the tenants' policy overrides")?;
+        let policy = current_policy(&shared_policy);
         let metrics = Arc::new(Metrics::new());
         let rotation_wake = Arc::new(Notify::new());
         let alert_wake = Arc::new(Notify::new());
@@ -263,7 +293,7 @@ impl App {
             .context("Failed to load suppressions")?;
         let pipeline = Arc::new(Pipeline {
             pool: pool.clone(),
-            policy: policy.clone(),
+            policy: shared_policy.clone(),
             metrics: metrics.clone(),
             rotation_wake: rotation_wake.clone(),
             alert_wake: alert_wake.clone(),
@@ -286,7 +316,6 @@ impl App {
         };
         let (stop_workers, stopped) = watch::channel(false);
         let dashboard = Arc::new(Dashboard {
-            policy: policy.clone(),
             rotation_wake: rotation_wake.clone(),
             cookie_secure: config.cookie_secure,
         });
@@ -327,6 +356,8 @@ impl App {
             dashboard,
             markers,
             suppressions,
+            policy: shared_policy,
+            file_policy,
         };
         Ok(App {
             listener,
@@ -394,6 +425,12 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/v1/tenants", post(api::create_tenant).get(api::list_tenants))
         .route("/v1/tenants/{id}", get(api::get_tenant).patch(api::admin::patch_tenant))
         .route("/v1/tenants/{id}/tokens", post(api::admin::create_token))
+        .route(
+            "/v1/tenants/{id}/policy",
+            get(api::admin::get_policy)
+                .put(api::admin::put_policy)
+                .delete(api::admin::delete_policy),
+        )
         .route("/v1/tenants/{id}/tokens/{token_id}", delete(api::admin::revoke_token))
         .route("/v1/tenants/{id}/rotate", post(api::respond::rotate_tenant))
         .route(

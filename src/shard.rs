@@ -69,6 +69,10 @@ pub type Update = Box<dyn FnOnce(&mut TenantBaseline) + Send>;
 /// a pointer copy.
 pub type SharedMarkers = Arc<RwLock<Arc<TenantMarkers>>>;
 
+/// The policy in force: the files' policy with the API's per-tenant overrides merged in,
+/// replaced whole when an override changes (`app::refresh_policy`); read like [`SharedMarkers`].
+pub type SharedPolicy = Arc<RwLock<Arc<Policy>>>;
+
 /// Every tenant's open suppressions, replaced whole when one is written or lifted
 /// (`app::refresh_suppressions`); read like [`SharedMarkers`].
 pub type SharedSuppressions = Arc<RwLock<Arc<Suppressions>>>;
@@ -117,7 +121,7 @@ impl TenantState {
 /// Everything a worker needs besides its own tenants.
 pub struct Pipeline {
     pub pool: PgPool,
-    pub policy: Arc<Policy>,
+    pub policy: SharedPolicy,
     pub metrics: Arc<Metrics>,
     /// Wakes the rotation worker the moment a response commits rotation jobs.
     pub rotation_wake: Arc<Notify>,
@@ -127,6 +131,12 @@ pub struct Pipeline {
     /// tenants change.
     pub markers: SharedMarkers,
     pub suppressions: SharedSuppressions,
+}
+
+impl Pipeline {
+    pub fn current_policy(&self) -> Arc<Policy> {
+        self.policy.read().expect("policy lock").clone()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -265,18 +275,18 @@ impl Worker {
     }
 
     fn update(&mut self, tenant: TenantId, update: Update) {
-        let policy = &self.pipeline.policy;
+        let policy = self.pipeline.current_policy();
         let state = self
             .tenants
             .entry(tenant.clone())
-            .or_insert_with(|| TenantState::new(policy));
+            .or_insert_with(|| TenantState::new(&policy));
         update(&mut state.baseline);
         self.dirty.insert(tenant);
     }
 
     fn summary(&self, tenant: &TenantId) -> Option<BaselineSummary> {
         let state = self.tenants.get(tenant)?;
-        let policy = &self.pipeline.policy;
+        let policy = self.pipeline.current_policy();
         let learning = state.baseline.is_learning(&policy.warmup);
         Some(baseline::summary(
             tenant,
@@ -328,7 +338,7 @@ impl Worker {
         new_seq: &HashMap<(&str, &str), i64>,
         folded: &mut HashSet<i64>,
     ) -> anyhow::Result<BatchOutcome> {
-        let policy = self.pipeline.policy.clone();
+        let policy = self.pipeline.current_policy();
         let config = policy.detect_for(&batch.tenant);
         let markers = self.pipeline.markers.read().expect("markers lock").clone();
         let suppressions = self.pipeline.suppressions.read().expect("suppressions lock").clone();

@@ -6,7 +6,8 @@ use super::auth::{self, Admin};
 use super::error::ApiError;
 use super::respond::object_body;
 use super::{parse_display_name, parse_markers, parse_mode, parse_tenant_path, tenant_view_with_tokens};
-use crate::app::AppState;
+use crate::app::{self, AppState};
+use crate::event::TenantId;
 use crate::store;
 use crate::store::tenants::TenantPatch;
 use axum::Json;
@@ -87,5 +88,79 @@ pub async fn revoke_token(
         .await?
         .ok_or_else(|| ApiError::not_found("token"))?;
     app.tokens.forget_token(&hash);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Longest per-tenant policy accepted through the API.
+const MAX_POLICY_BYTES: usize = 64 * 1024;
+
+/// `GET /v1/tenants/{id}/policy` → what applies to the tenant: every detector's rule and the
+/// tool declarations, and where they come from (`api`, `file` or `default`), with the stored
+/// TOML when set through the API.
+pub async fn get_policy(
+    State(app): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = parse_tenant_path(&id)?;
+    super::existing_tenant(&app, &tenant).await?;
+    policy_view(&app, &tenant).await
+}
+
+async fn policy_view(app: &AppState, tenant: &TenantId) -> Result<Json<Value>, ApiError> {
+    let stored = store::policies::get(&app.pool, tenant).await?;
+    let view = app::current_policy(&app.policy).tenant_view(tenant);
+    let source = match (&stored, app.file_policy.tenant_view(tenant).tenant_override) {
+        (Some(_), _) => "api",
+        (None, true) => "file",
+        (None, false) => "default",
+    };
+    Ok(Json(json!({
+        "tenant_id": tenant.as_ref(),
+        "source": source,
+        "policy": stored,
+        "detectors": view.detectors,
+        "tools": view.tools,
+    })))
+}
+
+/// `PUT /v1/tenants/{id}/policy` with the TOML of a `baselines/tenants/<id>.toml` file → 200 the
+/// policy now in force. It replaces the tenant's file (if any) and applies to the next batch;
+/// it is stored, so it survives restarts. A file that does not load is a 422 and changes
+/// nothing.
+pub async fn put_policy(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let tenant = parse_tenant_path(&id)?;
+    super::existing_tenant(&app, &tenant).await?;
+    if body.len() > MAX_POLICY_BYTES {
+        return Err(ApiError::invalid("policy", "a tenant's policy is at most 64 KiB"));
+    }
+    let text = std::str::from_utf8(&body).map_err(|_| ApiError::invalid("policy", "the policy is UTF-8 TOML"))?;
+    app.file_policy
+        .as_ref()
+        .clone()
+        .add_tenant(tenant.clone(), text)
+        .map_err(|e| ApiError::invalid("policy", format!("the policy does not load: {e}")))?;
+    store::policies::put(&app.pool, &tenant, text, &admin.actor()).await?;
+    app::refresh_policy(&app.pool, &app.file_policy, &app.policy).await?;
+    policy_view(&app, &tenant).await
+}
+
+/// `DELETE /v1/tenants/{id}/policy` → 204: the tenant's file (or the default) applies again;
+/// 404 when it had no override set through the API.
+pub async fn delete_policy(
+    State(app): State<AppState>,
+    admin: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let tenant = parse_tenant_path(&id)?;
+    if !store::policies::delete(&app.pool, &tenant, &admin.actor()).await? {
+        return Err(ApiError::not_found("policy override"));
+    }
+    app::refresh_policy(&app.pool, &app.file_policy, &app.policy).await?;
     Ok(StatusCode::NO_CONTENT)
 }

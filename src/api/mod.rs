@@ -213,7 +213,8 @@ pub async fn put_baseline(
             format!("this is the baseline of {:?}, not of {id}", summary.tenant_id),
         ));
     }
-    let config = app.dashboard.policy.detect_for(&id);
+    let policy = app::current_policy(&app.policy);
+    let config = policy.detect_for(&id);
     let imported = baseline::seed::seeded(&summary, config.rate, &config.params)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
     app::update_baseline(&app, &id, Box::new(move |learned| *learned = imported)).await?;

@@ -244,7 +244,7 @@ pub async fn baseline(app: &AppState, tenant: &TenantId) -> Result<BaselineView,
         .router
         .baseline(tenant)
         .map_err(|_| ActionError::Internal(anyhow::anyhow!("the tenant's shard is overloaded")))?;
-    let policy = &app.dashboard.policy;
+    let policy = &crate::app::current_policy(&app.policy);
     let config = policy.detect_for(tenant);
     let summary = answer
         .await

@@ -17,7 +17,6 @@ pub mod users;
 mod view;
 
 use crate::app::AppState;
-use crate::policy::Policy;
 use askama::Template;
 use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -34,8 +33,6 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self';
 
 /// What the dashboard needs beyond the API's state.
 pub struct Dashboard {
-    /// The warm-up rule decides whether a tenant's baseline is still learning.
-    pub policy: Arc<Policy>,
     /// Wakes the rotation worker the moment a person queues a rotation.
     pub rotation_wake: Arc<Notify>,
     /// Cookies carry `Secure`: set when Vigil is reached over TLS (`VIGIL_COOKIE_SECURE`).

@@ -88,6 +88,15 @@ impl Mode {
     }
 }
 
+/// The policy one tenant lives under, as the API shows it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TenantPolicyView {
+    /// The tenant has overrides of its own (a file under `baselines/tenants/` or the API).
+    pub tenant_override: bool,
+    pub detectors: std::collections::BTreeMap<&'static str, Rule>,
+    pub tools: Declarations,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Rule {
@@ -265,6 +274,23 @@ impl Policy {
         };
         self.tenants.insert(tenant, TenantPolicy { detect, rules });
         Ok(())
+    }
+
+    /// What applies to `tenant`: the rule of every detector and the tool declarations, its own
+    /// overrides merged over the default. For `GET /v1/tenants/{id}/policy`.
+    pub fn tenant_view(&self, tenant: &TenantId) -> TenantPolicyView {
+        let (rules, detect) = match self.tenants.get(tenant) {
+            Some(t) => (&t.rules, &t.detect),
+            None => (&self.rules, &self.detect),
+        };
+        TenantPolicyView {
+            tenant_override: self.tenants.contains_key(tenant),
+            detectors: Detector::ALL
+                .iter()
+                .map(|d| (d.as_str(), rules.get(d).copied().unwrap_or(UNRULED)))
+                .collect(),
+            tools: detect.tools.clone(),
+        }
     }
 
     /// The detectors' parameters for `tenant`, its declarations merged in.

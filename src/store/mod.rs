@@ -8,6 +8,7 @@ pub mod audit;
 pub mod dashboard;
 pub mod events;
 pub mod incidents;
+pub mod policies;
 pub mod rotations;
 pub mod suppressions;
 pub mod tenants;

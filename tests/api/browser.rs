@@ -29,7 +29,13 @@ struct Browser {
 }
 
 impl Drop for Browser {
+    /// A test that panicked never closed its session, and chromedriver dying does not take
+    /// Chromium with it: stop every process of this browser's own profile.
     fn drop(&mut self) {
+        let _ = std::process::Command::new("pkill")
+            .arg("-f")
+            .arg(format!("--user-data-dir={}", self.profile.display()))
+            .status();
         let _ = std::fs::remove_dir_all(&self.profile);
     }
 }
@@ -458,7 +464,10 @@ async fn strings_from_agents_render_as_inert_text_on_every_page() {
     assert!(captions.iter().any(|t| t == TOOL_SCRIPT), "{captions:?}");
     // Learned parameters: the hostile key is a path, the hostile values a value set.
     let paths = browser.texts("code.param").await;
-    assert!(paths.iter().any(|p| p == PARAM_KEY), "{PARAM_KEY} among the paths {paths:?}");
+    assert!(
+        paths.iter().any(|p| p == PARAM_KEY),
+        "{PARAM_KEY} among the paths {paths:?}"
+    );
     let values = browser.texts("td.param-values").await;
     assert!(
         values.iter().any(|v| v.contains(PARAM_VALUE)) && values.iter().any(|v| v.contains(TOOL_URL)),

@@ -570,3 +570,71 @@ async fn a_suppression_by_hand_is_validated_and_listed() {
         .await;
     w.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_tenants_policy_set_through_the_api_applies_at_once_and_survives_a_restart() {
+    let database_url = fresh_database().await;
+    let app = spawn_app_with(test_config(&database_url)).await;
+    let w = warm_tenant_in(app, &[]).await;
+    let path = format!("/v1/tenants/{}/policy", w.tenant);
+    let put = |body: &'static str| {
+        let app = &w.app;
+        let path = path.clone();
+        async move {
+            app.client
+                .put(app.url(&path))
+                .bearer_auth(ADMIN_TOKEN)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let before = w.app.admin_json(&path).await;
+    assert_eq!(
+        (&before["source"], &before["detectors"]["novel_tool"]["action"]),
+        (&json!("default"), &json!("alert"))
+    );
+
+    // Refused as a whole: nothing changes.
+    for bad in [
+        "[detectors.no_such]\naction = \"rotate\"\n",
+        "[tools]\nknown = 7\n",
+        "not toml =",
+    ] {
+        let r = put(bad).await;
+        assert_eq!(r.status(), 422, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "policy", "{body:#}");
+    }
+    assert_eq!(w.app.admin_json(&path).await, before);
+
+    let r = put("[tools]\nknown = [\"reports.*\"]\n\n[detectors.novel_tool]\naction = \"record\"\n").await;
+    assert_eq!(r.status(), 200);
+    let now_in_force: Value = r.json().await.unwrap();
+    assert_eq!(now_in_force["source"], "api");
+    assert_eq!(now_in_force["detectors"]["novel_tool"]["action"], "record");
+    let findings = w
+        .post(&[
+            event("pa1", "reports.generate", Utc::now(), json!({})),
+            event("pa2", "billing.refund", Utc::now(), json!({})),
+        ])
+        .await;
+    assert_eq!(findings.len(), 1, "{findings:#?}");
+    only(&findings, "novel_tool", "medium", "record");
+    let audit = w.app.audit(&w.tenant).await;
+    assert!(audit.iter().any(|a| a["action"] == "policy.update"), "{audit:#?}");
+
+    // Stored: a restart on the same database keeps it; deleting it restores the default.
+    let Warm { app, tenant, .. } = w;
+    app.stop().await;
+    let app = spawn_app_with(test_config(&database_url)).await;
+    assert_eq!(app.admin_json(&path).await, now_in_force);
+    let r = app.admin_send(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(r.status(), 204);
+    let r = app.admin_send(reqwest::Method::DELETE, &path, None).await;
+    assert_eq!(r.status(), 404);
+    assert_eq!(app.admin_json(&path).await["source"], "default");
+    assert_eq!(app.admin_json(&format!("/v1/tenants/{tenant}/policy")).await, before);
+    app.stop().await;
+}
