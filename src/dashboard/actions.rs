@@ -12,7 +12,7 @@ use crate::baseline::{self, ParamSummary, TenantBaseline, Warmup};
 use crate::event::TenantId;
 use crate::respond;
 use crate::store;
-use crate::store::dashboard::{AuditFilter, DbAudit};
+use crate::store::audit::{AuditFilter, DbAuditEntry};
 use crate::store::incidents::DbIncident;
 use crate::store::rotations::DbRotation;
 use chrono::{DateTime, Utc};
@@ -186,8 +186,8 @@ pub async fn manual_rotate(
 }
 
 /// The audit log, newest first.
-pub async fn audit_log(app: &AppState, filter: &AuditFilter) -> Result<Vec<DbAudit>, ActionError> {
-    Ok(store::dashboard::list_audit(&app.pool, filter).await?)
+pub async fn audit_log(app: &AppState, filter: &AuditFilter) -> Result<Vec<DbAuditEntry>, ActionError> {
+    Ok(store::audit::list(&app.pool, filter).await?)
 }
 
 /// What Vigil has learned about one tenant, as the baseline page shows it.

@@ -10,7 +10,7 @@ use super::{Layout, view};
 use crate::app::AppState;
 use crate::event::TenantId;
 use crate::store;
-use crate::store::dashboard::{AuditFilter, DbAudit};
+use crate::store::audit::{AuditFilter, DbAuditEntry};
 use crate::store::incidents::{DbFinding, DbIncident, IncidentFilter};
 use crate::store::rotations::{DbRotation, RotationFilter};
 use askama::Template;
@@ -422,7 +422,8 @@ pub struct AuditView {
     pub details: String,
 }
 
-fn audit_view(a: &DbAudit) -> AuditView {
+fn audit_view(a: &DbAuditEntry) -> AuditView {
+    let target = a.target.clone().unwrap_or_default();
     let mut details = a.details.clone();
     let note = match details.as_object_mut() {
         Some(map) => map
@@ -437,13 +438,13 @@ fn audit_view(a: &DbAudit) -> AuditView {
         Value::Null => String::new(),
         other => view::json(other),
     };
-    let target_href = is_id(&a.target).then(|| {
-        if a.target.starts_with("inc_") {
-            Some(format!("/incidents/{}", a.target))
-        } else if a.target.starts_with("rot_") {
+    let target_href = is_id(&target).then(|| {
+        if target.starts_with("inc_") {
+            Some(format!("/incidents/{target}"))
+        } else if target.starts_with("rot_") {
             Some(link("/rotations", &[("tenant", a.tenant_id.as_deref())]))
-        } else if a.tenant_id.as_deref() == Some(a.target.as_str()) {
-            Some(format!("/tenants/{}", a.target))
+        } else if a.tenant_id.as_deref() == Some(target.as_str()) {
+            Some(format!("/tenants/{target}"))
         } else {
             None
         }
@@ -454,8 +455,8 @@ fn audit_view(a: &DbAudit) -> AuditView {
         actor: a.actor.clone(),
         action: a.action.clone(),
         tenant_id: a.tenant_id.clone().filter(|t| TenantId::parse(t).is_ok()),
-        target: a.target.clone(),
         target_href: target_href.flatten(),
+        target,
         note,
         details,
     }
@@ -968,7 +969,7 @@ pub async fn audit(
     let rows = actions::audit_log(
         &app,
         &AuditFilter {
-            tenant: tenant.clone(),
+            tenant: tenant.as_ref().map(ToString::to_string),
             target: None,
             since,
             cursor: q.cursor()?,

@@ -12,7 +12,7 @@ use super::{Layout, render};
 use crate::api::auth::hash_token;
 use crate::app::AppState;
 use crate::store;
-use crate::store::dashboard::NewAudit;
+use crate::store::audit::{Actor, NewEntry};
 use askama::Template;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Query, Request, State};
 use axum::http::request::Parts;
@@ -343,13 +343,13 @@ pub async fn login(State(app): State<AppState>, headers: HeaderMap, request: Req
         LIFETIME_MINUTES,
     )
     .await?;
-    store::dashboard::audit(
+    store::audit::record(
         &app.pool,
-        &NewAudit {
-            actor: format!("user:{}", user.name),
-            action: "login".into(),
+        NewEntry {
+            actor: &Actor::User(user.name.clone()),
+            action: "login",
             tenant_id: None,
-            target: user.user_id.clone(),
+            target: Some(&user.user_id),
             details: serde_json::json!({ "client": client }),
         },
     )
@@ -376,13 +376,13 @@ pub async fn logout(
     if let Some(token) = cookie(&headers, COOKIE) {
         store::dashboard::delete_session(&app.pool, &hash_token(token)).await?;
     }
-    store::dashboard::audit(
+    store::audit::record(
         &app.pool,
-        &NewAudit {
-            actor: session.actor(),
-            action: "logout".into(),
+        NewEntry {
+            actor: &Actor::User(session.name.clone()),
+            action: "logout",
             tenant_id: None,
-            target: session.name.clone(),
+            target: Some(&session.name),
             details: serde_json::json!({}),
         },
     )

@@ -1,14 +1,13 @@
 //! What the dashboard reads and writes beyond the API's tables: users, sessions, login
-//! attempts, the audit log, incident transitions and manual rotation jobs, and the read models
-//! its pages need (evidence events, counts, per-tool activity).
-//!
-//! Every write that a person makes commits together with its audit entry.
+//! attempts, and the read models its pages need (evidence events, counts, per-tool activity).
+//! Its audit entries go through `store::audit`, like every other change.
 
 use crate::event::TenantId;
+use crate::store::audit::{self, Actor, NewEntry};
 use crate::store::incidents::new_id;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 // ---------------------------------------------------------------- users and sessions
 
@@ -48,13 +47,13 @@ pub async fn create_user(
     if inserted == 0 {
         return Ok(CreateUserOutcome::AlreadyExists);
     }
-    insert_audit(
+    audit::append(
         &mut tx,
-        &NewAudit {
-            actor: "vigil".into(),
-            action: "user.create".into(),
+        NewEntry {
+            actor: &Actor::Cli,
+            action: "user.create",
             tenant_id: None,
-            target: user_id,
+            target: Some(&user_id),
             details: serde_json::json!({ "name": name, "role": role }),
         },
     )
@@ -166,77 +165,6 @@ pub async fn recent_login_failures(
 }
 
 // ---------------------------------------------------------------- audit
-
-/// One audit entry to append.
-#[derive(Debug, Clone)]
-pub struct NewAudit {
-    pub actor: String,
-    pub action: String,
-    pub tenant_id: Option<String>,
-    pub target: String,
-    pub details: Value,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbAudit {
-    pub audit_id: String,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub action: String,
-    pub tenant_id: Option<String>,
-    pub target: String,
-    pub details: Value,
-}
-
-pub async fn insert_audit(conn: &mut PgConnection, entry: &NewAudit) -> sqlx::Result<()> {
-    sqlx::query(
-        "insert into audit (audit_id, actor, action, tenant_id, target, details) values ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(new_id("aud"))
-    .bind(&entry.actor)
-    .bind(&entry.action)
-    .bind(&entry.tenant_id)
-    .bind(&entry.target)
-    .bind(&entry.details)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
-/// Appends one entry on its own (logins, logouts).
-pub async fn audit(pool: &PgPool, entry: &NewAudit) -> sqlx::Result<()> {
-    let mut conn = pool.acquire().await?;
-    insert_audit(&mut conn, entry).await
-}
-
-#[derive(Debug, Default)]
-pub struct AuditFilter {
-    pub tenant: Option<TenantId>,
-    pub target: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub cursor: Option<String>,
-    pub limit: i64,
-}
-
-/// Newest first; `cursor` is the last id of the previous page (ids are time-ordered).
-pub async fn list_audit(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec<DbAudit>> {
-    let mut q: QueryBuilder<Postgres> =
-        QueryBuilder::new("select audit_id, at, actor, action, tenant_id, target, details from audit where true");
-    if let Some(t) = &filter.tenant {
-        q.push(" and tenant_id = ").push_bind(t.as_ref());
-    }
-    if let Some(t) = &filter.target {
-        q.push(" and target = ").push_bind(t);
-    }
-    if let Some(s) = filter.since {
-        q.push(" and at >= ").push_bind(s);
-    }
-    if let Some(c) = &filter.cursor {
-        q.push(" and audit_id < ").push_bind(c);
-    }
-    q.push(" order by audit_id desc limit ").push_bind(filter.limit);
-    q.build_query_as().fetch_all(pool).await
-}
 
 // ---------------------------------------------------------------- incidents
 
