@@ -4,9 +4,10 @@
 # Brings up PostgreSQL (the server on 127.0.0.1:5432 if one answers, else a private cluster) and
 # an OpenBao dev server with scripts/backends.sh; (re)creates the database vigil_demo; builds and
 # starts Vigil; stores a GitHub token for two tenants in OpenBao; creates tenants acme and globex
-# with bindings to those secrets; sends 90 minutes of normal traffic for both (event time), then a
-# burst of 60 calls for acme in the current minute; shows what Vigil found, the incident, the
-# rotation, and that only acme's secret got a new version. Then it keeps Vigil running for you to
+# with bindings to those secrets (and initech); sends 90 minutes of normal traffic for each (event
+# time), then a burst of 60 calls for acme in the current minute and one call by initech's agent
+# naming globex's repository; shows what Vigil found, the incident, the rotations, and that only
+# the attacked tenants' secrets got a new version. Then it keeps Vigil running for you to
 # explore until Ctrl-C, which stops Vigil and the backends this script started.
 #
 # Environment:
@@ -205,7 +206,7 @@ kv_version() { # kv_version TENANT -> current_version of secret/tenants/TENANT/g
 }
 
 # ---------------------------------------------------------------- secrets, tenants, bindings
-TENANTS=(acme globex)
+TENANTS=(acme globex initech)
 declare -A INGEST
 say "storing a GitHub token per tenant in OpenBao (KV v2, mount secret/)"
 for t in "${TENANTS[@]}"; do
@@ -217,7 +218,7 @@ done
 
 say "creating tenants and credential bindings"
 for t in "${TENANTS[@]}"; do
-  case $t in acme) name="Acme Corp" ;; globex) name="Globex Corporation" ;; *) name=$t ;; esac
+  case $t in acme) name="Acme Corp" ;; globex) name="Globex Corporation" ;; initech) name="Initech" ;; *) name=$t ;; esac
   api POST /v1/tenants "$ADMIN" "$(jq -nc --arg id "$t" --arg n "$name" '{id: $id, display_name: $n}')"
   expect 201 "POST /v1/tenants ($t)"
   INGEST[$t]=$(jq -r .ingest_token <<<"$BODY")
@@ -242,6 +243,9 @@ from datetime import datetime, timezone
 mode, tenant, outdir = sys.argv[1:4]
 now = time.time()
 repo = {"acme": "acme/web", "globex": "globex/api"}.get(tenant, tenant + "/app")
+if mode == "leak":
+    # a prompt-injected agent reaching for another tenant's repository
+    repo = sys.argv[4]
 
 def ts(t):
     return datetime.fromtimestamp(t, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -272,6 +276,8 @@ if mode == "history":
     events.sort(key=lambda e: e["timestamp"])
 elif mode == "burst":
     events = [event("%s-b-%d" % (tenant, n), now, 90) for n in range(60)]
+elif mode == "leak":
+    events = [event("%s-x-0" % tenant, now, 90)]
 else:
     sys.exit("unknown mode " + mode)
 
@@ -342,6 +348,21 @@ else
       more_findings: ((.findings | length) - 5 | if . > 0 then . else 0 end)}' <<<"$BODY"
 fi
 
+say "cross-tenant: initech's agent, prompt-injected, lists the issues of globex/api (one call)"
+INITECH_BEFORE=$(kv_version initech)
+mkdir -p "$WORK/initech-leak"
+gen_events leak initech "$WORK/initech-leak" globex/api >/dev/null
+api POST /v1/events "${INGEST[initech]}" "@$WORK/initech-leak/batch-000.json"
+expect 202 "POST /v1/events (cross-tenant call)"
+info "findings in the 202 response:"
+print_findings
+INITECH_AFTER=$INITECH_BEFORE
+for ((i = 0; i < 40; i++)); do
+  INITECH_AFTER=$(kv_version initech)
+  [ "$INITECH_AFTER" != "$INITECH_BEFORE" ] && break
+  sleep 0.5
+done
+
 ACME_AFTER=$(kv_version acme)
 GLOBEX_AFTER=$(kv_version globex)
 say "OpenBao after"
@@ -355,6 +376,7 @@ check() { # check DESCRIPTION CONDITION...
 }
 check "acme:   version $ACME_BEFORE -> $ACME_AFTER (expected +1: rotated)" test "$ACME_AFTER" -eq $((ACME_BEFORE + 1))
 check "globex: version $GLOBEX_BEFORE -> $GLOBEX_AFTER (expected unchanged)" test "$GLOBEX_AFTER" -eq "$GLOBEX_BEFORE"
+check "initech: version $INITECH_BEFORE -> $INITECH_AFTER (expected +1: its agent reached for globex)" test "$INITECH_AFTER" -eq $((INITECH_BEFORE + 1))
 ROT_STATUS=none
 [ -n "$ROTATION" ] && ROT_STATUS=$(jq -r .status <<<"$ROTATION")
 check "rotation status: $ROT_STATUS (expected succeeded)" test "$ROT_STATUS" = succeeded
