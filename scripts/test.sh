@@ -60,10 +60,14 @@ STARTED=$(tr '\n' ' ' <"$BACKENDS_DIR/started" | sed 's/ *$//')
 . "$BACKENDS_DIR/env"
 grep '^export' "$BACKENDS_DIR/env" | sed -E "s/(TOKEN|PASSWORD|SECRET[A-Z_]*)='[^']*'/\1='***'/; s#(://[^:/@]+:)[^@]*@#\1***@#"
 
-# Each integration test makes its own database; drop what earlier runs left behind.
-for db in $(psql "$VIGIL_TEST_DATABASE_URL" -XAtqc "select datname from pg_database where datname like 'vigil\_test\_%'"); do
-  psql "$VIGIL_TEST_DATABASE_URL" -XAtqc "drop database if exists \"$db\" with (force)" >/dev/null
-done
+# Each integration test makes its own database: drop what earlier runs left behind, and what
+# this run makes once it passed (a failed run keeps them for a look).
+drop_test_databases() {
+  for db in $(psql "$VIGIL_TEST_DATABASE_URL" -XAtqc "select datname from pg_database where datname like 'vigil\_test\_%'"); do
+    psql "$VIGIL_TEST_DATABASE_URL" -XAtqc "drop database if exists \"$db\" with (force)" >/dev/null
+  done
+}
+drop_test_databases
 
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
@@ -74,4 +78,5 @@ cargo clippy --all-targets -- -D warnings
 section "cargo test --all-targets"
 cargo test --all-targets
 
+drop_test_databases
 section "all checks passed"
