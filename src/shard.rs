@@ -32,6 +32,16 @@ use tokio::task::JoinHandle;
 /// the baseline a tenth as fast as normal traffic does.
 pub const SUSPICIOUS_WEIGHT: f64 = 0.1;
 
+/// Waits between attempts at writing a response. The batch's events are durable by then and
+/// learned, so a client's retry would be a duplicate that detects nothing: a response the
+/// database refuses for a moment must be tried again here, not given up.
+const RESPOND_RETRIES: [Duration; 4] = [
+    Duration::from_millis(100),
+    Duration::from_millis(300),
+    Duration::from_secs(1),
+    Duration::from_secs(3),
+];
+
 /// Batches folded into one event-log write at most.
 const GROUP_COMMIT_MAX: usize = 64;
 
@@ -218,6 +228,38 @@ pub fn fold(state: &mut TenantState, seq: i64, event: &ToolCallEvent, config: &D
     state.baseline.observe(event, weight);
     state.watermark_seq = state.watermark_seq.max(seq);
     findings
+}
+
+/// [`respond::respond`], retried on [`RESPOND_RETRIES`]. When every attempt failed the
+/// findings are logged (detector, tool, event id: never a value) for an operator to act on.
+async fn respond_durably(
+    pool: &PgPool,
+    policy: &Policy,
+    tenant: &TenantId,
+    decided: &[(Finding, Action, crate::policy::Scope)],
+) -> anyhow::Result<store::incidents::Committed> {
+    let mut waits = RESPOND_RETRIES.iter();
+    loop {
+        match respond::respond(pool, policy, tenant, decided).await {
+            Ok(committed) => return Ok(committed),
+            Err(e) => match waits.next() {
+                Some(wait) => {
+                    tracing::warn!(tenant.id = %tenant, error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64,
+                        "Failed to write a response; retrying");
+                    tokio::time::sleep(*wait).await;
+                }
+                None => {
+                    let lost: Vec<String> = decided
+                        .iter()
+                        .map(|(f, _, _)| format!("{} on {} (event {})", f.detector.as_str(), f.tool, f.event_id))
+                        .collect();
+                    tracing::error!(tenant.id = %tenant, error = format!("{e:#}"), findings = ?lost,
+                        "Failed to write a response after every retry: these findings have no incident");
+                    return Err(e);
+                }
+            },
+        }
+    }
 }
 
 struct Worker {
@@ -407,7 +449,7 @@ impl Worker {
                 .with_label_values(&[f.detector.as_str(), f.severity.as_str()])
                 .inc();
         }
-        let committed = respond::respond(&self.pipeline.pool, &policy, &batch.tenant, &decided).await?;
+        let committed = respond_durably(&self.pipeline.pool, &policy, &batch.tenant, &decided).await?;
         if committed.pending_rotations > 0 {
             self.pipeline.rotation_wake.notify_one();
         }

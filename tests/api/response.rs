@@ -603,3 +603,43 @@ async fn every_admin_action_and_state_change_is_in_the_append_only_audit_trail_w
     assert_eq!(app.audit(&tenant).await, trail, "the trail is unchanged");
     app.stop().await;
 }
+
+/// The fault is real: Postgres refuses every new incident (a `CHECK (false)` constraint) until
+/// the test lifts it. The events are durable before the response is written, so a client's
+/// retry would be a duplicate that detects nothing: the shard must retry the response itself.
+#[tokio::test]
+async fn a_response_the_database_refuses_for_a_moment_is_retried_not_lost() {
+    let app = spawn_app().await;
+    let tenant = unique_tenant("acme");
+    let token = app.create_tenant(&tenant).await;
+    sqlx::query("alter table incidents add constraint vigil_test_refuse check (false) not valid")
+        .execute(&app.pool)
+        .await
+        .unwrap();
+    let pool = app.pool.clone();
+    let lift = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+        sqlx::query("alter table incidents drop constraint vigil_test_refuse")
+            .execute(&pool)
+            .await
+            .unwrap();
+    });
+    let leak = event(
+        "leak-1",
+        "s3.get",
+        Utc::now(),
+        json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"}),
+    );
+    let r = app.post_events(&token, &[leak]).await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    lift.await.unwrap();
+    let finding = &body["findings"][0];
+    assert_eq!(finding["detector"], "secret_in_payload", "{body:#}");
+    let incident = app
+        .admin_json(&format!("/v1/incidents/{}", finding["incident_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(incident["tenant_id"], tenant.as_str());
+    assert_eq!(incident["findings"][0]["event_id"], "leak-1");
+    app.stop().await;
+}
