@@ -2,13 +2,15 @@
 //! character class): the memory behind every novelty detector, built so repeating an attack
 //! does not make it normal.
 //!
-//! Trust is counted in event-time hours. Each hour in which the thing was seen adds the
-//! smallest weight among that hour's observations, so one ordinary hour of use makes it trusted
-//! (1.0), while an hour in which it raised a finding (weight 0.1) adds a tenth: an attacker has
-//! to keep a new tool or value going for ten hours, under an alert every hour, before Vigil
-//! stops calling it new. Novelty detectors report at most once per hour per thing, on its first
-//! observation of the hour, which is also what keeps a legitimately new thing from flooding the
-//! incident while it earns its trust.
+//! Trust is counted in event-time hours. Novelty detectors judge a thing once per hour, on its
+//! first observation of the hour, and that observation's weight is what the hour teaches: an
+//! ordinary hour of use makes it trusted (1.0), while an hour whose first observation raised a
+//! finding (weight 0.1) adds a tenth, however many calls follow it unjudged in that hour. An
+//! attacker has to keep a new tool or value going for ten hours, under an alert every hour,
+//! before Vigil stops calling it new. The same rule keeps a legitimately new thing from
+//! flooding the incident while it earns its trust, and keeps a finding about something else
+//! (a parameter out of range in a tool's first hour) from costing the tool its trust: the hour
+//! follows the judgement made about the thing itself.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -31,7 +33,7 @@ pub struct Trust {
     settled: f64,
     /// The hour of the latest observation; earlier hours are settled.
     hour: i64,
-    /// The smallest weight observed in `hour` so far.
+    /// The weight of the first observation in `hour`: what the hour teaches.
     #[serde(with = "exact_f64")]
     hour_weight: f64,
 }
@@ -57,15 +59,14 @@ impl Trust {
         }
     }
 
-    /// Counts one observation. Late ones (an hour already settled) teach nothing: that hour's
-    /// weight is already decided.
+    /// Counts one observation. The first of an hour decides what the hour teaches (it is the
+    /// one a novelty detector judged); later ones in the hour, and late ones (an hour already
+    /// settled), teach nothing more.
     pub fn observe(&mut self, hour: i64, weight: f64) {
         if hour > self.hour {
             self.settled += self.hour_weight;
             self.hour = hour;
             self.hour_weight = weight;
-        } else if hour == self.hour {
-            self.hour_weight = self.hour_weight.min(weight);
         }
     }
 
@@ -115,8 +116,13 @@ mod tests {
             &[(5, 0.1), (5, 1.0), (6, 1.0)],
             &[(0.1, false), (0.1, false), (1.1, true)],
         );
-        // A flagged call anywhere in the hour caps what the hour teaches.
-        check(&[(5, 1.0), (5, 0.1)], &[(1.0, true), (0.1, false)]);
+        // The hour's first observation decides: one judged clean is not undone by a later
+        // call flagged for something else, and one flagged is not redeemed by the calls after.
+        check(&[(5, 1.0), (5, 0.1)], &[(1.0, true), (1.0, true)]);
+        check(
+            &[(5, 0.1), (5, 1.0), (5, 1.0)],
+            &[(0.1, false), (0.1, false), (0.1, false)],
+        );
         // Late observations change nothing.
         check(&[(5, 0.1), (4, 1.0)], &[(0.1, false), (0.1, false)]);
     }

@@ -1,15 +1,19 @@
-//! `error_burst`: more calls ending in `error` or `denied` in one minute than the tool's learned
-//! error rate makes plausible — credential probing, or a revoked key retried in a loop.
+//! `error_burst`: more calls ending in `error` or `denied` than the tool's learned failure rate
+//! makes plausible — credential probing, or a revoked key retried in a loop.
 //!
-//! The same machinery as `rate_spike`, over the tool's failing calls only: the threshold is
-//! the Poisson tail of the learned error rate, and the finding fires once per minute, on the
-//! call that reaches it. A tool that has never failed has an error rate of zero watched for as
-//! long as the tool has been called, so its first burst is judged, not excused as "no history".
+//! The same machinery as `rate_spike`, over the tool's failing calls only, judged two ways:
+//! the minute's count, and the count over a sliding window of three minutes. Failures cluster
+//! (a flaky downstream gets two or three quick retries), so their history is usually
+//! over-dispersed and the law negative binomial: a few quick failures are ordinary, and one
+//! minute must hold many to stand out. What retries do not do is persist; a loop does, and the
+//! window catches it sooner. A finding fires once per minute, on the call that reaches a
+//! threshold. A tool that has never failed has a failure rate of zero watched for as long as
+//! the tool has been called, so its first burst is judged, not excused as "no history".
 
-use super::rate_spike::{finding, spike};
+use super::rate_spike::{Count, finding};
 use super::{Detector, Finding};
 use crate::baseline::ToolBaseline;
-use crate::baseline::rate::{RateConfig, minute_of};
+use crate::baseline::rate::{RateConfig, WINDOW_MINUTES, minute_of};
 use crate::event::{Outcome, ToolCallEvent};
 
 /// `learned` is the event's tool in the baseline, if the tenant has called it before.
@@ -23,18 +27,46 @@ pub(super) fn check(
         return;
     }
     let tool = event.tool.as_ref();
-    // A tool never called has no error rate to break from; `novel_tool` speaks for it.
+    // A tool never called has no failure rate to break from; `novel_tool` speaks for it.
     let Some(learned) = learned else {
         return;
     };
-    let Some(o) = spike(&learned.errors(), minute_of(event.timestamp), config) else {
+    let errors = learned.errors();
+    let minute = minute_of(event.timestamp);
+    let Some(o) = errors.outlook(minute, config) else {
+        return;
+    };
+    if o.history < config.min_history_minutes {
+        return;
+    }
+    let window = o.window.filter(|w| w.crosses(config));
+    let count = if o.crosses(config) {
+        // Unless the window already fired in this minute, before this call.
+        if o.window.is_some_and(|w| {
+            let k = w.threshold(config);
+            w.before < k && w.observed > k
+        }) {
+            return;
+        }
+        Count::minute(&o, config)
+    } else if let Some(w) = window
+        && !errors.spiked_in(minute, config)
+    {
+        Count {
+            from: minute - (WINDOW_MINUTES as i64 - 1),
+            minutes: WINDOW_MINUTES,
+            observed: w.observed,
+            law: w.law,
+            threshold: w.threshold(config),
+        }
+    } else {
         return;
     };
     let mut f = finding(
         Detector::ErrorBurst,
         event,
         tool,
-        &o,
+        &count,
         config,
         &format!("calls of {tool} ended in error or denied"),
     );

@@ -42,7 +42,8 @@ pub(super) fn check(
     };
     let params = tool.params();
     let hour = hour_of(event.timestamp);
-    let keys_judged = tool.calls() >= config.key_warmup_calls && !params.is_full();
+    // A tool not trusted yet is `novel_tool`'s story: its keys are as new as it is.
+    let keys_judged = tool.calls() >= config.key_warmup_calls && !params.is_full() && tool.trust().is_trusted();
     let mut new_keys: Vec<String> = Vec::new();
     let mut new_key_count = 0;
     let mut value_findings = 0;
@@ -175,7 +176,11 @@ fn judge_shape(
     let len = s.len() as f64;
     let long = fences.breached(len);
     let mut new_classes = 0u16;
-    let unseen = classes_of(s) & !shape.classes();
+    let unseen = if shape.is_stable(config.stable_after) {
+        classes_of(s) & !shape.classes()
+    } else {
+        0
+    };
     for class in (0..CLASSES.len() as u8).filter(|c| unseen & (1 << c) != 0) {
         if !shape.pending(class).is_some_and(|t| t.judged_in(hour)) {
             new_classes |= 1 << class;

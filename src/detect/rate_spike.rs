@@ -2,13 +2,17 @@
 //! or for the tenant over all tools.
 //!
 //! The event counts itself, and the finding fires on the call that makes the minute's count
-//! reach the threshold `k`: once per minute, while the burst is still under way.
+//! reach the threshold `k`: once per minute, while the burst is still under way. A call that
+//! retries a failing call of the same tool (same caller, within seconds) is not counted: a
+//! flaky downstream's retries cluster, and are the failure rate's business (`error_burst`).
+//! What the count is judged against (the expectation, Poisson or negative binomial) is
+//! `baseline::rate`'s.
 
 use chrono::DateTime;
 
 use super::{Detector, Finding, Severity};
 use crate::baseline::TenantBaseline;
-use crate::baseline::rate::{Outlook, RateBaseline, RateConfig, minute_of, poisson_tail};
+use crate::baseline::rate::{CountLaw, Outlook, RateBaseline, RateConfig, minute_of};
 use crate::event::ToolCallEvent;
 
 /// `Finding::tool` of a spike in the tenant's calls over all tools together.
@@ -17,19 +21,22 @@ pub const ALL_TOOLS: &str = "*";
 pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &RateConfig, out: &mut Vec<Finding>) {
     let minute = minute_of(event.timestamp);
     let tool = event.tool.as_ref();
-    let tool_spike = baseline
-        .tool(tool)
-        .and_then(|t| spike(&t.rate, minute, config))
-        .map(|o| {
-            finding(
-                Detector::RateSpike,
-                event,
-                tool,
-                &o,
-                config,
-                &format!("{tool} was called"),
-            )
-        });
+    let learned = baseline.tool(tool);
+    // A retry of a failing call is that call again: it is not counted, so it cannot spike.
+    if learned.is_some_and(|t| t.is_retry(event)) {
+        return;
+    }
+    let tool_spike = learned.and_then(|t| spike(&t.rate, minute, config)).map(|o| {
+        let count = Count::minute(&o, config);
+        finding(
+            Detector::RateSpike,
+            event,
+            tool,
+            &count,
+            config,
+            &format!("{tool} was called"),
+        )
+    });
     if let Some(f) = tool_spike {
         out.push(f);
         return;
@@ -44,7 +51,7 @@ pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &R
             Detector::RateSpike,
             event,
             ALL_TOOLS,
-            &o,
+            &Count::minute(&o, config),
             config,
             "the tenant's tools were called",
         ));
@@ -58,21 +65,48 @@ pub(super) fn spike(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Op
     (o.history >= config.min_history_minutes && o.crosses(config)).then_some(o)
 }
 
+/// A count that reached its threshold: over one minute, or over a window of minutes ending
+/// with the event's.
+pub(super) struct Count {
+    /// The first minute counted, in minutes since the epoch.
+    pub from: i64,
+    pub minutes: u64,
+    pub observed: u64,
+    pub law: CountLaw,
+    pub threshold: u64,
+}
+
+impl Count {
+    pub fn minute(o: &Outlook, config: &RateConfig) -> Self {
+        Count {
+            from: o.minute,
+            minutes: 1,
+            observed: o.observed,
+            law: o.law,
+            threshold: o.threshold(config),
+        }
+    }
+}
+
 /// A rate finding (`rate_spike`, `error_burst`): "{subject} n times in the minute from …".
 pub(super) fn finding(
     detector: Detector,
     event: &ToolCallEvent,
     tool: &str,
-    o: &Outlook,
+    count: &Count,
     config: &RateConfig,
     subject: &str,
 ) -> Finding {
-    let k = o.threshold(config);
-    let p = poisson_tail(o.expected, o.observed);
-    let from = DateTime::from_timestamp(o.minute.saturating_mul(60), 0).map_or_else(
-        || format!("minute {}", o.minute),
+    let k = count.threshold;
+    let p = count.law.tail(count.observed);
+    let from = DateTime::from_timestamp(count.from.saturating_mul(60), 0).map_or_else(
+        || format!("minute {}", count.from),
         |t| t.format("%H:%M UTC on %Y-%m-%d").to_string(),
     );
+    let span = match count.minutes {
+        1 => "the minute".to_owned(),
+        n => format!("the {n} minutes"),
+    };
     let p_text = if p > 0.0 {
         format!("p={p:.1e}")
     } else {
@@ -83,13 +117,15 @@ pub(super) fn finding(
         severity: Severity::High,
         tool: tool.to_owned(),
         event_id: event.event_id.as_ref().to_owned(),
-        observed: o.observed as f64,
-        expected: o.expected,
+        observed: count.observed as f64,
+        expected: count.law.mean,
         threshold: k as f64,
         p_value: Some(p),
         explanation: format!(
-            "{subject} {} times in the minute from {from}; {:.1} expected, {k} or more has p < {:e} ({p_text})",
-            o.observed, o.expected, config.alpha
+            "{subject} {} times in {span} from {from}; {}, {k} or more has p < {:e} ({p_text})",
+            count.observed,
+            count.law.describe(),
+            config.alpha
         ),
         at: event.timestamp,
     }
