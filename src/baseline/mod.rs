@@ -341,6 +341,40 @@ fn widen(first: &mut Option<DateTime<Utc>>, last: &mut Option<DateTime<Utc>>, at
     *last = Some(last.map_or(at, |l| l.max(at)));
 }
 
+/// [`exact_f64`] for `f32`: the shortest decimal that reads back to the same bits.
+pub(crate) mod exact_f32 {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(value: &f32, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        struct ExactF32;
+        impl Visitor<'_> for ExactF32 {
+            type Value = f32;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, or a string holding one")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<f32, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f32, E> {
+                Ok(v as f32)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f32, E> {
+                Ok(v as f32)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f32, E> {
+                Ok(v as f32)
+            }
+        }
+        d.deserialize_any(ExactF32)
+    }
+}
+
 /// Serde for learned `f64` state: written as the shortest decimal string that reads back to the
 /// same bits. serde_json's default float parser is only approximately correct (about one value
 /// in ten comes back one ULP off), which would break "a snapshot reads back equal". Plain

@@ -17,25 +17,28 @@ use serde::{Deserialize, Serialize};
 
 use super::exact_f64;
 
-/// Trust at or above this is "known". A little under 1.0 so that ten hours of 0.1 (which sum
-/// to 0.9999999999999999 in binary) count as the one hour they stand for.
-const TRUSTED: f64 = 1.0 - 1e-9;
+/// Trust at or above this is "known". A little under 1.0 so that ten hours of 0.1 (which may
+/// sum to a hair under 1 in binary) count as the one hour they stand for.
+const TRUSTED: f64 = 1.0 - 1e-6;
 
 /// The event-time hour of `timestamp`, in hours since the Unix epoch.
 pub fn hour_of(timestamp: DateTime<Utc>) -> i64 {
     timestamp.timestamp().div_euclid(3600)
 }
 
+/// 16 bytes: one is kept for every tool, key, value and pending character class, so the
+/// hour (hours since the epoch fit 32 bits for 245,000 years) and the hour's weight (0.1 or 1
+/// in practice) are stored narrow.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Trust {
     /// Sum of the weights of completed hours.
     #[serde(with = "exact_f64")]
     settled: f64,
     /// The hour of the latest observation; earlier hours are settled.
-    hour: i64,
+    hour: i32,
     /// The weight of the first observation in `hour`: what the hour teaches.
-    #[serde(with = "exact_f64")]
-    hour_weight: f64,
+    #[serde(with = "super::exact_f32")]
+    hour_weight: f32,
 }
 
 impl Default for Trust {
@@ -43,10 +46,16 @@ impl Default for Trust {
     fn default() -> Self {
         Trust {
             settled: 0.0,
-            hour: i64::MIN,
+            hour: i32::MIN,
             hour_weight: 0.0,
         }
     }
+}
+
+/// An hour since the epoch as stored: saturated to 32 bits (event times are bounded long
+/// before that matters).
+fn narrow(hour: i64) -> i32 {
+    hour.clamp(i64::from(i32::MIN) + 1, i64::from(i32::MAX)) as i32
 }
 
 impl Trust {
@@ -54,8 +63,8 @@ impl Trust {
     pub fn new(hour: i64, weight: f64) -> Self {
         Trust {
             settled: 0.0,
-            hour,
-            hour_weight: weight,
+            hour: narrow(hour),
+            hour_weight: weight as f32,
         }
     }
 
@@ -63,10 +72,11 @@ impl Trust {
     /// one a novelty detector judged); later ones in the hour, and late ones (an hour already
     /// settled), teach nothing more.
     pub fn observe(&mut self, hour: i64, weight: f64) {
+        let hour = narrow(hour);
         if hour > self.hour {
-            self.settled += self.hour_weight;
+            self.settled += f64::from(self.hour_weight);
             self.hour = hour;
-            self.hour_weight = weight;
+            self.hour_weight = weight as f32;
         }
     }
 
@@ -77,7 +87,7 @@ impl Trust {
 
     /// Trust so far, the open hour included at its current weight.
     pub fn value(&self) -> f64 {
-        self.settled + self.hour_weight
+        self.settled + f64::from(self.hour_weight)
     }
 
     pub fn is_trusted(&self) -> bool {
@@ -87,7 +97,7 @@ impl Trust {
     /// True when an observation at `hour` is not the first of its hour (or is late): a novelty
     /// detector has already had its say about this thing for that hour.
     pub fn judged_in(&self, hour: i64) -> bool {
-        hour <= self.hour
+        narrow(hour) <= self.hour
     }
 }
 

@@ -171,4 +171,40 @@ mod tests {
              0.5 expected, 8 or more has p < 1e-6 (p=6.2e-8) (this call: denied, error_code \"403\")"
         );
     }
+
+    /// A day of 10 calls a minute in which, every sixth minute, one request fails three times
+    /// before it goes through: failures that cluster.
+    fn clustered_history() -> Vec<(u64, u64, i64)> {
+        (0..240).flat_map(|_| [(10, 3, 1), (10, 0, 5)]).collect()
+    }
+
+    #[test]
+    fn clusters_of_retried_failures_are_not_a_burst() {
+        // Nine failures in one minute: three such requests at once.
+        let mut minutes = clustered_history();
+        minutes.push((12, 9, 1));
+        check(&minutes, "");
+        // The same nine from a tool whose failures never clustered is a burst.
+        check(&[(10, 0, 120), (12, 9, 1)], "minute 120: 8 of 0.50 expected, k=8");
+    }
+
+    #[test]
+    fn failures_that_persist_fire_on_the_three_minute_window() {
+        let mut minutes = clustered_history();
+        // Eight a minute: under the minute's threshold, but not for three minutes running.
+        minutes.push((12, 8, 3));
+        let (log, findings) = run(&minutes);
+        assert_eq!(log.len(), 1, "{log:?}");
+        let f = &findings[0];
+        assert!(
+            f.explanation
+                .starts_with("calls of vault.read ended in error or denied")
+                && f.explanation
+                    .contains("22 times in the 3 minutes from 00:00 UTC on 2026-11-27")
+                && f.explanation.contains("expected, in clusters of"),
+            "{}",
+            f.explanation
+        );
+        assert!(f.observed >= 16.0 && f.observed <= 24.0, "{}", f.explanation);
+    }
 }

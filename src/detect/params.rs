@@ -444,6 +444,33 @@ mod tests {
     }
 
     #[test]
+    fn character_classes_are_judged_once_free_text_has_shown_them() {
+        // A digit in one query in twenty: the first turns up after 60 samples, before the
+        // classes are stable (100 samples without a new one), and is learned.
+        let text = |i: i64| {
+            // Distinct words, so the path is free text rather than a value set.
+            let word: String = (0..3).map(|k| (b'a' + (i / 26i64.pow(k) % 26) as u8) as char).collect();
+            if i >= 60 && i % 20 == 0 {
+                format!("late order {word} {i}")
+            } else {
+                format!("late order {word}")
+            }
+        };
+        let mut sim = Sim::new();
+        sim.calls(300, |i| json!({"table": "users", "q": text(i)}));
+        assert_eq!(sim.lines(), Vec::<String>::new());
+        // Quotes, never seen in 240 samples since the digits, are news.
+        sim.calls(1, |_| json!({"table": "users", "q": "late 'order'"}));
+        assert_eq!(
+            sim.lines(),
+            [
+                "param_out_of_range medium | params.q looked unlike its 300 samples: it contains quotes never seen \
+              there (seen: lowercase letters, digits, whitespace)"
+            ]
+        );
+    }
+
+    #[test]
     fn new_keys_make_one_finding_that_names_them() {
         check(
             json!({"table": "users", "limit": 20, "q": "status-5", "dump": true, "into": {"bucket": "b", "acl": "public"}}),

@@ -11,17 +11,23 @@
 use chrono::DateTime;
 
 use super::{Detector, Finding, Severity};
-use crate::baseline::TenantBaseline;
-use crate::baseline::rate::{CountLaw, Outlook, RateBaseline, RateConfig, minute_of};
+use crate::baseline::rate::{self, CountLaw, Outlook, RateBaseline, RateConfig, minute_of};
+use crate::baseline::{TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 
 /// `Finding::tool` of a spike in the tenant's calls over all tools together.
 pub const ALL_TOOLS: &str = "*";
 
-pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &RateConfig, out: &mut Vec<Finding>) {
+/// `learned` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    baseline: &TenantBaseline,
+    learned: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &RateConfig,
+    out: &mut Vec<Finding>,
+) {
     let minute = minute_of(event.timestamp);
     let tool = event.tool.as_ref();
-    let learned = baseline.tool(tool);
     // A retry of a failing call is that call again: it is not counted, so it cannot spike.
     if learned.is_some_and(|t| t.is_retry(event)) {
         return;
@@ -61,6 +67,11 @@ pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &R
 /// The outlook of a call that crosses its minute's threshold, if this one does. Too little
 /// history is "no opinion", and a late call has no open minute to count in.
 pub(super) fn spike(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Option<Outlook> {
+    // The call that opens a minute is one call: it crosses nothing (this skips predicting
+    // the next minute's state on every such call, half of them in a quiet tool).
+    if rate.current_minute().is_some_and(|m| minute > m) && !rate::first_call_can_cross(config) {
+        return None;
+    }
     let o = rate.outlook(minute, config)?;
     (o.history >= config.min_history_minutes && o.crosses(config)).then_some(o)
 }
@@ -138,7 +149,7 @@ mod tests {
     use chrono::{DateTime, Duration, Utc};
 
     use crate::baseline::{RateConfig, TenantBaseline};
-    use crate::detect::{DetectConfig, Finding, detect};
+    use crate::detect::{DetectConfig, Detector, Finding, detect};
     use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
 
     /// What the tenant's agents do, minute by minute.
@@ -151,6 +162,11 @@ mod tests {
         Gap(i64),
         /// Calls stamped `minutes_ago` before the current minute, arriving now.
         Late(&'static str, u64, i64),
+        /// `minutes` minutes of one tool with the counts cycling through the slice.
+        Pattern(&'static str, &'static [u64], i64),
+        /// `minutes` minutes in which each of `requests` requests of the tool fails `failures`
+        /// times, a second apart, before it goes through: retries, each request its own session.
+        Retried(&'static str, u64, u64, i64),
     }
     use Step::*;
 
@@ -203,6 +219,31 @@ mod tests {
                             self.call(tool, at, 0);
                         }
                     }
+                    Pattern(tool, counts, minutes) => {
+                        for m in 0..*minutes {
+                            self.minute_of_calls(&[(tool, counts[m as usize % counts.len()])]);
+                        }
+                    }
+                    Retried(tool, requests, failures, minutes) => {
+                        for _ in 0..*minutes {
+                            for r in 0..*requests {
+                                let session = format!("s-{}-{r}", self.minute);
+                                let first = self.start
+                                    + Duration::minutes(self.minute)
+                                    + Duration::seconds((r * 60 / requests) as i64);
+                                for attempt in 0..=*failures {
+                                    let outcome = if attempt < *failures {
+                                        Outcome::Error
+                                    } else {
+                                        Outcome::Success
+                                    };
+                                    let at = first + Duration::milliseconds(attempt as i64 * 1_000);
+                                    self.call_as(tool, at, 0, outcome, Some(session.clone()));
+                                }
+                            }
+                            self.minute += 1;
+                        }
+                    }
                 }
             }
             self
@@ -226,22 +267,34 @@ mod tests {
         }
 
         fn call(&mut self, tool: &str, at: DateTime<Utc>, nth_in_minute: u64) {
+            self.call_as(tool, at, nth_in_minute, Outcome::Success, None);
+        }
+
+        /// One call; `nth_in_minute` (0: not checked) is the count it makes in its minute.
+        fn call_as(
+            &mut self,
+            tool: &str,
+            at: DateTime<Utc>,
+            nth_in_minute: u64,
+            outcome: Outcome,
+            session_id: Option<String>,
+        ) {
             self.calls += 1;
             let event = ToolCallEvent {
                 event_id: EventId::parse(&format!("e-{}", self.calls)).unwrap(),
                 timestamp: at,
                 tool: ToolName::parse(tool).unwrap(),
                 params: serde_json::json!({}),
-                outcome: Outcome::Success,
+                outcome,
                 error_code: None,
                 duration_ms: None,
                 agent_id: None,
-                session_id: None,
+                session_id,
                 credential_ref: None,
             };
             let found = detect(&self.baseline, &event, &self.config);
-            for f in &found {
-                if f.tool == tool {
+            for f in found.iter().filter(|f| f.detector == Detector::RateSpike) {
+                if f.tool == tool && nth_in_minute > 0 {
                     // Fires on the k-th call of the minute: the index we counted ourselves.
                     assert_eq!(f.threshold, nth_in_minute as f64, "{}", f.explanation);
                     assert_eq!(f.observed, f.threshold);
@@ -427,5 +480,56 @@ mod tests {
         assert_eq!(sim.findings.len(), 60, "{}", sim.log.join("\n"));
         let last = sim.log.last().unwrap();
         assert_eq!(last, "minute 179 db.query: 24 of 7.07 expected, k=24");
+    }
+
+    #[test]
+    fn retries_of_a_failing_call_are_that_call_again() {
+        // Five requests, each failing three times before it goes through: 20 calls, 5 requests.
+        check(&[Steady(DB_2, 120), Retried("db.query", 5, 3, 1)], "");
+        // Twenty requests of their own are a spike.
+        check(
+            &[Steady(DB_2, 120), Steady(&[("db.query", 20)], 1)],
+            "minute 120 db.query: 13 of 2.00 expected, k=13",
+        );
+    }
+
+    #[test]
+    fn an_over_dispersed_history_widens_the_band_and_says_so() {
+        // Bursts of 8 every fourth minute: a mean of 2 with a variance of 12.
+        const BURSTY: Step = Pattern("db.query", &[0, 0, 0, 8], 24 * 60);
+        check(&[BURSTY, Steady(&[("db.query", 20)], 1)], "");
+        let mut sim = Sim::new();
+        sim.run(&[BURSTY, Steady(&[("db.query", 100)], 1)]);
+        assert_eq!(sim.findings.len(), 1, "{}", sim.log.join("\n"));
+        let f = &sim.findings[0];
+        assert!(
+            f.explanation.contains("expected, over-dispersed (variance")
+                && f.explanation.contains("negative binomial)"),
+            "{}",
+            f.explanation
+        );
+        assert!(f.threshold > 30.0 && f.threshold < 100.0, "{}", f.explanation);
+    }
+
+    #[test]
+    fn a_daily_step_is_a_spike_until_the_week_s_profile_expects_it() {
+        // One call every other minute at night; eight a minute from 09:00 to 17:00.
+        let mut steps = Vec::new();
+        for _ in 0..9 {
+            steps.extend([
+                Pattern("db.query", &[0, 1], 9 * 60),
+                Steady(&[("db.query", 8)], 8 * 60),
+                Pattern("db.query", &[0, 1], 7 * 60),
+            ]);
+        }
+        let mut sim = Sim::new();
+        sim.run(&steps);
+        let mut per_day = [0usize; 9];
+        for f in &sim.findings {
+            per_day[((f.at - sim.start).num_minutes() / (24 * 60)) as usize] += 1;
+        }
+        assert!(per_day[..7].iter().all(|&n| n > 0), "{per_day:?}");
+        assert_eq!(per_day[7..], [0, 0], "{per_day:?}");
+        assert!(sim.baseline.tool("db.query").unwrap().rate().is_seasonal());
     }
 }
