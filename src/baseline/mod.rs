@@ -41,6 +41,12 @@ pub struct TenantBaseline {
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
     events_seen: u64,
+    /// Weighted calls since a clean call (weight 1) first used a tool: the tool map is stable,
+    /// and a tool never called is `novel_tool`, once this reaches the policy's `stable_after`.
+    /// A tool first called by a flagged call does not reset it, so an attacker cannot unsettle
+    /// the map by calling new tools.
+    #[serde(with = "exact_f64")]
+    since_new_tool: f64,
 }
 
 /// What is learned about one tool of one tenant.
@@ -67,9 +73,53 @@ pub struct ToolBaseline {
     trust: Trust,
     #[serde(default)]
     params: ParamsBaseline,
+    /// The tool's latest failing call still open to a retry: a call from the same caller
+    /// within [`RETRY_WINDOW_MS`] of it is that call again, not a new one.
+    #[serde(default)]
+    failure: Option<Failure>,
+}
+
+/// How long after a failing call a call of the same tool from the same caller counts as its
+/// retry. Clients back off a second or a few between attempts; ten seconds holds a typical
+/// policy's short backoffs while a new request from a busy caller rarely lands in it.
+pub const RETRY_WINDOW_MS: i64 = 10_000;
+
+/// A failing call a retry may follow.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+struct Failure {
+    /// Its timestamp, in milliseconds since the epoch.
+    at_ms: i64,
+    /// Who made it: a hash of the session id, else the agent id (0 when neither is given).
+    caller: u64,
+}
+
+/// The caller a retry must share: the session when the runtime names one, else the agent.
+fn caller_of(event: &ToolCallEvent) -> u64 {
+    let (tag, id) = match (&event.session_id, &event.agent_id) {
+        (Some(session), _) => (1u8, session.as_str()),
+        (None, Some(agent)) => (2u8, agent.as_str()),
+        (None, None) => return 0,
+    };
+    // FNV-1a: a few nanoseconds for an id, and stable across versions (it is snapshotted).
+    std::iter::once(tag)
+        .chain(id.bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        })
 }
 
 impl ToolBaseline {
+    /// True when `event` retries this tool's latest failing call: same caller, within
+    /// [`RETRY_WINDOW_MS`] after it. A retry is the same request again, so it is not counted
+    /// as a call of its own in the call rates (a flaky downstream must not look like a spike);
+    /// its failure, if it fails, still counts in the failure rate.
+    pub fn is_retry(&self, event: &ToolCallEvent) -> bool {
+        self.failure.is_some_and(|f| {
+            let after = event.timestamp.timestamp_millis().saturating_sub(f.at_ms);
+            (0..=RETRY_WINDOW_MS).contains(&after) && f.caller == caller_of(event)
+        })
+    }
+
     pub fn rate(&self) -> &RateBaseline {
         &self.rate
     }
@@ -120,16 +170,30 @@ impl ToolBaseline {
     /// at their capacity, allocator overhead not counted).
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
+            + self.rate.heap_bytes()
             + self.errors.as_ref().map_or(0, |_| std::mem::size_of::<RateBaseline>())
             + self.params.heap_bytes()
     }
 
-    fn observe(&mut self, event: &ToolCallEvent, at: (i64, i64), weight: f64, config: &RateConfig) {
+    /// Folds one call; `retry` is [`Self::is_retry`] of it, asked before.
+    fn observe(&mut self, event: &ToolCallEvent, at: (i64, i64), weight: f64, retry: bool, config: &RateConfig) {
         let (minute, hour) = at;
         self.calls += 1;
         widen(&mut self.first_seen, &mut self.last_seen, event.timestamp);
-        self.rate.observe(minute, weight, config);
+        if !retry {
+            self.rate.observe(minute, weight, config);
+        }
         self.trust.observe(hour, weight);
+        let caller = caller_of(event);
+        if event.outcome != Outcome::Success {
+            self.failure = Some(Failure {
+                at_ms: event.timestamp.timestamp_millis(),
+                caller,
+            });
+        } else if self.failure.is_some_and(|f| f.caller == caller) {
+            // The caller got through: what it sends next is a new request.
+            self.failure = None;
+        }
         if event.outcome != Outcome::Success {
             self.error_calls += 1;
             let watched_since = self.first_seen.map_or(minute, rate::minute_of);
@@ -192,20 +256,46 @@ impl TenantBaseline {
         let hour = trust::hour_of(event.timestamp);
         self.events_seen += 1;
         widen(&mut self.first_seen, &mut self.last_seen, event.timestamp);
-        self.overall.observe(minute, weight, &self.rate_config);
 
         let name = event.tool.as_ref();
         // Look up before inserting: the hot path must not allocate the key on every call.
         if let Some(tool) = self.tools.get_mut(name) {
-            tool.observe(event, (minute, hour), weight, &self.rate_config);
+            let retry = tool.is_retry(event);
+            if !retry {
+                self.overall.observe(minute, weight, &self.rate_config);
+            }
+            tool.observe(event, (minute, hour), weight, retry, &self.rate_config);
+            self.since_new_tool += weight;
         } else {
+            self.overall.observe(minute, weight, &self.rate_config);
             let mut tool = ToolBaseline {
                 trust: Trust::new(hour, weight),
                 ..ToolBaseline::default()
             };
-            tool.observe(event, (minute, hour), weight, &self.rate_config);
+            tool.observe(event, (minute, hour), weight, false, &self.rate_config);
             self.tools.insert(name.to_owned(), tool);
+            self.since_new_tool = if weight >= 1.0 {
+                0.0
+            } else {
+                self.since_new_tool + weight
+            };
         }
+    }
+
+    /// [`Self::observe`] for the first call of a tool the policy declares known: a declared
+    /// tool joining the map was expected, so it does not unsettle the map for `novel_tool`.
+    pub fn observe_declared(&mut self, event: &ToolCallEvent, weight: f64) {
+        let settled = self.since_new_tool;
+        let new = !self.tools.contains_key(event.tool.as_ref());
+        self.observe(event, weight);
+        if new {
+            self.since_new_tool = settled + weight.clamp(0.0, 1.0);
+        }
+    }
+
+    /// Weighted calls since a tool was last added to the tool map by a clean call.
+    pub fn calls_since_new_tool(&self) -> f64 {
+        self.since_new_tool
     }
 
     /// Learns an event a person marked a false positive: it was observed with weight `learned`
@@ -261,6 +351,40 @@ impl TenantBaseline {
 fn widen(first: &mut Option<DateTime<Utc>>, last: &mut Option<DateTime<Utc>>, at: DateTime<Utc>) {
     *first = Some(first.map_or(at, |f| f.min(at)));
     *last = Some(last.map_or(at, |l| l.max(at)));
+}
+
+/// [`exact_f64`] for `f32`: the shortest decimal that reads back to the same bits.
+pub(crate) mod exact_f32 {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+    use std::fmt;
+
+    pub fn serialize<S: Serializer>(value: &f32, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f32, D::Error> {
+        struct ExactF32;
+        impl Visitor<'_> for ExactF32 {
+            type Value = f32;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a number, or a string holding one")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<f32, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<f32, E> {
+                Ok(v as f32)
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<f32, E> {
+                Ok(v as f32)
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<f32, E> {
+                Ok(v as f32)
+            }
+        }
+        d.deserialize_any(ExactF32)
+    }
 }
 
 /// Serde for learned `f64` state: written as the shortest decimal string that reads back to the
@@ -394,6 +518,21 @@ mod tests {
     }
 
     #[test]
+    fn a_declared_tool_joining_the_map_does_not_unsettle_it() {
+        let at: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let mut b = TenantBaseline::default();
+        for n in 0..100 {
+            b.observe(&event(n, "db.query", at + chrono::Duration::seconds(n as i64)), 1.0);
+        }
+        let settled = b.calls_since_new_tool();
+        b.observe_declared(&event(100, "reports.generate", at), 1.0);
+        assert_eq!(b.calls_since_new_tool(), settled + 1.0);
+        assert!(b.tool("reports.generate").is_some(), "it is learned like any call");
+        b.observe(&event(101, "billing.refund", at), 1.0);
+        assert_eq!(b.calls_since_new_tool(), 0.0, "an undeclared new tool does");
+    }
+
+    #[test]
     fn absorbing_a_false_positive_trusts_what_it_carried() {
         let at: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
         let mut b = TenantBaseline::default();
@@ -437,10 +576,13 @@ mod tests {
     #[test]
     fn a_tool_baseline_stays_small() {
         let size = std::mem::size_of::<ToolBaseline>();
-        // 192 bytes today: rate 96, calls and error calls 16, first/last seen 32, trust 24, the
-        // boxed error rate and the parameters' vector 32. In the map add the key (a String:
-        // 24 bytes + the name on the heap) and B-tree slack; the parameters' heap comes on top
-        // (`memory_bytes`, measured in the bench). Grow it knowingly.
-        assert!(size <= 200, "ToolBaseline is {size} bytes");
+        // 280 bytes today: the call rate 160 (slow and fast means, the dispersion's sums, the
+        // bucket's expectation and cached thresholds, the profile's box), calls and error calls
+        // 16, first/last seen 32, trust 24, the boxed failure rate and the parameters' vector
+        // 32, the failure a retry may follow 16. In the map add the key (a String: 24 bytes + the
+        // name on the heap) and B-tree slack; the hour-of-week profile (about 400 bytes, once
+        // the tool is busy) and the parameters' heap come on top (`memory_bytes`, measured in
+        // the bench). Grow it knowingly.
+        assert!(size <= 288, "ToolBaseline is {size} bytes");
     }
 }

@@ -48,7 +48,8 @@ pub struct ParamsConfig {
     /// Tukey's "far out"; 1.5 would flag about one call in a hundred of a normal law.
     pub fence_iqr: f64,
     /// Weighted samples without a new value before a value set is stable and a new value is
-    /// `novel_param_value`.
+    /// `novel_param_value`; likewise without a new character class before a free-text path's
+    /// classes are, and a new one is `param_out_of_range`.
     pub stable_after: f64,
 }
 
@@ -58,7 +59,7 @@ impl Default for ParamsConfig {
             key_warmup_calls: 50,
             min_samples: 30,
             fence_iqr: 3.0,
-            stable_after: 50.0,
+            stable_after: 100.0,
         }
     }
 }
@@ -497,6 +498,12 @@ pub struct TextShape {
     classes: u16,
     /// Classes seen but not trusted yet, each with its trust.
     pending: Vec<(u8, Trust)>,
+    /// Weighted samples since a clean observation last showed a class never seen before: the
+    /// classes are stable, and a new one is a finding, once this reaches `stable_after` (as
+    /// for a value set). Free text shows its rarer classes late (a digit in one query in ten),
+    /// and a class that has not shown up in that many samples is rare enough to be news.
+    #[serde(with = "exact_f64")]
+    since_new: f64,
 }
 
 impl TextShape {
@@ -516,6 +523,7 @@ impl TextShape {
     fn add(&mut self, value: &str, hour: i64, weight: f64) {
         self.length.add(value.len() as f64, weight);
         let new = classes_of(value) & !self.classes;
+        let mut unseen = false;
         for class in (0..CLASSES.len() as u8).filter(|c| new & (1 << c) != 0) {
             let trust = match self.pending.iter_mut().find(|(c, _)| *c == class) {
                 Some((_, trust)) => {
@@ -523,6 +531,7 @@ impl TextShape {
                     *trust
                 }
                 None => {
+                    unseen = true;
                     let trust = Trust::new(hour, weight);
                     self.pending.push((class, trust));
                     trust
@@ -533,14 +542,23 @@ impl TextShape {
                 self.pending.retain(|(c, _)| *c != class);
             }
         }
+        // A class first shown by a flagged observation does not unsettle the shape: an
+        // attacker cannot make new classes unremarkable by sending them.
+        self.since_new = if unseen && weight >= 1.0 {
+            0.0
+        } else {
+            self.since_new + weight
+        };
     }
 
-    /// A shape imported from a reviewed baseline: its lengths and trusted classes.
-    pub fn imported(length: NumberStats, classes: u16) -> Self {
+    /// A shape imported from a reviewed baseline: its lengths and trusted classes, stable after
+    /// `since_new` weighted samples without a new class.
+    pub fn imported(length: NumberStats, classes: u16, since_new: f64) -> Self {
         TextShape {
             length,
             classes,
             pending: Vec::new(),
+            since_new,
         }
     }
 
@@ -554,6 +572,11 @@ impl TextShape {
     /// The trusted classes.
     pub fn classes(&self) -> u16 {
         self.classes
+    }
+
+    /// True once no new class has shown up in `stable_after` weighted samples.
+    pub fn is_stable(&self, stable_after: f64) -> bool {
+        self.since_new >= stable_after
     }
 
     /// The trust of a class seen but not yet trusted.

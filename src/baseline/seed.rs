@@ -60,7 +60,7 @@ pub fn seeded(
     let mut baseline = TenantBaseline::new(rate_config);
     let span = span_minutes(first_seen, last_seen);
     let overall = rate("rate_per_min", &summary.rate_per_min)?;
-    baseline.overall = RateBaseline::seeded(overall.mean, overall.variance, minute_of(last_seen), span);
+    baseline.overall = RateBaseline::seeded(overall.mean, overall.variance, minute_of(last_seen), span, false);
     baseline.tools = tools;
     baseline.first_seen = summary.since.map(|_| first_seen);
     baseline.last_seen = summary.last_seen.map(|_| last_seen);
@@ -128,7 +128,7 @@ fn seeded_tool(at: &str, tool: &ToolSummary, config: &ParamsConfig) -> Result<To
         paths.push(seeded_path(&format!("{at}.params[{j}]"), p, hour, config)?);
     }
     Ok(ToolBaseline {
-        rate: RateBaseline::seeded(calls_rate.mean, calls_rate.variance, minute, span),
+        rate: RateBaseline::seeded(calls_rate.mean, calls_rate.variance, minute, span, false),
         calls: tool.calls,
         first_seen: tool.first_seen.map(|_| first_seen),
         last_seen: tool.last_seen.map(|_| last_seen),
@@ -139,10 +139,12 @@ fn seeded_tool(at: &str, tool: &ToolSummary, config: &ParamsConfig) -> Result<To
                 errors_rate.variance,
                 minute,
                 span,
+                true,
             ))
         }),
         trust: trust(tool.known, hour),
         params: ParamsBaseline::seeded(paths),
+        failure: None,
     })
 }
 
@@ -185,7 +187,9 @@ fn seeded_path(at: &str, p: &ParamSummary, hour: i64, config: &ParamsConfig) -> 
                 classes |= 1 << class;
             }
             let length = seeded_number(&format!("{at}.text.length"), &t.length, p.samples)?;
-            Some(Box::new(TextShape::imported(length, classes)))
+            // Its samples stand for the time without a new class: a reviewed shape is as stable as
+            // its sample count says.
+            Some(Box::new(TextShape::imported(length, classes, p.samples as f64)))
         }
         None => None,
     };
@@ -265,7 +269,19 @@ mod tests {
         assert_eq!(again.events_seen, learned.events_seen);
         for (a, b) in again.tools.iter().zip(&learned.tools) {
             assert_eq!((a.calls, a.known, a.error_rate), (b.calls, b.known, b.error_rate));
-            assert_eq!(a.rate_per_min, b.rate_per_min);
+            let close = |x: f64, y: f64| (x - y).abs() <= 1e-9 * y.abs().max(1.0);
+            assert!(
+                close(a.rate_per_min.mean, b.rate_per_min.mean),
+                "{:?} {:?}",
+                a.rate_per_min,
+                b.rate_per_min
+            );
+            assert!(
+                close(a.rate_per_min.variance, b.rate_per_min.variance),
+                "{:?} {:?}",
+                a.rate_per_min,
+                b.rate_per_min
+            );
             assert_eq!(a.params.len(), b.params.len());
             for (pa, pb) in a.params.iter().zip(&b.params) {
                 assert_eq!(

@@ -208,7 +208,12 @@ mod tests {
             b.observe(&event, 1.0);
         }
         let tenant = TenantId::parse("acme").unwrap();
-        let view = serde_json::to_value(summary(&tenant, &b, false, &ParamsConfig::default())).unwrap();
+        // 98 samples since the second value: stable under 50, not under the default.
+        let params = ParamsConfig {
+            stable_after: 50.0,
+            ..ParamsConfig::default()
+        };
+        let view = serde_json::to_value(summary(&tenant, &b, false, &params)).unwrap();
         assert_eq!(view["tenant_id"], "acme");
         assert_eq!(view["learning"], false);
         assert_eq!(view["since"], "2026-11-26T08:00:00Z");

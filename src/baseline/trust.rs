@@ -2,38 +2,43 @@
 //! character class): the memory behind every novelty detector, built so repeating an attack
 //! does not make it normal.
 //!
-//! Trust is counted in event-time hours. Each hour in which the thing was seen adds the
-//! smallest weight among that hour's observations, so one ordinary hour of use makes it trusted
-//! (1.0), while an hour in which it raised a finding (weight 0.1) adds a tenth: an attacker has
-//! to keep a new tool or value going for ten hours, under an alert every hour, before Vigil
-//! stops calling it new. Novelty detectors report at most once per hour per thing, on its first
-//! observation of the hour, which is also what keeps a legitimately new thing from flooding the
-//! incident while it earns its trust.
+//! Trust is counted in event-time hours. Novelty detectors judge a thing once per hour, on its
+//! first observation of the hour, and that observation's weight is what the hour teaches: an
+//! ordinary hour of use makes it trusted (1.0), while an hour whose first observation raised a
+//! finding (weight 0.1) adds a tenth, however many calls follow it unjudged in that hour. An
+//! attacker has to keep a new tool or value going for ten hours, under an alert every hour,
+//! before Vigil stops calling it new. The same rule keeps a legitimately new thing from
+//! flooding the incident while it earns its trust, and keeps a finding about something else
+//! (a parameter out of range in a tool's first hour) from costing the tool its trust: the hour
+//! follows the judgement made about the thing itself.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::exact_f64;
 
-/// Trust at or above this is "known". A little under 1.0 so that ten hours of 0.1 (which sum
-/// to 0.9999999999999999 in binary) count as the one hour they stand for.
-const TRUSTED: f64 = 1.0 - 1e-9;
+/// Trust at or above this is "known". A little under 1.0 so that ten hours of 0.1 (which may
+/// sum to a hair under 1 in binary) count as the one hour they stand for.
+const TRUSTED: f64 = 1.0 - 1e-6;
 
 /// The event-time hour of `timestamp`, in hours since the Unix epoch.
 pub fn hour_of(timestamp: DateTime<Utc>) -> i64 {
     timestamp.timestamp().div_euclid(3600)
 }
 
+/// 16 bytes: one is kept for every tool, key, value and pending character class, so the
+/// hour (hours since the epoch fit 32 bits for 245,000 years) and the hour's weight (0.1 or 1
+/// in practice) are stored narrow.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 pub struct Trust {
     /// Sum of the weights of completed hours.
     #[serde(with = "exact_f64")]
     settled: f64,
     /// The hour of the latest observation; earlier hours are settled.
-    hour: i64,
-    /// The smallest weight observed in `hour` so far.
-    #[serde(with = "exact_f64")]
-    hour_weight: f64,
+    hour: i32,
+    /// The weight of the first observation in `hour`: what the hour teaches.
+    #[serde(with = "super::exact_f32")]
+    hour_weight: f32,
 }
 
 impl Default for Trust {
@@ -41,10 +46,16 @@ impl Default for Trust {
     fn default() -> Self {
         Trust {
             settled: 0.0,
-            hour: i64::MIN,
+            hour: i32::MIN,
             hour_weight: 0.0,
         }
     }
+}
+
+/// An hour since the epoch as stored: saturated to 32 bits (event times are bounded long
+/// before that matters).
+fn narrow(hour: i64) -> i32 {
+    hour.clamp(i64::from(i32::MIN) + 1, i64::from(i32::MAX)) as i32
 }
 
 impl Trust {
@@ -52,20 +63,20 @@ impl Trust {
     pub fn new(hour: i64, weight: f64) -> Self {
         Trust {
             settled: 0.0,
-            hour,
-            hour_weight: weight,
+            hour: narrow(hour),
+            hour_weight: weight as f32,
         }
     }
 
-    /// Counts one observation. Late ones (an hour already settled) teach nothing: that hour's
-    /// weight is already decided.
+    /// Counts one observation. The first of an hour decides what the hour teaches (it is the
+    /// one a novelty detector judged); later ones in the hour, and late ones (an hour already
+    /// settled), teach nothing more.
     pub fn observe(&mut self, hour: i64, weight: f64) {
+        let hour = narrow(hour);
         if hour > self.hour {
-            self.settled += self.hour_weight;
+            self.settled += f64::from(self.hour_weight);
             self.hour = hour;
-            self.hour_weight = weight;
-        } else if hour == self.hour {
-            self.hour_weight = self.hour_weight.min(weight);
+            self.hour_weight = weight as f32;
         }
     }
 
@@ -76,7 +87,7 @@ impl Trust {
 
     /// Trust so far, the open hour included at its current weight.
     pub fn value(&self) -> f64 {
-        self.settled + self.hour_weight
+        self.settled + f64::from(self.hour_weight)
     }
 
     pub fn is_trusted(&self) -> bool {
@@ -86,7 +97,7 @@ impl Trust {
     /// True when an observation at `hour` is not the first of its hour (or is late): a novelty
     /// detector has already had its say about this thing for that hour.
     pub fn judged_in(&self, hour: i64) -> bool {
-        hour <= self.hour
+        narrow(hour) <= self.hour
     }
 }
 
@@ -115,8 +126,13 @@ mod tests {
             &[(5, 0.1), (5, 1.0), (6, 1.0)],
             &[(0.1, false), (0.1, false), (1.1, true)],
         );
-        // A flagged call anywhere in the hour caps what the hour teaches.
-        check(&[(5, 1.0), (5, 0.1)], &[(1.0, true), (0.1, false)]);
+        // The hour's first observation decides: one judged clean is not undone by a later
+        // call flagged for something else, and one flagged is not redeemed by the calls after.
+        check(&[(5, 1.0), (5, 0.1)], &[(1.0, true), (1.0, true)]);
+        check(
+            &[(5, 0.1), (5, 1.0), (5, 1.0)],
+            &[(0.1, false), (0.1, false), (0.1, false)],
+        );
         // Late observations change nothing.
         check(&[(5, 0.1), (4, 1.0)], &[(0.1, false), (0.1, false)]);
     }

@@ -1,15 +1,19 @@
-//! `error_burst`: more calls ending in `error` or `denied` in one minute than the tool's learned
-//! error rate makes plausible — credential probing, or a revoked key retried in a loop.
+//! `error_burst`: more calls ending in `error` or `denied` than the tool's learned failure rate
+//! makes plausible — credential probing, or a revoked key retried in a loop.
 //!
-//! The same machinery as `rate_spike`, over the tool's failing calls only: the threshold is
-//! the Poisson tail of the learned error rate, and the finding fires once per minute, on the
-//! call that reaches it. A tool that has never failed has an error rate of zero watched for as
-//! long as the tool has been called, so its first burst is judged, not excused as "no history".
+//! The same machinery as `rate_spike`, over the tool's failing calls only, judged two ways:
+//! the minute's count, and the count over a sliding window of three minutes. Failures cluster
+//! (a flaky downstream gets two or three quick retries), so their history is usually
+//! over-dispersed and the law negative binomial: a few quick failures are ordinary, and one
+//! minute must hold many to stand out. What retries do not do is persist; a loop does, and the
+//! window catches it sooner. A finding fires once per minute, on the call that reaches a
+//! threshold. A tool that has never failed has a failure rate of zero watched for as long as
+//! the tool has been called, so its first burst is judged, not excused as "no history".
 
-use super::rate_spike::{finding, spike};
+use super::rate_spike::{Count, finding};
 use super::{Detector, Finding};
 use crate::baseline::ToolBaseline;
-use crate::baseline::rate::{RateConfig, minute_of};
+use crate::baseline::rate::{RateConfig, WINDOW_MINUTES, minute_of};
 use crate::event::{Outcome, ToolCallEvent};
 
 /// `learned` is the event's tool in the baseline, if the tenant has called it before.
@@ -23,18 +27,46 @@ pub(super) fn check(
         return;
     }
     let tool = event.tool.as_ref();
-    // A tool never called has no error rate to break from; `novel_tool` speaks for it.
+    // A tool never called has no failure rate to break from; `novel_tool` speaks for it.
     let Some(learned) = learned else {
         return;
     };
-    let Some(o) = spike(&learned.errors(), minute_of(event.timestamp), config) else {
+    let errors = learned.errors();
+    let minute = minute_of(event.timestamp);
+    let Some(o) = errors.outlook(minute, config) else {
+        return;
+    };
+    if o.history < config.min_history_minutes {
+        return;
+    }
+    let window = o.window.filter(|w| w.crosses(config));
+    let count = if o.crosses(config) {
+        // Unless the window already fired in this minute, before this call.
+        if o.window.is_some_and(|w| {
+            let k = w.threshold(config);
+            w.before < k && w.observed > k
+        }) {
+            return;
+        }
+        Count::minute(&o, config)
+    } else if let Some(w) = window
+        && !errors.spiked_in(minute, config)
+    {
+        Count {
+            from: minute - (WINDOW_MINUTES as i64 - 1),
+            minutes: WINDOW_MINUTES,
+            observed: w.observed,
+            law: w.law,
+            threshold: w.threshold(config),
+        }
+    } else {
         return;
     };
     let mut f = finding(
         Detector::ErrorBurst,
         event,
         tool,
-        &o,
+        &count,
         config,
         &format!("calls of {tool} ended in error or denied"),
     );
@@ -138,5 +170,41 @@ mod tests {
             "calls of vault.read ended in error or denied 8 times in the minute from 02:00 UTC on 2026-11-26; \
              0.5 expected, 8 or more has p < 1e-6 (p=6.2e-8) (this call: denied, error_code \"403\")"
         );
+    }
+
+    /// A day of 10 calls a minute in which, every sixth minute, one request fails three times
+    /// before it goes through: failures that cluster.
+    fn clustered_history() -> Vec<(u64, u64, i64)> {
+        (0..240).flat_map(|_| [(10, 3, 1), (10, 0, 5)]).collect()
+    }
+
+    #[test]
+    fn clusters_of_retried_failures_are_not_a_burst() {
+        // Nine failures in one minute: three such requests at once.
+        let mut minutes = clustered_history();
+        minutes.push((12, 9, 1));
+        check(&minutes, "");
+        // The same nine from a tool whose failures never clustered is a burst.
+        check(&[(10, 0, 120), (12, 9, 1)], "minute 120: 8 of 0.50 expected, k=8");
+    }
+
+    #[test]
+    fn failures_that_persist_fire_on_the_three_minute_window() {
+        let mut minutes = clustered_history();
+        // Eight a minute: under the minute's threshold, but not for three minutes running.
+        minutes.push((12, 8, 3));
+        let (log, findings) = run(&minutes);
+        assert_eq!(log.len(), 1, "{log:?}");
+        let f = &findings[0];
+        assert!(
+            f.explanation
+                .starts_with("calls of vault.read ended in error or denied")
+                && f.explanation
+                    .contains("22 times in the 3 minutes from 00:00 UTC on 2026-11-27")
+                && f.explanation.contains("expected, in clusters of"),
+            "{}",
+            f.explanation
+        );
+        assert!(f.observed >= 16.0 && f.observed <= 24.0, "{}", f.explanation);
     }
 }

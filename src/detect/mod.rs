@@ -175,8 +175,8 @@ pub struct DetectConfig {
 pub fn detect(baseline: &TenantBaseline, event: &ToolCallEvent, config: &DetectConfig) -> Vec<Finding> {
     // No allocation unless something is found: the common case stays cheap.
     let mut findings = Vec::new();
-    rate_spike::check(baseline, event, &config.rate, &mut findings);
     let learned = baseline.tool(event.tool.as_ref());
+    rate_spike::check(baseline, learned, event, &config.rate, &mut findings);
     error_burst::check(learned, event, &config.rate, &mut findings);
     novel_tool::check(baseline, learned, event, config, &mut findings);
     params::check(learned, event, &config.params, &mut findings);

@@ -1,5 +1,6 @@
 //! `novel_tool`: a tool the tenant has never called (or has called only in hours that raised
-//! findings), once the tenant is out of warm-up, and that no declaration lists.
+//! findings), once the tenant is out of warm-up and its tool map is stable (no new tool in the
+//! last `stable_after` calls, as for a parameter's value set), and that no declaration lists.
 //!
 //! Declarations come from `baselines/` (the global `[tools]` section and the tenant's own file),
 //! loaded by the caller and merged into the tenant's [`DetectConfig`]: `known` tools are never
@@ -60,7 +61,9 @@ pub(super) fn check(
     config: &DetectConfig,
     out: &mut Vec<Finding>,
 ) {
-    if baseline.is_learning(&config.warmup) {
+    // Learning, or a tool map still growing: a tenant's agents show their rarer tools over
+    // its first hours, and a tool not called yet is not news until the map has settled.
+    if baseline.is_learning(&config.warmup) || baseline.calls_since_new_tool() < config.params.stable_after {
         return;
     }
     let tool = event.tool.as_ref();
@@ -215,6 +218,24 @@ mod tests {
             &[],
         );
         check(&[("db.query", 120), ("search.web", 3)], &[]);
+    }
+
+    #[test]
+    fn no_opinion_while_the_tool_map_is_still_growing() {
+        // reports.run joins the map in warm-up; billing.refund 60 calls later is not news yet
+        // (a map needs 100 calls without a new tool), and joins too; 100 calls after it, a new
+        // tool is.
+        check(
+            &[
+                ("db.query", 80),
+                ("reports.run", 1),
+                ("db.query", 60),
+                ("billing.refund", 1),
+                ("db.query", 100),
+                ("payments.charge", 1),
+            ],
+            &["04:03 medium payments.charge"],
+        );
     }
 
     #[test]

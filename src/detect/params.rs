@@ -42,7 +42,8 @@ pub(super) fn check(
     };
     let params = tool.params();
     let hour = hour_of(event.timestamp);
-    let keys_judged = tool.calls() >= config.key_warmup_calls && !params.is_full();
+    // A tool not trusted yet is `novel_tool`'s story: its keys are as new as it is.
+    let keys_judged = tool.calls() >= config.key_warmup_calls && !params.is_full() && tool.trust().is_trusted();
     let mut new_keys: Vec<String> = Vec::new();
     let mut new_key_count = 0;
     let mut value_findings = 0;
@@ -175,7 +176,11 @@ fn judge_shape(
     let len = s.len() as f64;
     let long = fences.breached(len);
     let mut new_classes = 0u16;
-    let unseen = classes_of(s) & !shape.classes();
+    let unseen = if shape.is_stable(config.stable_after) {
+        classes_of(s) & !shape.classes()
+    } else {
+        0
+    };
     for class in (0..CLASSES.len() as u8).filter(|c| unseen & (1 << c) != 0) {
         if !shape.pending(class).is_some_and(|t| t.judged_in(hour)) {
             new_classes |= 1 << class;
@@ -435,6 +440,33 @@ mod tests {
                (@+=%&?#~,), quotes, shell or SQL metacharacters (;|$<>(){}[]\\*!^) never seen there (seen: \
                lowercase letters, digits, '-', '_' or '.')",
             ],
+        );
+    }
+
+    #[test]
+    fn character_classes_are_judged_once_free_text_has_shown_them() {
+        // A digit in one query in twenty: the first turns up after 60 samples, before the
+        // classes are stable (100 samples without a new one), and is learned.
+        let text = |i: i64| {
+            // Distinct words, so the path is free text rather than a value set.
+            let word: String = (0..3).map(|k| (b'a' + (i / 26i64.pow(k) % 26) as u8) as char).collect();
+            if i >= 60 && i % 20 == 0 {
+                format!("late order {word} {i}")
+            } else {
+                format!("late order {word}")
+            }
+        };
+        let mut sim = Sim::new();
+        sim.calls(300, |i| json!({"table": "users", "q": text(i)}));
+        assert_eq!(sim.lines(), Vec::<String>::new());
+        // Quotes, never seen in 240 samples since the digits, are news.
+        sim.calls(1, |_| json!({"table": "users", "q": "late 'order'"}));
+        assert_eq!(
+            sim.lines(),
+            [
+                "param_out_of_range medium | params.q looked unlike its 300 samples: it contains quotes never seen \
+              there (seen: lowercase letters, digits, whitespace)"
+            ]
         );
     }
 

@@ -2,34 +2,47 @@
 //! or for the tenant over all tools.
 //!
 //! The event counts itself, and the finding fires on the call that makes the minute's count
-//! reach the threshold `k`: once per minute, while the burst is still under way.
+//! reach the threshold `k`: once per minute, while the burst is still under way. A call that
+//! retries a failing call of the same tool (same caller, within seconds) is not counted: a
+//! flaky downstream's retries cluster, and are the failure rate's business (`error_burst`).
+//! What the count is judged against (the expectation, Poisson or negative binomial) is
+//! `baseline::rate`'s.
 
 use chrono::DateTime;
 
 use super::{Detector, Finding, Severity};
-use crate::baseline::TenantBaseline;
-use crate::baseline::rate::{Outlook, RateBaseline, RateConfig, minute_of, poisson_tail};
+use crate::baseline::rate::{self, CountLaw, Outlook, RateBaseline, RateConfig, minute_of};
+use crate::baseline::{TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 
 /// `Finding::tool` of a spike in the tenant's calls over all tools together.
 pub const ALL_TOOLS: &str = "*";
 
-pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &RateConfig, out: &mut Vec<Finding>) {
+/// `learned` is the event's tool in the baseline, if the tenant has called it before.
+pub(super) fn check(
+    baseline: &TenantBaseline,
+    learned: Option<&ToolBaseline>,
+    event: &ToolCallEvent,
+    config: &RateConfig,
+    out: &mut Vec<Finding>,
+) {
     let minute = minute_of(event.timestamp);
     let tool = event.tool.as_ref();
-    let tool_spike = baseline
-        .tool(tool)
-        .and_then(|t| spike(&t.rate, minute, config))
-        .map(|o| {
-            finding(
-                Detector::RateSpike,
-                event,
-                tool,
-                &o,
-                config,
-                &format!("{tool} was called"),
-            )
-        });
+    // A retry of a failing call is that call again: it is not counted, so it cannot spike.
+    if learned.is_some_and(|t| t.is_retry(event)) {
+        return;
+    }
+    let tool_spike = learned.and_then(|t| spike(&t.rate, minute, config)).map(|o| {
+        let count = Count::minute(&o, config);
+        finding(
+            Detector::RateSpike,
+            event,
+            tool,
+            &count,
+            config,
+            &format!("{tool} was called"),
+        )
+    });
     if let Some(f) = tool_spike {
         out.push(f);
         return;
@@ -44,7 +57,7 @@ pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &R
             Detector::RateSpike,
             event,
             ALL_TOOLS,
-            &o,
+            &Count::minute(&o, config),
             config,
             "the tenant's tools were called",
         ));
@@ -54,8 +67,36 @@ pub(super) fn check(baseline: &TenantBaseline, event: &ToolCallEvent, config: &R
 /// The outlook of a call that crosses its minute's threshold, if this one does. Too little
 /// history is "no opinion", and a late call has no open minute to count in.
 pub(super) fn spike(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Option<Outlook> {
+    // The call that opens a minute is one call: it crosses nothing (this skips predicting
+    // the next minute's state on every such call, half of them in a quiet tool).
+    if rate.current_minute().is_some_and(|m| minute > m) && !rate::first_call_can_cross(config) {
+        return None;
+    }
     let o = rate.outlook(minute, config)?;
     (o.history >= config.min_history_minutes && o.crosses(config)).then_some(o)
+}
+
+/// A count that reached its threshold: over one minute, or over a window of minutes ending
+/// with the event's.
+pub(super) struct Count {
+    /// The first minute counted, in minutes since the epoch.
+    pub from: i64,
+    pub minutes: u64,
+    pub observed: u64,
+    pub law: CountLaw,
+    pub threshold: u64,
+}
+
+impl Count {
+    pub fn minute(o: &Outlook, config: &RateConfig) -> Self {
+        Count {
+            from: o.minute,
+            minutes: 1,
+            observed: o.observed,
+            law: o.law,
+            threshold: o.threshold(config),
+        }
+    }
 }
 
 /// A rate finding (`rate_spike`, `error_burst`): "{subject} n times in the minute from …".
@@ -63,16 +104,20 @@ pub(super) fn finding(
     detector: Detector,
     event: &ToolCallEvent,
     tool: &str,
-    o: &Outlook,
+    count: &Count,
     config: &RateConfig,
     subject: &str,
 ) -> Finding {
-    let k = o.threshold(config);
-    let p = poisson_tail(o.expected, o.observed);
-    let from = DateTime::from_timestamp(o.minute.saturating_mul(60), 0).map_or_else(
-        || format!("minute {}", o.minute),
+    let k = count.threshold;
+    let p = count.law.tail(count.observed);
+    let from = DateTime::from_timestamp(count.from.saturating_mul(60), 0).map_or_else(
+        || format!("minute {}", count.from),
         |t| t.format("%H:%M UTC on %Y-%m-%d").to_string(),
     );
+    let span = match count.minutes {
+        1 => "the minute".to_owned(),
+        n => format!("the {n} minutes"),
+    };
     let p_text = if p > 0.0 {
         format!("p={p:.1e}")
     } else {
@@ -83,13 +128,15 @@ pub(super) fn finding(
         severity: Severity::High,
         tool: tool.to_owned(),
         event_id: event.event_id.as_ref().to_owned(),
-        observed: o.observed as f64,
-        expected: o.expected,
+        observed: count.observed as f64,
+        expected: count.law.mean,
         threshold: k as f64,
         p_value: Some(p),
         explanation: format!(
-            "{subject} {} times in the minute from {from}; {:.1} expected, {k} or more has p < {:e} ({p_text})",
-            o.observed, o.expected, config.alpha
+            "{subject} {} times in {span} from {from}; {}, {k} or more has p < {:e} ({p_text})",
+            count.observed,
+            count.law.describe(),
+            config.alpha
         ),
         at: event.timestamp,
     }
@@ -102,7 +149,7 @@ mod tests {
     use chrono::{DateTime, Duration, Utc};
 
     use crate::baseline::{RateConfig, TenantBaseline};
-    use crate::detect::{DetectConfig, Finding, detect};
+    use crate::detect::{DetectConfig, Detector, Finding, detect};
     use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
 
     /// What the tenant's agents do, minute by minute.
@@ -115,6 +162,11 @@ mod tests {
         Gap(i64),
         /// Calls stamped `minutes_ago` before the current minute, arriving now.
         Late(&'static str, u64, i64),
+        /// `minutes` minutes of one tool with the counts cycling through the slice.
+        Pattern(&'static str, &'static [u64], i64),
+        /// `minutes` minutes in which each of `requests` requests of the tool fails `failures`
+        /// times, a second apart, before it goes through: retries, each request its own session.
+        Retried(&'static str, u64, u64, i64),
     }
     use Step::*;
 
@@ -167,6 +219,31 @@ mod tests {
                             self.call(tool, at, 0);
                         }
                     }
+                    Pattern(tool, counts, minutes) => {
+                        for m in 0..*minutes {
+                            self.minute_of_calls(&[(tool, counts[m as usize % counts.len()])]);
+                        }
+                    }
+                    Retried(tool, requests, failures, minutes) => {
+                        for _ in 0..*minutes {
+                            for r in 0..*requests {
+                                let session = format!("s-{}-{r}", self.minute);
+                                let first = self.start
+                                    + Duration::minutes(self.minute)
+                                    + Duration::seconds((r * 60 / requests) as i64);
+                                for attempt in 0..=*failures {
+                                    let outcome = if attempt < *failures {
+                                        Outcome::Error
+                                    } else {
+                                        Outcome::Success
+                                    };
+                                    let at = first + Duration::milliseconds(attempt as i64 * 1_000);
+                                    self.call_as(tool, at, 0, outcome, Some(session.clone()));
+                                }
+                            }
+                            self.minute += 1;
+                        }
+                    }
                 }
             }
             self
@@ -190,22 +267,34 @@ mod tests {
         }
 
         fn call(&mut self, tool: &str, at: DateTime<Utc>, nth_in_minute: u64) {
+            self.call_as(tool, at, nth_in_minute, Outcome::Success, None);
+        }
+
+        /// One call; `nth_in_minute` (0: not checked) is the count it makes in its minute.
+        fn call_as(
+            &mut self,
+            tool: &str,
+            at: DateTime<Utc>,
+            nth_in_minute: u64,
+            outcome: Outcome,
+            session_id: Option<String>,
+        ) {
             self.calls += 1;
             let event = ToolCallEvent {
                 event_id: EventId::parse(&format!("e-{}", self.calls)).unwrap(),
                 timestamp: at,
                 tool: ToolName::parse(tool).unwrap(),
                 params: serde_json::json!({}),
-                outcome: Outcome::Success,
+                outcome,
                 error_code: None,
                 duration_ms: None,
                 agent_id: None,
-                session_id: None,
+                session_id,
                 credential_ref: None,
             };
             let found = detect(&self.baseline, &event, &self.config);
-            for f in &found {
-                if f.tool == tool {
+            for f in found.iter().filter(|f| f.detector == Detector::RateSpike) {
+                if f.tool == tool && nth_in_minute > 0 {
                     // Fires on the k-th call of the minute: the index we counted ourselves.
                     assert_eq!(f.threshold, nth_in_minute as f64, "{}", f.explanation);
                     assert_eq!(f.observed, f.threshold);
@@ -391,5 +480,56 @@ mod tests {
         assert_eq!(sim.findings.len(), 60, "{}", sim.log.join("\n"));
         let last = sim.log.last().unwrap();
         assert_eq!(last, "minute 179 db.query: 24 of 7.07 expected, k=24");
+    }
+
+    #[test]
+    fn retries_of_a_failing_call_are_that_call_again() {
+        // Five requests, each failing three times before it goes through: 20 calls, 5 requests.
+        check(&[Steady(DB_2, 120), Retried("db.query", 5, 3, 1)], "");
+        // Twenty requests of their own are a spike.
+        check(
+            &[Steady(DB_2, 120), Steady(&[("db.query", 20)], 1)],
+            "minute 120 db.query: 13 of 2.00 expected, k=13",
+        );
+    }
+
+    #[test]
+    fn an_over_dispersed_history_widens_the_band_and_says_so() {
+        // Bursts of 8 every fourth minute: a mean of 2 with a variance of 12.
+        const BURSTY: Step = Pattern("db.query", &[0, 0, 0, 8], 24 * 60);
+        check(&[BURSTY, Steady(&[("db.query", 20)], 1)], "");
+        let mut sim = Sim::new();
+        sim.run(&[BURSTY, Steady(&[("db.query", 100)], 1)]);
+        assert_eq!(sim.findings.len(), 1, "{}", sim.log.join("\n"));
+        let f = &sim.findings[0];
+        assert!(
+            f.explanation.contains("expected, over-dispersed (variance")
+                && f.explanation.contains("negative binomial)"),
+            "{}",
+            f.explanation
+        );
+        assert!(f.threshold > 30.0 && f.threshold < 100.0, "{}", f.explanation);
+    }
+
+    #[test]
+    fn a_daily_step_is_a_spike_until_the_week_s_profile_expects_it() {
+        // One call every other minute at night; eight a minute from 09:00 to 17:00.
+        let mut steps = Vec::new();
+        for _ in 0..9 {
+            steps.extend([
+                Pattern("db.query", &[0, 1], 9 * 60),
+                Steady(&[("db.query", 8)], 8 * 60),
+                Pattern("db.query", &[0, 1], 7 * 60),
+            ]);
+        }
+        let mut sim = Sim::new();
+        sim.run(&steps);
+        let mut per_day = [0usize; 9];
+        for f in &sim.findings {
+            per_day[((f.at - sim.start).num_minutes() / (24 * 60)) as usize] += 1;
+        }
+        assert!(per_day[..7].iter().all(|&n| n > 0), "{per_day:?}");
+        assert_eq!(per_day[7..], [0, 0], "{per_day:?}");
+        assert!(sim.baseline.tool("db.query").unwrap().rate().is_seasonal());
     }
 }

@@ -482,7 +482,7 @@ mod tests {
         let text = include_str!("../../baselines/default.toml").replace("rate_spike", "rate_spikes");
         let err = Policy::from_toml(&text).unwrap_err().to_string();
         assert!(err.contains("rate_spikes"), "{err}");
-        let text = include_str!("../../baselines/default.toml").replace("alpha = 1e-6", "alpha = 2");
+        let text = include_str!("../../baselines/default.toml").replace("alpha = 1e-7", "alpha = 2");
         assert!(Policy::from_toml(&text).is_err());
     }
 

@@ -91,12 +91,12 @@ pub struct AttackResult {
     pub detected: bool,
     /// Every detector that fired on the attack, in the order they first did.
     pub detectors: Vec<String>,
-    /// Attack events accepted before the first one that raised a finding (0: the first did).
+    /// Attack events accepted before the first one that raised a finding (0: the first did),
+    /// or before the benign call a rate finding of the attack's minute landed on.
     pub delay_events: Option<usize>,
-    /// Detectors that fired on the victim's *benign* calls while the attack was under way. A
-    /// rate detector fires on whichever call crosses the minute's threshold, which may be a
-    /// benign one: the attack was noticed, but no attack event carries it, so it is neither
-    /// a detection nor a false finding.
+    /// Detectors that fired on the victim's *benign* calls while the attack was under way,
+    /// other than the attack's own rate detector judging the attack's minutes (which detects
+    /// it): neither a detection nor a false finding.
     pub nearby_detectors: Vec<String>,
     pub severity: Option<String>,
     pub action: Option<String>,
@@ -161,16 +161,42 @@ impl Report {
         };
         let mut attacks = Vec::new();
         for (a, attack) in plan.attacks.iter().enumerate() {
-            let mut on_attack: Vec<&ObservedFinding> = observed
+            let events = plan.attack_events(a);
+            // Each finding that speaks for the attack, with the attack events before it.
+            let mut speaking: Vec<(usize, &ObservedFinding)> = observed
                 .findings
                 .iter()
-                .filter(|f| f.attack.is_some_and(|(i, _)| i == a))
+                .filter_map(|f| f.attack.filter(|&(i, _)| i == a).map(|(_, j)| (j, f)))
                 .collect();
-            on_attack.sort_by_key(|f| f.attack.map(|(_, j)| j));
+            // A rate detector judges a minute's count and fires on whichever call reaches the
+            // threshold, which in a busy tool may be one of the victim's own benign calls: the
+            // count it judged is the attack's all the same. The attack's own detector firing on
+            // the attacked tool (or, for a spike, on the tenant as a whole) while the attack
+            // is under way, up to the end of its last minute, detects it.
+            if let (Some(first), Some(last)) = (events.first(), events.last()) {
+                let until = last.at_ms - last.at_ms.rem_euclid(MINUTE_MS) + MINUTE_MS;
+                let own = attack.class.expected_detector();
+                let by_minute = matches!(attack.class, AttackClass::RateSpike | AttackClass::ErrorBurst);
+                speaking.extend(
+                    observed
+                        .findings
+                        .iter()
+                        .filter(|f| {
+                            by_minute
+                                && f.attack.is_none()
+                                && f.tenant == attack.victim
+                                && f.detector == own
+                                && (f.tool == attack.tool || (f.tool == "*" && own == "rate_spike"))
+                                && (first.at_ms..until).contains(&f.at_ms)
+                        })
+                        .map(|f| (events.iter().filter(|e| e.at_ms < f.at_ms).count(), f)),
+                );
+            }
+            speaking.sort_by_key(|&(before, f)| (before, f.attack.is_none(), f.at_ms));
             let mut detectors: Vec<String> = Vec::new();
-            for d in on_attack
+            for d in speaking
                 .iter()
-                .map(|f| &f.detector)
+                .map(|(_, f)| &f.detector)
                 .chain(observed.attack_api_detectors.get(a).into_iter().flatten())
             {
                 if !detectors.contains(d) {
@@ -178,16 +204,14 @@ impl Report {
                 }
             }
             let mut nearby_detectors: Vec<String> = Vec::new();
-            for f in observed
-                .findings
-                .iter()
-                .filter(|f| f.attack.is_none() && during_attack(f) == Some(a))
-            {
+            for f in observed.findings.iter().filter(|f| {
+                f.attack.is_none() && during_attack(f) == Some(a) && !speaking.iter().any(|(_, s)| std::ptr::eq(*s, *f))
+            }) {
                 if !nearby_detectors.contains(&f.detector) {
                     nearby_detectors.push(f.detector.clone());
                 }
             }
-            let first = on_attack.first();
+            let first = speaking.first();
             let refused_status = observed.attack_refused_status.get(a).copied().flatten();
             // A cross-tenant batch is refused whole, so no event of it can carry a finding:
             // it is detected when the 403 came back *and* Vigil recorded it against the token.
@@ -207,11 +231,11 @@ impl Report {
                 refused_status,
                 detected,
                 detectors,
-                delay_events: first.and_then(|f| f.attack.map(|(_, j)| j)),
+                delay_events: first.map(|&(before, _)| before),
                 nearby_detectors,
-                severity: first.map(|f| f.severity.clone()),
-                action: first.map(|f| f.action.clone()),
-                incident_id: first.map(|f| f.incident_id.clone()),
+                severity: first.map(|(_, f)| f.severity.clone()),
+                action: first.map(|(_, f)| f.action.clone()),
+                incident_id: first.map(|(_, f)| f.incident_id.clone()),
             });
         }
 
@@ -353,8 +377,9 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "(delay: attack events accepted before the first one that raised a finding; nearby: fired only on \
-             the victim's benign calls during the attack)"
+            "(delay: attack events accepted before the first finding about it; a rate finding on the attacked tool \
+             during the attack counts even when the call that crossed the threshold was benign; nearby: other \
+             findings only on the victim's benign calls during the attack)"
         );
         for a in self.attacks.iter().filter(|a| !a.detected) {
             let _ = writeln!(
@@ -471,8 +496,11 @@ mod tests {
             findings: vec![
                 finding(victim, at + 9_000, Some((spike, 8)), "rate_spike", "rotate"),
                 finding(victim, at + 70_000, Some((spike, 20)), "rate_spike", "rotate"),
-                // a benign call in the spiking minute
-                finding(victim, at + 9_500, None, "rate_spike", "rotate"),
+                // a benign call of another tool in the spiking minute
+                ObservedFinding {
+                    tool: "other.tool".into(),
+                    ..finding(victim, at + 9_500, None, "rate_spike", "rotate")
+                },
                 // the error burst's minute crosses the rate threshold on a benign call
                 finding(burst.victim, burst.at_ms + 61_000, None, "rate_spike", "rotate"),
                 // noise, far from any attack
@@ -503,7 +531,7 @@ mod tests {
         assert_eq!(
             s.nearby_detectors,
             ["rate_spike"],
-            "the benign call in the spiking minute"
+            "the benign call of another tool in the spiking minute"
         );
         let b = report.attack(AttackClass::ErrorBurst).unwrap();
         assert!(
@@ -539,5 +567,44 @@ mod tests {
         assert!(text.contains("cross_tenant_ingest + 403"), "{text}");
         assert!(text.contains("missed secret_in_payload"), "{text}");
         assert!(text.contains("MISSED   (nearby: rate_spike)"), "{text}");
+    }
+
+    #[test]
+    fn a_rate_finding_that_lands_on_a_benign_call_of_the_attacked_minute_detects_the_attack() {
+        let plan = plan();
+        let b = plan
+            .attacks
+            .iter()
+            .position(|a| a.class == AttackClass::ErrorBurst)
+            .unwrap();
+        let burst = &plan.attacks[b];
+        let on_tool = |at_ms, detector: &str| ObservedFinding {
+            tool: burst.tool.clone(),
+            ..finding(burst.victim, at_ms, None, detector, "alert")
+        };
+        let observed = Observed {
+            findings: vec![
+                // The minute's count reached the threshold on a benign failure of the tool.
+                on_tool(burst.at_ms + 61_000, "error_burst"),
+                // Another detector on a benign call is only nearby.
+                on_tool(burst.at_ms + 30_500, "rate_spike"),
+                // After the attack's last minute, the attack's own detector is noise again.
+                on_tool(burst.at_ms + 3 * 60_000 + 60_000, "error_burst"),
+            ],
+            attack_accepted: plan.attacks.iter().map(|a| a.events).collect(),
+            attack_refused_status: vec![None; plan.attacks.len()],
+            attack_api_detectors: vec![Vec::new(); plan.attacks.len()],
+            ..Observed::default()
+        };
+        let report = Report::build(&plan, &observed, "run", "2026-11-26T12:00:00Z".parse().unwrap());
+        let r = report.attack(AttackClass::ErrorBurst).unwrap();
+        assert!(r.detected, "{r:?}");
+        assert_eq!(r.detectors, ["error_burst"]);
+        assert_eq!(r.delay_events, Some(11), "denials every 6 s: 11 before the 61st second");
+        assert_eq!(r.nearby_detectors, ["rate_spike", "error_burst"]);
+        assert_eq!(
+            report.false_findings.findings, 0,
+            "5 minutes after the attack is its aftermath"
+        );
     }
 }
