@@ -20,6 +20,9 @@ const TOOLS: usize = 20;
 /// Distinct parameter sets each tool cycles through: more than a value set holds, so the
 /// free-text parameter is judged by its shape.
 const VARIANTS: usize = 40;
+/// The load-independent figure: the fastest of this many batches of this many events.
+const BATCHES: usize = 300;
+const BATCH: usize = 2_000;
 
 fn params(variant: usize) -> Value {
     let table = ["orders", "users", "items", "invoices"][variant % 4];
@@ -115,6 +118,20 @@ fn bench(c: &mut Criterion) {
         c.bench_function(
             &format!("detect+observe/20_tools/{per_tool_minute}_per_tool_minute/{shape}"),
             |b| b.iter(|| step(&mut baseline, &config, traffic.next())),
+        );
+        // On a shared machine criterion's estimate moves with everyone else's load; the
+        // fastest of many short batches is the figure that does not.
+        let best = (0..BATCHES)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                for _ in 0..BATCH {
+                    step(&mut baseline, &config, traffic.next());
+                }
+                start.elapsed().as_nanos() as f64 / BATCH as f64
+            })
+            .fold(f64::INFINITY, f64::min);
+        println!(
+            "best of {BATCHES} batches of {BATCH} events, {per_tool_minute} calls/minute, {shape}: {best:.0} ns per event"
         );
     }
 

@@ -225,12 +225,7 @@ pub fn start(
 pub fn fold(state: &mut TenantState, seq: i64, event: &ToolCallEvent, config: &DetectConfig) -> Vec<Finding> {
     let findings = detect::detect(&state.baseline, event, config);
     let weight = if findings.is_empty() { 1.0 } else { SUSPICIOUS_WEIGHT };
-    let tool = event.tool.as_ref();
-    if state.baseline.tool(tool).is_none() && config.tools.known(tool).is_some() {
-        state.baseline.observe_declared(event, weight);
-    } else {
-        state.baseline.observe(event, weight);
-    }
+    state.baseline.observe(event, weight);
     state.watermark_seq = state.watermark_seq.max(seq);
     findings
 }

@@ -41,12 +41,6 @@ pub struct TenantBaseline {
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
     events_seen: u64,
-    /// Weighted calls since a clean call (weight 1) first used a tool: the tool map is stable,
-    /// and a tool never called is `novel_tool`, once this reaches the policy's `stable_after`.
-    /// A tool first called by a flagged call does not reset it, so an attacker cannot unsettle
-    /// the map by calling new tools.
-    #[serde(with = "exact_f64")]
-    since_new_tool: f64,
 }
 
 /// What is learned about one tool of one tenant.
@@ -77,6 +71,19 @@ pub struct ToolBaseline {
     /// within [`RETRY_WINDOW_MS`] of it is that call again, not a new one.
     #[serde(default)]
     failure: Option<Failure>,
+    /// How many events the tenant had sent when this tool joined its map with a clean call
+    /// (one that raised no finding): how `novel_tool` tells a map still being discovered from
+    /// a settled one. [`NOT_A_DISCOVERY`] when the first call raised a finding, so an attacker
+    /// calling new tools cannot unsettle the map.
+    #[serde(default = "not_a_discovery")]
+    joined_at: u64,
+}
+
+/// [`ToolBaseline::joined_at`] of a tool whose first call raised a finding.
+pub const NOT_A_DISCOVERY: u64 = u64::MAX;
+
+fn not_a_discovery() -> u64 {
+    NOT_A_DISCOVERY
 }
 
 /// How long after a failing call a call of the same tool from the same caller counts as its
@@ -143,6 +150,11 @@ impl ToolBaseline {
             Some(errors) => std::borrow::Cow::Borrowed(errors),
             None => std::borrow::Cow::Owned(RateBaseline::quiet_since(self.first_seen.map_or(0, rate::minute_of))),
         }
+    }
+
+    /// The tenant's event count when this tool joined its map cleanly, or [`NOT_A_DISCOVERY`].
+    pub fn joined_at(&self) -> u64 {
+        self.joined_at
     }
 
     pub fn error_calls(&self) -> u64 {
@@ -265,37 +277,20 @@ impl TenantBaseline {
                 self.overall.observe(minute, weight, &self.rate_config);
             }
             tool.observe(event, (minute, hour), weight, retry, &self.rate_config);
-            self.since_new_tool += weight;
         } else {
             self.overall.observe(minute, weight, &self.rate_config);
             let mut tool = ToolBaseline {
                 trust: Trust::new(hour, weight),
+                joined_at: if weight >= 1.0 {
+                    self.events_seen - 1
+                } else {
+                    NOT_A_DISCOVERY
+                },
                 ..ToolBaseline::default()
             };
             tool.observe(event, (minute, hour), weight, false, &self.rate_config);
             self.tools.insert(name.to_owned(), tool);
-            self.since_new_tool = if weight >= 1.0 {
-                0.0
-            } else {
-                self.since_new_tool + weight
-            };
         }
-    }
-
-    /// [`Self::observe`] for the first call of a tool the policy declares known: a declared
-    /// tool joining the map was expected, so it does not unsettle the map for `novel_tool`.
-    pub fn observe_declared(&mut self, event: &ToolCallEvent, weight: f64) {
-        let settled = self.since_new_tool;
-        let new = !self.tools.contains_key(event.tool.as_ref());
-        self.observe(event, weight);
-        if new {
-            self.since_new_tool = settled + weight.clamp(0.0, 1.0);
-        }
-    }
-
-    /// Weighted calls since a tool was last added to the tool map by a clean call.
-    pub fn calls_since_new_tool(&self) -> f64 {
-        self.since_new_tool
     }
 
     /// Learns an event a person marked a false positive: it was observed with weight `learned`
@@ -515,21 +510,6 @@ mod tests {
             min_events: 0,
             min_span_minutes: 0
         }));
-    }
-
-    #[test]
-    fn a_declared_tool_joining_the_map_does_not_unsettle_it() {
-        let at: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
-        let mut b = TenantBaseline::default();
-        for n in 0..100 {
-            b.observe(&event(n, "db.query", at + chrono::Duration::seconds(n as i64)), 1.0);
-        }
-        let settled = b.calls_since_new_tool();
-        b.observe_declared(&event(100, "reports.generate", at), 1.0);
-        assert_eq!(b.calls_since_new_tool(), settled + 1.0);
-        assert!(b.tool("reports.generate").is_some(), "it is learned like any call");
-        b.observe(&event(101, "billing.refund", at), 1.0);
-        assert_eq!(b.calls_since_new_tool(), 0.0, "an undeclared new tool does");
     }
 
     #[test]

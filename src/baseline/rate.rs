@@ -763,17 +763,60 @@ impl RateBaseline {
     /// Computes the exact thresholds of the current bucket once the next call could reach
     /// them, so the detector finds them cached.
     fn refine(&mut self, config: &RateConfig) {
-        let (law, window_law) = (self.law(config), self.window_law(config));
         let next = self.calls + 1;
         let next_window = next + self.window.map_or(0, |w| u64::from(w[0]) + u64::from(w[1]));
-        if let Some(t) = &mut self.thresholds
-            && t.alpha == config.alpha
-            && t.mean_floor == config.mean_floor
-        {
+        let Some(t) = self.thresholds else {
+            return;
+        };
+        if t.alpha != config.alpha || t.mean_floor != config.mean_floor {
+            return;
+        }
+        // Most calls are far from the bound: they build no law.
+        let wanted = |t: &Threshold, count: u64| t.exact == UNKNOWN && count >= u64::from(t.at_least);
+        let (minute, window) = (
+            wanted(&t.minute, next),
+            t.window.is_some_and(|w| wanted(&w, next_window)),
+        );
+        if !(minute || window) {
+            return;
+        }
+        let (law, window_law) = (self.law(config), self.window_law(config));
+        if let Some(t) = &mut self.thresholds {
             t.minute.refine(&law, config.alpha, next);
             if let Some(w) = &mut t.window {
                 w.refine(&window_law, config.alpha, next_window);
             }
+        }
+    }
+
+    /// Whether a call at `minute` could reach a threshold, asked before building its
+    /// [`Outlook`]: false for nearly every call (a late one, one that opens a minute when one
+    /// call cannot cross, one short of the bound or past the cached threshold), so the
+    /// detectors skip the rest.
+    pub fn may_cross(&self, minute: i64, config: &RateConfig) -> bool {
+        match self.minute {
+            Some(current) if minute < current => false,
+            Some(current) if minute == current => {
+                let Some(t) = self
+                    .thresholds
+                    .filter(|t| t.alpha == config.alpha && t.mean_floor == config.mean_floor)
+                else {
+                    return true;
+                };
+                let next = self.calls + 1;
+                let reachable = |t: &Threshold, count: u64| match t.known() {
+                    Known::Exact(k) => count == k,
+                    Known::AtLeast(lo) => count >= lo,
+                    Known::Nothing => true,
+                };
+                reachable(&t.minute, next)
+                    || t.window.is_some_and(|w| {
+                        let before = self.window.map_or(0, |p| u64::from(p[0]) + u64::from(p[1]));
+                        reachable(&w, next + before)
+                    })
+            }
+            // A new minute: its window may already hold the minutes before it.
+            _ => self.window.is_some() || first_call_can_cross(config),
         }
     }
 
@@ -1613,12 +1656,26 @@ mod tests {
                 let busy = 1.0 + ((minute % 1440) as f64 / 230.0).sin();
                 for stream in [&mut rate, &mut errors] {
                     let before = stream.outlook(minute, &config).unwrap();
+                    // `may_cross` only ever rules out calls that cross nothing.
+                    if before.crosses(&config) || before.window.is_some_and(|w| w.crosses(&config)) {
+                        assert!(stream.may_cross(minute, &config), "minute {minute}");
+                    }
                     stream.observe(minute, if counts.uniform() < 0.01 { 0.1 } else { 1.0 }, &config);
                     let after = stream.outlook(minute, &config).unwrap();
                     assert_eq!(before.law, after.law, "minute {minute}");
                     assert_eq!(before.history, after.history);
                     assert_eq!(before.window.map(|w| w.law), after.window.map(|w| w.law));
-                    for _ in 1..counts.poisson(busy) {
+                    // Now and then a burst, so thresholds are reached and crossed.
+                    let calls = if counts.uniform() < 0.01 {
+                        40
+                    } else {
+                        counts.poisson(busy)
+                    };
+                    for _ in 1..calls {
+                        let o = stream.outlook(minute, &config).unwrap();
+                        if o.crosses(&config) || o.window.is_some_and(|w| w.crosses(&config)) {
+                            assert!(stream.may_cross(minute, &config), "minute {minute}");
+                        }
                         stream.observe(minute, 1.0, &config);
                     }
                 }

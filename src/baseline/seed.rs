@@ -12,7 +12,7 @@ use super::rate::{RateBaseline, RateConfig, minute_of};
 use super::stats::NumberStats;
 use super::summary::{BaselineSummary, NumberView, ParamSummary, RateView, ToolSummary};
 use super::trust::{Trust, hour_of};
-use super::{TenantBaseline, ToolBaseline};
+use super::{NOT_A_DISCOVERY, TenantBaseline, ToolBaseline};
 use crate::event::ToolName;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -145,6 +145,8 @@ fn seeded_tool(at: &str, tool: &ToolSummary, config: &ParamsConfig) -> Result<To
         trust: trust(tool.known, hour),
         params: ParamsBaseline::seeded(paths),
         failure: None,
+        // A reviewed tool map is settled: its tools are no discoveries.
+        joined_at: NOT_A_DISCOVERY,
     })
 }
 

@@ -33,6 +33,9 @@ pub(super) fn check(
     };
     let errors = learned.errors();
     let minute = minute_of(event.timestamp);
+    if !errors.may_cross(minute, config) {
+        return;
+    }
     let Some(o) = errors.outlook(minute, config) else {
         return;
     };

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{DetectConfig, Detector, Finding, Severity, count};
 use crate::baseline::trust::hour_of;
-use crate::baseline::{TenantBaseline, ToolBaseline};
+use crate::baseline::{NOT_A_DISCOVERY, TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 use crate::policy::glob_matches;
 
@@ -61,9 +61,7 @@ pub(super) fn check(
     config: &DetectConfig,
     out: &mut Vec<Finding>,
 ) {
-    // Learning, or a tool map still growing: a tenant's agents show their rarer tools over
-    // its first hours, and a tool not called yet is not news until the map has settled.
-    if baseline.is_learning(&config.warmup) || baseline.calls_since_new_tool() < config.params.stable_after {
+    if baseline.is_learning(&config.warmup) {
         return;
     }
     let tool = event.tool.as_ref();
@@ -72,6 +70,18 @@ pub(super) fn check(
         return;
     }
     if config.tools.known(tool).is_some() {
+        return;
+    }
+    // A tool map still growing: a tenant's agents show their rarer tools over its first
+    // hours, and a tool not called yet is not news until the map has gone `stable_after`
+    // calls without a new one (declared tools are not discoveries). Asked only of a tool that
+    // would otherwise be novel, so the scan is rare.
+    let last_discovery = baseline
+        .tools()
+        .filter(|(name, t)| t.joined_at() != NOT_A_DISCOVERY && config.tools.known(name).is_none())
+        .map(|(_, t)| t.joined_at())
+        .max();
+    if last_discovery.is_some_and(|at| ((baseline.events_seen() - at) as f64) < config.params.stable_after) {
         return;
     }
     let sensitive = config.tools.sensitive(tool);
@@ -235,6 +245,20 @@ mod tests {
                 ("payments.charge", 1),
             ],
             &["04:03 medium payments.charge"],
+        );
+    }
+
+    #[test]
+    fn declared_tools_and_tools_first_seen_in_a_finding_do_not_unsettle_the_map() {
+        // search.* is declared known: its arrival is no discovery.
+        check(
+            &[("db.query", 120), ("search.web", 1), ("reports.run", 1)],
+            &["02:02 medium reports.run"],
+        );
+        // An attacker's new tools, each a finding, do not hide the next one.
+        check(
+            &[("db.query", 120), ("iam.create_user", 1), ("s3.delete_bucket", 1)],
+            &["02:01 critical iam.create_user", "02:02 critical s3.delete_bucket"],
         );
     }
 

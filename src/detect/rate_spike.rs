@@ -11,7 +11,7 @@
 use chrono::DateTime;
 
 use super::{Detector, Finding, Severity};
-use crate::baseline::rate::{self, CountLaw, Outlook, RateBaseline, RateConfig, minute_of};
+use crate::baseline::rate::{CountLaw, Outlook, RateBaseline, RateConfig, minute_of};
 use crate::baseline::{TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 
@@ -67,9 +67,8 @@ pub(super) fn check(
 /// The outlook of a call that crosses its minute's threshold, if this one does. Too little
 /// history is "no opinion", and a late call has no open minute to count in.
 pub(super) fn spike(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Option<Outlook> {
-    // The call that opens a minute is one call: it crosses nothing (this skips predicting
-    // the next minute's state on every such call, half of them in a quiet tool).
-    if rate.current_minute().is_some_and(|m| minute > m) && !rate::first_call_can_cross(config) {
+    // Nearly every call is far from its threshold: say so without building an outlook.
+    if !rate.may_cross(minute, config) {
         return None;
     }
     let o = rate.outlook(minute, config)?;
