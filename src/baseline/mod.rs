@@ -45,7 +45,10 @@ pub struct TenantBaseline {
 /// What is learned about one tool of one tenant.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ToolBaseline {
-    #[serde(default)]
+    /// Required in snapshots, under a name older versions did not write: a snapshot from before
+    /// the rate learned its dispersion and profile is rebuilt from the log, not loaded with
+    /// its rates silently reset.
+    #[serde(rename = "call_rate")]
     pub rate: RateBaseline,
     /// Every call observed, late ones included.
     #[serde(default)]
@@ -478,6 +481,13 @@ mod tests {
         let back: TenantBaseline = serde_json::from_str(&json).unwrap();
         assert_eq!(back, b);
         assert_eq!(serde_json::to_string(&back).unwrap(), json);
+    }
+
+    #[test]
+    fn a_snapshot_from_before_the_new_rates_is_refused_so_the_log_rebuilds_it() {
+        let b = fold(&history());
+        let json = serde_json::to_string(&b).unwrap().replace("\"call_rate\"", "\"rate\"");
+        assert!(serde_json::from_str::<TenantBaseline>(&json).is_err());
     }
 
     #[test]
