@@ -46,7 +46,10 @@ pub struct TenantBaseline {
 /// What is learned about one tool of one tenant.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ToolBaseline {
-    #[serde(default)]
+    /// Required in snapshots, under a name older versions did not write: a snapshot from before
+    /// the rate learned its dispersion and profile is rebuilt from the log, not loaded with
+    /// its rates silently reset.
+    #[serde(rename = "call_rate")]
     pub rate: RateBaseline,
     /// Every call observed, late ones included.
     #[serde(default)]
@@ -477,6 +480,13 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_from_before_the_new_rates_is_refused_so_the_log_rebuilds_it() {
+        let b = fold(&history());
+        let json = serde_json::to_string(&b).unwrap().replace("\"call_rate\"", "\"rate\"");
+        assert!(serde_json::from_str::<TenantBaseline>(&json).is_err());
+    }
+
+    #[test]
     fn folding_the_same_events_twice_gives_equal_baselines() {
         let events = history();
         assert_eq!(fold(&events), fold(&events));
@@ -550,6 +560,45 @@ mod tests {
             b.observe(&event(n as u64, "t", start + chrono::Duration::minutes(n as i64)), w);
         }
         assert!(b.overall().mean().is_finite());
+    }
+
+    #[test]
+    fn a_retry_is_the_same_caller_again_within_seconds_of_a_failure() {
+        let at: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let call = |n: u64, ms: i64, session: &str, outcome: Outcome| ToolCallEvent {
+            session_id: Some(session.to_owned()),
+            outcome,
+            ..event(n, "db.query", at + chrono::Duration::milliseconds(ms))
+        };
+        let mut b = TenantBaseline::default();
+        b.observe(&call(1, 0, "s1", Outcome::Success), 1.0);
+        let tool = |b: &TenantBaseline| b.tool("db.query").unwrap().clone();
+        assert!(
+            !tool(&b).is_retry(&call(2, 500, "s1", Outcome::Success)),
+            "no failure yet"
+        );
+        b.observe(&call(3, 1_000, "s1", Outcome::Error), 1.0);
+        let t = tool(&b);
+        assert!(t.is_retry(&call(4, 3_000, "s1", Outcome::Error)));
+        assert!(
+            t.is_retry(&call(5, 11_000, "s1", Outcome::Success)),
+            "ten seconds after"
+        );
+        assert!(!t.is_retry(&call(6, 11_001, "s1", Outcome::Success)), "past the window");
+        assert!(!t.is_retry(&call(7, 3_000, "s2", Outcome::Success)), "another caller");
+        // The caller got through: its next call is a new request.
+        b.observe(&call(8, 4_000, "s1", Outcome::Success), 1.0);
+        assert!(!tool(&b).is_retry(&call(9, 5_000, "s1", Outcome::Success)));
+        // A retry is not counted in the call rates, and its failure still counts as one.
+        let mut b = TenantBaseline::default();
+        b.observe(&call(1, 0, "s1", Outcome::Error), 1.0);
+        b.observe(&call(2, 1_000, "s1", Outcome::Error), 1.0);
+        b.observe(&call(3, 2_000, "s1", Outcome::Success), 1.0);
+        let t = tool(&b);
+        assert_eq!(t.rate().calls_in_minute(), 1);
+        assert_eq!(b.overall().calls_in_minute(), 1);
+        assert_eq!((t.calls(), t.error_calls()), (3, 2));
+        assert_eq!(t.errors().calls_in_minute(), 2);
     }
 
     /// One tool's learned state: the figure behind "memory per (tenant, tool)".

@@ -10,11 +10,15 @@
 //!   interpolated between neighbouring hours and scaled by how the last hours compared with
 //!   their profile (growth). Taking the largest is direction-aware: every estimate that knows
 //!   the traffic should be higher is believed, and a drop is never a finding.
-//! - **The law** is Poisson while the history is not over-dispersed, and negative binomial
-//!   with the learned variance when it is: retries cluster, sessions come in bursts, and an
-//!   expectation that lags leaves residuals larger than Poisson's. The dispersion
+//! - **The law** is Poisson while the history is not over-dispersed. When it is (sessions come
+//!   in bursts, an expectation that lags leaves residuals larger than Poisson's, retries put
+//!   failures together), the law has variance φ × mean: negative binomial for a call stream,
+//!   clusters of φ for a failure stream (see [`CountLaw`]). The dispersion
 //!   φ = Σ(count − expected)² / Σ expected over the last day or so (half-life a day) is the
-//!   classical Pearson estimate; the law then has variance φ × mean.
+//!   classical Pearson estimate, each minute capped at five standard deviations (Huber) and
+//!   minutes that raised a finding left out, so an attack cannot widen its own band.
+//! - **Retries** are not counted here at all: the caller (`ToolBaseline`) leaves a call that
+//!   retries a failing one out of the call streams.
 //! - **The threshold** `k` is the smallest count whose tail probability is below α. A cheap
 //!   lower bound is computed at each bucket start and the exact `k` only once the minute's count
 //!   gets near it, then cached, so judging a call is an integer compare and a spike is flagged
