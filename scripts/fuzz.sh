@@ -10,7 +10,7 @@
 # toolchain runs libFuzzer through RUSTC_BOOTSTRAP=1 (no nightly needed); no sanitizer (the
 # code is safe Rust: we look for panics, aborts, timeouts and unbounded allocation, which
 # libFuzzer reports with -rss_limit_mb and -malloc_limit_mb). Corpora live in fuzz/corpus/
-# (not committed); a crash leaves its input in fuzz/artifacts/<target>/ and fails the run.
+# (not committed), seeded from fuzz/seeds/ with the dictionary fuzz/dicts/json.dict; a crash leaves its input in fuzz/artifacts/<target>/ and fails the run.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -30,8 +30,10 @@ for target in $TARGETS; do
   mkdir -p "fuzz/corpus/$target"
   echo "[fuzz] $target for ${SECS}s" >&2
   log="fuzz/$target.log"
-  if ! cargo fuzz run --dev --sanitizer none "$target" "fuzz/corpus/$target" -- \
-    -max_total_time="$SECS" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 \
+  # The committed seeds (fuzz/seeds/<target>) start the corpus; what the run learns stays in
+  # fuzz/corpus/<target>. One dictionary of JSON syntax, field names and credential prefixes.
+  if ! cargo fuzz run --dev --sanitizer none "$target" "fuzz/corpus/$target" "fuzz/seeds/$target" -- \
+    -dict=fuzz/dicts/json.dict -max_total_time="$SECS" -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 \
     -print_final_stats=1 >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "[fuzz] $target FAILED: the input is in fuzz/artifacts/$target/, the log in $log" >&2
