@@ -58,7 +58,7 @@ pub async fn readiness(pool: &PgPool, within: Duration) -> Readiness {
         Ok::<_, sqlx::Error>(applied as usize >= MIGRATOR.iter().count())
     };
     // The outer bound covers what the statement timeout cannot: the acquire, and a partition.
-    match tokio::time::timeout(within * 2, probe).await {
+    match tokio::time::timeout(within + within / 2, probe).await {
         Ok(Ok(migrations)) => Readiness {
             database: true,
             migrations,

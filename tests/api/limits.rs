@@ -1,7 +1,7 @@
 //! The limits a reverse proxy would set, enforced by Vigil itself: thousands of slow sockets
 //! are closed within the timeouts while `/healthz` keeps answering; connections past the cap
-//! get a 503 at once; a stalled database answers 503 with `Retry-After` within its bound and
-//! `/readyz` follows the database's health.
+//! get a 503 at once; a stalled or unreachable database answers 503 with `Retry-After` within
+//! its bound and `/readyz` follows the database's health.
 
 use crate::helpers::*;
 use serde_json::{Value, json};
@@ -296,11 +296,12 @@ async fn a_locked_events_table_gets_503_with_retry_after_within_the_bound_and_re
         took >= Duration::from_millis(1900) && took < Duration::from_millis(3500),
         "the 503 came after {took:?}, the bound is 2 s"
     );
+    println!("while the table was locked: ingest 503 after {took:?}");
     let (status, body, took) = readyz(&app).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["database"], false, "{body}");
     assert!(took < Duration::from_secs(1), "/readyz took {took:?}");
-    println!("while the table was locked: ingest 503 after the 2 s bound, /readyz 503 in {took:?}");
+    println!("while the table was locked: /readyz 503 in {took:?}");
 
     locker.execute("rollback").await.unwrap();
     let mut ready = None;
@@ -324,6 +325,109 @@ async fn a_locked_events_table_gets_503_with_retry_after_within_the_bound_and_re
     );
     let r = app
         .post_events(&token, &[event("e-after", "search", now, json!({}))])
+        .await;
+    assert_eq!(r.status(), 202);
+    app.stop().await;
+}
+
+/// A TCP relay to Postgres that can be paused: while paused, nothing crosses it either way,
+/// as in a network partition, which no real peer can produce on demand.
+struct Partition {
+    port: u16,
+    paused: watch::Sender<bool>,
+}
+
+impl Partition {
+    async fn start(to: String) -> Partition {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (paused, _) = watch::channel(false);
+        let gate = paused.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = TcpStream::connect(&to).await.unwrap();
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                tokio::spawn(relay(client_read, server_write, gate.subscribe()));
+                tokio::spawn(relay(server_read, client_write, gate.subscribe()));
+            }
+        });
+        Partition { port, paused }
+    }
+
+    fn set_paused(&self, paused: bool) {
+        self.paused.send_replace(paused);
+    }
+}
+
+async fn relay(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut paused: watch::Receiver<bool>,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if paused.wait_for(|p| !*p).await.is_err() || to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_database_gets_503_within_the_bound_and_readyz_follows() {
+    let database_url = fresh_database().await;
+    let (prefix, rest) = database_url.split_once('@').unwrap();
+    let (host_port, path) = rest.split_once('/').unwrap();
+    let partition = Partition::start(host_port.to_owned()).await;
+    let relayed = format!("{prefix}@127.0.0.1:{}/{path}", partition.port);
+    let app = spawn_app_with(vigil::config::Config {
+        http: limits(1000, TIMEOUT),
+        ..test_config_without_vault(&relayed)
+    })
+    .await;
+    let token = app.create_tenant(&unique_tenant("partition")).await;
+    let now = this_minute();
+    let r = app
+        .post_events(&token, &[event("p-warm", "search", now, json!({}))])
+        .await;
+    assert_eq!(r.status(), 202);
+
+    partition.set_paused(true);
+    let started = Instant::now();
+    let r = app
+        .post_events(&token, &[event("p-cut", "search", now, json!({}))])
+        .await;
+    let took = started.elapsed();
+    assert_eq!(r.status(), 503);
+    assert!(r.headers().contains_key("retry-after"));
+    assert!(
+        took < Duration::from_millis(3500),
+        "the 503 came after {took:?}, the bound is 2 s"
+    );
+    let (status, body, took_ready) = readyz(&app).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(took_ready < Duration::from_secs(1), "/readyz took {took_ready:?}");
+    println!("while Postgres was unreachable: ingest 503 in {took:?}, /readyz 503 in {took_ready:?}");
+
+    partition.set_paused(false);
+    let mut recovered = false;
+    for _ in 0..100 {
+        if readyz(&app).await.0 == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        recovered,
+        "/readyz did not recover within 10 s of the partition healing"
+    );
+    let r = app
+        .post_events(&token, &[event("p-after", "search", now, json!({}))])
         .await;
     assert_eq!(r.status(), 202);
     app.stop().await;
