@@ -194,6 +194,14 @@ impl Router {
             .map_err(|_| Overloaded)?;
         Ok(answer)
     }
+
+    /// Shards that cannot take a batch now: their queue is full or their worker stopped.
+    pub fn saturated_shards(&self) -> usize {
+        self.senders
+            .iter()
+            .filter(|s| s.capacity() == 0 || s.is_closed())
+            .count()
+    }
 }
 
 /// Starts one worker per entry of `states` (each holding the tenants that hash to it).

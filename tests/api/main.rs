@@ -9,6 +9,7 @@ mod detectors;
 mod faults;
 mod helpers;
 mod ingest;
+mod limits;
 mod openapi;
 mod otlp;
 mod process;
