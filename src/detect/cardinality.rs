@@ -110,7 +110,14 @@ mod tests {
 
     /// Folds `events` as the shard does, returning the cardinality findings' event ids.
     fn run(config: &DetectConfig, events: impl IntoIterator<Item = ToolCallEvent>) -> (TenantBaseline, Vec<String>) {
-        let mut b = TenantBaseline::default();
+        run_from(TenantBaseline::default(), config, events)
+    }
+
+    fn run_from(
+        mut b: TenantBaseline,
+        config: &DetectConfig,
+        events: impl IntoIterator<Item = ToolCallEvent>,
+    ) -> (TenantBaseline, Vec<String>) {
         let mut raised = Vec::new();
         for e in events {
             let findings = detect(&b, &e, config);
@@ -186,6 +193,34 @@ mod tests {
         // A new tool whose paths alone break the tenant's bound.
         let (_, raised) = run(&config, vec![call(0, "a", keys(0, 4)), call(1, "b", keys(1, 3))]);
         assert_eq!(raised, ["e-1"]);
+    }
+
+    #[test]
+    fn a_snapshot_in_the_middle_of_a_flood_changes_nothing() {
+        let config = DetectConfig {
+            limits: Limits {
+                tools: 10,
+                keys: 20,
+                ..Limits::default()
+            },
+            ..DetectConfig::default()
+        };
+        let events: Vec<ToolCallEvent> = (0..30 * 3600)
+            .step_by(7)
+            .map(|n| call(n, &format!("t{}", n % 40), json!({ format!("k{}", n % 13): n })))
+            .collect();
+        let (never_stopped, raised) = run(&config, events.clone());
+        assert_eq!(
+            raised.len(),
+            4,
+            "tools and keys once each, and again a day later: {raised:?}"
+        );
+
+        let (half, first) = run(&config, events[..events.len() / 2].to_vec());
+        let snapshot: TenantBaseline = serde_json::from_str(&serde_json::to_string(&half).unwrap()).unwrap();
+        let (restored, rest) = run_from(snapshot, &config, events[events.len() / 2..].to_vec());
+        assert_eq!(restored, never_stopped);
+        assert_eq!([first, rest].concat(), raised);
     }
 
     #[test]
