@@ -718,6 +718,24 @@ mod tests {
     }
 
     #[test]
+    fn the_policys_limits_set_depth_path_and_value_lengths() {
+        let limits = Limits {
+            depth: 2,
+            path_len: 5,
+            value_len: 3,
+            ..L
+        };
+        let params = json!({"a": {"b": {"c": 1}, "d": "xyz"}, "longkey": 1, "v": "long"});
+        let mut paths = Vec::new();
+        flatten(&params, &limits, |p, _| paths.push(p.to_owned()));
+        assert_eq!(paths, ["a.d", "v"], "a.b.c is 3 deep, longkey 7 bytes");
+        let mut p = ParamsBaseline::default();
+        p.observe(&params, 0, 1.0, &limits, usize::MAX);
+        assert_eq!(p.path("a.d").unwrap().kind(), "category", "3 bytes is kept");
+        assert_eq!(p.path("v").unwrap().kind(), "text", "4 bytes makes it free text");
+    }
+
+    #[test]
     fn memory_is_bounded_whatever_the_agent_sends() {
         let mut p = ParamsBaseline::default();
         for i in 0..1_000 {
