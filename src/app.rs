@@ -188,12 +188,13 @@ async fn learn_false_positive(app: &AppState, incident: &DbIncident) -> anyhow::
     let tenant = TenantId::parse(&incident.tenant_id)?;
     let events = store::suppressions::incident_events(&app.pool, &incident.incident_id).await?;
     if !events.is_empty() {
+        let limits = current_policy(&app.policy).detect_for(&tenant).limits;
         update_baseline(
             app,
             &tenant,
             Box::new(move |baseline| {
                 for event in &events {
-                    baseline.absorb(event, shard::SUSPICIOUS_WEIGHT);
+                    baseline.absorb(event, shard::SUSPICIOUS_WEIGHT, &limits);
                 }
             }),
         )

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod backends;
+mod bounds;
 mod browser;
 mod canary;
 mod dashboard;
