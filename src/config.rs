@@ -3,9 +3,10 @@
 //! line or `--print-config` by accident.
 
 use anyhow::{Context, bail};
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 /// Admin tokens shorter than this are refused: the API contract promises it.
@@ -42,6 +43,9 @@ pub struct Config {
     pub alert_expiry_minutes: i64,
     /// Dashboard cookies carry `Secure`; set when Vigil is reached over TLS.
     pub cookie_secure: bool,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs); the client is the
+    /// right-most hop that is not one of them. Empty: the header is ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
@@ -69,6 +73,7 @@ struct FileConfig {
     webhook_secret: Option<String>,
     alert_expiry_minutes: Option<i64>,
     cookie_secure: Option<bool>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 impl Config {
@@ -133,6 +138,19 @@ impl Config {
             },
             None => file.cookie_secure.unwrap_or(false),
         };
+        let trusted_proxies = match env("VIGIL_TRUSTED_PROXIES") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        let trusted_proxies = trusted_proxies
+            .iter()
+            .map(|p| parse_network(p))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
@@ -162,6 +180,7 @@ impl Config {
             )?
             .max(1) as i64,
             cookie_secure,
+            trusted_proxies,
         })
     }
 
@@ -221,7 +240,7 @@ impl Config {
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
-             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\n",
+             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\ntrusted_proxies = {:?}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
@@ -241,8 +260,16 @@ impl Config {
             mask(&self.webhook_secret),
             self.alert_expiry_minutes,
             self.cookie_secure,
+            self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         )
     }
+}
+
+/// A trusted proxy: a CIDR (`10.0.0.0/8`) or one address (`10.0.0.7`).
+fn parse_network(text: &str) -> anyhow::Result<IpNet> {
+    text.parse()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| anyhow::anyhow!("VIGIL_TRUSTED_PROXIES: {text:?} is not an address or a CIDR"))
 }
 
 /// `https://user:pw@hooks.example/services/T0/B0/xyz?k=v` → `https://hooks.example/********`:
@@ -398,6 +425,20 @@ mod tests {
         assert!(printed.contains("aws_region = \"us-east-1\""), "{printed}");
         let proxied = load("", &[("VIGIL_AWS_ENDPOINT_URL", "http://u:proxy-canary@127.0.0.1:1")]).unwrap();
         assert!(!proxied.masked().contains("proxy-canary"));
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_come_as_cidrs_or_addresses() {
+        assert!(load("", &[]).unwrap().trusted_proxies.is_empty());
+        let c = load("trusted_proxies = [\"10.0.0.0/8\"]", &[]).unwrap();
+        assert_eq!(c.trusted_proxies, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        let c = load("", &[("VIGIL_TRUSTED_PROXIES", "192.0.2.7, fd00::/8")]).unwrap();
+        assert_eq!(
+            c.masked().lines().last(),
+            Some("trusted_proxies = [\"192.0.2.7/32\", \"fd00::/8\"]")
+        );
+        let bad = load("", &[("VIGIL_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert!(bad.to_string().contains("10.0.0.0/33"), "{bad}");
     }
 
     #[test]

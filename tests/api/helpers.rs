@@ -83,6 +83,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         webhook_secret: None,
         alert_expiry_minutes: 24 * 60,
         cookie_secure: false,
+        trusted_proxies: Vec::new(),
     }
 }
 
