@@ -17,6 +17,7 @@ mod response;
 mod restart;
 mod review;
 mod rotation;
+mod schemathesis;
 mod simulate;
 mod startup;
 mod vault_policy;
