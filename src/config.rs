@@ -3,9 +3,10 @@
 //! line or `--print-config` by accident.
 
 use anyhow::{Context, bail};
+use ipnet::IpNet;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -47,6 +48,9 @@ pub struct Config {
     /// pool connection, or an ingest batch's commit.
     pub database_timeout: Duration,
     pub http: HttpLimits,
+    /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs); the client is the
+    /// right-most hop that is not one of them. Empty: the header is ignored.
+    pub trusted_proxies: Vec<IpNet>,
 }
 
 /// What a reverse proxy in front of Vigil would enforce; Vigil enforces it itself.
@@ -114,6 +118,7 @@ struct FileConfig {
     http_body_timeout_secs: Option<usize>,
     http_body_min_rate: Option<usize>,
     http_request_timeout_secs: Option<usize>,
+    trusted_proxies: Option<Vec<String>>,
 }
 
 impl Config {
@@ -224,6 +229,19 @@ impl Config {
             file.database_timeout_secs,
             Duration::from_secs(2),
         )?;
+        let trusted_proxies = match env("VIGIL_TRUSTED_PROXIES") {
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            None => file.trusted_proxies.unwrap_or_default(),
+        };
+        let trusted_proxies = trusted_proxies
+            .iter()
+            .map(|p| parse_network(p))
+            .collect::<anyhow::Result<_>>()?;
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
@@ -255,6 +273,7 @@ impl Config {
             cookie_secure,
             database_timeout,
             http,
+            trusted_proxies,
         })
     }
 
@@ -316,7 +335,7 @@ impl Config {
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
              webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\ndatabase_timeout_secs = {}\n\
              http_max_connections = {}\nhttp_header_timeout_secs = {}\nhttp_idle_timeout_secs = {}\n\
-             http_body_timeout_secs = {}\nhttp_body_min_rate = {}\nhttp_request_timeout_secs = {}\n",
+             http_body_timeout_secs = {}\nhttp_body_min_rate = {}\nhttp_request_timeout_secs = {}\ntrusted_proxies = {:?}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
@@ -343,8 +362,16 @@ impl Config {
             self.http.body_timeout.as_secs(),
             self.http.body_min_rate,
             self.http.request_timeout.as_secs(),
+            self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         )
     }
+}
+
+/// A trusted proxy: a CIDR (`10.0.0.0/8`) or one address (`10.0.0.7`).
+fn parse_network(text: &str) -> anyhow::Result<IpNet> {
+    text.parse()
+        .or_else(|_| text.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| anyhow::anyhow!("VIGIL_TRUSTED_PROXIES: {text:?} is not an address or a CIDR"))
 }
 
 /// `https://user:pw@hooks.example/services/T0/B0/xyz?k=v` → `https://hooks.example/********`:
@@ -521,6 +548,20 @@ mod tests {
                 .contains("VIGIL_HTTP_IDLE_TIMEOUT_SECS must be at least 1"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_come_as_cidrs_or_addresses() {
+        assert!(load("", &[]).unwrap().trusted_proxies.is_empty());
+        let c = load("trusted_proxies = [\"10.0.0.0/8\"]", &[]).unwrap();
+        assert_eq!(c.trusted_proxies, vec!["10.0.0.0/8".parse::<IpNet>().unwrap()]);
+        let c = load("", &[("VIGIL_TRUSTED_PROXIES", "192.0.2.7, fd00::/8")]).unwrap();
+        assert_eq!(
+            c.masked().lines().last(),
+            Some("trusted_proxies = [\"192.0.2.7/32\", \"fd00::/8\"]")
+        );
+        let bad = load("", &[("VIGIL_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert!(bad.to_string().contains("10.0.0.0/33"), "{bad}");
     }
 
     #[test]

@@ -2,10 +2,11 @@
 //! change that affects authentication (a revoked token, a new mode) is dropped from the token
 //! cache at once, so it applies to the very next request.
 
-use super::auth::{self, Admin};
+use super::auth::{self, Admin, Reader};
 use super::error::ApiError;
-use super::respond::object_body;
-use super::{limits_of, parse_display_name, parse_markers, parse_mode, parse_tenant_path, tenant_view_with_tokens};
+use super::{
+    JsonObject, limits_of, parse_display_name, parse_markers, parse_mode, parse_tenant_path, tenant_view_with_tokens,
+};
 use crate::app::{self, AppState};
 use crate::event::TenantId;
 use crate::store;
@@ -21,10 +22,9 @@ pub async fn patch_tenant(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = parse_tenant_path(&id)?;
-    let body = object_body(&body)?;
     if let Some(unknown) = body
         .keys()
         .find(|k| !matches!(k.as_str(), "display_name" | "markers" | "mode"))
@@ -102,7 +102,7 @@ const MAX_POLICY_BYTES: usize = 64 * 1024;
 /// TOML when set through the API.
 pub async fn get_policy(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = parse_tenant_path(&id)?;

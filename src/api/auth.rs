@@ -10,8 +10,8 @@ use crate::policy::Mode;
 use crate::store;
 use crate::store::audit::Actor;
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, Method};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
@@ -91,8 +91,17 @@ fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Proof that the request carries the admin token or, for a read (GET), a live dashboard
-/// session of any role (API.md: "admin token or dashboard session").
+/// The header a dashboard session's API call that changes something carries its CSRF token in.
+/// Another site cannot set it: a cross-origin request with a custom header needs a CORS
+/// preflight, which Vigil never grants.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+fn is_admin_token(state: &AppState, token: &str) -> bool {
+    same(&hash_token(token), &state.admin_token_hash)
+}
+
+/// The admin token and nothing else: tenants, their tokens and bindings, policies and baseline
+/// imports. A dashboard session, whatever its role, is refused (403): these are the operator's.
 pub struct Admin;
 
 impl Admin {
@@ -107,14 +116,73 @@ impl FromRequestParts<AppState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match bearer(&parts.headers) {
-            Some(token) if same(&hash_token(token), &state.admin_token_hash) => Ok(Admin),
-            None if parts.method == Method::GET
-                && dashboard::session::current(state, &parts.headers).await?.is_some() =>
-            {
-                Ok(Admin)
-            }
+            Some(token) if is_admin_token(state, token) => Ok(Admin),
+            Some(_) => Err(ApiError::unauthorized()),
+            None if dashboard::session::current(state, &parts.headers).await?.is_some() => Err(ApiError::forbidden(
+                "admin_token_required",
+                "this needs the admin token",
+            )),
+            None => Err(ApiError::unauthorized()),
+        }
+    }
+}
+
+/// A read (incidents, rotations, baselines, policies, suppressions, audit): the admin token or
+/// a live dashboard session of any role.
+pub struct Reader;
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match bearer(&parts.headers) {
+            Some(token) if is_admin_token(state, token) => Ok(Reader),
+            None if dashboard::session::current(state, &parts.headers).await?.is_some() => Ok(Reader),
             _ => Err(ApiError::unauthorized()),
         }
+    }
+}
+
+/// A responder's action (incident transitions, rotations, suppressions): the admin token, or a
+/// live session whose role may act, sent from this site (`Origin`, when present, names it) and
+/// carrying the session's CSRF token in [`CSRF_HEADER`].
+pub struct Responder(Actor);
+
+impl Responder {
+    /// Who the audit trail says acted: the admin token or the person.
+    pub fn actor(&self) -> Actor {
+        self.0.clone()
+    }
+}
+
+impl FromRequestParts<AppState> for Responder {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        match bearer(&parts.headers) {
+            Some(token) if is_admin_token(state, token) => return Ok(Responder(Actor::AdminToken)),
+            Some(_) => return Err(ApiError::unauthorized()),
+            None => {}
+        }
+        let session = dashboard::session::current(state, &parts.headers)
+            .await?
+            .ok_or_else(ApiError::unauthorized)?;
+        if !session.can_act() {
+            return Err(ApiError::forbidden(
+                "role_may_not_act",
+                "this role may view but not act",
+            ));
+        }
+        let csrf = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if !dashboard::session::same_origin(&parts.headers)
+            || !csrf.is_some_and(|t| dashboard::session::same_token(t, &session.csrf))
+        {
+            return Err(ApiError::forbidden(
+                "csrf",
+                format!("a session's action must come from this site with the session's {CSRF_HEADER} header"),
+            ));
+        }
+        Ok(Responder(Actor::User(session.name)))
     }
 }
 

@@ -2,7 +2,9 @@
 //! internal failures are logged once, here, and answered without detail.
 
 use axum::Json;
+use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -118,6 +120,23 @@ impl ApiError {
         )
     }
 
+    /// A refusal the framework made before any handler ran (an unknown route, a wrong method, a
+    /// body over the limit or cut short, a path or query that does not decode), in the
+    /// envelope, with a code for its status.
+    pub fn framework(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+            s if s.is_server_error() => "internal",
+            _ => "refused",
+        };
+        Self::new(status, code, message)
+    }
+
     /// 500: logged here with its cause, answered without it.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "Request failed");
@@ -182,4 +201,38 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Longest framework message repeated in an envelope; they are a sentence or two.
+const MAX_FRAMEWORK_MESSAGE: usize = 4096;
+
+/// Puts every refusal that is not already JSON (or a dashboard page, or an OTLP answer) into
+/// the envelope: axum's own rejections are plain text or empty. Status and headers (`Allow`,
+/// `Retry-After`) are kept.
+pub async fn envelope(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let plain = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.starts_with("text/plain"));
+    if !(status.is_client_error() || status.is_server_error()) || !plain {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_FRAMEWORK_MESSAGE)
+        .await
+        .unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("refused").to_lowercase(),
+        text => text.to_owned(),
+    };
+    let enveloped = ApiError::framework(status, message).into_response();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    for (name, value) in enveloped.headers() {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, enveloped.into_body())
 }

@@ -15,14 +15,14 @@ use crate::store;
 use crate::store::incidents::{DbFinding, DbIncident, IncidentFilter};
 use crate::store::rotations::{DbRotation, RotationFilter};
 use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant, DbToken};
-use auth::Admin;
+use auth::{Admin, Reader};
 use axum::Json;
-use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Path, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
 use error::ApiError;
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 
 const MAX_BINDINGS: usize = 100;
@@ -46,12 +46,54 @@ fn parse_tenant_path(id: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(id).map_err(|_| ApiError::not_found("tenant"))
 }
 
-#[derive(Deserialize)]
-pub struct CreateTenant {
-    id: Value,
-    display_name: Option<Value>,
-    markers: Option<Value>,
-    mode: Option<Value>,
+/// Whether a request's body is JSON. JSON endpoints take `application/json` (parameters such
+/// as `charset` allowed) and nothing else: `text/plain`, a form or any other type is a 415. A
+/// request without a Content-Type is a 415 too, unless its body is empty (where the endpoint's
+/// body is optional, no body needs no type).
+pub fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+    let essence = headers.get(header::CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+    });
+    match essence {
+        Some(t) if t.eq_ignore_ascii_case("application/json") => Ok(()),
+        None if body.is_empty() => Ok(()),
+        _ => Err(ApiError::unsupported_media_type(
+            "unsupported_media_type",
+            "the body must be JSON, sent as Content-Type: application/json",
+        )),
+    }
+}
+
+/// A JSON object body (see [`require_json`]); an empty body is an empty object, and a handler
+/// names each missing or wrong field itself.
+pub struct JsonObject(pub Map<String, Value>);
+
+impl<S: Send + Sync> FromRequest<S> for JsonObject {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let headers = request.headers().clone();
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::framework(e.status(), e.body_text()))?;
+        require_json(&headers, &bytes)?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonObject(Map::new()));
+        }
+        match serde_json::from_slice(&bytes) {
+            Ok(Value::Object(map)) => Ok(JsonObject(map)),
+            Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
+            Err(e) => Err(ApiError::bad_request(
+                "malformed_json",
+                format!("the body is not valid JSON: {e}"),
+            )),
+        }
+    }
 }
 
 fn string_field<'a>(v: &'a Value, field: &str) -> Result<&'a str, ApiError> {
@@ -127,15 +169,16 @@ async fn refresh_markers(app: &AppState, tenant: &TenantId) {
 pub async fn create_tenant(
     State(app): State<AppState>,
     admin: Admin,
-    Json(body): Json<CreateTenant>,
+    JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let id = TenantId::parse(string_field(&body.id, "id")?).map_err(|e| ApiError::invalid("id", e.message))?;
-    let display_name = match &body.display_name {
+    let id = body.get("id").unwrap_or(&Value::Null);
+    let id = TenantId::parse(string_field(id, "id")?).map_err(|e| ApiError::invalid("id", e.message))?;
+    let display_name = match body.get("display_name") {
         None | Some(Value::Null) => id.to_string(),
         Some(v) => parse_display_name(v)?,
     };
-    let markers = parse_markers(body.markers.as_ref(), &limits_of(&app, &id))?;
-    let mode = match &body.mode {
+    let markers = parse_markers(body.get("markers"), &limits_of(&app, &id))?;
+    let mode = match body.get("mode") {
         None | Some(Value::Null) => Mode::Rotate,
         Some(v) => parse_mode(v)?,
     };
@@ -187,7 +230,7 @@ pub(crate) async fn existing_tenant(app: &AppState, id: &TenantId) -> Result<DbT
 /// that page). A tenant without events has an empty baseline, still learning.
 pub async fn get_baseline(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -235,9 +278,11 @@ pub async fn put_baseline(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
+    require_json(&headers, &body)?;
     existing_tenant(&app, &id).await?;
     let summary: BaselineSummary = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid("body", format!("not a baseline as GET shows it: {e}")))?;
@@ -275,7 +320,7 @@ pub async fn put_bindings(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-    Json(body): Json<Value>,
+    JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
     existing_tenant(&app, &id).await?;
@@ -442,7 +487,7 @@ const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed"
 /// `GET /v1/incidents?tenant=&status=&severity=&since=&limit=&cursor=`.
 pub async fn list_incidents(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery(q);
@@ -464,7 +509,7 @@ pub async fn list_incidents(
 /// `GET /v1/incidents/{id}`.
 pub async fn get_incident(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let incident = store::incidents::get(&app.pool, &id)
@@ -485,7 +530,7 @@ pub(crate) fn rotation_view(r: &DbRotation) -> Value {
 /// `GET /v1/rotations?tenant=&status=&incident=&limit=&cursor=`.
 pub async fn list_rotations(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery(q);
@@ -506,7 +551,7 @@ pub async fn list_rotations(
 /// `GET /v1/rotations/{id}`.
 pub async fn get_rotation(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let rotation = store::rotations::get(&app.pool, &id)

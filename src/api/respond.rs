@@ -2,9 +2,9 @@
 //! rotations, and the audit trail. Handlers parse and answer; the work is `crate::respond`'s,
 //! shared with the dashboard.
 
-use super::auth::Admin;
+use super::auth::{Reader, Responder};
 use super::error::ApiError;
-use super::{ListQuery, incident_views, next_cursor, parse_tenant_path, rotation_view};
+use super::{JsonObject, ListQuery, incident_views, next_cursor, parse_tenant_path, rotation_view};
 use crate::app::{self, AppState};
 use crate::detect::Detector;
 use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
@@ -13,7 +13,6 @@ use crate::store;
 use crate::store::audit::{AuditFilter, DbAuditEntry};
 use crate::store::suppressions::{DbSuppression, NewSuppression};
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde_json::{Map, Value, json};
@@ -28,21 +27,6 @@ impl From<ActionError> for ApiError {
             ActionError::Invalid { field, message } => ApiError::invalid(field, message),
             ActionError::Store(e) => e.into(),
         }
-    }
-}
-
-/// A JSON object body; an empty body is an empty object (every field here is optional).
-pub(crate) fn object_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    match serde_json::from_slice(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(ApiError::invalid("body", "the body must be a JSON object")),
-        Err(e) => Err(ApiError::bad_request(
-            "malformed_json",
-            format!("the body is not valid JSON: {e}"),
-        )),
     }
 }
 
@@ -61,12 +45,11 @@ pub(crate) fn optional_string<'a>(
 /// `POST /v1/incidents/{id}/acknowledge|resolve|false-positive` `{"note": "…"}` → 200 incident.
 pub async fn transition_incident(
     State(app): State<AppState>,
-    admin: Admin,
+    caller: Responder,
     Path((id, action)): Path<(String, String)>,
-    body: Bytes,
+    JsonObject(body): JsonObject,
 ) -> Result<Json<Value>, ApiError> {
     let transition = Transition::parse(&action).ok_or_else(|| ApiError::not_found("route"))?;
-    let body = object_body(&body)?;
     let note = optional_string(&body, "note")?;
     let suppress_minutes = match body.get("suppress_minutes") {
         None | Some(Value::Null) => None,
@@ -75,7 +58,7 @@ pub async fn transition_incident(
         })?),
     };
     let (incident, suppressions) =
-        respond::transition_incident(&app.pool, &id, transition, &admin.actor(), note, suppress_minutes).await?;
+        respond::transition_incident(&app.pool, &id, transition, &caller.actor(), note, suppress_minutes).await?;
     app::incident_transitioned(&app, &incident).await;
     let mut views = incident_views(&app, std::slice::from_ref(&incident)).await?;
     let mut view = views.remove(0);
@@ -88,15 +71,14 @@ pub async fn transition_incident(
 /// `POST /v1/tenants/{id}/rotate` `{"tools": "github.*", "reason": "…"}` → 202 rotations.
 pub async fn rotate_tenant(
     State(app): State<AppState>,
-    admin: Admin,
+    caller: Responder,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = parse_tenant_path(&id)?;
-    let body = object_body(&body)?;
     let tools = optional_string(&body, "tools")?;
     let reason = optional_string(&body, "reason")?;
-    let rotations = respond::manual_rotate(&app.pool, &tenant, tools, reason, &admin.actor()).await?;
+    let rotations = respond::manual_rotate(&app.pool, &tenant, tools, reason, &caller.actor()).await?;
     app.rotation_wake.notify_one();
     Ok((
         StatusCode::ACCEPTED,
@@ -107,10 +89,10 @@ pub async fn rotate_tenant(
 /// `POST /v1/rotations/{id}/retry` → 202 the new rotation.
 pub async fn retry_rotation(
     State(app): State<AppState>,
-    admin: Admin,
+    caller: Responder,
     Path(id): Path<String>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let rotation = respond::retry_rotation(&app.pool, &id, &admin.actor()).await?;
+    let rotation = respond::retry_rotation(&app.pool, &id, &caller.actor()).await?;
     app.rotation_wake.notify_one();
     Ok((StatusCode::ACCEPTED, Json(rotation_view(&rotation))))
 }
@@ -123,7 +105,7 @@ fn audit_view(e: &DbAuditEntry) -> Value {
 /// `GET /v1/audit?tenant=&target=&since=&limit=&cursor=` → entries, newest first.
 pub async fn list_audit(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery(q);
@@ -161,7 +143,7 @@ pub(crate) fn suppression_view(s: &DbSuppression) -> Value {
 /// `GET /v1/tenants/{id}/suppressions` → `{"suppressions": [...]}`, the open ones.
 pub async fn list_suppressions(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = parse_tenant_path(&id)?;
@@ -175,12 +157,11 @@ pub async fn list_suppressions(
 /// detector silenced on a tool (or glob) of the tenant until it expires or is lifted.
 pub async fn create_suppression(
     State(app): State<AppState>,
-    admin: Admin,
+    caller: Responder,
     Path(id): Path<String>,
-    body: Bytes,
+    JsonObject(body): JsonObject,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let tenant = parse_tenant_path(&id)?;
-    let body = object_body(&body)?;
     if let Some(unknown) = body
         .keys()
         .find(|k| !matches!(k.as_str(), "detector" | "tool" | "minutes" | "reason"))
@@ -209,7 +190,7 @@ pub async fn create_suppression(
         reason: &reason,
         incident_id: None,
     };
-    let row = store::suppressions::create(&app.pool, &new, &admin.actor()).await?;
+    let row = store::suppressions::create(&app.pool, &new, &caller.actor()).await?;
     app::refresh_suppressions(&app.pool, &app.suppressions).await?;
     Ok((StatusCode::CREATED, Json(suppression_view(&row))))
 }
@@ -217,11 +198,11 @@ pub async fn create_suppression(
 /// `DELETE /v1/tenants/{id}/suppressions/{suppression_id}` → 204; 404 when it is not open.
 pub async fn lift_suppression(
     State(app): State<AppState>,
-    admin: Admin,
+    caller: Responder,
     Path((id, suppression_id)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let tenant = parse_tenant_path(&id)?;
-    store::suppressions::lift(&app.pool, &tenant, &suppression_id, &admin.actor())
+    store::suppressions::lift(&app.pool, &tenant, &suppression_id, &caller.actor())
         .await?
         .ok_or_else(|| ApiError::not_found("open suppression"))?;
     app::refresh_suppressions(&app.pool, &app.suppressions).await?;

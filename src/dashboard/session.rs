@@ -19,10 +19,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::{Form, RequestPartsExt};
+use ipnet::IpNet;
 use rand::RngCore;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
 pub const COOKIE: &str = "vigil_session";
@@ -32,10 +33,13 @@ const LOGIN_COOKIE: &str = "vigil_login";
 pub const LIFETIME_MINUTES: i64 = 12 * 60;
 /// A session unused for this long is over.
 pub const IDLE_MINUTES: i64 = 60;
-/// Failed logins allowed per name, and per client address, within the window.
-const MAX_FAILURES_PER_NAME: i64 = 5;
-const MAX_FAILURES_PER_CLIENT: i64 = 20;
-const FAILURE_WINDOW_MINUTES: i64 = 15;
+/// Failed logins of one (name, client address) pair that cost nothing; each one after that
+/// doubles the wait before the pair may try again, from a minute up to an hour. Throttling the
+/// pair, never the name or the address alone, means nobody can lock a responder out from
+/// another address, nor everyone else out from theirs.
+const FREE_FAILURES: i64 = 5;
+const FIRST_WAIT_SECS: f64 = 60.0;
+const MAX_WAIT_SECS: f64 = 3600.0;
 
 /// A logged-in person, as every page and form handler sees them.
 #[derive(Debug, Clone)]
@@ -72,7 +76,7 @@ fn random_token() -> String {
 }
 
 /// Constant-time string equality, so a token is not guessable byte by byte from timing.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -136,7 +140,7 @@ struct WithCsrf<T> {
 }
 
 /// A browser sends `Origin` with every POST; one naming another site is refused outright.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
     };
@@ -162,7 +166,7 @@ async fn signed_form<T: DeserializeOwned>(
     let Form(WithCsrf { csrf, form }) = Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), app)
         .await
         .map_err(|e| PageError::Invalid(format!("The form could not be read: {}", e.body_text())))?;
-    if !same(&csrf, &session.csrf) {
+    if !same_token(&csrf, &session.csrf) {
         return Err(PageError::Forbidden(
             "The form's security token is missing or stale. Reload the page and try again.",
         ));
@@ -267,6 +271,42 @@ fn dummy_hash() -> &'static str {
     HASH.get_or_init(|| users::hash_password(&random_token()).expect("hashing a random password"))
 }
 
+/// Seconds a (name, client) pair must still wait before it may try to log in again, given its
+/// failures since its last success and the seconds since the last of them; `None`: it may.
+fn login_wait(failures: i64, secs_since_last: f64) -> Option<u64> {
+    if failures < FREE_FAILURES {
+        return None;
+    }
+    let doublings = (failures - FREE_FAILURES).min(16) as i32;
+    let wait = (FIRST_WAIT_SECS * 2f64.powi(doublings)).min(MAX_WAIT_SECS);
+    let left = wait - secs_since_last;
+    (left > 0.0).then(|| left.ceil() as u64)
+}
+
+/// The address a request comes from: the connection's peer, unless that is a trusted proxy;
+/// then the right-most `X-Forwarded-For` hop that is not one (hops to its right were added by
+/// our proxies; anything to its left, the client may have written).
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        if !is_trusted(&client) {
+            break;
+        }
+        match hop.trim().parse() {
+            Ok(ip) => client = ip,
+            Err(_) => break,
+        }
+    }
+    client
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]
@@ -278,36 +318,35 @@ pub struct LoginForm {
     next: Option<String>,
 }
 
-/// `POST /login`: rate limited per name and per client address; the same answer for an
-/// unknown name and a wrong password, in about the same time.
+/// `POST /login`: throttled per (name, client address) with a growing wait; the same answer
+/// for an unknown name and a wrong password, in about the same time.
 pub async fn login(State(app): State<AppState>, headers: HeaderMap, request: Request) -> Result<Response, PageError> {
     let client = request
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
+        .map(|c| client_address(c.0.ip(), &headers, &app.config.trusted_proxies).to_string())
         .unwrap_or_else(|| "unknown".to_owned());
     let Form(form) = Form::<LoginForm>::from_request(request, &app)
         .await
         .map_err(|e| PageError::Invalid(format!("The form could not be read: {}", e.body_text())))?;
     let next = safe_next(form.next.as_deref());
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !same(expected, &form.csrf) || !same_origin(&headers) {
+    if expected.is_empty() || !same_token(expected, &form.csrf) || !same_origin(&headers) {
         let message = "The login form expired. Please log in again.".to_owned();
         return Ok(login_page(&app, StatusCode::FORBIDDEN, &next, "", Some(message)));
     }
     let name: String = form.name.trim().chars().take(64).collect();
-    let (by_name, by_client) =
-        store::dashboard::recent_login_failures(&app.pool, &name, &client, FAILURE_WINDOW_MINUTES).await?;
-    if by_name >= MAX_FAILURES_PER_NAME || by_client >= MAX_FAILURES_PER_CLIENT {
+    let (failures, secs_since_last) = store::dashboard::login_failures(&app.pool, &name, &client).await?;
+    if let Some(wait) = login_wait(failures, secs_since_last.unwrap_or(f64::MAX)) {
         tracing::warn!(client = %client, "Login refused: too many failed attempts");
-        let message = format!("Too many failed logins. Try again in {FAILURE_WINDOW_MINUTES} minutes.");
-        return Ok(login_page(
-            &app,
-            StatusCode::TOO_MANY_REQUESTS,
-            &next,
-            &name,
-            Some(message),
-        ));
+        let minutes = wait.div_ceil(60);
+        let message = format!(
+            "Too many failed logins. Try again in {minutes} minute{}.",
+            if minutes == 1 { "" } else { "s" }
+        );
+        let mut page = login_page(&app, StatusCode::TOO_MANY_REQUESTS, &next, &name, Some(message));
+        page.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(wait));
+        return Ok(page);
     }
 
     let user = if users::valid_name(&name) {
@@ -420,6 +459,51 @@ mod tests {
         headers.insert(header::COOKIE, HeaderValue::from_static("a=1; vigil_session=abc; b=2"));
         assert_eq!(cookie(&headers, COOKIE), Some("abc"));
         assert_eq!(cookie(&headers, "missing"), None);
+    }
+
+    #[test]
+    fn the_wait_doubles_after_five_failures_up_to_an_hour() {
+        assert_eq!(login_wait(4, 0.0), None);
+        assert_eq!(login_wait(5, 0.0), Some(60));
+        assert_eq!(login_wait(5, 59.5), Some(1));
+        assert_eq!(login_wait(5, 60.0), None);
+        assert_eq!(login_wait(6, 0.0), Some(120));
+        assert_eq!(login_wait(8, 100.0), Some(380));
+        assert_eq!(login_wait(12, 0.0), Some(3600));
+        assert_eq!(login_wait(1_000_000, 3599.0), Some(1));
+    }
+
+    #[track_caller]
+    fn check_client(peer: &str, forwarded: &[&str], trusted: &[&str], expect: &str) {
+        let mut headers = HeaderMap::new();
+        for f in forwarded {
+            headers.append("x-forwarded-for", HeaderValue::from_str(f).unwrap());
+        }
+        let trusted: Vec<IpNet> = trusted.iter().map(|t| t.parse().unwrap()).collect();
+        let got = client_address(peer.parse().unwrap(), &headers, &trusted);
+        assert_eq!(got.to_string(), expect);
+    }
+
+    #[test]
+    fn the_client_is_the_right_most_hop_no_trusted_proxy_added() {
+        // No trusted proxies: the header is the client's own word, ignored.
+        check_client("203.0.113.9", &["198.51.100.1"], &[], "203.0.113.9");
+        // The peer is not a trusted proxy: ignored too.
+        check_client("203.0.113.9", &["198.51.100.1"], &["10.0.0.0/8"], "203.0.113.9");
+        check_client("10.0.0.2", &["198.51.100.1"], &["10.0.0.0/8"], "198.51.100.1");
+        // A forged hop on the left does not move the client.
+        check_client("10.0.0.2", &["1.2.3.4, 198.51.100.1"], &["10.0.0.0/8"], "198.51.100.1");
+        // Trusted hops are skipped, across several headers.
+        check_client(
+            "10.0.0.2",
+            &["198.51.100.1, 10.1.1.1", "10.0.0.3"],
+            &["10.0.0.0/8"],
+            "198.51.100.1",
+        );
+        check_client("::1", &["2001:db8::7"], &["::1/128"], "2001:db8::7");
+        // Garbage stops the walk at the last proxy, which then stands for its clients.
+        check_client("10.0.0.2", &["198.51.100.1, junk"], &["10.0.0.0/8"], "10.0.0.2");
+        check_client("10.0.0.2", &[], &["10.0.0.0/8"], "10.0.0.2");
     }
 
     #[test]

@@ -15,6 +15,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
+use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -45,6 +46,7 @@ pub async fn post_events(
 async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = app.tokens.resolve(&app.pool, headers).await?;
     let bytes = read_body(headers, body).await?;
+    crate::api::require_json(headers, &bytes)?;
     let body: Value = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}")))?;
     let raw_events = body
@@ -156,7 +158,8 @@ pub fn event_limits(app: &AppState) -> EventLimits {
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`]; larger is a 413, whether announced by
-/// Content-Length or discovered while reading.
+/// Content-Length or discovered while reading. A body the connection cannot deliver (a
+/// malformed chunk, a connection cut mid-body) is a 400.
 pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::Bytes, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -165,9 +168,17 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::By
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
         return Err(ApiError::too_large(MAX_BODY_BYTES));
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| ApiError::too_large(MAX_BODY_BYTES))
+    let mut stream = body.into_data_stream();
+    let mut bytes = Vec::with_capacity(declared.unwrap_or(0));
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request("malformed_body", format!("the body could not be read: {e}")))?;
+        if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ApiError::too_large(MAX_BODY_BYTES));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes.into())
 }
 
 /// Redacts validated events and hands them to the tenant's shard worker; returns once they

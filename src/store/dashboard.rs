@@ -145,21 +145,18 @@ pub async fn record_login_attempt(pool: &PgPool, name: &str, client: &str, succe
     Ok(())
 }
 
-/// Failed logins within the window: (for this name, from this client).
-pub async fn recent_login_failures(
-    pool: &PgPool,
-    name: &str,
-    client: &str,
-    window_minutes: i64,
-) -> sqlx::Result<(i64, i64)> {
+/// The failed logins of one (name, client) pair since its last success, within the last day:
+/// how many, and how many seconds ago the last one was.
+pub async fn login_failures(pool: &PgPool, name: &str, client: &str) -> sqlx::Result<(i64, Option<f64>)> {
     sqlx::query_as(
-        "select count(*) filter (where name = $1), count(*) filter (where client = $2)
+        "select count(*), extract(epoch from now() - max(at))::float8
          from login_attempts
-         where not succeeded and at > now() - make_interval(mins => $3) and (name = $1 or client = $2)",
+         where name = $1 and client = $2 and not succeeded and at > now() - interval '1 day'
+           and at > coalesce((select max(at) from login_attempts
+                              where name = $1 and client = $2 and succeeded), '-infinity')",
     )
     .bind(name)
     .bind(client)
-    .bind(window_minutes as i32)
     .fetch_one(pool)
     .await
 }

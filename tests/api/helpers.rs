@@ -85,6 +85,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         cookie_secure: false,
         database_timeout: std::time::Duration::from_secs(2),
         http: vigil::config::HttpLimits::default(),
+        trusted_proxies: Vec::new(),
     }
 }
 

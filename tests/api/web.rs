@@ -95,12 +95,25 @@ impl Web {
     /// Sends the login form as a browser would (with the login page's token) and returns the
     /// response, without following it.
     pub async fn submit_login(app: &TestApp, name: &str, password: &str) -> reqwest::Response {
+        Self::submit_login_forwarded(app, name, password, &[]).await
+    }
+
+    /// [`Web::submit_login`] through a proxy that sent these `X-Forwarded-For` headers.
+    pub async fn submit_login_forwarded(
+        app: &TestApp,
+        name: &str,
+        password: &str,
+        forwarded_for: &[&str],
+    ) -> reqwest::Response {
         let client = client();
         let page = client.get(app.url("/login")).send().await.unwrap();
         let login_cookie = cookie_value(&set_cookie(&page, "vigil_login").expect("the login page sets its token"));
         let csrf = csrf_of(&page.text().await.unwrap());
-        client
-            .post(app.url("/login"))
+        let mut request = client.post(app.url("/login"));
+        for hop in forwarded_for {
+            request = request.header("x-forwarded-for", *hop);
+        }
+        request
             .header("cookie", format!("vigil_login={login_cookie}"))
             .header("content-type", "application/x-www-form-urlencoded")
             .body(form_body(&[("csrf", &csrf), ("name", name), ("password", password)]))
