@@ -191,7 +191,10 @@ pub async fn submit(
             raised: Vec::new(),
             reply,
         })
-        .map_err(|_| ApiError::overloaded())?;
+        .map_err(|refused| match refused {
+            Overloaded::TenantShare => ApiError::tenant_busy(),
+            Overloaded::ShardFull => ApiError::overloaded(),
+        })?;
     Ok(answer.await.map_err(|_| ApiError::internal("shard worker stopped"))??)
 }
 
