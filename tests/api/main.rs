@@ -9,6 +9,7 @@ mod detectors;
 mod faults;
 mod helpers;
 mod ingest;
+mod neighbour;
 mod openapi;
 mod otlp;
 mod process;
