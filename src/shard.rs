@@ -51,11 +51,15 @@ const RESPOND_RETRIES: [Duration; 4] = [
 /// Batches (or slices of one) folded into one event-log write at most.
 const GROUP_COMMIT_MAX: usize = 64;
 
-/// Events a tenant has written and detected per round: the most work another tenant's batch
-/// can wait behind. Small enough that a neighbour's 1000-event batches cost a waiting batch
-/// about a millisecond (a few in a debug build); large enough that a lone tenant's batches
-/// are still written a hundred events per statement.
+/// Events a tenant has written and detected per round at most: the most work another
+/// tenant's batch can wait behind. Large enough that a lone tenant's batches are still written
+/// a hundred events per statement.
 pub const TURN_EVENTS: usize = 100;
+
+/// The time a tenant's turn should take: a tenant whose events cost more (never-seen tools,
+/// large parameters, findings to record) gets fewer of them per turn, measured on its own past
+/// turns, so a neighbour's expensive traffic costs a waiting batch about this much.
+const TURN_TIME: Duration = Duration::from_millis(5);
 
 /// How often a worker snapshots the baselines that changed.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
@@ -311,6 +315,7 @@ pub fn start(
             dirty: HashSet::new(),
             queues: Queues::default(),
             capacity: queue,
+            event_cost: HashMap::new(),
         };
         handles.push(tokio::spawn(worker.run(rx)));
     }
@@ -479,10 +484,11 @@ impl Queues {
         queue.push_back(work);
     }
 
-    /// One round: a turn of up to [`TURN_EVENTS`] events for each tenant with work waiting
+    /// One round: a turn of up to `turn(tenant)` events (at most [`TURN_EVENTS`]) for each
+    /// tenant with work waiting
     /// (at most [`GROUP_COMMIT_MAX`] slices in all), and the questions and changes met on
     /// the way, in each tenant's order.
-    fn take_round(&mut self) -> (Vec<Slice>, Vec<Aside>) {
+    fn take_round(&mut self, turn: impl Fn(&TenantId) -> usize) -> (Vec<Slice>, Vec<Aside>) {
         let mut slices = Vec::new();
         let mut asides = Vec::new();
         for _ in 0..self.turns.len() {
@@ -494,7 +500,7 @@ impl Queues {
                 .by_tenant
                 .get_mut(&tenant)
                 .expect("a tenant with a turn has a queue");
-            let mut budget = TURN_EVENTS;
+            let mut budget = turn(&tenant).clamp(1, TURN_EVENTS);
             while budget > 0 && slices.len() < GROUP_COMMIT_MAX {
                 let Some(Work::Batch(pending)) = queue.front_mut() else {
                     match queue.pop_front() {
@@ -576,6 +582,10 @@ struct Worker {
     queues: Queues,
     /// Batches the worker holds at most besides its channel's: what bounds its memory.
     capacity: usize,
+    /// What one event of each tenant cost to detect and respond to in its last turn, to size
+    /// its next turn to [`TURN_TIME`]. One entry per tenant the worker has served, like
+    /// `tenants`.
+    event_cost: HashMap<TenantId, Duration>,
 }
 
 impl Worker {
@@ -609,7 +619,11 @@ impl Worker {
     }
 
     async fn round(&mut self) {
-        let (slices, asides) = self.queues.take_round();
+        let cost = &self.event_cost;
+        let (slices, asides) = self.queues.take_round(|tenant| match cost.get(tenant) {
+            Some(per_event) if *per_event > Duration::ZERO => (TURN_TIME.as_nanos() / per_event.as_nanos()) as usize,
+            _ => TURN_EVENTS,
+        });
         if !slices.is_empty() {
             self.process(slices).await;
         }
@@ -676,10 +690,15 @@ impl Worker {
         let mut folded = HashSet::new();
         for i in order {
             let slice = slices[i].take().expect("each slice once");
+            let started = tokio::time::Instant::now();
             let result = match &failed[i] {
                 Some(error) => Err(anyhow::anyhow!("Failed to write events: {error}")),
                 None => self.detect_and_respond(&slice, &new_seq, &mut folded).await,
             };
+            if !slice.events.is_empty() {
+                let per_event = started.elapsed() / slice.events.len() as u32;
+                self.event_cost.insert(slice.tenant.clone(), per_event);
+            }
             self.answer(slice, result);
         }
     }
@@ -869,7 +888,7 @@ mod tests {
 
     /// Each slice of a round as `tenant:first_id..last_id(last)`.
     fn round(queues: &mut Queues) -> Vec<String> {
-        let (slices, _) = queues.take_round();
+        let (slices, _) = queues.take_round(|_| TURN_EVENTS);
         slices
             .iter()
             .map(|s| {
@@ -912,9 +931,9 @@ mod tests {
         batch(&mut queues, &shares, "a", "big", 150);
         let (reply, _) = oneshot::channel();
         queues.push(ShardMsg::Baseline(tenant("a"), reply));
-        let (slices, asides) = queues.take_round();
+        let (slices, asides) = queues.take_round(|_| TURN_EVENTS);
         assert_eq!((slices.len(), asides.len()), (1, 0));
-        let (slices, asides) = queues.take_round();
+        let (slices, asides) = queues.take_round(|_| TURN_EVENTS);
         assert_eq!((slices.len(), asides.len()), (1, 1));
         assert!(slices[0].last.is_some());
         assert!(queues.is_empty());
