@@ -242,6 +242,73 @@ async fn a_batch_the_database_refuses_fails_alone_in_its_group_commit() {
     );
 }
 
+/// A tenant past its share of the shard (a quarter of the queue: one batch here) gets its own
+/// 429 with Retry-After in the error envelope; its shard mate's batches are all accepted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_flooding_tenant_gets_its_own_429_while_its_shard_mate_gets_202() {
+    let mut config = test_config_without_vault(&fresh_database().await);
+    config.shard_queue = 4;
+    let shards = config.shards;
+    let app = Arc::new(spawn_app_with(config).await);
+    let ids = same_shard_tenants(2, shards);
+    let (a_token, b_token) = (app.create_tenant(&ids[0]).await, app.create_tenant(&ids[1]).await);
+
+    let flood: Vec<_> = (0..8)
+        .map(|k| {
+            let (app, token) = (app.clone(), a_token.clone());
+            tokio::spawn(async move {
+                let r = post(
+                    &reqwest::Client::new(),
+                    &app,
+                    &token,
+                    ordinary_batch(&format!("a{k}"), 1000),
+                )
+                .await;
+                let status = r.status().as_u16();
+                let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+                let body: Value = r.json().await.unwrap();
+                (status, retry_after, body)
+            })
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let mut b_statuses = Vec::new();
+    for n in 0..20 {
+        let r = post(&client, &app, &b_token, ordinary_batch(&format!("b{n}"), 20)).await;
+        b_statuses.push(r.status().as_u16());
+    }
+    let mut refused = 0;
+    for answer in flood {
+        let (status, retry_after, body) = answer.await.unwrap();
+        match status {
+            202 => {}
+            429 => {
+                refused += 1;
+                assert_eq!(retry_after.as_deref(), Some("1"));
+                assert_eq!(body["error"]["code"], "tenant_busy", "{body}");
+            }
+            other => panic!("A got {other}: {body}"),
+        }
+    }
+    assert!(b_statuses.iter().all(|s| *s == 202), "B: {b_statuses:?}");
+    assert!(refused > 0, "eight batches at once exceed A's share of one");
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "vigil_shard_refusals_total{{reason=\"tenant_share\"}} {refused}"
+        )),
+        "{metrics}"
+    );
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -302,7 +369,9 @@ async fn hostile_traffic(app: Arc<TestApp>, token: String, bodies: Vec<Vec<u8>>)
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicUsize::new(0));
     let done = Arc::new(AtomicBool::new(false));
+    // Bytes: re-sending costs the client a reference count, not a copy of the body.
     let flood = |kind: &'static str, body: Vec<u8>| {
+        let body = axum::body::Bytes::from(body);
         let (app, token, done) = (app.clone(), token.clone(), done.clone());
         tokio::spawn(async move {
             let client = reqwest::Client::new();
