@@ -247,6 +247,7 @@ impl ToolCallEvent {
                         format!("must be at most {MAX_PARAMS_BYTES} bytes"),
                     ));
                 }
+                refuse_nul(v, &mut "params".to_owned())?;
                 v.clone()
             }
             Some(_) => return Err(FieldError::new("params", "must be an object")),
@@ -280,6 +281,59 @@ impl ToolCallEvent {
 
 impl TenantId {
     pub const MAX_LEN: usize = 64;
+}
+
+/// Refuses the NUL character (U+0000) anywhere in `value`, in a string or in a key, naming
+/// where it is (`params.note`, `params.list[2]`; for a key, the object holding it).
+///
+/// Postgres stores NUL neither in `text` nor in `jsonb`, so such an event could never be
+/// written; refusing it here is what keeps it from failing a group commit that holds other
+/// tenants' events. Refused rather than escaped: an escape would be lossy unless every reader
+/// undid it, and no tool call has a use for the character. Identifiers and labels refuse it
+/// with every other control character ([`parse_ident`]).
+fn refuse_nul(value: &Value, path: &mut String) -> Result<(), FieldError> {
+    const NUL: &str = "must not contain the NUL character (U+0000), which cannot be stored";
+    match value {
+        Value::String(s) if s.contains('\0') => Err(FieldError::new(path, NUL)),
+        Value::Array(items) => {
+            for (index, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{index}]"));
+                refuse_nul(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                if key.contains('\0') {
+                    return Err(FieldError::new(
+                        path,
+                        "must not hold a key with the NUL character (U+0000), which cannot be stored",
+                    ));
+                }
+                let len = path.len();
+                push_key(path, key);
+                refuse_nul(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Appends `.key`, or `["key"]` when the key would make the dotted path ambiguous.
+fn push_key(path: &mut String, key: &str) {
+    let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        path.push('.');
+        path.push_str(key);
+    } else {
+        path.push('[');
+        path.push_str(&Value::from(key).to_string());
+        path.push(']');
+    }
 }
 
 fn rename(mut e: FieldError, field: &str) -> FieldError {
@@ -357,6 +411,38 @@ mod tests {
         check_refused(json!({"error_code": "x".repeat(65)}), "error_code");
         check_refused(json!({"agent_id": "x".repeat(129)}), "agent_id");
         check_refused(json!({"credential_ref": "x".repeat(257)}), "credential_ref");
+    }
+
+    /// Postgres cannot store U+0000: every string field refuses it, wherever it hides.
+    #[test]
+    fn the_nul_character_is_refused_in_every_field_and_named() {
+        for field in [
+            "event_id",
+            "tool",
+            "timestamp",
+            "outcome",
+            "error_code",
+            "agent_id",
+            "session_id",
+            "credential_ref",
+            "tenant_id",
+        ] {
+            check_refused(json!({ field: "a\u{0000}b" }), field);
+        }
+        check_refused(json!({"params": {"note": "a\u{0000}b"}}), "params.note");
+        check_refused(json!({"params": {"a": {"b": ["ok", "\u{0000}"]}}}), "params.a.b[1]");
+        check_refused(json!({"params": {"a b": {"c": "\u{0000}"}}}), r#"params["a b"].c"#);
+        check_refused(json!({"params": {"k\u{0000}": 1}}), "params");
+        check_refused(json!({"params": {"a": [{"k\u{0000}": 1}]}}), "params.a[0]");
+    }
+
+    #[test]
+    fn a_key_with_nul_is_never_echoed_in_the_field() {
+        let mut raw = valid();
+        raw["params"] = json!({"x": {"tok\u{0000}en": true}});
+        let err = ToolCallEvent::parse(&raw, &limits()).unwrap_err();
+        assert_eq!(err.field, "params.x");
+        assert!(!err.to_string().contains("tok"), "{err}");
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub struct Metrics {
     /// Ingest requests by outcome: accepted, refused (4xx), overloaded (503), failed (5xx).
     pub ingest_requests: IntCounterVec,
     pub ingest_duration: Histogram,
+    /// Batches a shard refused, by reason: `tenant_share` (the tenant already had a quarter of
+    /// the shard's queue: 429) or `shard_full` (503).
+    pub shard_refusals: IntCounterVec,
     /// OTLP spans by result: `tool_call` (became an event), `rejected` (a tool call that broke
     /// an event rule), `ignored` (not a tool call).
     pub otlp_spans: IntCounterVec,
@@ -86,6 +89,11 @@ impl Metrics {
                 registry.register(Box::new(h.clone())).expect("unique metric");
                 h
             },
+            shard_refusals: counter(
+                "vigil_shard_refusals_total",
+                "Batches a shard worker's queue refused, by reason.",
+                &["reason"],
+            ),
             otlp_spans: counter(
                 "vigil_otlp_spans_received_total",
                 "Spans received on /v1/traces, by result.",

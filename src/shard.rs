@@ -2,10 +2,16 @@
 //! tenant's baseline: no locks on the hot path, and per-tenant order is the order of the
 //! worker's queue.
 //!
-//! A worker drains every batch already queued and writes them to the event log in one
-//! statement (group commit), then detects on the events that were new, in log order, and
-//! commits any response before answering. Queues are bounded: a full queue is a 503, not
-//! growing memory.
+//! A worker serves its tenants in turns (fair queuing): each round takes up to
+//! [`TURN_EVENTS`] events from every tenant with work waiting, writes them to the event log in
+//! one statement (group commit), then detects on the events that were new, lightest tenant
+//! first, and answers each batch as soon as it is done. A larger batch is written in slices
+//! over several rounds, so another tenant's batch never waits behind more than one turn of
+//! it. If the group's write fails, each batch is written on its own, so a batch the database
+//! refuses fails alone.
+//!
+//! Queues are bounded: a tenant holding a quarter of its shard's queue gets 429, a full queue
+//! is a 503; never growing memory.
 //!
 //! Besides batches, a worker answers questions about the tenants it owns ([`ShardMsg`]): the
 //! baseline lives here and nowhere else, so reading it is a message, not a lock.
@@ -21,9 +27,9 @@ use crate::respond;
 use crate::store;
 use serde::Serialize;
 use sqlx::PgPool;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -42,8 +48,18 @@ const RESPOND_RETRIES: [Duration; 4] = [
     Duration::from_secs(3),
 ];
 
-/// Batches folded into one event-log write at most.
+/// Batches (or slices of one) folded into one event-log write at most.
 const GROUP_COMMIT_MAX: usize = 64;
+
+/// Events a tenant has written and detected per round at most: the most work another
+/// tenant's batch can wait behind. Large enough that a lone tenant's batches are still written
+/// a hundred events per statement.
+pub const TURN_EVENTS: usize = 100;
+
+/// The time a tenant's turn should take: a tenant whose events cost more (never-seen tools,
+/// large parameters, findings to record) gets fewer of them per turn, measured on its own past
+/// turns, so a neighbour's expensive traffic costs a waiting batch about this much.
+const TURN_TIME: Duration = Duration::from_millis(5);
 
 /// How often a worker snapshots the baselines that changed.
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
@@ -63,7 +79,8 @@ pub struct Batch {
 
 /// What a shard worker is asked to do.
 pub enum ShardMsg {
-    Batch(Batch),
+    /// A batch, with its tenant's share of the shard, held until the batch is answered.
+    Batch(Batch, Share),
     /// One page of the summary of a tenant's baseline; `None` for a tenant the worker has
     /// never seen.
     Baseline(TenantId, Page, oneshot::Sender<Option<BaselineSummary>>),
@@ -97,6 +114,16 @@ pub struct BatchOutcome {
     /// Findings an open suppression silenced: counted, not recorded, not acted on.
     #[serde(skip_serializing_if = "is_zero")]
     pub suppressed: usize,
+}
+
+impl BatchOutcome {
+    /// Adds a later slice's outcome to the batch's.
+    fn absorb(&mut self, slice: BatchOutcome) {
+        self.accepted += slice.accepted;
+        self.duplicates += slice.duplicates;
+        self.findings.extend(slice.findings);
+        self.suppressed += slice.suppressed;
+    }
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -150,14 +177,74 @@ impl Pipeline {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("shard queue is full")]
-pub struct Overloaded;
+/// Why a shard refused a message; ingest answers 429 or 503, with Retry-After.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Overloaded {
+    /// The tenant already has its share of the shard's queue: its own flood, its own refusal.
+    #[error("the tenant already has its share of the shard queue")]
+    TenantShare,
+    #[error("shard queue is full")]
+    ShardFull,
+}
+
+impl Overloaded {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Overloaded::TenantShare => "tenant_share",
+            Overloaded::ShardFull => "shard_full",
+        }
+    }
+}
+
+/// How many batches each tenant has in one shard, queued or being processed. Only tenants
+/// with a batch in the shard have an entry, so its size is bounded by the shard's queues.
+struct Shares {
+    held: Mutex<HashMap<TenantId, usize>>,
+    /// Batches one tenant may have in the shard.
+    cap: usize,
+}
+
+impl Shares {
+    fn take(self: &Arc<Self>, tenant: &TenantId) -> Option<Share> {
+        let mut held = self.held.lock().expect("shares lock");
+        let n = held.entry(tenant.clone()).or_insert(0);
+        if *n >= self.cap {
+            return None;
+        }
+        *n += 1;
+        Some(Share {
+            shares: self.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+}
+
+/// One batch's place in its tenant's share of a shard; given back when dropped (the batch
+/// answered, or refused by a full queue).
+pub struct Share {
+    shares: Arc<Shares>,
+    tenant: TenantId,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut held = self.shares.held.lock().expect("shares lock");
+        if let Some(n) = held.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.tenant);
+            }
+        }
+    }
+}
 
 /// Hands batches to the worker that owns their tenant. Dropping every clone stops the workers.
 #[derive(Clone)]
 pub struct Router {
     senders: Vec<mpsc::Sender<ShardMsg>>,
+    shares: Vec<Arc<Shares>>,
+    metrics: Arc<Metrics>,
 }
 
 pub fn shard_of(tenant: &TenantId, shards: usize) -> usize {
@@ -167,11 +254,20 @@ pub fn shard_of(tenant: &TenantId, shards: usize) -> usize {
 }
 
 impl Router {
+    /// Queues a batch for its tenant's worker, unless the tenant already has its share of the
+    /// shard (a quarter of the queue) or the queue is full.
     pub fn submit(&self, batch: Batch) -> Result<(), Overloaded> {
         let shard = shard_of(&batch.tenant, self.senders.len());
-        self.senders[shard]
-            .try_send(ShardMsg::Batch(batch))
-            .map_err(|_| Overloaded)
+        let sent = match self.shares[shard].take(&batch.tenant) {
+            None => Err(Overloaded::TenantShare),
+            Some(share) => self.senders[shard]
+                .try_send(ShardMsg::Batch(batch, share))
+                .map_err(|_| Overloaded::ShardFull),
+        };
+        if let Err(refused) = sent {
+            self.metrics.shard_refusals.with_label_values(&[refused.as_str()]).inc();
+        }
+        sent
     }
 
     /// Asks the tenant's worker for a page of its baseline summary, answered after the batches
@@ -185,7 +281,7 @@ impl Router {
         let shard = shard_of(tenant, self.senders.len());
         self.senders[shard]
             .try_send(ShardMsg::Baseline(tenant.clone(), page, reply))
-            .map_err(|_| Overloaded)?;
+            .map_err(|_| Overloaded::ShardFull)?;
         Ok(answer)
     }
 
@@ -196,7 +292,7 @@ impl Router {
         let shard = shard_of(tenant, self.senders.len());
         self.senders[shard]
             .try_send(ShardMsg::Update(tenant.clone(), update, reply))
-            .map_err(|_| Overloaded)?;
+            .map_err(|_| Overloaded::ShardFull)?;
         Ok(answer)
     }
 
@@ -217,18 +313,34 @@ pub fn start(
     queue: usize,
 ) -> (Router, Vec<JoinHandle<()>>) {
     let mut senders = Vec::new();
+    let mut shares = Vec::new();
     let mut handles = Vec::new();
     for tenants in states {
         let (tx, rx) = mpsc::channel(queue);
         senders.push(tx);
+        shares.push(Arc::new(Shares {
+            held: Mutex::new(HashMap::new()),
+            cap: (queue / 4).max(1),
+        }));
         let worker = Worker {
             pipeline: pipeline.clone(),
             tenants,
             dirty: HashSet::new(),
+            queues: Queues::default(),
+            capacity: queue,
+            event_cost: HashMap::new(),
         };
         handles.push(tokio::spawn(worker.run(rx)));
     }
-    (Router { senders }, handles)
+    let metrics = pipeline.metrics.clone();
+    (
+        Router {
+            senders,
+            shares,
+            metrics,
+        },
+        handles,
+    )
 }
 
 /// Folds one event into a tenant's state, detecting first: the event is compared with the
@@ -275,58 +387,279 @@ async fn respond_durably(
     }
 }
 
+/// Writes a round's slices to the event log in one statement. If that fails, writes each
+/// slice on its own: whatever made the group fail (a value the database refuses, a
+/// constraint) fails only the slice that holds it, and every other tenant's batch is answered
+/// on its own merits. Returns the rows that were new, and per slice its error, if any.
+async fn write(pool: &PgPool, slices: &[Slice]) -> (Vec<store::events::Inserted>, Vec<Option<String>>) {
+    fn rows(slice: &Slice) -> Vec<store::events::NewEvent<'_>> {
+        slice
+            .events
+            .iter()
+            .map(|event| store::events::NewEvent {
+                tenant: &slice.tenant,
+                event,
+            })
+            .collect()
+    }
+    let all: Vec<store::events::NewEvent> = slices.iter().flat_map(rows).collect();
+    let error = match store::events::insert(pool, &all).await {
+        Ok(inserted) => return (inserted, vec![None; slices.len()]),
+        Err(e) if slices.len() == 1 => return (Vec::new(), vec![Some(e.to_string())]),
+        Err(e) => e,
+    };
+    tracing::warn!(error = %error, batches = slices.len(), "Failed to write a group commit; writing its batches one by one");
+    let mut inserted = Vec::new();
+    let mut failed = Vec::with_capacity(slices.len());
+    for slice in slices {
+        if slice.events.is_empty() {
+            failed.push(None);
+            continue;
+        }
+        match store::events::insert(pool, &rows(slice)).await {
+            Ok(new) => {
+                inserted.extend(new);
+                failed.push(None);
+            }
+            Err(e) => failed.push(Some(e.to_string())),
+        }
+    }
+    (inserted, failed)
+}
+
+/// A batch waiting in its tenant's queue, with what its slices written so far yielded.
+struct Pending {
+    batch: Batch,
+    /// Given back when the batch is answered (dropped with it).
+    _share: Share,
+    outcome: BatchOutcome,
+}
+
+/// What waits in a tenant's queue, in arrival order.
+enum Work {
+    Batch(Pending),
+    Baseline(Page, oneshot::Sender<Option<BaselineSummary>>),
+    Update(Update, oneshot::Sender<()>),
+}
+
+/// Up to [`TURN_EVENTS`] events of one batch, written and detected in one round. The last
+/// slice of a batch carries the batch, to be answered once the slice is done; the others leave
+/// it at the front of its tenant's queue.
+struct Slice {
+    tenant: TenantId,
+    mode: Mode,
+    events: Vec<ToolCallEvent>,
+    redactions: Vec<Vec<Redaction>>,
+    raised: Vec<Finding>,
+    last: Option<Pending>,
+}
+
+/// A question or change taken in a round, answered after the round's batches.
+enum Aside {
+    Baseline(TenantId, Page, oneshot::Sender<Option<BaselineSummary>>),
+    Update(TenantId, Update, oneshot::Sender<()>),
+}
+
+/// A worker's queues: one per tenant with work waiting, served in turns.
+#[derive(Default)]
+struct Queues {
+    by_tenant: HashMap<TenantId, VecDeque<Work>>,
+    /// Tenants with work waiting, whose turn comes next first.
+    turns: VecDeque<TenantId>,
+    /// Batches held, to bound what the worker takes off its channel.
+    batches: usize,
+}
+
+impl Queues {
+    fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    fn push(&mut self, msg: ShardMsg) {
+        let (tenant, work) = match msg {
+            ShardMsg::Batch(batch, share) => {
+                self.batches += 1;
+                let tenant = batch.tenant.clone();
+                let pending = Pending {
+                    batch,
+                    _share: share,
+                    outcome: BatchOutcome::default(),
+                };
+                (tenant, Work::Batch(pending))
+            }
+            ShardMsg::Baseline(tenant, page, reply) => (tenant, Work::Baseline(page, reply)),
+            ShardMsg::Update(tenant, update, reply) => (tenant, Work::Update(update, reply)),
+        };
+        let queue = self.by_tenant.entry(tenant.clone()).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(tenant);
+        }
+        queue.push_back(work);
+    }
+
+    /// One round: a turn of up to `turn(tenant)` events (at most [`TURN_EVENTS`]) for each
+    /// tenant with work waiting
+    /// (at most [`GROUP_COMMIT_MAX`] slices in all), and the questions and changes met on
+    /// the way, in each tenant's order.
+    fn take_round(&mut self, turn: impl Fn(&TenantId) -> usize) -> (Vec<Slice>, Vec<Aside>) {
+        let mut slices = Vec::new();
+        let mut asides = Vec::new();
+        for _ in 0..self.turns.len() {
+            if slices.len() >= GROUP_COMMIT_MAX {
+                break;
+            }
+            let Some(tenant) = self.turns.pop_front() else { break };
+            let queue = self
+                .by_tenant
+                .get_mut(&tenant)
+                .expect("a tenant with a turn has a queue");
+            let mut budget = turn(&tenant).clamp(1, TURN_EVENTS);
+            while budget > 0 && slices.len() < GROUP_COMMIT_MAX {
+                let Some(Work::Batch(pending)) = queue.front_mut() else {
+                    match queue.pop_front() {
+                        Some(Work::Baseline(page, reply)) => asides.push(Aside::Baseline(tenant.clone(), page, reply)),
+                        Some(Work::Update(update, reply)) => asides.push(Aside::Update(tenant.clone(), update, reply)),
+                        Some(Work::Batch(_)) => unreachable!("the front is not a batch"),
+                        None => break,
+                    }
+                    continue;
+                };
+                let batch = &mut pending.batch;
+                let n = batch.events.len();
+                if n > budget {
+                    slices.push(Slice {
+                        tenant: tenant.clone(),
+                        mode: batch.mode,
+                        events: batch.events.drain(..budget).collect(),
+                        redactions: batch.redactions.drain(..budget).collect(),
+                        raised: std::mem::take(&mut batch.raised),
+                        last: None,
+                    });
+                    break;
+                }
+                budget -= n.max(1);
+                let Some(Work::Batch(mut pending)) = queue.pop_front() else {
+                    unreachable!("the front is a batch")
+                };
+                self.batches -= 1;
+                slices.push(Slice {
+                    tenant: tenant.clone(),
+                    mode: pending.batch.mode,
+                    events: std::mem::take(&mut pending.batch.events),
+                    redactions: std::mem::take(&mut pending.batch.redactions),
+                    raised: std::mem::take(&mut pending.batch.raised),
+                    last: Some(pending),
+                });
+            }
+            if queue.is_empty() {
+                self.by_tenant.remove(&tenant);
+            } else {
+                self.turns.push_back(tenant);
+            }
+        }
+        (slices, asides)
+    }
+
+    /// The batch a slice that was not its last came from: still the front of its tenant's queue.
+    fn front_batch(&mut self, tenant: &TenantId) -> Option<&mut Pending> {
+        match self.by_tenant.get_mut(tenant)?.front_mut()? {
+            Work::Batch(pending) => Some(pending),
+            _ => None,
+        }
+    }
+
+    /// Takes the front batch of a tenant's queue out, to answer it before its last slice (a
+    /// slice failed).
+    fn abandon_front(&mut self, tenant: &TenantId) -> Option<Pending> {
+        let queue = self.by_tenant.get_mut(tenant)?;
+        let Some(Work::Batch(_)) = queue.front() else {
+            return None;
+        };
+        let Some(Work::Batch(pending)) = queue.pop_front() else {
+            return None;
+        };
+        self.batches -= 1;
+        if queue.is_empty() {
+            self.by_tenant.remove(tenant);
+            self.turns.retain(|t| t != tenant);
+        }
+        Some(pending)
+    }
+}
+
 struct Worker {
     pipeline: Arc<Pipeline>,
     tenants: HashMap<TenantId, TenantState>,
     /// Tenants whose state changed since the last snapshot.
     dirty: HashSet<TenantId>,
+    queues: Queues,
+    /// Batches the worker holds at most besides its channel's: what bounds its memory.
+    capacity: usize,
+    /// What one event of each tenant cost to detect and respond to in its last turn, to size
+    /// its next turn to [`TURN_TIME`]. One entry per tenant the worker has served, like
+    /// `tenants`.
+    event_cost: HashMap<TenantId, Duration>,
 }
 
 impl Worker {
     async fn run(mut self, mut rx: mpsc::Receiver<ShardMsg>) {
-        let mut ticker = tokio::time::interval(SNAPSHOT_EVERY);
-        ticker.tick().await;
+        let mut next_snapshot = tokio::time::Instant::now() + SNAPSHOT_EVERY;
         loop {
-            tokio::select! {
-                first = rx.recv() => {
-                    let Some(first) = first else { break };
-                    let mut batches = Vec::new();
-                    // Questions asked behind a batch of this group are answered after it.
-                    let mut questions = Vec::new();
-                    let mut updates = Vec::new();
-                    let mut next = Some(first);
-                    while let Some(msg) = next.take() {
-                        match msg {
-                            ShardMsg::Batch(b) => batches.push(b),
-                            ShardMsg::Baseline(tenant, page, reply) => questions.push((tenant, page, reply)),
-                            ShardMsg::Update(tenant, update, reply) => updates.push((tenant, update, reply)),
-                        }
-                        if batches.len() < GROUP_COMMIT_MAX {
-                            next = rx.try_recv().ok();
-                        }
-                    }
-                    if !batches.is_empty() {
-                        self.process(batches).await;
-                    }
-                    if !updates.is_empty() {
-                        let mut replies = Vec::new();
-                        for (tenant, update, reply) in updates {
-                            self.update(tenant, update);
-                            replies.push(reply);
-                        }
-                        self.snapshot().await;
-                        for reply in replies {
-                            let _ = reply.send(());
-                        }
-                    }
-                    for (tenant, page, reply) in questions {
-                        let _ = reply.send(self.summary(&tenant, &page));
-                    }
+            if self.queues.is_empty() {
+                tokio::select! {
+                    msg = rx.recv() => match msg {
+                        Some(msg) => self.queues.push(msg),
+                        None => break,
+                    },
+                    _ = tokio::time::sleep_until(next_snapshot) => {}
                 }
-                _ = ticker.tick() => self.snapshot().await,
+            }
+            while self.queues.batches < self.capacity {
+                match rx.try_recv() {
+                    Ok(msg) => self.queues.push(msg),
+                    Err(_) => break,
+                }
+            }
+            if !self.queues.is_empty() {
+                self.round().await;
+            }
+            if tokio::time::Instant::now() >= next_snapshot {
+                self.snapshot().await;
+                next_snapshot = tokio::time::Instant::now() + SNAPSHOT_EVERY;
             }
         }
         self.snapshot().await;
+    }
+
+    async fn round(&mut self) {
+        let cost = &self.event_cost;
+        let (slices, asides) = self.queues.take_round(|tenant| match cost.get(tenant) {
+            Some(per_event) if *per_event > Duration::ZERO => (TURN_TIME.as_nanos() / per_event.as_nanos()) as usize,
+            _ => TURN_EVENTS,
+        });
+        if !slices.is_empty() {
+            self.process(slices).await;
+        }
+        let mut questions = Vec::new();
+        let mut applied = Vec::new();
+        for aside in asides {
+            match aside {
+                Aside::Baseline(tenant, page, reply) => questions.push((tenant, page, reply)),
+                Aside::Update(tenant, update, reply) => {
+                    self.update(tenant, update);
+                    applied.push(reply);
+                }
+            }
+        }
+        if !applied.is_empty() {
+            self.snapshot().await;
+            for reply in applied {
+                let _ = reply.send(());
+            }
+        }
+        for (tenant, page, reply) in questions {
+            let _ = reply.send(self.summary(&tenant, &page));
+        }
     }
 
     fn update(&mut self, tenant: TenantId, update: Update) {
@@ -353,45 +686,68 @@ impl Worker {
         ))
     }
 
-    async fn process(&mut self, batches: Vec<Batch>) {
-        let rows: Vec<store::events::NewEvent> = batches
-            .iter()
-            .flat_map(|b| {
-                b.events.iter().map(|event| store::events::NewEvent {
-                    tenant: &b.tenant,
-                    event,
-                })
-            })
-            .collect();
-        let inserted = match store::events::insert(&self.pipeline.pool, &rows).await {
-            Ok(inserted) => inserted,
-            Err(e) => {
-                let message = format!("Failed to write events: {e}");
-                for b in batches {
-                    let _ = b.reply.send(Err(anyhow::anyhow!(message.clone())));
-                }
-                return;
-            }
-        };
-        drop(rows);
+    /// Writes the round's slices, then detects on each, lightest tenant first (so a small
+    /// batch is not answered after a neighbour's large one), answering each batch when done.
+    async fn process(&mut self, slices: Vec<Slice>) {
+        let (inserted, failed) = write(&self.pipeline.pool, &slices).await;
         let new_seq: HashMap<(&str, &str), i64> = inserted
             .iter()
             .map(|i| ((i.tenant_id.as_str(), i.event_id.as_str()), i.seq))
             .collect();
-
-        let mut outcomes = Vec::with_capacity(batches.len());
+        let mut weight: HashMap<&TenantId, usize> = HashMap::new();
+        for slice in &slices {
+            *weight.entry(&slice.tenant).or_default() += slice.events.len();
+        }
+        let mut order: Vec<usize> = (0..slices.len()).collect();
+        // Stable: a tenant's slices keep their order.
+        order.sort_by_key(|&i| weight[&slices[i].tenant]);
+        let mut slices: Vec<Option<Slice>> = slices.into_iter().map(Some).collect();
         let mut folded = HashSet::new();
-        for batch in &batches {
-            outcomes.push(self.detect_and_respond(batch, &new_seq, &mut folded).await);
+        for i in order {
+            let slice = slices[i].take().expect("each slice once");
+            let started = tokio::time::Instant::now();
+            let result = match &failed[i] {
+                Some(error) => Err(anyhow::anyhow!("Failed to write events: {error}")),
+                None => self.detect_and_respond(&slice, &new_seq, &mut folded).await,
+            };
+            if !slice.events.is_empty() {
+                let per_event = started.elapsed() / slice.events.len() as u32;
+                self.event_cost.insert(slice.tenant.clone(), per_event);
+            }
+            self.answer(slice, result);
         }
-        for (batch, outcome) in batches.into_iter().zip(outcomes) {
-            let _ = batch.reply.send(outcome);
-        }
+    }
+
+    /// Answers a slice's batch if it was its last slice or failed; otherwise keeps its outcome
+    /// for the batch's next slice. A batch whose later slice fails is answered with the error
+    /// although its earlier slices are stored: the client's retry finds them duplicates.
+    fn answer(&mut self, slice: Slice, result: anyhow::Result<BatchOutcome>) {
+        let pending = match (slice.last, result) {
+            (Some(mut pending), Ok(outcome)) => {
+                pending.outcome.absorb(outcome);
+                let outcome = std::mem::take(&mut pending.outcome);
+                let _ = pending.batch.reply.send(Ok(outcome));
+                return;
+            }
+            (Some(pending), Err(e)) => (pending, e),
+            (None, Ok(outcome)) => {
+                if let Some(pending) = self.queues.front_batch(&slice.tenant) {
+                    pending.outcome.absorb(outcome);
+                }
+                return;
+            }
+            (None, Err(e)) => match self.queues.abandon_front(&slice.tenant) {
+                Some(pending) => (pending, e),
+                None => return,
+            },
+        };
+        let (pending, error) = pending;
+        let _ = pending.batch.reply.send(Err(error));
     }
 
     async fn detect_and_respond(
         &mut self,
-        batch: &Batch,
+        batch: &Slice,
         new_seq: &HashMap<(&str, &str), i64>,
         folded: &mut HashSet<i64>,
     ) -> anyhow::Result<BatchOutcome> {
@@ -506,5 +862,127 @@ impl Worker {
                 self.dirty.insert(tenant);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::Outcome;
+    use serde_json::json;
+
+    fn tenant(id: &str) -> TenantId {
+        TenantId::parse(id).unwrap()
+    }
+
+    fn shares(cap: usize) -> Arc<Shares> {
+        Arc::new(Shares {
+            held: Mutex::new(HashMap::new()),
+            cap,
+        })
+    }
+
+    /// A batch of `n` events of `tenant`, ids `<prefix>-0…`, queued with a share.
+    fn batch(queues: &mut Queues, shares: &Arc<Shares>, id: &str, prefix: &str, n: usize) {
+        let at = "2026-11-26T12:00:00Z".parse().unwrap();
+        let events: Vec<ToolCallEvent> = (0..n)
+            .map(|i| ToolCallEvent::sample(&format!("{prefix}-{i}"), "db.query", at, json!({}), Outcome::Success))
+            .collect();
+        let (reply, _) = oneshot::channel();
+        let batch = Batch {
+            tenant: tenant(id),
+            mode: Mode::Alert,
+            redactions: vec![Vec::new(); n],
+            events,
+            raised: Vec::new(),
+            reply,
+        };
+        let share = shares.take(&batch.tenant).expect("a share");
+        queues.push(ShardMsg::Batch(batch, share));
+    }
+
+    /// Each slice of a round as `tenant:first_id..last_id(last)`.
+    fn round(queues: &mut Queues) -> Vec<String> {
+        let (slices, _) = queues.take_round(|_| TURN_EVENTS);
+        slices
+            .iter()
+            .map(|s| {
+                let ids = match (s.events.first(), s.events.last()) {
+                    (Some(a), Some(b)) => format!("{}..{}", a.event_id, b.event_id),
+                    _ => "-".to_owned(),
+                };
+                let last = if s.last.is_some() { " last" } else { "" };
+                format!("{}:{ids}{last}", s.tenant)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_large_batch_is_written_in_turns_between_its_neighbours_batches() {
+        let shares = shares(16);
+        let mut queues = Queues::default();
+        batch(&mut queues, &shares, "a", "big", 550);
+        batch(&mut queues, &shares, "a", "next", 10);
+        batch(&mut queues, &shares, "b", "b1", 10);
+        batch(&mut queues, &shares, "b", "b2", 10);
+        assert_eq!(
+            round(&mut queues),
+            ["a:big-0..big-99", "b:b1-0..b1-9 last", "b:b2-0..b2-9 last"]
+        );
+        batch(&mut queues, &shares, "c", "c1", 5);
+        assert_eq!(round(&mut queues), ["a:big-100..big-199", "c:c1-0..c1-4 last"]);
+        for first in [200, 300, 400] {
+            assert_eq!(round(&mut queues), [format!("a:big-{first}..big-{}", first + 99)]);
+        }
+        assert_eq!(round(&mut queues), ["a:big-500..big-549 last", "a:next-0..next-9 last"]);
+        assert!(queues.is_empty());
+        assert_eq!(queues.batches, 0);
+    }
+
+    #[test]
+    fn a_question_is_answered_after_the_batches_queued_before_it() {
+        let shares = shares(16);
+        let mut queues = Queues::default();
+        batch(&mut queues, &shares, "a", "big", 150);
+        let (reply, _) = oneshot::channel();
+        queues.push(ShardMsg::Baseline(tenant("a"), Page::default(), reply));
+        let (slices, asides) = queues.take_round(|_| TURN_EVENTS);
+        assert_eq!((slices.len(), asides.len()), (1, 0));
+        let (slices, asides) = queues.take_round(|_| TURN_EVENTS);
+        assert_eq!((slices.len(), asides.len()), (1, 1));
+        assert!(slices[0].last.is_some());
+        assert!(queues.is_empty());
+    }
+
+    #[test]
+    fn a_round_holds_at_most_a_group_commit_of_slices() {
+        let shares = shares(16);
+        let mut queues = Queues::default();
+        for t in 0..100 {
+            batch(&mut queues, &shares, &format!("t{t}"), "e", 1);
+        }
+        assert_eq!(round(&mut queues).len(), GROUP_COMMIT_MAX);
+        assert_eq!(round(&mut queues).len(), 100 - GROUP_COMMIT_MAX);
+        assert!(queues.is_empty());
+    }
+
+    #[test]
+    fn a_tenant_holds_at_most_its_share_until_its_batches_are_answered() {
+        let shares = shares(2);
+        let a = tenant("a");
+        let first = shares.take(&a).unwrap();
+        let _second = shares.take(&a).unwrap();
+        assert!(shares.take(&a).is_none(), "a third batch of a is refused");
+        assert!(shares.take(&tenant("b")).is_some(), "b has its own share");
+        drop(first);
+        let _third = shares
+            .take(&a)
+            .expect("a share is given back when its batch is answered");
+        drop(_third);
+        drop(_second);
+        assert!(
+            shares.held.lock().unwrap().is_empty(),
+            "a tenant with nothing queued holds no entry"
+        );
     }
 }

@@ -81,6 +81,18 @@ impl ApiError {
         Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message).with_field(field)
     }
 
+    /// 429 with Retry-After: the tenant already has its share of the ingest queue; its own
+    /// flood is refused while other tenants' batches go through.
+    pub fn tenant_busy() -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "tenant_busy",
+            "this tenant has too many batches queued, retry shortly",
+        );
+        e.retry_after = Some(1);
+        e
+    }
+
     /// 503 with Retry-After: a queue is full; try again shortly.
     pub fn overloaded() -> Self {
         let mut e = Self::new(

@@ -207,7 +207,10 @@ pub async fn submit(
             raised: Vec::new(),
             reply,
         })
-        .map_err(|_| ApiError::overloaded())?;
+        .map_err(|refused| match refused {
+            Overloaded::TenantShare => ApiError::tenant_busy(),
+            Overloaded::ShardFull => ApiError::overloaded(),
+        })?;
     match tokio::time::timeout(app.config.database_timeout, answer).await {
         Ok(answer) => Ok(answer.map_err(|_| ApiError::internal("shard worker stopped"))??),
         Err(_) => {

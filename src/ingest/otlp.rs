@@ -359,14 +359,16 @@ fn valid_id(id: &[u8], len: usize) -> Option<String> {
     (id.len() == len && id.iter().any(|b| *b != 0)).then(|| hex::encode(id))
 }
 
-/// Names an event rule's field as the exporter knows it.
-fn otlp_field(field: &str) -> &str {
+/// Names an event rule's field as the exporter knows it (`params.note` is `arguments.note`).
+fn otlp_field(field: &str) -> String {
     match field {
-        "timestamp" => "startTimeUnixNano",
-        "tool" => "tool name",
-        "params" => "arguments",
-        "duration_ms" => "endTimeUnixNano",
-        other => other,
+        "timestamp" => "startTimeUnixNano".to_owned(),
+        "tool" => "tool name".to_owned(),
+        "duration_ms" => "endTimeUnixNano".to_owned(),
+        other => match other.strip_prefix("params") {
+            Some(path) => format!("arguments{path}"),
+            None => other.to_owned(),
+        },
     }
 }
 
@@ -968,6 +970,52 @@ mod tests {
             partial.error_message
         );
         assert_eq!(partial_success(&[]), None);
+    }
+
+    /// Postgres cannot store U+0000: a span carrying it anywhere an event field comes from is
+    /// a rejected span naming where, and the spans beside it are kept.
+    #[test]
+    fn a_nul_character_rejects_its_span_alone() {
+        let tool = |n: u8, extra: Vec<KeyValue>| {
+            let mut attributes = vec![s("gen_ai.tool.name", "db.query")];
+            attributes.extend(extra);
+            span(n, None, "t", attributes)
+        };
+        let args = |v: Value| s("gen_ai.tool.call.arguments", &v.to_string());
+        let spans = vec![
+            tool(1, vec![args(json!({"note": "a\u{0000}b"}))]),
+            tool(2, vec![args(json!({"k\u{0000}": 1}))]),
+            tool(3, vec![s("gen_ai.tool.call.arguments", "not json \u{0000}")]),
+            tool(
+                4,
+                vec![kv(
+                    "gen_ai.tool.call.arguments",
+                    kvlist(vec![s("q", "x"), s("list\u{0000}", "y")]),
+                )],
+            ),
+            span(5, None, "t", vec![s("gen_ai.tool.name", "db\u{0000}query")]),
+            tool(6, vec![s("error.type", "timeout\u{0000}")]),
+            tool(7, vec![s("gen_ai.agent.name", "bot\u{0000}")]),
+            tool(8, vec![s("session.id", "\u{0000}")]),
+            tool(9, vec![args(json!({"ok": "fine"}))]),
+        ];
+        let mapped = map_request(&request(spans), &limits());
+        assert_eq!(mapped.events.len(), 1, "{:#?}", mapped.rejected);
+        assert_eq!(mapped.events[0].event_id.as_ref(), "000000000000a009");
+        let expected = [
+            "span 000000000000a001: arguments.note must not contain the NUL character",
+            "span 000000000000a002: arguments must not hold a key with the NUL character",
+            "span 000000000000a003: arguments._raw must not contain the NUL character",
+            "span 000000000000a004: arguments must not hold a key with the NUL character",
+            "span 000000000000a005: tool name must not contain control characters",
+            "span 000000000000a006: error_code must not contain control characters",
+            "span 000000000000a007: agent_id must not contain control characters",
+            "span 000000000000a008: session_id must not contain control characters",
+        ];
+        assert_eq!(mapped.rejected.len(), expected.len(), "{:#?}", mapped.rejected);
+        for (reason, prefix) in mapped.rejected.iter().zip(expected) {
+            assert!(reason.starts_with(prefix), "{reason:?} should start with {prefix:?}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod faults;
 mod helpers;
 mod ingest;
 mod limits;
+mod neighbour;
 mod openapi;
 mod otlp;
 mod process;
