@@ -6,6 +6,7 @@ mod browser;
 mod canary;
 mod dashboard;
 mod detectors;
+mod events_api;
 mod faults;
 mod helpers;
 mod ingest;
