@@ -13,6 +13,7 @@ mod ingest;
 mod openapi;
 mod otlp;
 mod process;
+mod python_client;
 mod response;
 mod restart;
 mod review;
