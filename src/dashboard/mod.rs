@@ -10,6 +10,7 @@
 pub mod actions;
 pub mod chart;
 mod error;
+mod events;
 mod forms;
 mod pages;
 pub mod session;
@@ -72,6 +73,7 @@ pub fn routes() -> axum::Router<AppState> {
         .route("/tenants/{id}", get(pages::tenant))
         .route("/tenants/{id}/rotate", post(forms::rotate_tenant))
         .route("/audit", get(pages::audit))
+        .route("/events", get(events::events))
         .route("/static/{file}", get(static_file))
         .layer(middleware::from_fn(security_headers))
 }

@@ -29,7 +29,7 @@ const SINCE: &[(&str, &str, i64)] = &[
     ("7d", "Last 7 days", 7 * 24 * 60),
     ("30d", "Last 30 days", 30 * 24 * 60),
 ];
-const PAGE: i64 = 50;
+pub(super) const PAGE: i64 = 50;
 /// The rate charts' span; they plot every minute of it.
 const CHART_HOURS: i64 = 24;
 /// Rate charts drawn at most per tenant page (the busiest tools).
@@ -52,14 +52,14 @@ pub struct Count {
 }
 
 /// The query string of a list page, each parameter checked; an empty value means "any".
-struct Filters(HashMap<String, String>);
+pub(super) struct Filters(pub(super) HashMap<String, String>);
 
 impl Filters {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(super) fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
     }
 
-    fn tenant(&self) -> Result<Option<TenantId>, PageError> {
+    pub(super) fn tenant(&self) -> Result<Option<TenantId>, PageError> {
         self.get("tenant")
             .map(|t| TenantId::parse(t).map_err(|_| PageError::Invalid("No such tenant id.".into())))
             .transpose()
@@ -76,7 +76,7 @@ impl Filters {
         }
     }
 
-    fn since(&self) -> Result<(Option<String>, Option<DateTime<Utc>>), PageError> {
+    pub(super) fn since(&self) -> Result<(Option<String>, Option<DateTime<Utc>>), PageError> {
         match self.get("since") {
             None => Ok((None, None)),
             Some(v) => SINCE
@@ -142,7 +142,7 @@ fn enum_choices(any: &str, values: &[&str], current: Option<&str>) -> Vec<Choice
     choices(any, values.iter().map(|v| ((*v).to_owned(), view::label(v))), current)
 }
 
-fn since_choices(current: Option<&str>) -> Vec<Choice> {
+pub(super) fn since_choices(current: Option<&str>) -> Vec<Choice> {
     choices(
         "Any time",
         SINCE.iter().map(|(k, label, _)| ((*k).to_owned(), (*label).to_owned())),
@@ -150,7 +150,7 @@ fn since_choices(current: Option<&str>) -> Vec<Choice> {
     )
 }
 
-async fn tenant_choices(app: &AppState, current: Option<&TenantId>) -> Result<Vec<Choice>, PageError> {
+pub(super) async fn tenant_choices(app: &AppState, current: Option<&TenantId>) -> Result<Vec<Choice>, PageError> {
     let tenants = store::tenants::list(&app.pool).await?;
     Ok(choices(
         "All tenants",
@@ -159,7 +159,7 @@ async fn tenant_choices(app: &AppState, current: Option<&TenantId>) -> Result<Ve
     ))
 }
 
-fn render(page: &impl Template) -> Response {
+pub(super) fn render(page: &impl Template) -> Response {
     super::render(page)
 }
 

@@ -5,7 +5,7 @@ use crate::event::{EventId, Outcome, TenantId, ToolCallEvent, ToolName};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use serde_json::Value;
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, QueryBuilder};
 
 /// One event about to be written; `event` is already redacted.
 pub struct NewEvent<'a> {
@@ -168,4 +168,67 @@ pub async fn replay_start(pool: &PgPool) -> sqlx::Result<i64> {
     )
     .fetch_one(pool)
     .await
+}
+
+// ---------------------------------------------------------------- reading the log
+
+/// Which events `list` returns (`GET /v1/events`, the dashboard's events page).
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub tenant: Option<TenantId>,
+    /// Exact tool name.
+    pub tool: Option<ToolName>,
+    /// Event time at or after this.
+    pub since: Option<DateTime<Utc>>,
+    /// Event time before this.
+    pub until: Option<DateTime<Utc>>,
+    /// Only events logged before this position: the previous page's last `seq`.
+    pub before_seq: Option<i64>,
+    pub limit: i64,
+}
+
+/// An event as it was accepted: redacted before it was stored.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct StoredEvent {
+    /// Its place in the log: what pages are cut on.
+    pub seq: i64,
+    pub tenant_id: String,
+    pub event_id: String,
+    pub ts: DateTime<Utc>,
+    pub received_at: DateTime<Utc>,
+    pub tool: String,
+    pub params: Value,
+    pub outcome: String,
+    pub error_code: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub credential_ref: Option<String>,
+}
+
+/// Newest accepted first (log order, descending). Cutting pages on `seq` keeps them stable
+/// while ingest goes on: a new event lands before the first page, never between two.
+pub async fn list(pool: &PgPool, filter: &EventFilter) -> sqlx::Result<Vec<StoredEvent>> {
+    let mut q: QueryBuilder<Postgres> = QueryBuilder::new(
+        "select seq, tenant_id, event_id, ts, received_at, tool, params, outcome, error_code, duration_ms,
+                agent_id, session_id, credential_ref
+         from events where true",
+    );
+    if let Some(t) = &filter.tenant {
+        q.push(" and tenant_id = ").push_bind(t.as_ref());
+    }
+    if let Some(t) = &filter.tool {
+        q.push(" and tool = ").push_bind(t.as_ref());
+    }
+    if let Some(s) = filter.since {
+        q.push(" and ts >= ").push_bind(s);
+    }
+    if let Some(u) = filter.until {
+        q.push(" and ts < ").push_bind(u);
+    }
+    if let Some(c) = filter.before_seq {
+        q.push(" and seq < ").push_bind(c);
+    }
+    q.push(" order by seq desc limit ").push_bind(filter.limit);
+    q.build_query_as().fetch_all(pool).await
 }

@@ -13,6 +13,7 @@ async fn the_openapi_document_describes_every_endpoint_of_the_contract() {
     assert_eq!(doc["openapi"], "3.1.0");
     for (path, method) in [
         ("/v1/events", "post"),
+        ("/v1/events", "get"),
         ("/v1/traces", "post"),
         ("/v1/tenants", "post"),
         ("/v1/tenants", "get"),
