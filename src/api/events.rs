@@ -2,7 +2,7 @@
 //! so an integrator can see exactly what arrived without reading Postgres.
 
 use super::ListQuery;
-use super::auth::Admin;
+use super::auth::Reader;
 use super::error::ApiError;
 use crate::app::AppState;
 use crate::event::ToolName;
@@ -41,7 +41,7 @@ fn event_view(e: &StoredEvent) -> Value {
 /// `since` and `until` bound the event time (`since` ≤ t < `until`); the order is the log's.
 pub async fn list_events(
     State(app): State<AppState>,
-    _: Admin,
+    _: Reader,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let q = ListQuery(q);
