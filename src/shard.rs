@@ -329,7 +329,7 @@ impl Worker {
     fn summary(&self, tenant: &TenantId) -> Option<BaselineSummary> {
         let state = self.tenants.get(tenant)?;
         let policy = self.pipeline.current_policy();
-        let learning = state.baseline.is_learning(&policy.warmup);
+        let learning = state.baseline.is_learning(&policy.warmup_for(tenant));
         Some(baseline::summary(
             tenant,
             &state.baseline,
@@ -434,7 +434,7 @@ impl Worker {
         if findings.is_empty() {
             return Ok(outcome);
         }
-        let learning = state.baseline.is_learning(&policy.warmup);
+        let learning = state.baseline.is_learning(&policy.warmup_for(&batch.tenant));
         let decided: Vec<(Finding, Action, crate::policy::Scope)> = findings
             .into_iter()
             .map(|mut f| {

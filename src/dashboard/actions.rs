@@ -268,7 +268,7 @@ pub async fn baseline(app: &AppState, tenant: &TenantId) -> Result<BaselineView,
         .collect();
     Ok(BaselineView {
         learning: summary.learning,
-        warmup: policy.warmup,
+        warmup: config.warmup,
         events_seen: summary.events_seen,
         since: summary.since,
         last_seen: summary.last_seen,

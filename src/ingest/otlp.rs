@@ -43,10 +43,45 @@ const MAX_REASONS: usize = 5;
 /// absurdly deep tree an attacker could send.
 const MAX_ANCESTORS: usize = 64;
 
-/// Tool name attributes, most specific first: GenAI and MCP, OpenInference, OpenLLMetry.
-const TOOL_NAME_KEYS: [&str; 3] = ["gen_ai.tool.name", "tool.name", "traceloop.entity.name"];
-const SESSION_KEYS: [&str; 3] = ["gen_ai.conversation.id", "session.id", "mcp.session.id"];
-const AGENT_KEYS: [&str; 2] = ["gen_ai.agent.id", "gen_ai.agent.name"];
+/// Tool name attributes, most specific first: GenAI and MCP, Vercel AI SDK, OpenInference,
+/// OpenLLMetry.
+const TOOL_NAME_KEYS: [&str; 4] = [
+    "gen_ai.tool.name",
+    "ai.toolCall.name",
+    "tool.name",
+    "traceloop.entity.name",
+];
+const SESSION_KEYS: [&str; 5] = [
+    "gen_ai.conversation.id",
+    "session.id",
+    "mcp.session.id",
+    "traceloop.association.properties.session_id",
+    "ai.telemetry.metadata.sessionId",
+];
+/// A stable name before a per-run id: OpenLLMetry's `gen_ai.agent.id` is a fresh UUID per
+/// run, and an agent that is a new "agent" every run never has its retries recognised.
+const AGENT_KEYS: [&str; 5] = [
+    "gen_ai.agent.name",
+    "agent.name",
+    "traceloop.workflow.name",
+    "ai.telemetry.functionId",
+    "gen_ai.agent.id",
+];
+/// OpenInference span kinds that are provably not a tool call, whatever else they carry.
+const NOT_TOOL_KINDS: [&str; 7] = [
+    "LLM",
+    "EMBEDDING",
+    "RETRIEVER",
+    "RERANKER",
+    "PROMPT",
+    "GUARDRAIL",
+    "EVALUATOR",
+];
+/// The argument name given to a one-argument input whose tool declares no schema in the
+/// trace: LangChain's own name for a tool's single input.
+pub const SINGLE_INPUT_NAME: &str = "input";
+/// Keys of LangChain's tool-start callback envelope, which OpenLLMetry records whole.
+const ENVELOPE_KEYS: [&str; 5] = ["input_str", "tags", "metadata", "inputs", "kwargs"];
 
 /// The two OTLP/HTTP encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,13 +281,27 @@ pub fn map_request(request: &ExportTraceServiceRequest, limits: &EventLimits) ->
     mapped
 }
 
-/// A span is a tool call when any family's marker says so.
+/// A span is a tool call when any family's marker says so. OpenInference labels a tool
+/// whose name contains "agent" `AGENT` (LangChain), so there a `tool.name` decides unless the
+/// kind proves otherwise (a model, retriever, embedding... span).
 pub fn is_tool_call(attrs: &[KeyValue]) -> bool {
     text_is(attrs, "gen_ai.operation.name", "execute_tool")
-        || text_is(attrs, "openinference.span.kind", "TOOL")
         || text_is(attrs, "traceloop.span.kind", "tool")
         || text_is(attrs, "mcp.method.name", "tools/call")
+        || text_is(attrs, "ai.operationId", "ai.toolCall")
         || attr(attrs, "gen_ai.tool.name").is_some()
+        || attr(attrs, "ai.toolCall.name").is_some()
+        || openinference_tool(attrs)
+}
+
+fn openinference_tool(attrs: &[KeyValue]) -> bool {
+    if text_is(attrs, "openinference.span.kind", "TOOL") {
+        return true;
+    }
+    let provably_not = NOT_TOOL_KINDS
+        .iter()
+        .any(|kind| text_is(attrs, "openinference.span.kind", kind));
+    !provably_not && text(attrs, "tool.name").is_some()
 }
 
 /// The spans of one export by (trace id, span id), to find a tool call's invoking agent.
@@ -269,6 +318,13 @@ impl<'a> SpanTree<'a> {
                 .or_insert(*span);
         }
         SpanTree { by_id }
+    }
+
+    /// The span's parent, when it is in this export.
+    fn parent(&self, span: &Span) -> Option<&'a Span> {
+        self.by_id
+            .get(&(span.trace_id.as_slice(), span.parent_span_id.as_slice()))
+            .copied()
     }
 
     /// The nearest `invoke_agent` ancestor present in this export.
@@ -295,10 +351,9 @@ fn to_event(span: &Span, tree: &SpanTree, limits: &EventLimits) -> Result<ToolCa
     let refuse = |what: &str| format!("span {id}: {what}");
     valid_id(&span.trace_id, 16).ok_or_else(|| refuse("traceId must be 16 bytes and not all zero"))?;
     let attrs = &span.attributes;
-    let tool = TOOL_NAME_KEYS
-        .iter()
-        .find_map(|k| text(attrs, k))
-        .ok_or_else(|| refuse("no tool name (gen_ai.tool.name, tool.name or traceloop.entity.name)"))?;
+    let tool = TOOL_NAME_KEYS.iter().find_map(|k| text(attrs, k)).ok_or_else(|| {
+        refuse("no tool name (gen_ai.tool.name, ai.toolCall.name, tool.name or traceloop.entity.name)")
+    })?;
     let start = i64::try_from(span.start_time_unix_nano)
         .ok()
         .filter(|ns| *ns > 0)
@@ -309,16 +364,16 @@ fn to_event(span: &Span, tree: &SpanTree, limits: &EventLimits) -> Result<ToolCa
 
     let error_type = text(attrs, "error.type");
     let failed = span.status.as_ref().is_some_and(|s| s.code == SpanStatus::Error as i32);
-    let outcome = if failed || error_type.is_some() {
+    let outcome = if failed || error_type.is_some() || handled_error(attrs) {
         "error"
     } else {
         "success"
     };
     let agent_span = tree.invoking_agent(span);
+    // Key by key, the span's own before its agent's: a name anywhere beats a per-run id.
     let from_span_or_agent = |keys: &[&str]| {
         keys.iter()
-            .find_map(|k| text(attrs, k))
-            .or_else(|| agent_span.and_then(|a| keys.iter().find_map(|k| text(&a.attributes, k))))
+            .find_map(|k| text(attrs, k).or_else(|| agent_span.and_then(|a| text(&a.attributes, k))))
     };
 
     // Through the `/v1/events` shape, so an event from a span is held to exactly the rules of
@@ -328,7 +383,7 @@ fn to_event(span: &Span, tree: &SpanTree, limits: &EventLimits) -> Result<ToolCa
         "event_id": id,
         "timestamp": start.to_rfc3339_opts(SecondsFormat::Nanos, true),
         "tool": tool,
-        "params": arguments(attrs),
+        "params": arguments(attrs, &tool, tree.parent(span)),
         "outcome": outcome,
     });
     let optional = [
@@ -370,24 +425,44 @@ fn otlp_field(field: &str) -> &str {
     }
 }
 
-/// The call's arguments as an object, from the first attribute that carries them:
-/// GenAI `gen_ai.tool.call.arguments` (object, kvlist or JSON text), OpenInference
-/// `input.value` (JSON text; `tool.parameters` there is the tool's schema, not the call's
-/// arguments), OpenLLMetry `traceloop.entity.input`. Absent arguments (they are opt-in in
-/// most SDKs) are `{}`. Arguments that are JSON but not an object are kept under `_args`;
-/// text that is not JSON is kept under `_raw` and flagged `"_unparsed": true`.
-pub fn arguments(attrs: &[KeyValue]) -> Value {
+/// The call's arguments as an object, from the first attribute that carries them (the
+/// table in `docs/otlp-mapping.md`):
+/// - GenAI `gen_ai.tool.call.arguments` (object, kvlist or JSON text). OpenLLMetry's
+///   LangChain instrumentation puts the whole callback envelope there (`input_str`, `tags`,
+///   `metadata`, `inputs`, `kwargs`): it is unwrapped to `inputs`, the tool's own arguments.
+/// - Vercel AI SDK `ai.toolCall.args` (v4) or `ai.toolCall.input` (v5), JSON text.
+/// - OpenInference `input.value`. A one-argument tool's input is the bare value; it is named
+///   after the tool's declared schema ([`single_argument_name`]).
+/// - OpenLLMetry `traceloop.entity.input` (the same envelope, or its `@tool` decorator's
+///   `{"args": [], "kwargs": {…}}`, which becomes the kwargs).
+///
+/// Absent arguments (they are opt-in in most SDKs) are `{}`. Other JSON that is not an object
+/// is kept under `_args`; text that is not JSON under `_raw`, flagged `"_unparsed": true`.
+/// `tool.parameters` is the tool's schema, never the call's arguments.
+pub fn arguments(attrs: &[KeyValue], tool: &str, parent: Option<&Span>) -> Value {
     if let Some(v) = attr(attrs, "gen_ai.tool.call.arguments") {
         return match v {
-            any_value::Value::StringValue(s) => arguments_from_text(s),
-            other => as_object(to_json(other)),
+            any_value::Value::StringValue(s) => unwrap_envelope(arguments_from_text(s)),
+            other => unwrap_envelope(as_object(to_json(other))),
         };
     }
+    if let Some(s) = ["ai.toolCall.args", "ai.toolCall.input"]
+        .iter()
+        .find_map(|k| text(attrs, k))
+    {
+        return arguments_from_text(&s);
+    }
     if let Some(any_value::Value::StringValue(s)) = attr(attrs, "input.value") {
-        return arguments_from_text(s);
+        return match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(obj)) => Value::Object(obj),
+            _ if s.trim().is_empty() => Value::Object(Map::new()),
+            Ok(Value::Null) => Value::Object(Map::new()),
+            Ok(value) => single_argument(attrs, tool, parent, value),
+            Err(_) => single_argument(attrs, tool, parent, Value::String(s.clone())),
+        };
     }
     if let Some(any_value::Value::StringValue(s)) = attr(attrs, "traceloop.entity.input") {
-        return unwrap_traceloop(arguments_from_text(s));
+        return unwrap_traceloop(unwrap_envelope(arguments_from_text(s)));
     }
     Value::Object(Map::new())
 }
@@ -410,6 +485,64 @@ fn as_object(v: Value) -> Value {
     }
 }
 
+/// `{name: value}` for a one-argument tool's bare input.
+fn single_argument(attrs: &[KeyValue], tool: &str, parent: Option<&Span>, value: Value) -> Value {
+    let name = single_argument_name(attrs, tool, parent).unwrap_or_else(|| SINGLE_INPUT_NAME.to_owned());
+    let mut obj = Map::new();
+    obj.insert(name, value);
+    Value::Object(obj)
+}
+
+/// The one argument's name, from the first that declares exactly one: the span's
+/// `tool.parameters` or `tool.json_schema` (a JSON schema, bare or as an OpenAI function
+/// definition), else the parent span's `input.value` when it is the call that ran this tool
+/// (LangGraph's `ToolNode` records `{"tool_call": {"name", "args": {…}}}`).
+fn single_argument_name(attrs: &[KeyValue], tool: &str, parent: Option<&Span>) -> Option<String> {
+    let from_schema = ["tool.parameters", "tool.json_schema"].iter().find_map(|k| {
+        let schema: Value = serde_json::from_str(&text(attrs, k)?).ok()?;
+        let properties = schema
+            .pointer("/properties")
+            .or_else(|| schema.pointer("/function/parameters/properties"))
+            .or_else(|| schema.pointer("/parameters/properties"))?;
+        only_key(properties)
+    });
+    from_schema.or_else(|| {
+        let input = text(&parent?.attributes, "input.value")?;
+        let call: Value = serde_json::from_str(&input).ok()?;
+        let call = call.get("tool_call")?;
+        (call.get("name")?.as_str()? == tool).then_some(())?;
+        only_key(call.get("args")?)
+    })
+}
+
+fn only_key(v: &Value) -> Option<String> {
+    match v.as_object()? {
+        obj if obj.len() == 1 => obj.keys().next().cloned(),
+        _ => None,
+    }
+}
+
+/// LangChain's tool-start callback envelope, as OpenLLMetry records it, becomes the tool's
+/// arguments: `inputs` (a dict input), else `input_str` (a plain string input, which is named
+/// [`SINGLE_INPUT_NAME`] unless it is a JSON object). Only `inputs` or `input_str` is kept, so
+/// a secret in the arguments is seen once, and none of the per-call ids and LangGraph
+/// internals in `metadata`, `tags` and `kwargs` become parameters.
+fn unwrap_envelope(v: Value) -> Value {
+    let Value::Object(mut obj) = v else { return v };
+    let is_envelope = obj.contains_key("input_str") && obj.keys().all(|k| ENVELOPE_KEYS.contains(&k.as_str()));
+    if !is_envelope {
+        return Value::Object(obj);
+    }
+    match (obj.remove("inputs"), obj.remove("input_str")) {
+        (Some(inputs @ Value::Object(_)), _) => inputs,
+        (_, Some(Value::String(s))) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(args)) => Value::Object(args),
+            _ => json!({ SINGLE_INPUT_NAME: s }),
+        },
+        _ => Value::Object(Map::new()),
+    }
+}
+
 /// OpenLLMetry's `@tool` decorator records `{"args": [...], "kwargs": {...}}`; a call made
 /// with keyword arguments only is its kwargs, so it matches the other families' shape.
 fn unwrap_traceloop(v: Value) -> Value {
@@ -420,6 +553,27 @@ fn unwrap_traceloop(v: Value) -> Value {
         return obj.remove("kwargs").unwrap_or_default();
     }
     Value::Object(obj)
+}
+
+/// Whether the tool's recorded result says it failed although the span's status does not:
+/// LangChain turns a handled tool error into a `ToolMessage` with `"status": "error"`
+/// (OpenInference `output.value`, OpenLLMetry `gen_ai.tool.call.result` /
+/// `traceloop.entity.output`), and an MCP `CallToolResult` carries `"isError": true`.
+pub fn handled_error(attrs: &[KeyValue]) -> bool {
+    ["output.value", "gen_ai.tool.call.result", "traceloop.entity.output"]
+        .iter()
+        .filter_map(|k| text(attrs, k))
+        .filter(|s| s.contains("error") || s.contains("isError"))
+        .filter_map(|s| serde_json::from_str::<Value>(&s).ok())
+        .any(|v| {
+            let message = v
+                .pointer("/output/kwargs")
+                .or_else(|| v.pointer("/data"))
+                .or_else(|| v.pointer("/kwargs"))
+                .unwrap_or(&v);
+            message.get("status").and_then(Value::as_str) == Some("error")
+                || v.get("isError").and_then(Value::as_bool) == Some(true)
+        })
 }
 
 /// An attribute value as JSON: kvlists become objects, bytes hex, non-finite doubles null.
@@ -785,7 +939,7 @@ mod tests {
 
     #[track_caller]
     fn check_arguments(attributes: Vec<KeyValue>, expected: Value) {
-        assert_eq!(arguments(&attributes), expected);
+        assert_eq!(arguments(&attributes, "t", None), expected);
     }
 
     #[test]
