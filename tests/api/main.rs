@@ -4,6 +4,7 @@ mod alerts;
 mod backends;
 mod browser;
 mod canary;
+mod conformance;
 mod dashboard;
 mod detectors;
 mod faults;
