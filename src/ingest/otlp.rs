@@ -13,7 +13,8 @@
 //!
 //! The mapping ([`decode`], [`foreign_tenant`], [`map_request`]) is pure. Spans are
 //! classified by their attributes, never by their names: each instrumentation family
-//! (OpenTelemetry GenAI, OpenInference, OpenLLMetry, MCP) names tool spans differently.
+//! (OpenTelemetry GenAI, OpenInference, OpenLLMetry, MCP, Vercel AI SDK) names tool spans
+//! differently: `docs/otlp-mapping.md` is the table.
 
 use super::{MAX_BODY_BYTES, MAX_EVENTS, event_limits, read_body, submit};
 use crate::api::error::ApiError;
@@ -79,7 +80,7 @@ const NOT_TOOL_KINDS: [&str; 7] = [
 ];
 /// The argument name given to a one-argument input whose tool declares no schema in the
 /// trace: LangChain's own name for a tool's single input.
-pub const SINGLE_INPUT_NAME: &str = "input";
+const SINGLE_INPUT_NAME: &str = "input";
 /// Keys of LangChain's tool-start callback envelope, which OpenLLMetry records whole.
 const ENVELOPE_KEYS: [&str; 5] = ["input_str", "tags", "metadata", "inputs", "kwargs"];
 
@@ -283,7 +284,8 @@ pub fn map_request(request: &ExportTraceServiceRequest, limits: &EventLimits) ->
 
 /// A span is a tool call when any family's marker says so. OpenInference labels a tool
 /// whose name contains "agent" `AGENT` (LangChain), so there a `tool.name` decides unless the
-/// kind proves otherwise (a model, retriever, embedding... span).
+/// kind proves otherwise (a model, retriever, embedding... span) — and a GenAI tool call id
+/// or tool type beside it overrules even that.
 pub fn is_tool_call(attrs: &[KeyValue]) -> bool {
     text_is(attrs, "gen_ai.operation.name", "execute_tool")
         || text_is(attrs, "traceloop.span.kind", "tool")
@@ -291,6 +293,8 @@ pub fn is_tool_call(attrs: &[KeyValue]) -> bool {
         || text_is(attrs, "ai.operationId", "ai.toolCall")
         || attr(attrs, "gen_ai.tool.name").is_some()
         || attr(attrs, "ai.toolCall.name").is_some()
+        || (text(attrs, "tool.name").is_some()
+            && (attr(attrs, "gen_ai.tool.call.id").is_some() || attr(attrs, "gen_ai.tool.type").is_some()))
         || openinference_tool(attrs)
 }
 
@@ -432,7 +436,7 @@ fn otlp_field(field: &str) -> &str {
 ///   `metadata`, `inputs`, `kwargs`): it is unwrapped to `inputs`, the tool's own arguments.
 /// - Vercel AI SDK `ai.toolCall.args` (v4) or `ai.toolCall.input` (v5), JSON text.
 /// - OpenInference `input.value`. A one-argument tool's input is the bare value; it is named
-///   after the tool's declared schema ([`single_argument_name`]).
+///   after the tool's declared schema (`single_argument_name`).
 /// - OpenLLMetry `traceloop.entity.input` (the same envelope, or its `@tool` decorator's
 ///   `{"args": [], "kwargs": {…}}`, which becomes the kwargs).
 ///
@@ -559,7 +563,7 @@ fn unwrap_traceloop(v: Value) -> Value {
 /// LangChain turns a handled tool error into a `ToolMessage` with `"status": "error"`
 /// (OpenInference `output.value`, OpenLLMetry `gen_ai.tool.call.result` /
 /// `traceloop.entity.output`), and an MCP `CallToolResult` carries `"isError": true`.
-pub fn handled_error(attrs: &[KeyValue]) -> bool {
+fn handled_error(attrs: &[KeyValue]) -> bool {
     ["output.value", "gen_ai.tool.call.result", "traceloop.entity.output"]
         .iter()
         .filter_map(|k| text(attrs, k))
@@ -935,6 +939,312 @@ mod tests {
         assert_eq!(mapped.ignored, 4);
         let ids: Vec<&str> = mapped.events.iter().map(|e| e.event_id.as_ref()).collect();
         assert_eq!(ids, ["000000000000a005", "000000000000a006"]);
+    }
+
+    /// Maps `spans` (span 1 of the test trace is the root), failing on any rejection.
+    #[track_caller]
+    fn events_of(spans: Vec<Span>) -> Vec<ToolCallEvent> {
+        let mapped = map_request(&request(spans), &limits());
+        assert_eq!(mapped.rejected, Vec::<String>::new());
+        mapped.events
+    }
+
+    #[test]
+    fn an_openinference_span_with_a_tool_name_is_a_tool_call_unless_its_kind_proves_otherwise() {
+        let oi = |n: u8, kind: &str, extra: Vec<KeyValue>| {
+            let mut attributes = vec![
+                s("openinference.span.kind", kind),
+                s("tool.name", "ask_support_agent"),
+                s("input.value", r#"{"question": "hi"}"#),
+            ];
+            attributes.extend(extra);
+            span(n, None, "ask_support_agent", attributes)
+        };
+        let spans = vec![
+            // LangChain's instrumentor labels a tool whose name contains "agent" AGENT.
+            oi(1, "AGENT", vec![]),
+            oi(2, "TOOL", vec![]),
+            oi(3, "LLM", vec![]),
+            oi(4, "RETRIEVER", vec![]),
+            oi(5, "EMBEDDING", vec![]),
+            oi(6, "LLM", vec![s("gen_ai.tool.call.id", "call_1")]),
+            span(7, None, "agent", vec![s("openinference.span.kind", "AGENT")]),
+        ];
+        let mapped = map_request(&request(spans), &limits());
+        let ids: Vec<&str> = mapped.events.iter().map(|e| e.event_id.as_ref()).collect();
+        assert_eq!(ids, ["000000000000a001", "000000000000a002", "000000000000a006"]);
+        assert_eq!(mapped.events[0].params, json!({"question": "hi"}));
+        assert_eq!(mapped.ignored, 4);
+    }
+
+    #[test]
+    fn a_one_argument_input_gets_the_arguments_own_name() {
+        let tool = |n: u8, parent: Option<u8>, input: &str, extra: Vec<KeyValue>| {
+            // Extra attributes first: the first of two with one key is the one read.
+            let mut attributes = extra;
+            attributes.extend([
+                s("openinference.span.kind", "TOOL"),
+                s("tool.name", "get_weather"),
+                s("input.value", input),
+            ]);
+            span(n, parent, "tool", attributes)
+        };
+        // LangGraph's ToolNode step, the tool span's parent, records the call it ran.
+        let step = |n: u8, tool: &str, args: Value| {
+            span(
+                n,
+                None,
+                "tools",
+                vec![
+                    s("openinference.span.kind", "CHAIN"),
+                    s(
+                        "input.value",
+                        &json!({"__type": "tool_call_with_context", "state": {"messages": []},
+                                "tool_call": {"name": tool, "args": args, "id": "call_1"}})
+                        .to_string(),
+                    ),
+                ],
+            )
+        };
+        let events = events_of(vec![
+            tool(
+                2,
+                None,
+                "Paris",
+                vec![s(
+                    "tool.parameters",
+                    r#"{"type": "object", "properties": {"city": {"type": "string"}}}"#,
+                )],
+            ),
+            tool(
+                3,
+                None,
+                "Paris",
+                vec![s(
+                    "tool.json_schema",
+                    r#"{"type": "function", "function": {"name": "get_weather", "parameters": {"properties": {"city": {}}}}}"#,
+                )],
+            ),
+            step(10, "get_weather", json!({"city": "Paris"})),
+            tool(4, Some(10), "Paris", vec![]),
+            step(11, "lookup_invoice", json!({"invoice_id": 1001})),
+            tool(5, Some(11), "1001", vec![s("tool.name", "lookup_invoice")]),
+            // No schema anywhere, or one that names several arguments: the convention.
+            tool(6, None, "Paris", vec![]),
+            tool(
+                7,
+                None,
+                "Paris",
+                vec![s("tool.parameters", r#"{"properties": {"city": {}, "unit": {}}}"#)],
+            ),
+            // A parent that ran another tool says nothing about this one.
+            step(12, "get_time", json!({"zone": "UTC"})),
+            tool(8, Some(12), "Paris", vec![]),
+            tool(9, None, r#"["a", "b"]"#, vec![]),
+        ]);
+        let params: Vec<Value> = events.into_iter().map(|e| e.params).collect();
+        assert_eq!(
+            params,
+            [
+                json!({"city": "Paris"}),
+                json!({"city": "Paris"}),
+                json!({"city": "Paris"}),
+                json!({"invoice_id": 1001}),
+                json!({"input": "Paris"}),
+                json!({"input": "Paris"}),
+                json!({"input": "Paris"}),
+                json!({"input": ["a", "b"]}),
+            ]
+        );
+    }
+
+    /// OpenLLMetry's LangChain tool span, as `opentelemetry-instrumentation-langchain` 0.62
+    /// records it under a LangGraph agent.
+    fn openllmetry_tool(n: u8, parent: Option<u8>, arguments: &str) -> Span {
+        span(
+            n,
+            parent,
+            "execute_tool get_weather",
+            vec![
+                s("traceloop.workflow.name", "triage"),
+                s("traceloop.association.properties.session_id", "sess-1"),
+                s("traceloop.association.properties.langgraph_step", "2"),
+                s("traceloop.span.kind", "tool"),
+                s("traceloop.entity.name", "get_weather"),
+                s("gen_ai.operation.name", "execute_tool"),
+                s("gen_ai.tool.name", "get_weather"),
+                s("gen_ai.tool.type", "function"),
+                s("traceloop.entity.input", arguments),
+                s("gen_ai.tool.call.arguments", arguments),
+            ],
+        )
+    }
+
+    #[test]
+    fn openllmetrys_callback_envelope_becomes_the_tools_own_arguments() {
+        let envelope = |inputs: Value, input_str: &str| {
+            json!({"input_str": input_str, "tags": ["seq:step:1"],
+                   "metadata": {"session_id": "sess-1", "langgraph_step": 2, "langgraph_node": "tools",
+                                "langgraph_checkpoint_ns": "tools:25eb2dbe-6c46-137a-776a-a87e8aacef2f"},
+                   "inputs": inputs, "kwargs": {"color": "green", "name": null, "tool_call_id": "call_1"}})
+            .to_string()
+        };
+        let mut no_inputs: Value = serde_json::from_str(&envelope(Value::Null, "")).unwrap();
+        no_inputs.as_object_mut().unwrap().remove("inputs");
+        let with_input_str = |s: &str| {
+            let mut e = no_inputs.clone();
+            e["input_str"] = s.into();
+            e.to_string()
+        };
+        let events = events_of(vec![
+            openllmetry_tool(2, None, &envelope(json!({"city": "Paris"}), "{'city': 'Paris'}")),
+            openllmetry_tool(3, None, &with_input_str(r#"{"city": "Oslo"}"#)),
+            openllmetry_tool(4, None, &with_input_str("Lima")),
+            // An object that merely has an input_str among other keys is the tool's own.
+            openllmetry_tool(5, None, r#"{"input_str": "x", "limit": 3}"#),
+        ]);
+        let params: Vec<Value> = events.iter().map(|e| e.params.clone()).collect();
+        assert_eq!(
+            params,
+            [
+                json!({"city": "Paris"}),
+                json!({"city": "Oslo"}),
+                json!({"input": "Lima"}),
+                json!({"input_str": "x", "limit": 3}),
+            ]
+        );
+        for e in &events {
+            assert_eq!(e.session_id.as_deref(), Some("sess-1"));
+            assert_eq!(e.agent_id.as_deref(), Some("triage"));
+        }
+        // The same envelope in traceloop.entity.input alone (an older release).
+        let only_entity_input = vec![
+            s("traceloop.span.kind", "tool"),
+            s("traceloop.entity.name", "get_weather"),
+            s("traceloop.entity.input", &envelope(json!({"city": "Paris"}), "")),
+        ];
+        check_arguments(only_entity_input, json!({"city": "Paris"}));
+    }
+
+    #[test]
+    fn the_agent_is_a_stable_name_before_a_per_run_id() {
+        // OpenLLMetry's workflow span: a fresh gen_ai.agent.id every run, and the agent's name.
+        let run = |n: u8, run_id: &str| {
+            span(
+                n,
+                None,
+                "triage.workflow",
+                vec![
+                    s("gen_ai.operation.name", "invoke_agent"),
+                    s("gen_ai.agent.name", "triage"),
+                    s("gen_ai.agent.id", run_id),
+                ],
+            )
+        };
+        let tool = |n: u8, parent: u8, own: Vec<KeyValue>| {
+            let mut attributes = vec![s("gen_ai.tool.name", "db.query")];
+            attributes.extend(own);
+            span(n, Some(parent), "t", attributes)
+        };
+        let events = events_of(vec![
+            run(1, "01a23b3e-95e1-7390-947d-0b83fced3d91"),
+            run(2, "01a23b3e-95e1-7390-947d-0b83fced3d92"),
+            tool(3, 1, vec![]),
+            tool(4, 2, vec![s("gen_ai.agent.id", "01a23b3e-0000")]),
+            tool(5, 9, vec![s("gen_ai.agent.id", "run-7")]),
+            tool(6, 9, vec![s("agent.name", "planner"), s("gen_ai.agent.id", "run-8")]),
+        ]);
+        let agents: Vec<Option<&str>> = events.iter().map(|e| e.agent_id.as_deref()).collect();
+        assert_eq!(agents, [Some("triage"), Some("triage"), Some("run-7"), Some("planner")]);
+    }
+
+    #[test]
+    fn vercel_ai_sdk_tool_call_spans_are_tool_calls() {
+        let vercel = |n: u8, args_key: &str| {
+            span(
+                n,
+                None,
+                "ai.toolCall",
+                vec![
+                    s("operation.name", "ai.toolCall support-bot"),
+                    s("ai.operationId", "ai.toolCall"),
+                    s("ai.toolCall.name", "getWeather"),
+                    s("ai.toolCall.id", "call_abc"),
+                    s(args_key, r#"{"city": "Paris"}"#),
+                    s("ai.telemetry.functionId", "support-bot"),
+                    s("ai.telemetry.metadata.sessionId", "conv-9"),
+                ],
+            )
+        };
+        let not_a_tool = span(
+            3,
+            None,
+            "ai.generateText",
+            vec![s("ai.operationId", "ai.generateText"), s("ai.prompt", "hi")],
+        );
+        let mapped = map_request(
+            &request(vec![
+                vercel(1, "ai.toolCall.args"),
+                vercel(2, "ai.toolCall.input"),
+                not_a_tool,
+            ]),
+            &limits(),
+        );
+        assert_eq!(mapped.ignored, 1);
+        assert_eq!(mapped.events.len(), 2);
+        for e in &mapped.events {
+            assert_eq!(e.tool.as_ref(), "getWeather");
+            assert_eq!(e.params, json!({"city": "Paris"}));
+            assert_eq!(e.session_id.as_deref(), Some("conv-9"));
+            assert_eq!(e.agent_id.as_deref(), Some("support-bot"));
+        }
+    }
+
+    #[test]
+    fn a_handled_tool_error_recorded_in_the_result_is_an_error() {
+        let outcome = |result_key: &str, result: Value| {
+            let sp = span(
+                2,
+                None,
+                "t",
+                vec![
+                    s("gen_ai.tool.name", "fetch_report"),
+                    s(result_key, &result.to_string()),
+                ],
+            );
+            one_event(sp).outcome
+        };
+        let tool_message = |status: &str| {
+            json!({"type": "tool", "data": {"content": "no report", "type": "tool", "name": "fetch_report",
+                                            "tool_call_id": "call_3", "status": status}})
+        };
+        // OpenInference: the ToolMessage LangChain made of the handled exception.
+        assert_eq!(outcome("output.value", tool_message("error")), Outcome::Error);
+        assert_eq!(outcome("output.value", tool_message("success")), Outcome::Success);
+        // OpenLLMetry: the same message, serialised by LangChain.
+        let serialised = |status: &str| {
+            json!({"output": {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "ToolMessage"],
+                              "kwargs": {"content": "no report", "type": "tool", "status": status}},
+                   "kwargs": {"name": "fetch_report"}})
+        };
+        assert_eq!(outcome("gen_ai.tool.call.result", serialised("error")), Outcome::Error);
+        assert_eq!(outcome("traceloop.entity.output", serialised("error")), Outcome::Error);
+        assert_eq!(
+            outcome("gen_ai.tool.call.result", serialised("success")),
+            Outcome::Success
+        );
+        // MCP's CallToolResult.
+        assert_eq!(
+            outcome("gen_ai.tool.call.result", json!({"content": [], "isError": true})),
+            Outcome::Error
+        );
+        assert_eq!(
+            outcome(
+                "gen_ai.tool.call.result",
+                json!({"content": [{"type": "text", "text": "error"}], "isError": false})
+            ),
+            Outcome::Success
+        );
     }
 
     #[track_caller]

@@ -9,7 +9,7 @@
 
 use crate::helpers::*;
 use crate::otlp::python;
-use chrono::Duration;
+use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -36,7 +36,7 @@ const OPENINFERENCE: Family = Family {
 
 const OPENLLMETRY: Family = Family {
     name: "openllmetry",
-    env: &[("TRACELOOP_TRACE_CONTENT", "true")],
+    env: &[],
     agent: Some("triage"),
     marks_handled_errors: true,
 };
@@ -442,4 +442,61 @@ async fn openllmetry_langchain_conforms() {
 #[tokio::test]
 async fn genai_conventions_langchain_conform() {
     conformance(GENAI).await;
+}
+
+/// `[warmup]` in a tenant's policy, through `PUT /v1/tenants/{id}/policy`: the baseline stops
+/// learning as soon as the shorter warm-up is met; a bad `[warmup]` is a 422 that changes nothing.
+#[tokio::test]
+async fn a_tenants_warmup_is_set_through_its_policy() {
+    let app = spawn_app().await;
+    let tenant = unique_tenant("warm");
+    let token = app.create_tenant(&tenant).await;
+    let now = Utc::now();
+    let events: Vec<Value> = (0..5)
+        .map(|i| {
+            event(
+                &format!("w-{i}"),
+                "get_weather",
+                now - Duration::minutes(5 - i),
+                json!({"city": "Paris"}),
+            )
+        })
+        .collect();
+    app.post_history(&token, &events).await;
+    let baseline = format!("/v1/tenants/{tenant}/baseline");
+    let policy = format!("/v1/tenants/{tenant}/policy");
+    let put = |body: &'static str| {
+        app.client
+            .put(app.url(&policy))
+            .bearer_auth(ADMIN_TOKEN)
+            .body(body)
+            .send()
+    };
+    let learning = app.admin_json(&baseline).await;
+    assert_eq!(learning["learning"], true, "{learning:#}");
+    assert_eq!(learning["warmup"], json!({"min_events": 30, "min_span_minutes": 60}));
+
+    for bad in ["[warmup]\nmin_minutes = 1\n", "[warmup]\nmin_span_minutes = -1\n"] {
+        let r = put(bad).await.unwrap();
+        assert_eq!(r.status(), 422, "{bad}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["field"], "policy", "{body:#}");
+    }
+    assert_eq!(app.admin_json(&baseline).await["learning"], true);
+
+    let r = put("[warmup]\nmin_events = 5\n").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let in_force: Value = r.json().await.unwrap();
+    assert_eq!(
+        in_force["warmup"],
+        json!({"min_events": 5, "min_span_minutes": 60}),
+        "key by key"
+    );
+    assert_eq!(app.admin_json(&baseline).await["learning"], true, "4 minutes is not 60");
+
+    let r = put("[warmup]\nmin_events = 5\nmin_span_minutes = 4\n").await.unwrap();
+    assert_eq!(r.status(), 200);
+    let active = app.admin_json(&baseline).await;
+    assert_eq!(active["learning"], false, "{active:#}");
+    assert_eq!(active["warmup"], json!({"min_events": 5, "min_span_minutes": 4}));
 }

@@ -33,8 +33,7 @@ def setup_openinference():
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from openinference.instrumentation.langchain import LangChainInstrumentor
 
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider = TracerProvider(); provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # noqa: E702
     LangChainInstrumentor().instrument(tracer_provider=provider)
     return provider
 
@@ -46,8 +45,7 @@ def setup_openllmetry():
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.langchain import LangchainInstrumentor
 
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider = TracerProvider(); provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # noqa: E702
     LangchainInstrumentor().instrument(tracer_provider=provider)
     return provider
 
@@ -59,8 +57,7 @@ def setup_genai():
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.genai.langchain import LangChainInstrumentor
 
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider = TracerProvider(); provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # noqa: E702
     LangChainInstrumentor().instrument(tracer_provider=provider)
     return provider
 
