@@ -7,12 +7,31 @@
 #    VIGIL_TEST_VAULT_ADDR, VIGIL_TEST_AWS_ENDPOINT_URL, VIGIL_TEST_ALERTMANAGER_URL, ...), so the
 #    integration tests find them;
 # 2. cargo fmt --check, cargo clippy -D warnings, cargo test --all-targets;
+#    then a short run of every fuzz target (scripts/fuzz.sh; VIGIL_FUZZ_SECONDS per target);
 # 3. on exit, stops the backends this run launched (ones it found running are left alone),
 #    unless KEEP_BACKENDS=1.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-section() { printf '\n======== %s ========\n' "$*"; }
+# Every stage prints how long the one before it took, and the run ends with the whole table.
+RUN_START=$SECONDS
+STAGE=""
+STAGE_START=$SECONDS
+TIMES=""
+stage_done() {
+  if [ -n "$STAGE" ]; then
+    local took=$((SECONDS - STAGE_START))
+    printf -- '-------- %s: %ds\n' "$STAGE" "$took"
+    TIMES+=$(printf '%6ds  %s' "$took" "$STAGE")$'\n'
+  fi
+  STAGE=""
+}
+section() {
+  stage_done
+  printf '\n======== %s ========\n' "$*"
+  STAGE="$*"
+  STAGE_START=$SECONDS
+}
 
 for tool in cargo rustc; do
   command -v "$tool" >/dev/null || {
@@ -34,6 +53,10 @@ STARTED=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
+  stage_done
+  if [ -n "$TIMES" ]; then
+    printf '\n======== stage times (total %ds) ========\n%s' "$((SECONDS - RUN_START))" "$TIMES"
+  fi
   if [ -n "$STARTED" ]; then
     if [ "${KEEP_BACKENDS:-0}" = 1 ]; then
       section "backends kept running (KEEP_BACKENDS=1): $STARTED"
@@ -78,5 +101,10 @@ cargo clippy --all-targets -- -D warnings
 section "cargo test --all-targets"
 cargo test --all-targets
 
+section "fuzz (scripts/fuzz.sh, ${VIGIL_FUZZ_SECONDS:-20}s per target; VIGIL_FUZZ_SECONDS for longer)"
+scripts/fuzz.sh
+
 drop_test_databases
-section "all checks passed"
+stage_done
+printf '\n======== all checks passed ========\n'
+

@@ -15,6 +15,7 @@ use crate::policy::suppress::{Suppression, Suppressions};
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
 use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend};
+use crate::server;
 use crate::shard::{self, Pipeline, Router, SharedMarkers, SharedPolicy, SharedSuppressions, TenantState};
 use crate::store;
 use crate::store::incidents::DbIncident;
@@ -35,6 +36,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+
+/// How long `/readyz` waits for the database before calling it unready: under the one-second
+/// timeout orchestrators give a probe by default.
+const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(400);
 
 /// Shared by every request handler; cheap to clone.
 #[derive(Clone)]
@@ -183,12 +188,13 @@ async fn learn_false_positive(app: &AppState, incident: &DbIncident) -> anyhow::
     let tenant = TenantId::parse(&incident.tenant_id)?;
     let events = store::suppressions::incident_events(&app.pool, &incident.incident_id).await?;
     if !events.is_empty() {
+        let limits = current_policy(&app.policy).detect_for(&tenant).limits;
         update_baseline(
             app,
             &tenant,
             Box::new(move |baseline| {
                 for event in &events {
-                    baseline.absorb(event, shard::SUSPICIOUS_WEIGHT);
+                    baseline.absorb(event, shard::SUSPICIOUS_WEIGHT, &limits);
                 }
             }),
         )
@@ -267,7 +273,7 @@ impl App {
     /// As `build`, on a listener the caller bound (tests bind port 0).
     pub async fn build_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<App> {
         config.check_serve()?;
-        let pool = store::connect(&config.database_url).await?;
+        let pool = store::connect(&config.database_url, config.database_timeout).await?;
         if !store::migrations_applied(&pool).await {
             anyhow::bail!("the database schema is not up to date: run `vigil migrate` first");
         }
@@ -389,19 +395,14 @@ impl App {
             stop_workers,
         } = self;
         let accepting = state.accepting.clone();
+        let limits = state.config.http.clone();
+        let metrics = state.metrics.clone();
         tracing::info!(listen = %listener.local_addr()?, "Vigil is serving");
-        // Connection info lets login rate limiting count failures per client address.
-        axum::serve(
-            listener,
-            routes(state).into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
+        server::serve(listener, routes(state), limits, metrics, async move {
             shutdown.await;
             accepting.store(false, Ordering::SeqCst);
-            tracing::info!("Shutting down: draining requests");
         })
-        .await
-        .context("HTTP server failed")?;
+        .await;
         // The router (and so every shard sender) was dropped with the server's state.
         for handle in shards {
             handle.await.context("a shard worker panicked")?;
@@ -462,11 +463,17 @@ pub fn routes(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// Ready while the database answers within [`READY_PROBE_TIMEOUT`] (the events table
+/// included, so a lock that stalls ingest shows here), the migrations are applied, every shard
+/// can take a batch, and shutdown has not begun. Each check recovers by itself.
 async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    let database = sqlx::query("select 1").execute(&app.pool).await.is_ok();
-    let migrated = database && store::migrations_applied(&app.pool).await;
+    let db = store::readiness(&app.pool, READY_PROBE_TIMEOUT).await;
+    if !db.database {
+        app.metrics.database_timeouts.with_label_values(&["readiness"]).inc();
+    }
+    let queues = app.router.saturated_shards() == 0;
     let accepting = app.accepting.load(Ordering::SeqCst);
-    let ready = database && migrated && accepting;
+    let ready = db.database && db.migrations && queues && accepting;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -474,7 +481,13 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({"ready": ready, "database": database, "migrations": migrated, "workers": accepting})),
+        Json(json!({
+            "ready": ready,
+            "database": db.database,
+            "migrations": db.migrations,
+            "queues": queues,
+            "workers": accepting,
+        })),
     )
 }
 

@@ -7,6 +7,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Admin tokens shorter than this are refused: the API contract promises it.
 pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
@@ -42,6 +43,43 @@ pub struct Config {
     pub alert_expiry_minutes: i64,
     /// Dashboard cookies carry `Secure`; set when Vigil is reached over TLS.
     pub cookie_secure: bool,
+    /// The longest wait for Postgres before a request is answered 503 with `Retry-After`: a
+    /// pool connection, or an ingest batch's commit.
+    pub database_timeout: Duration,
+    pub http: HttpLimits,
+}
+
+/// What a reverse proxy in front of Vigil would enforce; Vigil enforces it itself.
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Open connections served at once; past it a new connection gets a minimal 503 and is
+    /// closed. Lowered at start to stay under the process's open-file limit.
+    pub max_connections: usize,
+    /// A request's head must be complete within this of the connection opening or of its
+    /// first byte (on a kept-alive connection).
+    pub header_timeout: Duration,
+    /// A kept-alive connection with no request on the way is closed after this.
+    pub idle_timeout: Duration,
+    /// The longest silence while a request body is read.
+    pub body_timeout: Duration,
+    /// After the first `body_timeout`, a body must keep arriving at this many bytes per second
+    /// on average (0: no minimum).
+    pub body_min_rate: u64,
+    /// Every request is answered within this, or gets a 503 with `Retry-After`.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_connections: 10_000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            body_timeout: Duration::from_secs(10),
+            body_min_rate: 1024,
+            request_timeout: Duration::from_secs(15),
+        }
+    }
 }
 
 /// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
@@ -69,6 +107,13 @@ struct FileConfig {
     webhook_secret: Option<String>,
     alert_expiry_minutes: Option<i64>,
     cookie_secure: Option<bool>,
+    database_timeout_secs: Option<usize>,
+    http_max_connections: Option<usize>,
+    http_header_timeout_secs: Option<usize>,
+    http_idle_timeout_secs: Option<usize>,
+    http_body_timeout_secs: Option<usize>,
+    http_body_min_rate: Option<usize>,
+    http_request_timeout_secs: Option<usize>,
 }
 
 impl Config {
@@ -133,6 +178,52 @@ impl Config {
             },
             None => file.cookie_secure.unwrap_or(false),
         };
+        let defaults = HttpLimits::default();
+        let seconds = |name: &str, from_file: Option<usize>, default: Duration| -> anyhow::Result<Duration> {
+            let secs = number(name, from_file, default.as_secs() as usize)?;
+            if secs == 0 {
+                bail!("VIGIL_{name} must be at least 1");
+            }
+            Ok(Duration::from_secs(secs as u64))
+        };
+        let http = HttpLimits {
+            max_connections: number(
+                "HTTP_MAX_CONNECTIONS",
+                file.http_max_connections,
+                defaults.max_connections,
+            )?
+            .max(1),
+            header_timeout: seconds(
+                "HTTP_HEADER_TIMEOUT_SECS",
+                file.http_header_timeout_secs,
+                defaults.header_timeout,
+            )?,
+            idle_timeout: seconds(
+                "HTTP_IDLE_TIMEOUT_SECS",
+                file.http_idle_timeout_secs,
+                defaults.idle_timeout,
+            )?,
+            body_timeout: seconds(
+                "HTTP_BODY_TIMEOUT_SECS",
+                file.http_body_timeout_secs,
+                defaults.body_timeout,
+            )?,
+            body_min_rate: number(
+                "HTTP_BODY_MIN_RATE",
+                file.http_body_min_rate,
+                defaults.body_min_rate as usize,
+            )? as u64,
+            request_timeout: seconds(
+                "HTTP_REQUEST_TIMEOUT_SECS",
+                file.http_request_timeout_secs,
+                defaults.request_timeout,
+            )?,
+        };
+        let database_timeout = seconds(
+            "DATABASE_TIMEOUT_SECS",
+            file.database_timeout_secs,
+            Duration::from_secs(2),
+        )?;
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
@@ -162,6 +253,8 @@ impl Config {
             )?
             .max(1) as i64,
             cookie_secure,
+            database_timeout,
+            http,
         })
     }
 
@@ -221,7 +314,9 @@ impl Config {
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
-             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\n",
+             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\ndatabase_timeout_secs = {}\n\
+             http_max_connections = {}\nhttp_header_timeout_secs = {}\nhttp_idle_timeout_secs = {}\n\
+             http_body_timeout_secs = {}\nhttp_body_min_rate = {}\nhttp_request_timeout_secs = {}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
@@ -241,6 +336,13 @@ impl Config {
             mask(&self.webhook_secret),
             self.alert_expiry_minutes,
             self.cookie_secure,
+            self.database_timeout.as_secs(),
+            self.http.max_connections,
+            self.http.header_timeout.as_secs(),
+            self.http.idle_timeout.as_secs(),
+            self.http.body_timeout.as_secs(),
+            self.http.body_min_rate,
+            self.http.request_timeout.as_secs(),
         )
     }
 }
@@ -398,6 +500,27 @@ mod tests {
         assert!(printed.contains("aws_region = \"us-east-1\""), "{printed}");
         let proxied = load("", &[("VIGIL_AWS_ENDPOINT_URL", "http://u:proxy-canary@127.0.0.1:1")]).unwrap();
         assert!(!proxied.masked().contains("proxy-canary"));
+    }
+
+    #[test]
+    fn http_limits_come_from_the_file_or_the_environment_and_zero_timeouts_are_refused() {
+        let c = load(
+            "http_max_connections = 50\nhttp_header_timeout_secs = 3",
+            &[("VIGIL_HTTP_BODY_MIN_RATE", "0"), ("VIGIL_DATABASE_TIMEOUT_SECS", "5")],
+        )
+        .unwrap();
+        assert_eq!(c.http.max_connections, 50);
+        assert_eq!(c.http.header_timeout, Duration::from_secs(3));
+        assert_eq!(c.http.idle_timeout, HttpLimits::default().idle_timeout);
+        assert_eq!(c.http.body_min_rate, 0);
+        assert_eq!(c.database_timeout, Duration::from_secs(5));
+        assert!(c.masked().contains("http_max_connections = 50\n"), "{}", c.masked());
+        let err = load("", &[("VIGIL_HTTP_IDLE_TIMEOUT_SECS", "0")]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("VIGIL_HTTP_IDLE_TIMEOUT_SECS must be at least 1"),
+            "{err}"
+        );
     }
 
     #[test]

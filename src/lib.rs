@@ -16,6 +16,7 @@ pub mod redact;
 pub mod respond;
 pub mod review;
 pub mod secrets;
+pub mod server;
 pub mod shard;
 pub mod simulate;
 pub mod store;

@@ -133,7 +133,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Serve { print_config: false } => App::build(config).await?.run_until_stopped(shutdown_signal()).await,
         Command::Migrate => {
-            let pool = store::connect(&config.database_url).await?;
+            let pool = store::connect(&config.database_url, config.database_timeout).await?;
             store::MIGRATOR.run(&pool).await.context("Failed to apply migrations")?;
             tracing::info!("Migrations applied");
             Ok(())
@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => {
             let id = TenantId::parse(&id).map_err(|e| anyhow::anyhow!("tenant id {id:?}: {}", e.message))?;
             let mode = Mode::parse(&mode).ok_or_else(|| anyhow::anyhow!("--mode must be observe, alert or rotate"))?;
-            let pool = store::connect(&config.database_url).await?;
+            let pool = store::connect(&config.database_url, config.database_timeout).await?;
             let display_name = display_name.unwrap_or_else(|| id.to_string());
             let (outcome, token) =
                 auth::create_tenant(&pool, &id, &display_name, &markers, mode, &store::audit::Actor::Cli).await?;
@@ -172,7 +172,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .read_line(&mut password)
                 .context("Failed to read the password from standard input")?;
             let password = password.trim_end_matches(['\r', '\n']);
-            let pool = store::connect(&config.database_url).await?;
+            let pool = store::connect(&config.database_url, config.database_timeout).await?;
             users::add(&pool, &name, role, password).await?;
             eprintln!("Added {} {name}.", role.as_str());
             Ok(())

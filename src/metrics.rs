@@ -2,7 +2,9 @@
 //! `vigil_<noun>_<verb>[_unit]_total`; label values come from bounded sets (detector,
 //! severity, backend, kind, status) and never from agent input or tenant ids.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -29,6 +31,20 @@ pub struct Metrics {
     /// Alert delivery attempts, by sink (`alertmanager`, `webhook`) and status (`delivered`,
     /// `retrying`, `failed`, `expired`).
     pub alert_deliveries: IntCounterVec,
+    /// HTTP connections being served now.
+    pub http_connections_open: IntGauge,
+    /// Connections answered 503 and closed on arrival because the connection cap was reached.
+    pub http_connections_refused: IntCounter,
+    /// Connections the server closed for a limit, by reason (`header_timeout`, `idle_timeout`).
+    pub http_connections_timed_out: IntCounterVec,
+    /// Requests cut short, by kind: `body` (408, the body stalled or trickled) or `deadline`
+    /// (503, not answered within the request deadline).
+    pub http_request_timeouts: IntCounterVec,
+    /// Failed `accept` calls (the process out of file descriptors, most often).
+    pub http_accept_errors: IntCounter,
+    /// Waits on Postgres given up, by kind: `ingest` (a batch's commit not confirmed in time)
+    /// or `readiness` (the `/readyz` probe).
+    pub database_timeouts: IntCounterVec,
 }
 
 impl Metrics {
@@ -121,6 +137,45 @@ impl Metrics {
                 "vigil_alert_deliveries_total",
                 "Alert delivery attempts, by sink and status.",
                 &["sink", "status"],
+            ),
+            http_connections_open: {
+                let g = IntGauge::new("vigil_http_connections_open", "HTTP connections being served.")
+                    .expect("valid metric");
+                registry.register(Box::new(g.clone())).expect("unique metric");
+                g
+            },
+            http_connections_refused: {
+                let c = IntCounter::new(
+                    "vigil_http_connections_refused_total",
+                    "Connections answered 503 and closed on arrival: the connection cap was reached.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            http_connections_timed_out: counter(
+                "vigil_http_connections_timed_out_total",
+                "Connections closed by the server for a timeout, by reason.",
+                &["reason"],
+            ),
+            http_request_timeouts: counter(
+                "vigil_http_request_timeouts_total",
+                "Requests cut short by a timeout, by kind (body, deadline).",
+                &["kind"],
+            ),
+            http_accept_errors: {
+                let c = IntCounter::new(
+                    "vigil_http_accept_errors_total",
+                    "Failed accepts of new connections (out of file descriptors, most often).",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
+            database_timeouts: counter(
+                "vigil_database_timeouts_total",
+                "Waits on Postgres given up, by kind (ingest, readiness).",
+                &["kind"],
             ),
             registry,
         }

@@ -36,11 +36,14 @@ pub struct ImportArgs {
 }
 
 /// The baseline API's JSON as TOML: nulls (absent values) are left out, since TOML has none;
-/// the open suppressions are not part of a baseline and are left out too.
+/// the open suppressions, the page cursors and the bounds are not part of a baseline and are
+/// left out too.
 pub fn to_toml(baseline: &Value) -> anyhow::Result<String> {
     let mut baseline = baseline.clone();
     if let Some(map) = baseline.as_object_mut() {
-        map.remove("suppressions");
+        for view_only in ["suppressions", "next_cursor", "prev_cursor", "bounds"] {
+            map.remove(view_only);
+        }
     }
     let header = format!(
         "# The learned baseline of tenant {}, from `vigil baseline export`.\n\
@@ -71,14 +74,38 @@ fn without_nulls(value: Value) -> Value {
 
 pub async fn export_command(args: ExportArgs) -> anyhow::Result<()> {
     let url = format!("{}/v1/tenants/{}/baseline", args.url.trim_end_matches('/'), args.tenant);
-    let response = reqwest::Client::new()
-        .get(&url)
-        .bearer_auth(&args.admin_token)
-        .send()
-        .await
-        .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
-    let body = answer(response, &format!("GET {url}")).await?;
-    let text = to_toml(&body)?;
+    let client = reqwest::Client::new();
+    // Every page, its tools appended to the first page's.
+    let mut body: Option<Value> = None;
+    let mut cursor: Option<String> = None;
+    loop {
+        // Cursors are hex: they go into the query string as they are.
+        let page_url = match cursor.take() {
+            Some(c) => format!("{url}?limit=500&cursor={c}"),
+            None => format!("{url}?limit=500"),
+        };
+        let response = client
+            .get(&page_url)
+            .bearer_auth(&args.admin_token)
+            .send()
+            .await
+            .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
+        let page = answer(response, &format!("GET {url}")).await?;
+        cursor = page["next_cursor"].as_str().map(str::to_owned);
+        match &mut body {
+            None => body = Some(page),
+            Some(first) => {
+                let more = page["tools"].as_array().cloned().unwrap_or_default();
+                if let Some(tools) = first["tools"].as_array_mut() {
+                    tools.extend(more);
+                }
+            }
+        }
+        if cursor.is_none() {
+            break;
+        }
+    }
+    let text = to_toml(&body.unwrap_or_default())?;
     match &args.out {
         Some(path) => {
             std::fs::write(path, text).with_context(|| format!("Failed to write {}", path.display()))?;
@@ -144,15 +171,17 @@ mod tests {
                        "params": [{"path": "limit", "kind": "number", "samples": 100, "known": true,
                                    "number": {"mean": 12.0, "variance": 2.0, "min": 10.0, "max": 14.0,
                                               "q1": 11.0, "median": 12.0, "q3": 13.0}}]}],
-            "suppressions": [{"id": "sup_1"}]
+            "suppressions": [{"id": "sup_1"}], "next_cursor": null, "prev_cursor": "6462",
+            "bounds": {"tools": {"learned": 1, "limit": 1000, "not_learned": 0}}
         });
         let text = to_toml(&baseline).unwrap();
         assert!(text.starts_with("# The learned baseline of tenant acme"), "{text}");
         assert!(!text.contains("last_seen") && !text.contains("suppressions"), "{text}");
         let mut expected = baseline.clone();
         let map = expected.as_object_mut().unwrap();
-        map.remove("last_seen");
-        map.remove("suppressions");
+        for gone in ["last_seen", "suppressions", "next_cursor", "prev_cursor", "bounds"] {
+            map.remove(gone);
+        }
         assert_eq!(from_toml(&text).unwrap(), expected);
     }
 

@@ -10,7 +10,7 @@
 //! Besides batches, a worker answers questions about the tenants it owns ([`ShardMsg`]): the
 //! baseline lives here and nowhere else, so reading it is a message, not a lock.
 
-use crate::baseline::{self, BaselineSummary, TenantBaseline};
+use crate::baseline::{self, BaselineSummary, Page, TenantBaseline};
 use crate::detect::{self, DetectConfig, Detector, Finding, Severity, TenantMarkers};
 use crate::event::{TenantId, ToolCallEvent};
 use crate::metrics::Metrics;
@@ -64,8 +64,9 @@ pub struct Batch {
 /// What a shard worker is asked to do.
 pub enum ShardMsg {
     Batch(Batch),
-    /// The summary of a tenant's baseline; `None` for a tenant the worker has never seen.
-    Baseline(TenantId, oneshot::Sender<Option<BaselineSummary>>),
+    /// One page of the summary of a tenant's baseline; `None` for a tenant the worker has
+    /// never seen.
+    Baseline(TenantId, Page, oneshot::Sender<Option<BaselineSummary>>),
     /// A person's change to a tenant's learned state (a false positive absorbed, a reviewed
     /// baseline imported): applied, then snapshotted before the answer, so it survives a crash.
     Update(TenantId, Update, oneshot::Sender<()>),
@@ -173,13 +174,17 @@ impl Router {
             .map_err(|_| Overloaded)
     }
 
-    /// Asks the tenant's worker for its baseline summary, answered after the batches queued
-    /// before the question.
-    pub fn baseline(&self, tenant: &TenantId) -> Result<oneshot::Receiver<Option<BaselineSummary>>, Overloaded> {
+    /// Asks the tenant's worker for a page of its baseline summary, answered after the batches
+    /// queued before the question.
+    pub fn baseline(
+        &self,
+        tenant: &TenantId,
+        page: Page,
+    ) -> Result<oneshot::Receiver<Option<BaselineSummary>>, Overloaded> {
         let (reply, answer) = oneshot::channel();
         let shard = shard_of(tenant, self.senders.len());
         self.senders[shard]
-            .try_send(ShardMsg::Baseline(tenant.clone(), reply))
+            .try_send(ShardMsg::Baseline(tenant.clone(), page, reply))
             .map_err(|_| Overloaded)?;
         Ok(answer)
     }
@@ -193,6 +198,14 @@ impl Router {
             .try_send(ShardMsg::Update(tenant.clone(), update, reply))
             .map_err(|_| Overloaded)?;
         Ok(answer)
+    }
+
+    /// Shards that cannot take a batch now: their queue is full or their worker stopped.
+    pub fn saturated_shards(&self) -> usize {
+        self.senders
+            .iter()
+            .filter(|s| s.capacity() == 0 || s.is_closed())
+            .count()
     }
 }
 
@@ -225,7 +238,7 @@ pub fn start(
 pub fn fold(state: &mut TenantState, seq: i64, event: &ToolCallEvent, config: &DetectConfig) -> Vec<Finding> {
     let findings = detect::detect(&state.baseline, event, config);
     let weight = if findings.is_empty() { 1.0 } else { SUSPICIOUS_WEIGHT };
-    state.baseline.observe(event, weight);
+    state.baseline.observe_within(event, weight, &config.limits);
     state.watermark_seq = state.watermark_seq.max(seq);
     findings
 }
@@ -285,7 +298,7 @@ impl Worker {
                     while let Some(msg) = next.take() {
                         match msg {
                             ShardMsg::Batch(b) => batches.push(b),
-                            ShardMsg::Baseline(tenant, reply) => questions.push((tenant, reply)),
+                            ShardMsg::Baseline(tenant, page, reply) => questions.push((tenant, page, reply)),
                             ShardMsg::Update(tenant, update, reply) => updates.push((tenant, update, reply)),
                         }
                         if batches.len() < GROUP_COMMIT_MAX {
@@ -306,8 +319,8 @@ impl Worker {
                             let _ = reply.send(());
                         }
                     }
-                    for (tenant, reply) in questions {
-                        let _ = reply.send(self.summary(&tenant));
+                    for (tenant, page, reply) in questions {
+                        let _ = reply.send(self.summary(&tenant, &page));
                     }
                 }
                 _ = ticker.tick() => self.snapshot().await,
@@ -326,15 +339,17 @@ impl Worker {
         self.dirty.insert(tenant);
     }
 
-    fn summary(&self, tenant: &TenantId) -> Option<BaselineSummary> {
+    fn summary(&self, tenant: &TenantId, page: &Page) -> Option<BaselineSummary> {
         let state = self.tenants.get(tenant)?;
         let policy = self.pipeline.current_policy();
         let learning = state.baseline.is_learning(&policy.warmup_for(tenant));
+        let config = policy.detect_for(tenant);
         Some(baseline::summary(
             tenant,
             &state.baseline,
             learning,
-            &policy.detect_for(tenant).params,
+            (&config.params, &config.limits),
+            page,
         ))
     }
 

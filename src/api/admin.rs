@@ -5,7 +5,7 @@
 use super::auth::{self, Admin};
 use super::error::ApiError;
 use super::respond::object_body;
-use super::{parse_display_name, parse_markers, parse_mode, parse_tenant_path, tenant_view_with_tokens};
+use super::{limits_of, parse_display_name, parse_markers, parse_mode, parse_tenant_path, tenant_view_with_tokens};
 use crate::app::{self, AppState};
 use crate::event::TenantId;
 use crate::store;
@@ -36,7 +36,10 @@ pub async fn patch_tenant(
     }
     let patch = TenantPatch {
         display_name: body.get("display_name").map(parse_display_name).transpose()?,
-        markers: body.get("markers").map(|m| parse_markers(Some(m))).transpose()?,
+        markers: body
+            .get("markers")
+            .map(|m| parse_markers(Some(m), &limits_of(&app, &tenant)))
+            .transpose()?,
         mode: body
             .get("mode")
             .map(|m| parse_mode(m).map(|m| m.as_str().to_owned()))
@@ -94,8 +97,8 @@ pub async fn revoke_token(
 /// Longest per-tenant policy accepted through the API.
 const MAX_POLICY_BYTES: usize = 64 * 1024;
 
-/// `GET /v1/tenants/{id}/policy` → what applies to the tenant: every detector's rule and the
-/// tool declarations, and where they come from (`api`, `file` or `default`), with the stored
+/// `GET /v1/tenants/{id}/policy` → what applies to the tenant: every detector's rule, the
+/// tool declarations and the limits, and where they come from (`api`, `file` or `default`), with the stored
 /// TOML when set through the API.
 pub async fn get_policy(
     State(app): State<AppState>,
@@ -122,6 +125,7 @@ async fn policy_view(app: &AppState, tenant: &TenantId) -> Result<Json<Value>, A
         "detectors": view.detectors,
         "tools": view.tools,
         "warmup": view.warmup,
+        "limits": view.limits,
     })))
 }
 

@@ -90,6 +90,34 @@ impl ApiError {
         e
     }
 
+    /// 408: the request body stalled or trickled below the minimum rate.
+    pub fn request_timeout() -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request body did not arrive in time",
+        )
+    }
+
+    /// 503 with Retry-After: a dependency (Postgres, the shard's commit) did not answer within
+    /// its bound; the same request may be retried.
+    pub fn unavailable(code: &'static str, message: impl Into<String>, retry_after: u32) -> Self {
+        let mut e = Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 503: no pool connection within the database timeout, so Postgres is stalled or
+    /// unreachable.
+    fn database_unavailable() -> Self {
+        tracing::warn!("No database connection within the database timeout");
+        Self::unavailable(
+            "database_unavailable",
+            "the database did not answer in time, retry shortly",
+            2,
+        )
+    }
+
     /// 500: logged here with its cause, answered without it.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(error = %error, "Request failed");
@@ -119,13 +147,23 @@ impl ApiError {
 }
 
 impl From<sqlx::Error> for ApiError {
+    /// No pool connection within the database timeout is a stalled or unreachable Postgres: 503.
     fn from(e: sqlx::Error) -> Self {
-        Self::internal(e)
+        match e {
+            sqlx::Error::PoolTimedOut => Self::database_unavailable(),
+            e => Self::internal(e),
+        }
     }
 }
 
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
+        let pool_timed_out = e
+            .chain()
+            .any(|cause| matches!(cause.downcast_ref(), Some(sqlx::Error::PoolTimedOut)));
+        if pool_timed_out {
+            return Self::database_unavailable();
+        }
         Self::internal(format!("{e:#}"))
     }
 }

@@ -25,8 +25,6 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
-const MAX_MARKERS: usize = 100;
-const MAX_MARKER_LEN: usize = 200;
 const MAX_BINDINGS: usize = 100;
 const MAX_SECRETS_PER_BINDING: usize = 50;
 
@@ -77,15 +75,24 @@ fn parse_mode(v: &Value) -> Result<Mode, ApiError> {
         .ok_or_else(|| ApiError::invalid("mode", "mode must be observe, alert or rotate"))
 }
 
-fn parse_markers(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
+/// The tenant's bounds (`[limits]` of its policy), for its markers.
+fn limits_of(app: &AppState, tenant: &TenantId) -> baseline::Limits {
+    app::current_policy(&app.policy).detect_for(tenant).limits
+}
+
+/// Markers within the tenant's `limits.markers` and `limits.marker_len`.
+fn parse_markers(v: Option<&Value>, limits: &baseline::Limits) -> Result<Vec<String>, ApiError> {
     let Some(v) = v.filter(|v| !v.is_null()) else {
         return Ok(Vec::new());
     };
     let items = v
         .as_array()
         .ok_or_else(|| ApiError::invalid("markers", "markers must be an array of strings"))?;
-    if items.len() > MAX_MARKERS {
-        return Err(ApiError::invalid("markers", format!("at most {MAX_MARKERS} markers")));
+    if items.len() > limits.markers {
+        return Err(ApiError::invalid(
+            "markers",
+            format!("at most {} markers (limits.markers)", limits.markers),
+        ));
     }
     items
         .iter()
@@ -93,10 +100,13 @@ fn parse_markers(v: Option<&Value>) -> Result<Vec<String>, ApiError> {
         .map(|(i, m)| {
             let field = format!("markers[{i}]");
             let s = string_field(m, &field)?;
-            if s.is_empty() || s.chars().count() > MAX_MARKER_LEN || s.chars().any(char::is_control) {
+            if s.is_empty() || s.chars().count() > limits.marker_len || s.chars().any(char::is_control) {
                 return Err(ApiError::invalid(
                     field,
-                    format!("a marker is 1-{MAX_MARKER_LEN} printable characters"),
+                    format!(
+                        "a marker is 1-{} printable characters (limits.marker_len)",
+                        limits.marker_len
+                    ),
                 ));
             }
             Ok(s.to_owned())
@@ -124,7 +134,7 @@ pub async fn create_tenant(
         None | Some(Value::Null) => id.to_string(),
         Some(v) => parse_display_name(v)?,
     };
-    let markers = parse_markers(body.markers.as_ref())?;
+    let markers = parse_markers(body.markers.as_ref(), &limits_of(&app, &id))?;
     let mode = match &body.mode {
         None | Some(Value::Null) => Mode::Rotate,
         Some(v) => parse_mode(v)?,
@@ -172,25 +182,49 @@ pub(crate) async fn existing_tenant(app: &AppState, id: &TenantId) -> Result<DbT
         .ok_or_else(|| ApiError::not_found("tenant"))
 }
 
-/// `GET /v1/tenants/{id}/baseline`: what Vigil has learned about the tenant, asked of the
-/// shard worker that owns it. A tenant without events has an empty baseline, still learning.
+/// `GET /v1/tenants/{id}/baseline?limit=&cursor=`: one page of what Vigil has learned about
+/// the tenant, tools in name order, asked of the shard worker that owns it (which builds only
+/// that page). A tenant without events has an empty baseline, still learning.
 pub async fn get_baseline(
     State(app): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_tenant_path(&id)?;
+    let q = ListQuery(q);
+    let page = baseline::Page {
+        after: q.tool_cursor("cursor")?,
+        before: q.tool_cursor("before")?,
+        limit: q.limit()? as usize,
+    };
     existing_tenant(&app, &id).await?;
-    let answer = app.router.baseline(&id).map_err(|_| ApiError::overloaded())?;
+    baseline_view(&app, &id, page).await.map(Json)
+}
+
+async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> Result<Value, ApiError> {
+    let answer = app
+        .router
+        .baseline(id, page.clone())
+        .map_err(|_| ApiError::overloaded())?;
+    let policy = app::current_policy(&app.policy);
+    let config = policy.detect_for(id);
     let summary = answer
         .await
         .map_err(|_| ApiError::internal("shard worker stopped"))?
-        // Nothing learned: no parameter to judge stable, so the parameters' config is moot.
-        .unwrap_or_else(|| baseline::summary(&id, &TenantBaseline::default(), true, &Default::default()));
+        .unwrap_or_else(|| {
+            baseline::summary(
+                id,
+                &TenantBaseline::default(),
+                true,
+                (&config.params, &config.limits),
+                &page,
+            )
+        });
     let mut view = serde_json::to_value(summary).map_err(ApiError::internal)?;
-    let open = store::suppressions::open(&app.pool, Some(&id)).await?;
+    let open = store::suppressions::open(&app.pool, Some(id)).await?;
     view["suppressions"] = open.iter().map(respond::suppression_view).collect();
-    Ok(Json(view))
+    Ok(view)
 }
 
 /// `PUT /v1/tenants/{id}/baseline` with a baseline as `GET` shows it (a reviewed
@@ -215,7 +249,7 @@ pub async fn put_baseline(
     }
     let policy = app::current_policy(&app.policy);
     let config = policy.detect_for(&id);
-    let imported = baseline::seed::seeded(&summary, config.rate, &config.params)
+    let imported = baseline::seed::seeded(&summary, config.rate, &config.params, &config.limits)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
     app::update_baseline(&app, &id, Box::new(move |learned| *learned = imported)).await?;
     store::audit::record(
@@ -229,7 +263,7 @@ pub async fn put_baseline(
         },
     )
     .await?;
-    get_baseline(State(app), admin, Path(id.to_string())).await
+    baseline_view(&app, &id, baseline::Page::default()).await.map(Json)
 }
 
 fn bindings_view(bindings: &[DbBinding]) -> Value {
@@ -338,6 +372,17 @@ impl ListQuery {
 
     fn cursor(&self) -> Result<Option<String>, ApiError> {
         self.id("cursor")
+    }
+
+    /// A baseline page's cursor: the tool name it stands for.
+    fn tool_cursor(&self, name: &'static str) -> Result<Option<String>, ApiError> {
+        self.0
+            .get(name)
+            .map(|c| {
+                baseline::tool_of_cursor(c)
+                    .ok_or_else(|| ApiError::invalid(name, format!("{name} is not a cursor this endpoint gave")))
+            })
+            .transpose()
     }
 
     fn since(&self) -> Result<Option<DateTime<Utc>>, ApiError> {

@@ -9,6 +9,7 @@
 //! Nothing here decides whether an event is anomalous: that is `detect`, which reads these
 //! values and compares an event with them *before* the event is folded in.
 
+pub mod limits;
 pub mod params;
 pub mod rate;
 pub mod seed;
@@ -22,9 +23,12 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::event::{Outcome, ToolCallEvent};
+pub use limits::{Bound, Crossings, Limits};
 pub use params::ParamsBaseline;
 pub use rate::{RateBaseline, RateConfig};
-pub use summary::{BaselineSummary, ParamSummary, ToolSummary, summary};
+pub use summary::{
+    BaselineSummary, BoundView, BoundsView, Page, ParamSummary, ToolSummary, cursor_of, summary, tool_of_cursor,
+};
 pub use trust::Trust;
 
 /// Everything learned about one tenant.
@@ -41,6 +45,12 @@ pub struct TenantBaseline {
     first_seen: Option<DateTime<Utc>>,
     last_seen: Option<DateTime<Utc>>,
     events_seen: u64,
+    /// Parameter paths learned over all tools, for [`Limits::keys`]; counted on first use when
+    /// a snapshot from before the limits did not carry it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys: Option<usize>,
+    /// What the tenant's bounds kept out, and when that was last reported.
+    crossings: Crossings,
 }
 
 /// What is learned about one tool of one tenant.
@@ -190,8 +200,17 @@ impl ToolBaseline {
             + self.params.heap_bytes()
     }
 
-    /// Folds one call; `retry` is [`Self::is_retry`] of it, asked before.
-    fn observe(&mut self, event: &ToolCallEvent, at: (i64, i64), weight: f64, retry: bool, config: &RateConfig) {
+    /// Folds one call; `retry` is [`Self::is_retry`] of it, asked before. At most `room` new
+    /// parameter paths are learned; returns the paths added and those kept out.
+    fn observe(
+        &mut self,
+        event: &ToolCallEvent,
+        at: (i64, i64),
+        weight: f64,
+        retry: bool,
+        config: &RateConfig,
+        (limits, room): (&Limits, usize),
+    ) -> (usize, usize) {
         let (minute, hour) = at;
         self.calls += 1;
         widen(&mut self.first_seen, &mut self.last_seen, event.timestamp);
@@ -216,7 +235,7 @@ impl ToolBaseline {
                 .get_or_insert_with(|| Box::new(RateBaseline::quiet_since(watched_since)))
                 .observe(minute, weight, config);
         }
-        self.params.observe(&event.params, hour, weight);
+        self.params.observe(&event.params, hour, weight, limits, room)
     }
 }
 
@@ -266,20 +285,34 @@ impl TenantBaseline {
     /// calls: a rate finding fires once, on the k-th call, and this is what stops the calls
     /// after it in the same minute from being learned at full weight.
     pub fn observe(&mut self, event: &ToolCallEvent, weight: f64) {
+        self.observe_within(event, weight, &Limits::default());
+    }
+
+    /// [`Self::observe`] under the tenant's `limits`: a tool beyond [`Limits::tools`] and
+    /// parameter paths beyond [`Limits::keys_per_tool`] or [`Limits::keys`] are not learned
+    /// (the call still counts in the tenant's overall rate and totals); the crossing is
+    /// counted in [`Self::crossings`], and marked reported when it is reportable.
+    pub fn observe_within(&mut self, event: &ToolCallEvent, weight: f64, limits: &Limits) {
         let weight = if weight.is_nan() { 0.0 } else { weight.clamp(0.0, 1.0) };
         let minute = rate::minute_of(event.timestamp);
         let hour = trust::hour_of(event.timestamp);
         self.events_seen += 1;
         widen(&mut self.first_seen, &mut self.last_seen, event.timestamp);
+        let keys = self.key_count();
+        let room = (limits, limits.keys.saturating_sub(keys));
 
         let name = event.tool.as_ref();
         // Look up before inserting: the hot path must not allocate the key on every call.
-        if let Some(tool) = self.tools.get_mut(name) {
+        let (added, dropped) = if let Some(tool) = self.tools.get_mut(name) {
             let retry = tool.is_retry(event);
             if !retry {
                 self.overall.observe(minute, weight, &self.rate_config);
             }
-            tool.observe(event, (minute, hour), weight, retry, &self.rate_config);
+            tool.observe(event, (minute, hour), weight, retry, &self.rate_config, room)
+        } else if self.tools.len() >= limits.tools {
+            self.overall.observe(minute, weight, &self.rate_config);
+            self.crossings.record(Bound::Tools, minute, 1);
+            (0, 0)
         } else {
             self.overall.observe(minute, weight, &self.rate_config);
             let mut tool = ToolBaseline {
@@ -291,19 +324,40 @@ impl TenantBaseline {
                 },
                 ..ToolBaseline::default()
             };
-            tool.observe(event, (minute, hour), weight, false, &self.rate_config);
+            let learned = tool.observe(event, (minute, hour), weight, false, &self.rate_config, room);
             self.tools.insert(name.to_owned(), tool);
+            learned
+        };
+        self.keys = Some(keys + added);
+        if dropped > 0 {
+            self.crossings.record(Bound::Keys, minute, dropped as u64);
         }
+    }
+
+    /// Parameter paths learned over all tools.
+    pub fn key_count(&self) -> usize {
+        self.keys
+            .unwrap_or_else(|| self.tools.values().map(|t| t.params.len()).sum())
+    }
+
+    /// Distinct tools learned.
+    pub fn tool_count(&self) -> usize {
+        self.tools.len()
+    }
+
+    /// What the tenant's bounds kept out, and when each crossing was last reported.
+    pub fn crossings(&self) -> &Crossings {
+        &self.crossings
     }
 
     /// Learns an event a person marked a false positive: it was observed with weight `learned`
     /// (less than 1, it raised a finding); now its tool, parameter keys, values and character
     /// classes become trusted and its numbers count with the rest of a full weight. Rates are
     /// not rewritten: their minute is folded, and a suppression covers a rate that was wrong.
-    pub fn absorb(&mut self, event: &ToolCallEvent, learned: f64) {
+    pub fn absorb(&mut self, event: &ToolCallEvent, learned: f64, limits: &Limits) {
         if let Some(tool) = self.tools.get_mut(event.tool.as_ref()) {
             tool.trust.absorb();
-            tool.params.absorb(&event.params, learned);
+            tool.params.absorb(&event.params, learned, limits);
         }
     }
 
@@ -336,6 +390,24 @@ impl TenantBaseline {
     /// Every tool seen, in name order.
     pub fn tools(&self) -> impl Iterator<Item = (&str, &ToolBaseline)> {
         self.tools.iter().map(|(name, tool)| (name.as_str(), tool))
+    }
+
+    /// The tools after `after` (exclusive), in name order: a page starts here without walking
+    /// the tools before it.
+    pub fn tools_after(&self, after: Option<&str>) -> impl Iterator<Item = (&str, &ToolBaseline)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let start = after.map_or(Unbounded, Excluded);
+        self.tools
+            .range::<str, _>((start, Unbounded))
+            .map(|(name, tool)| (name.as_str(), tool))
+    }
+
+    /// The tools before `before` (exclusive), in reverse name order: a previous page.
+    pub fn tools_before(&self, before: &str) -> impl Iterator<Item = (&str, &ToolBaseline)> {
+        self.tools
+            .range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Excluded(before)))
+            .rev()
+            .map(|(name, tool)| (name.as_str(), tool))
     }
 
     /// The tenant's calls over all tools together.
@@ -533,7 +605,7 @@ mod tests {
         assert!(!tool.trust().is_trusted());
         assert!(!tool.params().path("role").unwrap().key.is_trusted());
 
-        b.absorb(&flagged, 0.1);
+        b.absorb(&flagged, 0.1, &Limits::default());
         let tool = b.tool("iam.create_user").unwrap();
         assert!(tool.trust().is_trusted(), "the tool is in the tool map now");
         let role = tool.params().path("role").unwrap();
@@ -548,7 +620,7 @@ mod tests {
         assert_eq!(tool.calls(), 1, "absorbing is not another call");
 
         let before = b.clone();
-        b.absorb(&event(4, "never.seen", at), 0.1);
+        b.absorb(&event(4, "never.seen", at), 0.1, &Limits::default());
         assert_eq!(b, before, "a tool never observed is not invented");
     }
 
@@ -599,6 +671,55 @@ mod tests {
         assert_eq!(b.overall().calls_in_minute(), 1);
         assert_eq!((t.calls(), t.error_calls()), (3, 2));
         assert_eq!(t.errors().calls_in_minute(), 2);
+    }
+
+    #[test]
+    fn tools_beyond_the_bound_are_counted_not_learned() {
+        let at: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let limits = Limits {
+            tools: 3,
+            ..Limits::default()
+        };
+        let mut b = TenantBaseline::default();
+        for n in 0..10u64 {
+            b.observe_within(&event(n, &format!("t{n}"), at), 1.0, &limits);
+        }
+        assert_eq!(b.tool_count(), 3);
+        assert_eq!(b.events_seen(), 10, "every call still counts");
+        assert_eq!(b.overall().calls_in_minute(), 10, "and in the tenant's rate");
+        let crossing = b.crossings().tools.unwrap();
+        assert_eq!((crossing.dropped, crossing.reported_minute), (7, rate::minute_of(at)));
+        assert!(b.crossings().keys.is_none());
+        // A known tool goes on learning.
+        b.observe_within(&event(11, "t1", at), 1.0, &limits);
+        assert_eq!(b.tool("t1").unwrap().calls(), 2);
+    }
+
+    #[test]
+    fn keys_beyond_the_tools_or_the_tenants_bound_are_not_learned() {
+        let at: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let limits = Limits {
+            keys_per_tool: 3,
+            keys: 5,
+            ..Limits::default()
+        };
+        let call = |n: u64, tool: &str, keys: &[&str]| {
+            let params: serde_json::Map<String, serde_json::Value> =
+                keys.iter().map(|k| ((*k).to_owned(), serde_json::json!(1))).collect();
+            ToolCallEvent::sample(&format!("e-{n}"), tool, at, params.into(), Outcome::Success)
+        };
+        let mut b = TenantBaseline::default();
+        b.observe_within(&call(1, "a", &["k1", "k2", "k3", "k4"]), 1.0, &limits);
+        assert_eq!(b.tool("a").unwrap().params().len(), 3, "per tool");
+        b.observe_within(&call(2, "b", &["k1", "k2", "k3"]), 1.0, &limits);
+        assert_eq!(b.tool("b").unwrap().params().len(), 2, "per tenant");
+        assert_eq!(b.key_count(), 5);
+        assert_eq!(b.crossings().keys.unwrap().dropped, 2);
+        // A snapshot from before the count recounts it.
+        let mut json = serde_json::to_value(&b).unwrap();
+        json.as_object_mut().unwrap().remove("keys");
+        let back: TenantBaseline = serde_json::from_value(json).unwrap();
+        assert_eq!(back.key_count(), 5);
     }
 
     /// One tool's learned state: the figure behind "memory per (tenant, tool)".

@@ -3,13 +3,14 @@
 //! by the kind of value it carries:
 //! - numbers: moments, quartiles and clean range ([`NumberStats`]);
 //! - strings, booleans and null: the set of values seen, while there are few of them
-//!   ([`ValueSet`]); past [`MAX_VALUES`] distinct values (or one longer than
-//!   [`MAX_VALUE_LEN`]) the path is free text and learns its shape instead ([`TextShape`]:
+//!   ([`ValueSet`]); past [`Limits::values`] distinct values (or one longer than
+//!   [`Limits::value_len`]) the path is free text and learns its shape instead ([`TextShape`]:
 //!   length and character classes).
 //!
-//! **Memory is bounded per (tenant, tool):** at most [`MAX_PATHS`] paths, [`MAX_VALUES`] values
-//! of at most [`MAX_VALUE_LEN`] bytes per path, nesting at most [`MAX_DEPTH`] deep. A tool
-//! whose keys are data (ids as object keys) fills its paths and then stops learning new ones.
+//! **Memory is bounded** by the policy's [`Limits`]: at most `keys_per_tool` paths per tool
+//! (and `keys` per tenant), `values` values of at most `value_len` bytes per path, paths of at
+//! most `path_len` bytes, nesting at most `depth` deep. A tool whose keys are data (ids as
+//! object keys) fills its paths and then stops learning new ones.
 //!
 //! Strings holding a redaction marker are skipped: `secret_in_payload` has reported them, and
 //! a fingerprint is not a value worth learning.
@@ -18,24 +19,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::exact_f64;
+use super::limits::Limits;
 use super::stats::NumberStats;
 use super::trust::Trust;
 
-/// Paths learned per tool at most.
-pub const MAX_PATHS: usize = 64;
-/// Distinct values a path may hold before it counts as free text.
-pub const MAX_VALUES: usize = 32;
-/// Longest value kept in a value set, in bytes; longer values make the path free text.
-pub const MAX_VALUE_LEN: usize = 64;
-/// Objects nested deeper than this are not descended into.
-pub const MAX_DEPTH: usize = 8;
-/// Paths longer than this (in bytes) are not learned.
-pub const MAX_PATH_LEN: usize = 128;
 /// Marks a string the redactor rewrote.
 const REDACTED: &str = "[REDACTED:";
 
-/// How parameters are judged. Part of the detector's config; the memory bounds above are not,
-/// because they are what a snapshot holds.
+/// How parameters are judged. Part of the detector's config; the memory bounds are
+/// [`Limits`], beside it.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ParamsConfig {
@@ -110,31 +102,38 @@ pub fn is_redacted(s: &str) -> bool {
 }
 
 /// Calls `visit(path, leaf)` for every scalar of a params object, in key order, without
-/// allocating per leaf: one path buffer is extended and truncated as the walk goes.
-pub fn flatten(params: &Value, mut visit: impl FnMut(&str, Leaf<'_>)) {
+/// allocating per leaf: one path buffer is extended and truncated as the walk goes. Paths
+/// longer than `limits.path_len` and objects deeper than `limits.depth` are skipped.
+pub fn flatten(params: &Value, limits: &Limits, mut visit: impl FnMut(&str, Leaf<'_>)) {
     if let Value::Object(map) = params {
         let mut path = String::with_capacity(64);
-        walk_object(map, &mut path, 0, &mut visit);
+        walk_object(map, &mut path, 0, limits, &mut visit);
     }
 }
 
-fn walk_object(map: &Map<String, Value>, path: &mut String, depth: usize, visit: &mut impl FnMut(&str, Leaf<'_>)) {
+fn walk_object(
+    map: &Map<String, Value>,
+    path: &mut String,
+    depth: usize,
+    limits: &Limits,
+    visit: &mut impl FnMut(&str, Leaf<'_>),
+) {
     for (key, value) in map {
         let len = path.len();
         if len > 0 {
             path.push('.');
         }
         path.push_str(key);
-        if path.len() <= MAX_PATH_LEN {
-            walk_value(value, path, depth, visit);
+        if path.len() <= limits.path_len {
+            walk_value(value, path, depth, limits, visit);
         }
         path.truncate(len);
     }
 }
 
-fn walk_value(value: &Value, path: &mut String, depth: usize, visit: &mut impl FnMut(&str, Leaf<'_>)) {
+fn walk_value(value: &Value, path: &mut String, depth: usize, limits: &Limits, visit: &mut impl FnMut(&str, Leaf<'_>)) {
     match value {
-        Value::Object(map) if depth + 1 < MAX_DEPTH => walk_object(map, path, depth + 1, visit),
+        Value::Object(map) if depth + 1 < limits.depth => walk_object(map, path, depth + 1, limits, visit),
         Value::Object(_) => {}
         Value::Array(items) => {
             let len = path.len();
@@ -177,10 +176,13 @@ pub struct PathStats {
 }
 
 impl ParamsBaseline {
-    /// Folds one call's params in.
-    pub fn observe(&mut self, params: &Value, hour: i64, weight: f64) {
+    /// Folds one call's params in. A new path is learned while the tool has fewer than
+    /// `limits.keys_per_tool` and `room` (what the tenant's `limits.keys` leaves) is not used
+    /// up; returns the paths added and the new paths kept out.
+    pub fn observe(&mut self, params: &Value, hour: i64, weight: f64, limits: &Limits, room: usize) -> (usize, usize) {
         let mut hint = 0;
-        flatten(params, |path, leaf| {
+        let (mut added, mut dropped) = (0, 0);
+        flatten(params, limits, |path, leaf| {
             let found = self.position(path, hint);
             let stats = match found {
                 Ok(i) => {
@@ -189,12 +191,14 @@ impl ParamsBaseline {
                     stats.key.observe(hour, weight);
                     stats
                 }
-                Err(i) if self.paths.len() >= MAX_PATHS => {
+                Err(i) if self.paths.len() >= limits.keys_per_tool || added >= room => {
                     hint = i;
+                    dropped += 1;
                     return;
                 }
                 Err(i) => {
                     hint = i + 1;
+                    added += 1;
                     let stats = PathStats {
                         key: Trust::new(hour, weight),
                         samples: 0,
@@ -208,28 +212,29 @@ impl ParamsBaseline {
                     &mut self.paths[i].1
                 }
             };
-            stats.observe(leaf, hour, weight);
+            stats.observe(leaf, hour, weight, limits);
         });
+        (added, dropped)
     }
 
     /// Learns a call a person marked a false positive, on top of the reduced weight it was
     /// first learned with (`learned`): its keys, values and character classes become trusted,
     /// and its numbers count with the rest of a full weight.
-    pub fn absorb(&mut self, params: &Value, learned: f64) {
+    pub fn absorb(&mut self, params: &Value, learned: f64, limits: &Limits) {
         let extra = (1.0 - learned).clamp(0.0, 1.0);
-        flatten(params, |path, leaf| {
+        flatten(params, limits, |path, leaf| {
             if let Ok(i) = self.position(path, 0) {
                 self.paths[i].1.absorb(leaf, extra);
             }
         });
     }
 
-    /// Paths imported from a reviewed baseline (the first [`MAX_PATHS`], by path).
-    pub fn seeded(paths: impl IntoIterator<Item = (String, PathStats)>) -> Self {
+    /// Paths imported from a reviewed baseline (the first `max_paths`, by path).
+    pub fn seeded(paths: impl IntoIterator<Item = (String, PathStats)>, max_paths: usize) -> Self {
         let mut paths: Vec<(Box<str>, PathStats)> = paths.into_iter().map(|(p, s)| (p.into_boxed_str(), s)).collect();
         paths.sort_by(|a, b| a.0.cmp(&b.0));
         paths.dedup_by(|a, b| a.0 == b.0);
-        paths.truncate(MAX_PATHS);
+        paths.truncate(max_paths);
         ParamsBaseline { paths }
     }
 
@@ -258,9 +263,13 @@ impl ParamsBaseline {
         self.paths.iter().map(|(p, s)| (&**p, s))
     }
 
-    /// True when no new path can be learned: new keys are then not judged either.
-    pub fn is_full(&self) -> bool {
-        self.paths.len() >= MAX_PATHS
+    /// How many paths are learned.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
     }
 
     /// Heap bytes held, approximately (allocations at their capacity, allocator overhead not
@@ -272,7 +281,7 @@ impl ParamsBaseline {
 }
 
 impl PathStats {
-    fn observe(&mut self, leaf: Leaf<'_>, hour: i64, weight: f64) {
+    fn observe(&mut self, leaf: Leaf<'_>, hour: i64, weight: f64, limits: &Limits) {
         self.samples += 1;
         match leaf {
             Leaf::Number(x) => self.number.get_or_insert_default().add(x, weight),
@@ -284,7 +293,7 @@ impl PathStats {
                     return;
                 }
                 let values = self.values.get_or_insert_default();
-                if values.add(value, hour, weight) == Added::Overflow {
+                if values.add(value, hour, weight, limits) == Added::Overflow {
                     let mut text = TextShape::seeded(values);
                     text.add(value, hour, weight);
                     self.text = Some(Box::new(text));
@@ -356,7 +365,7 @@ pub struct ValueSet {
 }
 
 impl ValueSet {
-    fn add(&mut self, value: &str, hour: i64, weight: f64) -> Added {
+    fn add(&mut self, value: &str, hour: i64, weight: f64, limits: &Limits) -> Added {
         let clean = weight >= 1.0;
         match self.find(value) {
             Ok(i) => {
@@ -364,7 +373,7 @@ impl ValueSet {
                 self.since_new += weight;
                 Added::Kept
             }
-            Err(_) if value.len() > MAX_VALUE_LEN => {
+            Err(_) if value.len() > limits.value_len => {
                 if clean {
                     Added::Overflow
                 } else {
@@ -372,7 +381,7 @@ impl ValueSet {
                 }
             }
             Err(mut i) => {
-                if self.values.len() >= MAX_VALUES {
+                if self.values.len() >= limits.values {
                     // Make room by forgetting the least trusted value not yet trusted: an
                     // attacker's values, which then have to start over.
                     let evict = self
@@ -402,12 +411,17 @@ impl ValueSet {
     }
 
     /// A set imported from a reviewed baseline: each value with whether it is known; stable
-    /// sets start stable under `stable_after`.
-    pub fn seeded(values: impl IntoIterator<Item = (String, Trust)>, stable: bool, stable_after: f64) -> Self {
+    /// sets start stable under `stable_after`. At most `max_values` are kept.
+    pub fn seeded(
+        values: impl IntoIterator<Item = (String, Trust)>,
+        stable: bool,
+        stable_after: f64,
+        max_values: usize,
+    ) -> Self {
         let mut values: Vec<(Box<str>, Trust)> = values.into_iter().map(|(v, t)| (v.into_boxed_str(), t)).collect();
         values.sort_by(|a, b| a.0.cmp(&b.0));
         values.dedup_by(|a, b| a.0 == b.0);
-        values.truncate(MAX_VALUES);
+        values.truncate(max_values);
         ValueSet {
             values,
             since_new: if stable { stable_after } else { 0.0 },
@@ -621,10 +635,22 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    const L: Limits = Limits {
+        tools: 1_000,
+        keys_per_tool: 64,
+        keys: 4_096,
+        values: 32,
+        value_len: 64,
+        path_len: 128,
+        depth: 8,
+        markers: 100,
+        marker_len: 200,
+    };
+
     #[track_caller]
     fn check_flatten(params: Value, expect: &[&str]) {
         let mut actual = Vec::new();
-        flatten(&params, |path, leaf| actual.push(format!("{path}={leaf:?}")));
+        flatten(&params, &L, |path, leaf| actual.push(format!("{path}={leaf:?}")));
         assert_eq!(actual, expect);
     }
 
@@ -678,17 +704,35 @@ mod tests {
             deep = json!({ "d": deep });
         }
         let mut leaves = 0;
-        flatten(&deep, |_, _| leaves += 1);
-        assert_eq!(leaves, 0, "a leaf deeper than MAX_DEPTH is not visited");
+        flatten(&deep, &L, |_, _| leaves += 1);
+        assert_eq!(leaves, 0, "a leaf deeper than L.depth is not visited");
         let mut shallow = json!(1);
-        for _ in 0..MAX_DEPTH {
+        for _ in 0..L.depth {
             shallow = json!({ "d": shallow });
         }
         let mut paths = Vec::new();
-        flatten(&shallow, |p, _| paths.push(p.to_owned()));
-        assert_eq!(paths, [["d"; MAX_DEPTH].join(".")]);
-        let long = "k".repeat(MAX_PATH_LEN + 1);
+        flatten(&shallow, &L, |p, _| paths.push(p.to_owned()));
+        assert_eq!(paths, [["d"; L.depth].join(".")]);
+        let long = "k".repeat(L.path_len + 1);
         check_flatten(json!({ long: 1, "ok": 2 }), &["ok=Number(2.0)"]);
+    }
+
+    #[test]
+    fn the_policys_limits_set_depth_path_and_value_lengths() {
+        let limits = Limits {
+            depth: 2,
+            path_len: 5,
+            value_len: 3,
+            ..L
+        };
+        let params = json!({"a": {"b": {"c": 1}, "d": "xyz"}, "longkey": 1, "v": "long"});
+        let mut paths = Vec::new();
+        flatten(&params, &limits, |p, _| paths.push(p.to_owned()));
+        assert_eq!(paths, ["a.d", "v"], "a.b.c is 3 deep, longkey 7 bytes");
+        let mut p = ParamsBaseline::default();
+        p.observe(&params, 0, 1.0, &limits, usize::MAX);
+        assert_eq!(p.path("a.d").unwrap().kind(), "category", "3 bytes is kept");
+        assert_eq!(p.path("v").unwrap().kind(), "text", "4 bytes makes it free text");
     }
 
     #[test]
@@ -697,12 +741,16 @@ mod tests {
         for i in 0..1_000 {
             let params = json!({ format!("key_{i}"): format!("value {i} {}", "x".repeat(i % 100)),
                                  "free": format!("v{i}"), "n": i });
-            p.observe(&params, i as i64, 1.0);
+            p.observe(&params, i as i64, 1.0, &L, usize::MAX);
         }
-        assert_eq!(p.paths().count(), MAX_PATHS);
-        assert!(p.is_full());
+        assert_eq!(p.paths().count(), L.keys_per_tool);
+        assert_eq!(p.observe(&json!({"one_more": 1}), 0, 1.0, &L, usize::MAX), (0, 1));
+        let mut q = ParamsBaseline::default();
+        let three = json!({"a": 1, "b": 2, "c": 3});
+        assert_eq!(q.observe(&three, 0, 1.0, &L, 2), (2, 1), "the tenant's room is used up");
+        assert_eq!(q.len(), 2);
         let free = p.path("free").unwrap();
-        assert_eq!(free.kind(), "text", "more than MAX_VALUES distinct values is free text");
+        assert_eq!(free.kind(), "text", "more than L.values distinct values is free text");
         assert!(free.values.is_none());
         assert!(p.heap_bytes() < 64 * 1024, "{} bytes", p.heap_bytes());
     }
@@ -710,38 +758,43 @@ mod tests {
     #[test]
     fn a_full_value_set_makes_room_by_forgetting_untrusted_values() {
         let mut set = ValueSet::default();
-        for i in 0..MAX_VALUES {
-            assert_eq!(set.add(&format!("v{i}"), 0, 1.0), Added::Kept);
+        for i in 0..3 {
+            let expect = if i < 2 { Added::Kept } else { Added::Overflow };
+            assert_eq!(set.add(&format!("v{i}"), 0, 1.0, &Limits { values: 2, ..L }), expect);
+        }
+        let mut set = ValueSet::default();
+        for i in 0..L.values {
+            assert_eq!(set.add(&format!("v{i}"), 0, 1.0, &L), Added::Kept);
         }
         assert_eq!(
-            set.add("attack-1", 1, 0.1),
+            set.add("attack-1", 1, 0.1, &L),
             Added::Dropped,
             "nothing untrusted to forget"
         );
         let mut set = ValueSet::default();
-        for i in 0..MAX_VALUES - 1 {
-            set.add(&format!("v{i}"), 0, 1.0);
+        for i in 0..L.values - 1 {
+            set.add(&format!("v{i}"), 0, 1.0, &L);
         }
-        assert_eq!(set.add("attack-1", 1, 0.1), Added::Kept);
-        assert_eq!(set.add("attack-2", 1, 0.1), Added::Kept);
+        assert_eq!(set.add("attack-1", 1, 0.1, &L), Added::Kept);
+        assert_eq!(set.add("attack-2", 1, 0.1, &L), Added::Kept);
         assert!(set.get("attack-1").is_none() && set.get("attack-2").is_some());
-        assert_eq!(set.len(), MAX_VALUES);
-        assert_eq!(set.add("legit-new", 2, 1.0), Added::Kept, "evicts attack-2");
-        assert_eq!(set.add("legit-newer", 2, 1.0), Added::Overflow);
+        assert_eq!(set.len(), L.values);
+        assert_eq!(set.add("legit-new", 2, 1.0, &L), Added::Kept, "evicts attack-2");
+        assert_eq!(set.add("legit-newer", 2, 1.0, &L), Added::Overflow);
     }
 
     #[test]
     fn flagged_values_do_not_unsettle_a_stable_set() {
         let mut set = ValueSet::default();
         for i in 0..60 {
-            set.add(["open", "closed"][i % 2], 0, 1.0);
+            set.add(["open", "closed"][i % 2], 0, 1.0, &L);
         }
         assert!(set.is_stable(50.0));
         for i in 0..20 {
-            set.add(&format!("evil-{i}"), 1, 0.1);
+            set.add(&format!("evil-{i}"), 1, 0.1, &L);
         }
         assert!(set.is_stable(50.0));
-        set.add("merged", 2, 1.0);
+        set.add("merged", 2, 1.0, &L);
         assert!(!set.is_stable(50.0));
     }
 
@@ -784,7 +837,13 @@ mod tests {
     #[test]
     fn redacted_strings_are_not_learned() {
         let mut p = ParamsBaseline::default();
-        p.observe(&json!({"token": "[REDACTED:github_token:0123456789abcdef]"}), 0, 1.0);
+        p.observe(
+            &json!({"token": "[REDACTED:github_token:0123456789abcdef]"}),
+            0,
+            1.0,
+            &L,
+            usize::MAX,
+        );
         let token = p.path("token").unwrap();
         assert_eq!(token.samples, 1);
         assert_eq!(token.kind(), "empty");

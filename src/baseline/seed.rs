@@ -7,7 +7,8 @@
 //! between first and last seen; quartile markers between the quartiles are interpolated;
 //! known things are trusted as of the last-seen hour.
 
-use super::params::{CLASSES, MAX_VALUE_LEN, ParamsBaseline, ParamsConfig, PathStats, TextShape, ValueSet};
+use super::limits::Limits;
+use super::params::{CLASSES, ParamsBaseline, ParamsConfig, PathStats, TextShape, ValueSet};
 use super::rate::{RateBaseline, RateConfig, minute_of};
 use super::stats::NumberStats;
 use super::summary::{BaselineSummary, NumberView, ParamSummary, RateView, ToolSummary};
@@ -16,9 +17,6 @@ use super::{NOT_A_DISCOVERY, TenantBaseline, ToolBaseline};
 use crate::event::ToolName;
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
-
-/// Most tools one imported baseline may hold.
-pub const MAX_TOOLS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("{field}: {message}")]
@@ -36,14 +34,26 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> SeedError {
 }
 
 /// The learned state `summary` describes. `rate_config` is the policy's (thresholds are
-/// precomputed with it); `params` says how many samples make a value set stable.
+/// precomputed with it); `params` says how many samples make a value set stable; `limits`
+/// are the tenant's bounds, which an import may not exceed any more than learning does.
 pub fn seeded(
     summary: &BaselineSummary,
     rate_config: RateConfig,
     params: &ParamsConfig,
+    limits: &Limits,
 ) -> Result<TenantBaseline, SeedError> {
-    if summary.tools.len() > MAX_TOOLS {
-        return Err(invalid("tools", format!("at most {MAX_TOOLS} tools")));
+    if summary.tools.len() > limits.tools {
+        return Err(invalid(
+            "tools",
+            format!("at most {} tools (limits.tools)", limits.tools),
+        ));
+    }
+    let keys: usize = summary.tools.iter().map(|t| t.params.len()).sum();
+    if keys > limits.keys {
+        return Err(invalid(
+            "tools",
+            format!("at most {} parameters over all tools (limits.keys)", limits.keys),
+        ));
     }
     let (first_seen, last_seen) = seen("", summary.since, summary.last_seen)?;
     let mut tools = BTreeMap::new();
@@ -51,7 +61,7 @@ pub fn seeded(
         let at = format!("tools[{i}]");
         ToolName::parse(&tool.tool).map_err(|e| invalid(format!("{at}.tool"), e.to_string()))?;
         if tools
-            .insert(tool.tool.clone(), seeded_tool(&at, tool, params)?)
+            .insert(tool.tool.clone(), seeded_tool(&at, tool, params, limits)?)
             .is_some()
         {
             return Err(invalid(format!("{at}.tool"), format!("{} appears twice", tool.tool)));
@@ -112,7 +122,18 @@ fn trust(known: bool, hour: i64) -> Trust {
     trust
 }
 
-fn seeded_tool(at: &str, tool: &ToolSummary, config: &ParamsConfig) -> Result<ToolBaseline, SeedError> {
+fn seeded_tool(
+    at: &str,
+    tool: &ToolSummary,
+    config: &ParamsConfig,
+    limits: &Limits,
+) -> Result<ToolBaseline, SeedError> {
+    if tool.params.len() > limits.keys_per_tool {
+        return Err(invalid(
+            format!("{at}.params"),
+            format!("at most {} parameters (limits.keys_per_tool)", limits.keys_per_tool),
+        ));
+    }
     let (first_seen, last_seen) = seen(&format!("{at}."), tool.first_seen, tool.last_seen)?;
     let (minute, hour) = (minute_of(last_seen), hour_of(last_seen));
     let span = span_minutes(first_seen, last_seen);
@@ -125,7 +146,7 @@ fn seeded_tool(at: &str, tool: &ToolSummary, config: &ParamsConfig) -> Result<To
     let error_calls = (error_rate * tool.calls as f64).round() as u64;
     let mut paths = Vec::with_capacity(tool.params.len());
     for (j, p) in tool.params.iter().enumerate() {
-        paths.push(seeded_path(&format!("{at}.params[{j}]"), p, hour, config)?);
+        paths.push(seeded_path(&format!("{at}.params[{j}]"), p, hour, config, limits)?);
     }
     Ok(ToolBaseline {
         rate: RateBaseline::seeded(calls_rate.mean, calls_rate.variance, minute, span, false),
@@ -143,16 +164,25 @@ fn seeded_tool(at: &str, tool: &ToolSummary, config: &ParamsConfig) -> Result<To
             ))
         }),
         trust: trust(tool.known, hour),
-        params: ParamsBaseline::seeded(paths),
+        params: ParamsBaseline::seeded(paths, limits.keys_per_tool),
         failure: None,
         // A reviewed tool map is settled: its tools are no discoveries.
         joined_at: NOT_A_DISCOVERY,
     })
 }
 
-fn seeded_path(at: &str, p: &ParamSummary, hour: i64, config: &ParamsConfig) -> Result<(String, PathStats), SeedError> {
-    if p.path.is_empty() || p.path.len() > super::params::MAX_PATH_LEN || p.path.chars().any(char::is_control) {
-        return Err(invalid(format!("{at}.path"), "a dotted path of 1-128 printable bytes"));
+fn seeded_path(
+    at: &str,
+    p: &ParamSummary,
+    hour: i64,
+    config: &ParamsConfig,
+    limits: &Limits,
+) -> Result<(String, PathStats), SeedError> {
+    if p.path.is_empty() || p.path.len() > limits.path_len || p.path.chars().any(char::is_control) {
+        return Err(invalid(
+            format!("{at}.path"),
+            format!("a dotted path of 1-{} printable bytes", limits.path_len),
+        ));
     }
     let number_stats = p
         .number
@@ -160,20 +190,24 @@ fn seeded_path(at: &str, p: &ParamSummary, hour: i64, config: &ParamsConfig) -> 
         .map(|n| seeded_number(&format!("{at}.number"), n, p.samples))
         .transpose()?;
     let values = match &p.values {
-        Some(v) if v.values.len() > super::params::MAX_VALUES => {
-            return Err(invalid(format!("{at}.values"), "a value set holds at most 32 values"));
+        Some(v) if v.values.len() > limits.values => {
+            return Err(invalid(
+                format!("{at}.values"),
+                format!("a value set holds at most {} values", limits.values),
+            ));
         }
         Some(v) => {
-            if let Some(long) = v.values.iter().find(|v| v.value.len() > MAX_VALUE_LEN) {
+            if let Some(long) = v.values.iter().find(|v| v.value.len() > limits.value_len) {
                 return Err(invalid(
                     format!("{at}.values"),
-                    format!("a value is at most {MAX_VALUE_LEN} bytes ({:.20}…)", long.value),
+                    format!("a value is at most {} bytes ({:.20}…)", limits.value_len, long.value),
                 ));
             }
             Some(Box::new(ValueSet::seeded(
                 v.values.iter().map(|v| (v.value.clone(), trust(v.known, hour))),
                 v.stable,
                 config.stable_after,
+                limits.values,
             )))
         }
         None => None,
@@ -237,7 +271,7 @@ fn seeded_number(at: &str, n: &NumberView, samples: u64) -> Result<NumberStats, 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::baseline::summary::summary;
+    use crate::baseline::summary::{Page, summary};
     use crate::event::{Outcome, TenantId, ToolCallEvent};
     use serde_json::json;
 
@@ -264,9 +298,21 @@ mod tests {
     fn an_imported_summary_reads_back_as_the_same_summary() {
         let tenant = TenantId::parse("acme").unwrap();
         let config = ParamsConfig::default();
-        let learned = summary(&tenant, &history(), false, &config);
-        let imported = seeded(&learned, RateConfig::default(), &config).unwrap();
-        let again = summary(&tenant, &imported, false, &config);
+        let learned = summary(
+            &tenant,
+            &history(),
+            false,
+            (&config, &Limits::default()),
+            &Page::default(),
+        );
+        let imported = seeded(&learned, RateConfig::default(), &config, &Limits::default()).unwrap();
+        let again = summary(
+            &tenant,
+            &imported,
+            false,
+            (&config, &Limits::default()),
+            &Page::default(),
+        );
         assert_eq!(again.tools.len(), 2);
         assert_eq!(again.events_seen, learned.events_seen);
         for (a, b) in again.tools.iter().zip(&learned.tools) {
@@ -302,9 +348,15 @@ mod tests {
     fn check_refused(edit: impl FnOnce(&mut BaselineSummary), field: &str) {
         let tenant = TenantId::parse("acme").unwrap();
         let config = ParamsConfig::default();
-        let mut s = summary(&tenant, &history(), false, &config);
+        let mut s = summary(
+            &tenant,
+            &history(),
+            false,
+            (&config, &Limits::default()),
+            &Page::default(),
+        );
         edit(&mut s);
-        let e = seeded(&s, RateConfig::default(), &config).unwrap_err();
+        let e = seeded(&s, RateConfig::default(), &config, &Limits::default()).unwrap_err();
         assert_eq!(e.field, field, "{e}");
     }
 
@@ -336,12 +388,39 @@ mod tests {
     }
 
     #[test]
+    fn a_file_beyond_the_tenants_limits_is_refused() {
+        let tenant = TenantId::parse("acme").unwrap();
+        let config = ParamsConfig::default();
+        let s = summary(
+            &tenant,
+            &history(),
+            false,
+            (&config, &Limits::default()),
+            &Page::default(),
+        );
+        let refused = |limits: Limits| seeded(&s, RateConfig::default(), &config, &limits).unwrap_err().field;
+        let l = Limits::default();
+        assert_eq!(refused(Limits { tools: 1, ..l }), "tools");
+        assert_eq!(refused(Limits { keys: 5, ..l }), "tools");
+        assert_eq!(refused(Limits { keys_per_tool: 2, ..l }), "tools[0].params");
+        assert_eq!(refused(Limits { value_len: 5, ..l }), "tools[0].params[2].values");
+        assert_eq!(refused(Limits { path_len: 4, ..l }), "tools[0].params[0].path");
+        assert!(seeded(&s, RateConfig::default(), &config, &Limits { keys: 6, ..l }).is_ok());
+    }
+
+    #[test]
     fn known_things_are_trusted_and_unknown_ones_are_not() {
         let tenant = TenantId::parse("acme").unwrap();
         let config = ParamsConfig::default();
-        let mut s = summary(&tenant, &history(), false, &config);
+        let mut s = summary(
+            &tenant,
+            &history(),
+            false,
+            (&config, &Limits::default()),
+            &Page::default(),
+        );
         s.tools[0].known = false;
-        let b = seeded(&s, RateConfig::default(), &config).unwrap();
+        let b = seeded(&s, RateConfig::default(), &config, &Limits::default()).unwrap();
         assert!(!b.tool(&s.tools[0].tool).unwrap().trust().is_trusted());
         assert!(b.tool(&s.tools[1].tool).unwrap().trust().is_trusted());
         assert!(!b.is_learning(&crate::baseline::Warmup {

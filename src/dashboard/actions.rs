@@ -8,7 +8,7 @@
 
 use super::error::PageError;
 use crate::app::AppState;
-use crate::baseline::{self, ParamSummary, TenantBaseline, Warmup};
+use crate::baseline::{self, BoundsView, Page, ParamSummary, TenantBaseline, Warmup};
 use crate::event::TenantId;
 use crate::respond;
 use crate::store;
@@ -198,7 +198,14 @@ pub struct BaselineView {
     pub events_seen: u64,
     pub since: Option<DateTime<Utc>>,
     pub last_seen: Option<DateTime<Utc>>,
+    /// This page's tools, in name order.
     pub tools: Vec<ToolView>,
+    /// Every tool learned, on every page.
+    pub tools_total: usize,
+    /// Cursors of the pages after and before this one.
+    pub next_cursor: Option<String>,
+    pub prev_cursor: Option<String>,
+    pub bounds: BoundsView,
     pub suppressions: Vec<SuppressionView>,
 }
 
@@ -236,20 +243,28 @@ pub struct SuppressionView {
     pub reason: String,
 }
 
-/// The tenant's baseline as the shard that owns it holds it now (the same view as
-/// `GET /v1/tenants/{id}/baseline`), with each tool's alert threshold and sensitive flag under
-/// the tenant's policy, and its open suppressions.
-pub async fn baseline(app: &AppState, tenant: &TenantId) -> Result<BaselineView, ActionError> {
+/// One page of the tenant's baseline as the shard that owns it holds it now (the same view
+/// as `GET /v1/tenants/{id}/baseline`), with each tool's alert threshold and sensitive flag
+/// under the tenant's policy, and its open suppressions.
+pub async fn baseline(app: &AppState, tenant: &TenantId, page: Page) -> Result<BaselineView, ActionError> {
     let answer = app
         .router
-        .baseline(tenant)
+        .baseline(tenant, page.clone())
         .map_err(|_| ActionError::Internal(anyhow::anyhow!("the tenant's shard is overloaded")))?;
     let policy = &crate::app::current_policy(&app.policy);
     let config = policy.detect_for(tenant);
     let summary = answer
         .await
         .map_err(|_| ActionError::Internal(anyhow::anyhow!("shard worker stopped")))?
-        .unwrap_or_else(|| baseline::summary(tenant, &TenantBaseline::default(), true, &config.params));
+        .unwrap_or_else(|| {
+            baseline::summary(
+                tenant,
+                &TenantBaseline::default(),
+                true,
+                (&config.params, &config.limits),
+                &page,
+            )
+        });
     let rate = &config.rate;
     let tools = summary
         .tools
@@ -273,6 +288,10 @@ pub async fn baseline(app: &AppState, tenant: &TenantId) -> Result<BaselineView,
         since: summary.since,
         last_seen: summary.last_seen,
         tools,
+        tools_total: summary.tools_total,
+        next_cursor: summary.next_cursor,
+        prev_cursor: summary.prev_cursor,
+        bounds: summary.bounds,
         suppressions: store::suppressions::open(&app.pool, Some(tenant))
             .await?
             .into_iter()

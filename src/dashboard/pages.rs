@@ -87,6 +87,16 @@ impl Filters {
         }
     }
 
+    /// A baseline page's cursor (ours: a tool name in hex), as the tool name it stands for.
+    fn tool_cursor(&self, name: &str) -> Result<Option<String>, PageError> {
+        self.get(name)
+            .map(|c| {
+                crate::baseline::tool_of_cursor(c)
+                    .ok_or_else(|| PageError::Invalid("The page cursor is not valid.".into()))
+            })
+            .transpose()
+    }
+
     fn cursor(&self) -> Result<Option<String>, PageError> {
         match self.get("cursor") {
             None => Ok(None),
@@ -787,6 +797,12 @@ struct TenantPage {
     last_seen: String,
     open_incidents: Vec<IncidentRow>,
     tools: Vec<ToolRow>,
+    tools_total: usize,
+    /// Links to the next and previous pages of the tool map, built from our own cursors.
+    next_href: Option<String>,
+    prev_href: Option<String>,
+    /// The tenant's bounds that kept something out, as sentences.
+    bounds: Vec<String>,
     hours: i64,
     charts: Vec<ChartView>,
     params: Vec<ParamRow>,
@@ -794,17 +810,25 @@ struct TenantPage {
     bindings: Vec<BindingView>,
 }
 
-/// `GET /tenants/{id}`: the tenant and its learned baseline.
+/// `GET /tenants/{id}?after=|before=`: the tenant and one page of its learned baseline
+/// ([`PAGE`] tools, in name order).
 pub async fn tenant(
     State(app): State<AppState>,
     session: Session,
     Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let id = TenantId::parse(&id).map_err(|_| PageError::NotFound("tenant"))?;
+    let filters = Filters(q);
+    let page = crate::baseline::Page {
+        after: filters.tool_cursor("after")?,
+        before: filters.tool_cursor("before")?,
+        limit: PAGE as usize,
+    };
     let tenant = store::tenants::get(&app.pool, &id)
         .await?
         .ok_or(PageError::NotFound("tenant"))?;
-    let baseline = actions::baseline(&app, &id).await?;
+    let baseline = actions::baseline(&app, &id, page).await?;
     let open = store::incidents::list(
         &app.pool,
         &IncidentFilter {
@@ -821,7 +845,8 @@ pub async fn tenant(
     let minutes = (CHART_HOURS * 60) as usize;
     let start = now - Duration::minutes(CHART_HOURS * 60);
     let mut activity: BTreeMap<String, Vec<u64>> = BTreeMap::new();
-    for (tool, minute, count) in store::dashboard::tool_activity(&app.pool, &id, start).await? {
+    let page_tools: Vec<String> = baseline.tools.iter().map(|t| t.tool.clone()).collect();
+    for (tool, minute, count) in store::dashboard::tool_activity(&app.pool, &id, start, &page_tools).await? {
         let i = (minute - start).num_minutes() as usize;
         if i < minutes {
             activity.entry(tool).or_insert_with(|| vec![0; minutes])[i] += count as u64;
@@ -889,7 +914,28 @@ pub async fn tenant(
             })
         })
         .collect();
+    let tenant_href = format!("/tenants/{id}");
+    let cursor_link =
+        |name: &str, cursor: &Option<String>| cursor.as_deref().map(|c| link(&tenant_href, &[(name, Some(c))]));
+    let bound = |b: &crate::baseline::BoundView, what: &str, field: &str| {
+        (b.not_learned > 0).then(|| {
+            format!(
+                "{} of {} {what} learned, the bound (limits.{field}): {} not learned.",
+                b.learned, b.limit, b.not_learned
+            )
+        })
+    };
     let page = TenantPage {
+        next_href: cursor_link("after", &baseline.next_cursor),
+        prev_href: cursor_link("before", &baseline.prev_cursor),
+        tools_total: baseline.tools_total,
+        bounds: [
+            bound(&baseline.bounds.tools, "tools", "tools"),
+            bound(&baseline.bounds.keys, "parameter paths", "keys"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         layout: session.layout("tenants"),
         can_act: session.can_act(),
         learning: baseline.learning,

@@ -15,6 +15,7 @@
 //! lower the weight an event is learned with, which keeps the baseline a function of the log
 //! and the policy alone.
 
+mod cardinality;
 pub mod cross_tenant;
 mod error_burst;
 mod novel_tool;
@@ -27,7 +28,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::baseline::params::ParamsConfig;
-use crate::baseline::{RateConfig, TenantBaseline, Warmup};
+use crate::baseline::{Limits, RateConfig, TenantBaseline, Warmup};
 use crate::event::ToolCallEvent;
 
 pub use cross_tenant::{RefusedEvent, TenantMarkers, cross_tenant_ingest};
@@ -56,10 +57,13 @@ pub enum Detector {
     SecretInPayload,
     /// An ingest token used to post an event naming another tenant.
     CrossTenantIngest,
+    /// A tenant reached a bound of its learned state (distinct tools, parameter paths): what
+    /// lies beyond is not learned.
+    CardinalityExceeded,
 }
 
 impl Detector {
-    pub const ALL: [Detector; 9] = [
+    pub const ALL: [Detector; 10] = [
         Detector::RateSpike,
         Detector::ErrorBurst,
         Detector::NovelTool,
@@ -69,6 +73,7 @@ impl Detector {
         Detector::CrossTenantReference,
         Detector::SecretInPayload,
         Detector::CrossTenantIngest,
+        Detector::CardinalityExceeded,
     ];
 
     /// The name used in policy files, the database, metrics labels and alerts.
@@ -83,6 +88,7 @@ impl Detector {
             Detector::CrossTenantReference => "cross_tenant_reference",
             Detector::SecretInPayload => "secret_in_payload",
             Detector::CrossTenantIngest => "cross_tenant_ingest",
+            Detector::CardinalityExceeded => "cardinality_exceeded",
         }
     }
 
@@ -168,10 +174,13 @@ pub struct DetectConfig {
     pub params: ParamsConfig,
     /// Tools declared known (never novel) or sensitive (critical when novel).
     pub tools: Declarations,
+    /// Bounds on what the tenant can make Vigil learn (`cardinality_exceeded` beyond them).
+    pub limits: Limits,
 }
 
 /// Compares `event` with `baseline` as it stood *before* the event: call this, then
-/// `baseline.observe(event, weight)` with a reduced weight if any finding came back.
+/// `baseline.observe_within(event, weight, &config.limits)` with a reduced weight if any
+/// finding came back.
 pub fn detect(baseline: &TenantBaseline, event: &ToolCallEvent, config: &DetectConfig) -> Vec<Finding> {
     // No allocation unless something is found: the common case stays cheap.
     let mut findings = Vec::new();
@@ -179,7 +188,8 @@ pub fn detect(baseline: &TenantBaseline, event: &ToolCallEvent, config: &DetectC
     rate_spike::check(baseline, learned, event, &config.rate, &mut findings);
     error_burst::check(learned, event, &config.rate, &mut findings);
     novel_tool::check(baseline, learned, event, config, &mut findings);
-    params::check(learned, event, &config.params, &mut findings);
+    let unknown_paths = params::check(baseline, learned, event, config, &mut findings);
+    cardinality::check(baseline, learned, event, &config.limits, unknown_paths, &mut findings);
     findings
 }
 

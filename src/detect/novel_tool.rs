@@ -72,6 +72,11 @@ pub(super) fn check(
     if config.tools.known(tool).is_some() {
         return;
     }
+    // A tool map at its bound learns no new tool: `cardinality_exceeded` reports that once,
+    // where this would fire on every call of every invented name.
+    if prior.is_none() && baseline.tool_count() >= config.limits.tools {
+        return;
+    }
     // A tool map still growing: a tenant's agents show their rarer tools over its first
     // hours, and a tool not called yet is not news until the map has gone `stable_after`
     // calls without a new one (declared tools are not discoveries). Asked only of a tool that

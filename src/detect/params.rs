@@ -13,12 +13,12 @@
 
 use std::fmt::Write;
 
-use super::{Detector, Finding, Severity, count};
-use crate::baseline::ToolBaseline;
+use super::{DetectConfig, Detector, Finding, Severity, count};
 use crate::baseline::params::{
     CLASSES, Leaf, ParamsConfig, PathStats, TextShape, class_names, classes_of, flatten, is_redacted,
 };
 use crate::baseline::trust::hour_of;
+use crate::baseline::{TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 
 /// Value findings per call at most: a call with a hundred odd values is one story, and the
@@ -29,29 +29,36 @@ const MAX_KEYS_NAMED: usize = 5;
 /// Characters of an agent's value quoted in an explanation at most.
 const MAX_QUOTED: usize = 64;
 
-/// `learned` is the event's tool in the baseline, if the tenant has called it before.
+/// `learned` is the event's tool in the baseline, if the tenant has called it before. Returns
+/// how many of the event's paths the tool has not learned (`None` for a tool not learned).
 pub(super) fn check(
+    baseline: &TenantBaseline,
     learned: Option<&ToolBaseline>,
     event: &ToolCallEvent,
-    config: &ParamsConfig,
+    config: &DetectConfig,
     out: &mut Vec<Finding>,
-) {
+) -> Option<usize> {
     // A tool never called has no parameters to compare with; `novel_tool` speaks for it.
-    let Some(tool) = learned else {
-        return;
-    };
+    let tool = learned?;
+    let (limits, config) = (&config.limits, &config.params);
     let params = tool.params();
     let hour = hour_of(event.timestamp);
-    // A tool not trusted yet is `novel_tool`'s story: its keys are as new as it is.
-    let keys_judged = tool.calls() >= config.key_warmup_calls && !params.is_full() && tool.trust().is_trusted();
+    // A tool not trusted yet is `novel_tool`'s story: its keys are as new as it is. Keys that
+    // could not be learned are `cardinality_exceeded`'s, once, not a finding on every call.
+    let keys_judged = tool.calls() >= config.key_warmup_calls
+        && params.len() < limits.keys_per_tool
+        && baseline.key_count() < limits.keys
+        && tool.trust().is_trusted();
     let mut new_keys: Vec<String> = Vec::new();
     let mut new_key_count = 0;
+    let mut unknown = 0;
     let mut value_findings = 0;
     let mut hint = 0;
-    flatten(&event.params, |path, leaf| {
+    flatten(&event.params, limits, |path, leaf| {
         let stats = match params.path_after(path, &mut hint) {
             Some(stats) if stats.key.is_trusted() => stats,
             seen => {
+                unknown += usize::from(seen.is_none());
                 if keys_judged && !seen.is_some_and(|s| s.key.judged_in(hour)) {
                     new_key_count += 1;
                     if new_keys.len() < MAX_KEYS_NAMED {
@@ -77,6 +84,7 @@ pub(super) fn check(
             new_key_count,
         ));
     }
+    Some(unknown)
 }
 
 fn judge(

@@ -172,6 +172,11 @@ pub async fn read_body(headers: &HeaderMap, body: Body) -> Result<axum::body::By
 
 /// Redacts validated events and hands them to the tenant's shard worker; returns once they
 /// are durable and detected. Every ingest route (JSON events, OTLP traces) ends here.
+///
+/// The wait for the worker's answer is bounded by the database timeout: past it the caller
+/// gets a 503 with `Retry-After` while the batch stays queued. If it commits later, the
+/// client's retry of the same events is an idempotent duplicate (`duplicate` in its answer),
+/// so nothing is lost or counted twice.
 pub async fn submit(
     app: &AppState,
     caller: &IngestTenant,
@@ -192,7 +197,18 @@ pub async fn submit(
             reply,
         })
         .map_err(|_| ApiError::overloaded())?;
-    Ok(answer.await.map_err(|_| ApiError::internal("shard worker stopped"))??)
+    match tokio::time::timeout(app.config.database_timeout, answer).await {
+        Ok(answer) => Ok(answer.map_err(|_| ApiError::internal("shard worker stopped"))??),
+        Err(_) => {
+            app.metrics.database_timeouts.with_label_values(&["ingest"]).inc();
+            tracing::warn!(tenant.id = %caller.tenant, "A batch was not confirmed durable within the database timeout");
+            Err(ApiError::unavailable(
+                "ingest_timeout",
+                "the batch was not confirmed durable in time; retry it with the same event ids",
+                2,
+            ))
+        }
+    }
 }
 
 /// Redacts every free-text field an agent controls; the tool name is an identifier and kept.

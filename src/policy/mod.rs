@@ -4,13 +4,13 @@
 //! `baselines/tenants/<tenant>.toml` and hands the text in.
 //!
 //! A tenant's file is merged over the default: its `[tools]` declarations add to the global
-//! ones, and each `[detectors.<name>]` it names, and its `[warmup]`, override the default's
-//! field by field.
+//! ones, each `[detectors.<name>]` it names overrides the default rule field by field, its
+//! `[warmup]` the default's key by key, and each `[limits]` bound it gives replaces the default's.
 
 pub mod suppress;
 
-use crate::baseline::Warmup;
 use crate::baseline::params::ParamsConfig;
+use crate::baseline::{Limits, Warmup};
 use crate::detect::{Declarations, DetectConfig, Detector, Finding, Severity};
 use crate::event::TenantId;
 use serde::{Deserialize, Serialize};
@@ -97,6 +97,7 @@ pub struct TenantPolicyView {
     pub detectors: std::collections::BTreeMap<&'static str, Rule>,
     pub tools: Declarations,
     pub warmup: Warmup,
+    pub limits: Limits,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +167,8 @@ struct PolicyFile {
     #[serde(default)]
     tools: Declarations,
     #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
     detectors: HashMap<String, Rule>,
 }
 
@@ -175,6 +178,8 @@ struct PolicyFile {
 struct TenantFile {
     #[serde(default)]
     tools: Declarations,
+    #[serde(default)]
+    limits: LimitsOverride,
     #[serde(default)]
     detectors: HashMap<String, RuleOverride>,
     #[serde(default)]
@@ -188,6 +193,37 @@ struct TenantFile {
 struct WarmupOverride {
     min_events: Option<u64>,
     min_span_minutes: Option<i64>,
+}
+
+/// A tenant file's `[limits]`: any bound it gives replaces the default's.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsOverride {
+    tools: Option<usize>,
+    keys_per_tool: Option<usize>,
+    keys: Option<usize>,
+    values: Option<usize>,
+    value_len: Option<usize>,
+    path_len: Option<usize>,
+    depth: Option<usize>,
+    markers: Option<usize>,
+    marker_len: Option<usize>,
+}
+
+impl LimitsOverride {
+    fn over(self, base: Limits) -> Limits {
+        Limits {
+            tools: self.tools.unwrap_or(base.tools),
+            keys_per_tool: self.keys_per_tool.unwrap_or(base.keys_per_tool),
+            keys: self.keys.unwrap_or(base.keys),
+            values: self.values.unwrap_or(base.values),
+            value_len: self.value_len.unwrap_or(base.value_len),
+            path_len: self.path_len.unwrap_or(base.path_len),
+            depth: self.depth.unwrap_or(base.depth),
+            markers: self.markers.unwrap_or(base.markers),
+            marker_len: self.marker_len.unwrap_or(base.marker_len),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -215,6 +251,8 @@ pub enum PolicyError {
     UnknownDetector(String),
     #[error("invalid policy: {0}")]
     Value(&'static str),
+    #[error("invalid policy: {0} is out of range (see baselines/default.toml)")]
+    Limit(&'static str),
 }
 
 /// A finding with no rule is alerted on: silence must be chosen, not defaulted to.
@@ -244,6 +282,9 @@ impl Policy {
         if !(file.params.stable_after >= 0.0 && file.params.stable_after.is_finite()) {
             return Err(PolicyError::Value("params.stable_after must not be negative"));
         }
+        if let Some(field) = file.limits.invalid() {
+            return Err(PolicyError::Limit(field));
+        }
         let mut rules = HashMap::new();
         for (name, rule) in file.detectors {
             let detector = Detector::parse(&name).ok_or(PolicyError::UnknownDetector(name))?;
@@ -253,6 +294,7 @@ impl Policy {
             warmup: file.warmup,
             params: file.params,
             tools: file.tools,
+            limits: file.limits,
             ..DetectConfig::default()
         };
         detect.rate.alpha = file.rate.alpha;
@@ -284,12 +326,17 @@ impl Policy {
                 },
             );
         }
+        let limits = file.limits.over(self.detect.limits);
+        if let Some(field) = limits.invalid() {
+            return Err(PolicyError::Limit(field));
+        }
         let detect = DetectConfig {
             tools: self.detect.tools.merged(&file.tools),
             warmup: Warmup {
                 min_events: file.warmup.min_events.unwrap_or(self.warmup.min_events),
                 min_span_minutes: file.warmup.min_span_minutes.unwrap_or(self.warmup.min_span_minutes),
             },
+            limits,
             ..self.detect.clone()
         };
         self.tenants.insert(tenant, TenantPolicy { detect, rules });
@@ -311,6 +358,7 @@ impl Policy {
                 .collect(),
             tools: detect.tools.clone(),
             warmup: detect.warmup,
+            limits: detect.limits,
         }
     }
 
@@ -457,6 +505,7 @@ mod tests {
                 "cross_tenant_reference: rotate tool",
                 "secret_in_payload: rotate tool",
                 "cross_tenant_ingest: alert tenant",
+                "cardinality_exceeded: alert tenant high",
             ]
         );
         assert_eq!(policy.detect.warmup, policy.warmup);
@@ -537,6 +586,33 @@ mod tests {
         ] {
             assert!(policy.add_tenant(acme(), bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn limits_come_from_the_policy_and_a_tenant_file_overrides_each_bound() {
+        let mut policy = default_policy();
+        assert_eq!(policy.detect.limits, Limits::default(), "the file states the defaults");
+        policy.add_tenant(acme(), "[limits]\ntools = 20\nmarkers = 5").unwrap();
+        let limits = policy.detect_for(&acme()).limits;
+        assert_eq!(
+            (limits.tools, limits.markers, limits.keys),
+            (20, 5, Limits::default().keys)
+        );
+        assert_eq!(policy.tenant_view(&acme()).limits, limits);
+        assert_eq!(
+            policy.detect_for(&TenantId::parse("globex").unwrap()).limits,
+            Limits::default()
+        );
+        let err = policy
+            .add_tenant(acme(), "[limits]\ntools = 0")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.tools"), "{err}");
+        let err = policy.add_tenant(acme(), "[limits]\ntool = 5").unwrap_err().to_string();
+        assert!(err.contains("tool"), "{err}");
+        let text = include_str!("../../baselines/default.toml").replace("keys_per_tool = 64", "keys_per_tool = 0");
+        let err = Policy::from_toml(&text).unwrap_err().to_string();
+        assert!(err.contains("limits.keys_per_tool"), "{err}");
     }
 
     #[test]

@@ -216,20 +216,22 @@ pub async fn evidence(pool: &PgPool, tenant: &TenantId, event_ids: &[String]) ->
     .await
 }
 
-/// Calls per (tool, minute) of the tenant since `since`, in event time; minutes aligned to
-/// `since`.
+/// Calls per (tool, minute) of the tenant's `tools` since `since`, in event time; minutes
+/// aligned to `since`. Only the tools asked for: a tenant may have called thousands.
 pub async fn tool_activity(
     pool: &PgPool,
     tenant: &TenantId,
     since: DateTime<Utc>,
+    tools: &[String],
 ) -> sqlx::Result<Vec<(String, DateTime<Utc>, i64)>> {
     sqlx::query_as(
         "select tool, date_bin(interval '1 minute', ts, $2) as minute, count(*)
-         from events where tenant_id = $1 and ts >= $2
+         from events where tenant_id = $1 and ts >= $2 and tool = any($3)
          group by 1, 2 order by 1, 2",
     )
     .bind(tenant.as_ref())
     .bind(since)
+    .bind(tools)
     .fetch_all(pool)
     .await
 }

@@ -22,13 +22,52 @@ use std::time::Duration;
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connects, failing fast with a message that names the URL's host when Postgres is not there.
-pub async fn connect(url: &secrecy::SecretString) -> anyhow::Result<PgPool> {
+/// A caller then waits at most `acquire_timeout` for a pool connection
+/// (`sqlx::Error::PoolTimedOut` after it), so a stalled database cannot hold requests forever.
+pub async fn connect(url: &secrecy::SecretString, acquire_timeout: Duration) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(16)
-        .acquire_timeout(Duration::from_secs(5))
+        .acquire_timeout(acquire_timeout)
         .connect(url.expose_secret())
         .await
         .context("Failed to connect to Postgres (check VIGIL_DATABASE_URL)")
+}
+
+/// What `/readyz` reports of the database.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    /// The events table, which every ingest appends to, answered a read within the bound.
+    pub database: bool,
+    pub migrations: bool,
+}
+
+/// Probes the database within `within`: a connection, a read of the events table (it waits behind an
+/// exclusive lock on the table, as ingest's commits do), and the migrations. Postgres itself
+/// cancels the statement at the bound, so a probe never leaves a connection stuck behind a lock.
+pub async fn readiness(pool: &PgPool, within: Duration) -> Readiness {
+    let probe = async {
+        let mut tx = pool.begin().await?;
+        sqlx::query(&format!("set local statement_timeout = {}", within.as_millis().max(1)))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("select 1 from events limit 1").execute(&mut *tx).await?;
+        let applied: i64 = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.rollback().await?;
+        Ok::<_, sqlx::Error>(applied as usize >= MIGRATOR.iter().count())
+    };
+    // The outer bound covers what the statement timeout cannot: the acquire, and a partition.
+    match tokio::time::timeout(within + within / 2, probe).await {
+        Ok(Ok(migrations)) => Readiness {
+            database: true,
+            migrations,
+        },
+        _ => Readiness {
+            database: false,
+            migrations: false,
+        },
+    }
 }
 
 /// Whether every migration this binary knows has been applied.

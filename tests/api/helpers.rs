@@ -83,6 +83,8 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         webhook_secret: None,
         alert_expiry_minutes: 24 * 60,
         cookie_secure: false,
+        database_timeout: std::time::Duration::from_secs(2),
+        http: vigil::config::HttpLimits::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod alerts;
 mod backends;
+mod bounds;
 mod browser;
 mod canary;
 mod conformance;
@@ -10,6 +11,7 @@ mod detectors;
 mod faults;
 mod helpers;
 mod ingest;
+mod limits;
 mod openapi;
 mod otlp;
 mod process;

@@ -73,6 +73,11 @@ impl Service {
         panic!("vigil serve did not become ready in 10 s");
     }
 
+    /// The process id, e.g. to read its memory from `/proc/<pid>/status`.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// `GET path` with the admin token; asserts 200.
     pub async fn admin_json(&self, path: &str) -> serde_json::Value {
         let r = reqwest::Client::new()
