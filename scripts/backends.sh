@@ -63,6 +63,11 @@ MOTO_SPEC="moto[server]==5.2.5"
 OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2")
 # the API contract test (tests/api/schemathesis.rs) fuzzes the served OpenAPI with it
 SCHEMATHESIS_SPEC="schemathesis==4.32.5"
+# the conformance suite (tests/conformance/agent.py) runs a LangChain agent offline under each
+# instrumentation family, pinned: OpenInference, OpenLLMetry, OpenTelemetry GenAI
+CONFORMANCE_SPECS=("langchain-core==1.8.1" "langchain==1.5.0" "langgraph==1.2.22"
+  "openinference-instrumentation-langchain==0.1.80" "opentelemetry-instrumentation-langchain==0.62.4"
+  "opentelemetry-instrumentation-genai-langchain==1.3b0")
 VAULT_PORT=${BACKENDS_VAULT_PORT:-18200}
 PG_PORT=${BACKENDS_PG_PORT:-5432}
 MOTO_PORT=${BACKENDS_MOTO_PORT:-15000}
@@ -488,6 +493,7 @@ case $CMD in
     in_list vault "$SERVICES" && specs+=("$OPENBAO_SPEC")
     in_list moto "$SERVICES" && specs+=("$MOTO_SPEC")
     specs+=("${OTEL_SPECS[@]}" "$SCHEMATHESIS_SPEC")
+    specs+=("${CONFORMANCE_SPECS[@]}")
     ensure_venv "${specs[@]}"
     for s in $SERVICES; do
       case $s in

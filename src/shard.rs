@@ -675,7 +675,7 @@ impl Worker {
     fn summary(&self, tenant: &TenantId, page: &Page) -> Option<BaselineSummary> {
         let state = self.tenants.get(tenant)?;
         let policy = self.pipeline.current_policy();
-        let learning = state.baseline.is_learning(&policy.warmup);
+        let learning = state.baseline.is_learning(&policy.warmup_for(tenant));
         let config = policy.detect_for(tenant);
         Some(baseline::summary(
             tenant,
@@ -805,7 +805,7 @@ impl Worker {
         if findings.is_empty() {
             return Ok(outcome);
         }
-        let learning = state.baseline.is_learning(&policy.warmup);
+        let learning = state.baseline.is_learning(&policy.warmup_for(&batch.tenant));
         let decided: Vec<(Finding, Action, crate::policy::Scope)> = findings
             .into_iter()
             .map(|mut f| {

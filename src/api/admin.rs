@@ -124,6 +124,7 @@ async fn policy_view(app: &AppState, tenant: &TenantId) -> Result<Json<Value>, A
         "policy": stored,
         "detectors": view.detectors,
         "tools": view.tools,
+        "warmup": view.warmup,
         "limits": view.limits,
     })))
 }

@@ -283,7 +283,7 @@ pub async fn baseline(app: &AppState, tenant: &TenantId, page: Page) -> Result<B
         .collect();
     Ok(BaselineView {
         learning: summary.learning,
-        warmup: policy.warmup,
+        warmup: config.warmup,
         events_seen: summary.events_seen,
         since: summary.since,
         last_seen: summary.last_seen,

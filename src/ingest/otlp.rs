@@ -13,7 +13,8 @@
 //!
 //! The mapping ([`decode`], [`foreign_tenant`], [`map_request`]) is pure. Spans are
 //! classified by their attributes, never by their names: each instrumentation family
-//! (OpenTelemetry GenAI, OpenInference, OpenLLMetry, MCP) names tool spans differently.
+//! (OpenTelemetry GenAI, OpenInference, OpenLLMetry, MCP, Vercel AI SDK) names tool spans
+//! differently: `docs/otlp-mapping.md` is the table.
 
 use super::{MAX_BODY_BYTES, MAX_EVENTS, event_limits, read_body, submit};
 use crate::api::error::ApiError;
@@ -43,10 +44,45 @@ const MAX_REASONS: usize = 5;
 /// absurdly deep tree an attacker could send.
 const MAX_ANCESTORS: usize = 64;
 
-/// Tool name attributes, most specific first: GenAI and MCP, OpenInference, OpenLLMetry.
-const TOOL_NAME_KEYS: [&str; 3] = ["gen_ai.tool.name", "tool.name", "traceloop.entity.name"];
-const SESSION_KEYS: [&str; 3] = ["gen_ai.conversation.id", "session.id", "mcp.session.id"];
-const AGENT_KEYS: [&str; 2] = ["gen_ai.agent.id", "gen_ai.agent.name"];
+/// Tool name attributes, most specific first: GenAI and MCP, Vercel AI SDK, OpenInference,
+/// OpenLLMetry.
+const TOOL_NAME_KEYS: [&str; 4] = [
+    "gen_ai.tool.name",
+    "ai.toolCall.name",
+    "tool.name",
+    "traceloop.entity.name",
+];
+const SESSION_KEYS: [&str; 5] = [
+    "gen_ai.conversation.id",
+    "session.id",
+    "mcp.session.id",
+    "traceloop.association.properties.session_id",
+    "ai.telemetry.metadata.sessionId",
+];
+/// A stable name before a per-run id: OpenLLMetry's `gen_ai.agent.id` is a fresh UUID per
+/// run, and an agent that is a new "agent" every run never has its retries recognised.
+const AGENT_KEYS: [&str; 5] = [
+    "gen_ai.agent.name",
+    "agent.name",
+    "traceloop.workflow.name",
+    "ai.telemetry.functionId",
+    "gen_ai.agent.id",
+];
+/// OpenInference span kinds that are provably not a tool call, whatever else they carry.
+const NOT_TOOL_KINDS: [&str; 7] = [
+    "LLM",
+    "EMBEDDING",
+    "RETRIEVER",
+    "RERANKER",
+    "PROMPT",
+    "GUARDRAIL",
+    "EVALUATOR",
+];
+/// The argument name given to a one-argument input whose tool declares no schema in the
+/// trace: LangChain's own name for a tool's single input.
+const SINGLE_INPUT_NAME: &str = "input";
+/// Keys of LangChain's tool-start callback envelope, which OpenLLMetry records whole.
+const ENVELOPE_KEYS: [&str; 5] = ["input_str", "tags", "metadata", "inputs", "kwargs"];
 
 /// The two OTLP/HTTP encodings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -246,13 +282,30 @@ pub fn map_request(request: &ExportTraceServiceRequest, limits: &EventLimits) ->
     mapped
 }
 
-/// A span is a tool call when any family's marker says so.
+/// A span is a tool call when any family's marker says so. OpenInference labels a tool
+/// whose name contains "agent" `AGENT` (LangChain), so there a `tool.name` decides unless the
+/// kind proves otherwise (a model, retriever, embedding... span) — and a GenAI tool call id
+/// or tool type beside it overrules even that.
 pub fn is_tool_call(attrs: &[KeyValue]) -> bool {
     text_is(attrs, "gen_ai.operation.name", "execute_tool")
-        || text_is(attrs, "openinference.span.kind", "TOOL")
         || text_is(attrs, "traceloop.span.kind", "tool")
         || text_is(attrs, "mcp.method.name", "tools/call")
+        || text_is(attrs, "ai.operationId", "ai.toolCall")
         || attr(attrs, "gen_ai.tool.name").is_some()
+        || attr(attrs, "ai.toolCall.name").is_some()
+        || (text(attrs, "tool.name").is_some()
+            && (attr(attrs, "gen_ai.tool.call.id").is_some() || attr(attrs, "gen_ai.tool.type").is_some()))
+        || openinference_tool(attrs)
+}
+
+fn openinference_tool(attrs: &[KeyValue]) -> bool {
+    if text_is(attrs, "openinference.span.kind", "TOOL") {
+        return true;
+    }
+    let provably_not = NOT_TOOL_KINDS
+        .iter()
+        .any(|kind| text_is(attrs, "openinference.span.kind", kind));
+    !provably_not && text(attrs, "tool.name").is_some()
 }
 
 /// The spans of one export by (trace id, span id), to find a tool call's invoking agent.
@@ -269,6 +322,13 @@ impl<'a> SpanTree<'a> {
                 .or_insert(*span);
         }
         SpanTree { by_id }
+    }
+
+    /// The span's parent, when it is in this export.
+    fn parent(&self, span: &Span) -> Option<&'a Span> {
+        self.by_id
+            .get(&(span.trace_id.as_slice(), span.parent_span_id.as_slice()))
+            .copied()
     }
 
     /// The nearest `invoke_agent` ancestor present in this export.
@@ -295,10 +355,9 @@ fn to_event(span: &Span, tree: &SpanTree, limits: &EventLimits) -> Result<ToolCa
     let refuse = |what: &str| format!("span {id}: {what}");
     valid_id(&span.trace_id, 16).ok_or_else(|| refuse("traceId must be 16 bytes and not all zero"))?;
     let attrs = &span.attributes;
-    let tool = TOOL_NAME_KEYS
-        .iter()
-        .find_map(|k| text(attrs, k))
-        .ok_or_else(|| refuse("no tool name (gen_ai.tool.name, tool.name or traceloop.entity.name)"))?;
+    let tool = TOOL_NAME_KEYS.iter().find_map(|k| text(attrs, k)).ok_or_else(|| {
+        refuse("no tool name (gen_ai.tool.name, ai.toolCall.name, tool.name or traceloop.entity.name)")
+    })?;
     let start = i64::try_from(span.start_time_unix_nano)
         .ok()
         .filter(|ns| *ns > 0)
@@ -309,16 +368,16 @@ fn to_event(span: &Span, tree: &SpanTree, limits: &EventLimits) -> Result<ToolCa
 
     let error_type = text(attrs, "error.type");
     let failed = span.status.as_ref().is_some_and(|s| s.code == SpanStatus::Error as i32);
-    let outcome = if failed || error_type.is_some() {
+    let outcome = if failed || error_type.is_some() || handled_error(attrs) {
         "error"
     } else {
         "success"
     };
     let agent_span = tree.invoking_agent(span);
+    // Key by key, the span's own before its agent's: a name anywhere beats a per-run id.
     let from_span_or_agent = |keys: &[&str]| {
         keys.iter()
-            .find_map(|k| text(attrs, k))
-            .or_else(|| agent_span.and_then(|a| keys.iter().find_map(|k| text(&a.attributes, k))))
+            .find_map(|k| text(attrs, k).or_else(|| agent_span.and_then(|a| text(&a.attributes, k))))
     };
 
     // Through the `/v1/events` shape, so an event from a span is held to exactly the rules of
@@ -328,7 +387,7 @@ fn to_event(span: &Span, tree: &SpanTree, limits: &EventLimits) -> Result<ToolCa
         "event_id": id,
         "timestamp": start.to_rfc3339_opts(SecondsFormat::Nanos, true),
         "tool": tool,
-        "params": arguments(attrs),
+        "params": arguments(attrs, &tool, tree.parent(span)),
         "outcome": outcome,
     });
     let optional = [
@@ -372,24 +431,44 @@ fn otlp_field(field: &str) -> String {
     }
 }
 
-/// The call's arguments as an object, from the first attribute that carries them:
-/// GenAI `gen_ai.tool.call.arguments` (object, kvlist or JSON text), OpenInference
-/// `input.value` (JSON text; `tool.parameters` there is the tool's schema, not the call's
-/// arguments), OpenLLMetry `traceloop.entity.input`. Absent arguments (they are opt-in in
-/// most SDKs) are `{}`. Arguments that are JSON but not an object are kept under `_args`;
-/// text that is not JSON is kept under `_raw` and flagged `"_unparsed": true`.
-pub fn arguments(attrs: &[KeyValue]) -> Value {
+/// The call's arguments as an object, from the first attribute that carries them (the
+/// table in `docs/otlp-mapping.md`):
+/// - GenAI `gen_ai.tool.call.arguments` (object, kvlist or JSON text). OpenLLMetry's
+///   LangChain instrumentation puts the whole callback envelope there (`input_str`, `tags`,
+///   `metadata`, `inputs`, `kwargs`): it is unwrapped to `inputs`, the tool's own arguments.
+/// - Vercel AI SDK `ai.toolCall.args` (v4) or `ai.toolCall.input` (v5), JSON text.
+/// - OpenInference `input.value`. A one-argument tool's input is the bare value; it is named
+///   after the tool's declared schema (`single_argument_name`).
+/// - OpenLLMetry `traceloop.entity.input` (the same envelope, or its `@tool` decorator's
+///   `{"args": [], "kwargs": {…}}`, which becomes the kwargs).
+///
+/// Absent arguments (they are opt-in in most SDKs) are `{}`. Other JSON that is not an object
+/// is kept under `_args`; text that is not JSON under `_raw`, flagged `"_unparsed": true`.
+/// `tool.parameters` is the tool's schema, never the call's arguments.
+pub fn arguments(attrs: &[KeyValue], tool: &str, parent: Option<&Span>) -> Value {
     if let Some(v) = attr(attrs, "gen_ai.tool.call.arguments") {
         return match v {
-            any_value::Value::StringValue(s) => arguments_from_text(s),
-            other => as_object(to_json(other)),
+            any_value::Value::StringValue(s) => unwrap_envelope(arguments_from_text(s)),
+            other => unwrap_envelope(as_object(to_json(other))),
         };
     }
+    if let Some(s) = ["ai.toolCall.args", "ai.toolCall.input"]
+        .iter()
+        .find_map(|k| text(attrs, k))
+    {
+        return arguments_from_text(&s);
+    }
     if let Some(any_value::Value::StringValue(s)) = attr(attrs, "input.value") {
-        return arguments_from_text(s);
+        return match serde_json::from_str::<Value>(s) {
+            Ok(Value::Object(obj)) => Value::Object(obj),
+            _ if s.trim().is_empty() => Value::Object(Map::new()),
+            Ok(Value::Null) => Value::Object(Map::new()),
+            Ok(value) => single_argument(attrs, tool, parent, value),
+            Err(_) => single_argument(attrs, tool, parent, Value::String(s.clone())),
+        };
     }
     if let Some(any_value::Value::StringValue(s)) = attr(attrs, "traceloop.entity.input") {
-        return unwrap_traceloop(arguments_from_text(s));
+        return unwrap_traceloop(unwrap_envelope(arguments_from_text(s)));
     }
     Value::Object(Map::new())
 }
@@ -412,6 +491,64 @@ fn as_object(v: Value) -> Value {
     }
 }
 
+/// `{name: value}` for a one-argument tool's bare input.
+fn single_argument(attrs: &[KeyValue], tool: &str, parent: Option<&Span>, value: Value) -> Value {
+    let name = single_argument_name(attrs, tool, parent).unwrap_or_else(|| SINGLE_INPUT_NAME.to_owned());
+    let mut obj = Map::new();
+    obj.insert(name, value);
+    Value::Object(obj)
+}
+
+/// The one argument's name, from the first that declares exactly one: the span's
+/// `tool.parameters` or `tool.json_schema` (a JSON schema, bare or as an OpenAI function
+/// definition), else the parent span's `input.value` when it is the call that ran this tool
+/// (LangGraph's `ToolNode` records `{"tool_call": {"name", "args": {…}}}`).
+fn single_argument_name(attrs: &[KeyValue], tool: &str, parent: Option<&Span>) -> Option<String> {
+    let from_schema = ["tool.parameters", "tool.json_schema"].iter().find_map(|k| {
+        let schema: Value = serde_json::from_str(&text(attrs, k)?).ok()?;
+        let properties = schema
+            .pointer("/properties")
+            .or_else(|| schema.pointer("/function/parameters/properties"))
+            .or_else(|| schema.pointer("/parameters/properties"))?;
+        only_key(properties)
+    });
+    from_schema.or_else(|| {
+        let input = text(&parent?.attributes, "input.value")?;
+        let call: Value = serde_json::from_str(&input).ok()?;
+        let call = call.get("tool_call")?;
+        (call.get("name")?.as_str()? == tool).then_some(())?;
+        only_key(call.get("args")?)
+    })
+}
+
+fn only_key(v: &Value) -> Option<String> {
+    match v.as_object()? {
+        obj if obj.len() == 1 => obj.keys().next().cloned(),
+        _ => None,
+    }
+}
+
+/// LangChain's tool-start callback envelope, as OpenLLMetry records it, becomes the tool's
+/// arguments: `inputs` (a dict input), else `input_str` (a plain string input, which is named
+/// [`SINGLE_INPUT_NAME`] unless it is a JSON object). Only `inputs` or `input_str` is kept, so
+/// a secret in the arguments is seen once, and none of the per-call ids and LangGraph
+/// internals in `metadata`, `tags` and `kwargs` become parameters.
+fn unwrap_envelope(v: Value) -> Value {
+    let Value::Object(mut obj) = v else { return v };
+    let is_envelope = obj.contains_key("input_str") && obj.keys().all(|k| ENVELOPE_KEYS.contains(&k.as_str()));
+    if !is_envelope {
+        return Value::Object(obj);
+    }
+    match (obj.remove("inputs"), obj.remove("input_str")) {
+        (Some(inputs @ Value::Object(_)), _) => inputs,
+        (_, Some(Value::String(s))) => match serde_json::from_str::<Value>(&s) {
+            Ok(Value::Object(args)) => Value::Object(args),
+            _ => json!({ SINGLE_INPUT_NAME: s }),
+        },
+        _ => Value::Object(Map::new()),
+    }
+}
+
 /// OpenLLMetry's `@tool` decorator records `{"args": [...], "kwargs": {...}}`; a call made
 /// with keyword arguments only is its kwargs, so it matches the other families' shape.
 fn unwrap_traceloop(v: Value) -> Value {
@@ -422,6 +559,27 @@ fn unwrap_traceloop(v: Value) -> Value {
         return obj.remove("kwargs").unwrap_or_default();
     }
     Value::Object(obj)
+}
+
+/// Whether the tool's recorded result says it failed although the span's status does not:
+/// LangChain turns a handled tool error into a `ToolMessage` with `"status": "error"`
+/// (OpenInference `output.value`, OpenLLMetry `gen_ai.tool.call.result` /
+/// `traceloop.entity.output`), and an MCP `CallToolResult` carries `"isError": true`.
+fn handled_error(attrs: &[KeyValue]) -> bool {
+    ["output.value", "gen_ai.tool.call.result", "traceloop.entity.output"]
+        .iter()
+        .filter_map(|k| text(attrs, k))
+        .filter(|s| s.contains("error") || s.contains("isError"))
+        .filter_map(|s| serde_json::from_str::<Value>(&s).ok())
+        .any(|v| {
+            let message = v
+                .pointer("/output/kwargs")
+                .or_else(|| v.pointer("/data"))
+                .or_else(|| v.pointer("/kwargs"))
+                .unwrap_or(&v);
+            message.get("status").and_then(Value::as_str) == Some("error")
+                || v.get("isError").and_then(Value::as_bool) == Some(true)
+        })
 }
 
 /// An attribute value as JSON: kvlists become objects, bytes hex, non-finite doubles null.
@@ -785,9 +943,315 @@ mod tests {
         assert_eq!(ids, ["000000000000a005", "000000000000a006"]);
     }
 
+    /// Maps `spans` (span 1 of the test trace is the root), failing on any rejection.
+    #[track_caller]
+    fn events_of(spans: Vec<Span>) -> Vec<ToolCallEvent> {
+        let mapped = map_request(&request(spans), &limits());
+        assert_eq!(mapped.rejected, Vec::<String>::new());
+        mapped.events
+    }
+
+    #[test]
+    fn an_openinference_span_with_a_tool_name_is_a_tool_call_unless_its_kind_proves_otherwise() {
+        let oi = |n: u8, kind: &str, extra: Vec<KeyValue>| {
+            let mut attributes = vec![
+                s("openinference.span.kind", kind),
+                s("tool.name", "ask_support_agent"),
+                s("input.value", r#"{"question": "hi"}"#),
+            ];
+            attributes.extend(extra);
+            span(n, None, "ask_support_agent", attributes)
+        };
+        let spans = vec![
+            // LangChain's instrumentor labels a tool whose name contains "agent" AGENT.
+            oi(1, "AGENT", vec![]),
+            oi(2, "TOOL", vec![]),
+            oi(3, "LLM", vec![]),
+            oi(4, "RETRIEVER", vec![]),
+            oi(5, "EMBEDDING", vec![]),
+            oi(6, "LLM", vec![s("gen_ai.tool.call.id", "call_1")]),
+            span(7, None, "agent", vec![s("openinference.span.kind", "AGENT")]),
+        ];
+        let mapped = map_request(&request(spans), &limits());
+        let ids: Vec<&str> = mapped.events.iter().map(|e| e.event_id.as_ref()).collect();
+        assert_eq!(ids, ["000000000000a001", "000000000000a002", "000000000000a006"]);
+        assert_eq!(mapped.events[0].params, json!({"question": "hi"}));
+        assert_eq!(mapped.ignored, 4);
+    }
+
+    #[test]
+    fn a_one_argument_input_gets_the_arguments_own_name() {
+        let tool = |n: u8, parent: Option<u8>, input: &str, extra: Vec<KeyValue>| {
+            // Extra attributes first: the first of two with one key is the one read.
+            let mut attributes = extra;
+            attributes.extend([
+                s("openinference.span.kind", "TOOL"),
+                s("tool.name", "get_weather"),
+                s("input.value", input),
+            ]);
+            span(n, parent, "tool", attributes)
+        };
+        // LangGraph's ToolNode step, the tool span's parent, records the call it ran.
+        let step = |n: u8, tool: &str, args: Value| {
+            span(
+                n,
+                None,
+                "tools",
+                vec![
+                    s("openinference.span.kind", "CHAIN"),
+                    s(
+                        "input.value",
+                        &json!({"__type": "tool_call_with_context", "state": {"messages": []},
+                                "tool_call": {"name": tool, "args": args, "id": "call_1"}})
+                        .to_string(),
+                    ),
+                ],
+            )
+        };
+        let events = events_of(vec![
+            tool(
+                2,
+                None,
+                "Paris",
+                vec![s(
+                    "tool.parameters",
+                    r#"{"type": "object", "properties": {"city": {"type": "string"}}}"#,
+                )],
+            ),
+            tool(
+                3,
+                None,
+                "Paris",
+                vec![s(
+                    "tool.json_schema",
+                    r#"{"type": "function", "function": {"name": "get_weather", "parameters": {"properties": {"city": {}}}}}"#,
+                )],
+            ),
+            step(10, "get_weather", json!({"city": "Paris"})),
+            tool(4, Some(10), "Paris", vec![]),
+            step(11, "lookup_invoice", json!({"invoice_id": 1001})),
+            tool(5, Some(11), "1001", vec![s("tool.name", "lookup_invoice")]),
+            // No schema anywhere, or one that names several arguments: the convention.
+            tool(6, None, "Paris", vec![]),
+            tool(
+                7,
+                None,
+                "Paris",
+                vec![s("tool.parameters", r#"{"properties": {"city": {}, "unit": {}}}"#)],
+            ),
+            // A parent that ran another tool says nothing about this one.
+            step(12, "get_time", json!({"zone": "UTC"})),
+            tool(8, Some(12), "Paris", vec![]),
+            tool(9, None, r#"["a", "b"]"#, vec![]),
+        ]);
+        let params: Vec<Value> = events.into_iter().map(|e| e.params).collect();
+        assert_eq!(
+            params,
+            [
+                json!({"city": "Paris"}),
+                json!({"city": "Paris"}),
+                json!({"city": "Paris"}),
+                json!({"invoice_id": 1001}),
+                json!({"input": "Paris"}),
+                json!({"input": "Paris"}),
+                json!({"input": "Paris"}),
+                json!({"input": ["a", "b"]}),
+            ]
+        );
+    }
+
+    /// OpenLLMetry's LangChain tool span, as `opentelemetry-instrumentation-langchain` 0.62
+    /// records it under a LangGraph agent.
+    fn openllmetry_tool(n: u8, parent: Option<u8>, arguments: &str) -> Span {
+        span(
+            n,
+            parent,
+            "execute_tool get_weather",
+            vec![
+                s("traceloop.workflow.name", "triage"),
+                s("traceloop.association.properties.session_id", "sess-1"),
+                s("traceloop.association.properties.langgraph_step", "2"),
+                s("traceloop.span.kind", "tool"),
+                s("traceloop.entity.name", "get_weather"),
+                s("gen_ai.operation.name", "execute_tool"),
+                s("gen_ai.tool.name", "get_weather"),
+                s("gen_ai.tool.type", "function"),
+                s("traceloop.entity.input", arguments),
+                s("gen_ai.tool.call.arguments", arguments),
+            ],
+        )
+    }
+
+    #[test]
+    fn openllmetrys_callback_envelope_becomes_the_tools_own_arguments() {
+        let envelope = |inputs: Value, input_str: &str| {
+            json!({"input_str": input_str, "tags": ["seq:step:1"],
+                   "metadata": {"session_id": "sess-1", "langgraph_step": 2, "langgraph_node": "tools",
+                                "langgraph_checkpoint_ns": "tools:25eb2dbe-6c46-137a-776a-a87e8aacef2f"},
+                   "inputs": inputs, "kwargs": {"color": "green", "name": null, "tool_call_id": "call_1"}})
+            .to_string()
+        };
+        let mut no_inputs: Value = serde_json::from_str(&envelope(Value::Null, "")).unwrap();
+        no_inputs.as_object_mut().unwrap().remove("inputs");
+        let with_input_str = |s: &str| {
+            let mut e = no_inputs.clone();
+            e["input_str"] = s.into();
+            e.to_string()
+        };
+        let events = events_of(vec![
+            openllmetry_tool(2, None, &envelope(json!({"city": "Paris"}), "{'city': 'Paris'}")),
+            openllmetry_tool(3, None, &with_input_str(r#"{"city": "Oslo"}"#)),
+            openllmetry_tool(4, None, &with_input_str("Lima")),
+            // An object that merely has an input_str among other keys is the tool's own.
+            openllmetry_tool(5, None, r#"{"input_str": "x", "limit": 3}"#),
+        ]);
+        let params: Vec<Value> = events.iter().map(|e| e.params.clone()).collect();
+        assert_eq!(
+            params,
+            [
+                json!({"city": "Paris"}),
+                json!({"city": "Oslo"}),
+                json!({"input": "Lima"}),
+                json!({"input_str": "x", "limit": 3}),
+            ]
+        );
+        for e in &events {
+            assert_eq!(e.session_id.as_deref(), Some("sess-1"));
+            assert_eq!(e.agent_id.as_deref(), Some("triage"));
+        }
+        // The same envelope in traceloop.entity.input alone (an older release).
+        let only_entity_input = vec![
+            s("traceloop.span.kind", "tool"),
+            s("traceloop.entity.name", "get_weather"),
+            s("traceloop.entity.input", &envelope(json!({"city": "Paris"}), "")),
+        ];
+        check_arguments(only_entity_input, json!({"city": "Paris"}));
+    }
+
+    #[test]
+    fn the_agent_is_a_stable_name_before_a_per_run_id() {
+        // OpenLLMetry's workflow span: a fresh gen_ai.agent.id every run, and the agent's name.
+        let run = |n: u8, run_id: &str| {
+            span(
+                n,
+                None,
+                "triage.workflow",
+                vec![
+                    s("gen_ai.operation.name", "invoke_agent"),
+                    s("gen_ai.agent.name", "triage"),
+                    s("gen_ai.agent.id", run_id),
+                ],
+            )
+        };
+        let tool = |n: u8, parent: u8, own: Vec<KeyValue>| {
+            let mut attributes = vec![s("gen_ai.tool.name", "db.query")];
+            attributes.extend(own);
+            span(n, Some(parent), "t", attributes)
+        };
+        let events = events_of(vec![
+            run(1, "01a23b3e-95e1-7390-947d-0b83fced3d91"),
+            run(2, "01a23b3e-95e1-7390-947d-0b83fced3d92"),
+            tool(3, 1, vec![]),
+            tool(4, 2, vec![s("gen_ai.agent.id", "01a23b3e-0000")]),
+            tool(5, 9, vec![s("gen_ai.agent.id", "run-7")]),
+            tool(6, 9, vec![s("agent.name", "planner"), s("gen_ai.agent.id", "run-8")]),
+        ]);
+        let agents: Vec<Option<&str>> = events.iter().map(|e| e.agent_id.as_deref()).collect();
+        assert_eq!(agents, [Some("triage"), Some("triage"), Some("run-7"), Some("planner")]);
+    }
+
+    #[test]
+    fn vercel_ai_sdk_tool_call_spans_are_tool_calls() {
+        let vercel = |n: u8, args_key: &str| {
+            span(
+                n,
+                None,
+                "ai.toolCall",
+                vec![
+                    s("operation.name", "ai.toolCall support-bot"),
+                    s("ai.operationId", "ai.toolCall"),
+                    s("ai.toolCall.name", "getWeather"),
+                    s("ai.toolCall.id", "call_abc"),
+                    s(args_key, r#"{"city": "Paris"}"#),
+                    s("ai.telemetry.functionId", "support-bot"),
+                    s("ai.telemetry.metadata.sessionId", "conv-9"),
+                ],
+            )
+        };
+        let not_a_tool = span(
+            3,
+            None,
+            "ai.generateText",
+            vec![s("ai.operationId", "ai.generateText"), s("ai.prompt", "hi")],
+        );
+        let mapped = map_request(
+            &request(vec![
+                vercel(1, "ai.toolCall.args"),
+                vercel(2, "ai.toolCall.input"),
+                not_a_tool,
+            ]),
+            &limits(),
+        );
+        assert_eq!(mapped.ignored, 1);
+        assert_eq!(mapped.events.len(), 2);
+        for e in &mapped.events {
+            assert_eq!(e.tool.as_ref(), "getWeather");
+            assert_eq!(e.params, json!({"city": "Paris"}));
+            assert_eq!(e.session_id.as_deref(), Some("conv-9"));
+            assert_eq!(e.agent_id.as_deref(), Some("support-bot"));
+        }
+    }
+
+    #[test]
+    fn a_handled_tool_error_recorded_in_the_result_is_an_error() {
+        let outcome = |result_key: &str, result: Value| {
+            let sp = span(
+                2,
+                None,
+                "t",
+                vec![
+                    s("gen_ai.tool.name", "fetch_report"),
+                    s(result_key, &result.to_string()),
+                ],
+            );
+            one_event(sp).outcome
+        };
+        let tool_message = |status: &str| {
+            json!({"type": "tool", "data": {"content": "no report", "type": "tool", "name": "fetch_report",
+                                            "tool_call_id": "call_3", "status": status}})
+        };
+        // OpenInference: the ToolMessage LangChain made of the handled exception.
+        assert_eq!(outcome("output.value", tool_message("error")), Outcome::Error);
+        assert_eq!(outcome("output.value", tool_message("success")), Outcome::Success);
+        // OpenLLMetry: the same message, serialised by LangChain.
+        let serialised = |status: &str| {
+            json!({"output": {"lc": 1, "type": "constructor", "id": ["langchain", "schema", "messages", "ToolMessage"],
+                              "kwargs": {"content": "no report", "type": "tool", "status": status}},
+                   "kwargs": {"name": "fetch_report"}})
+        };
+        assert_eq!(outcome("gen_ai.tool.call.result", serialised("error")), Outcome::Error);
+        assert_eq!(outcome("traceloop.entity.output", serialised("error")), Outcome::Error);
+        assert_eq!(
+            outcome("gen_ai.tool.call.result", serialised("success")),
+            Outcome::Success
+        );
+        // MCP's CallToolResult.
+        assert_eq!(
+            outcome("gen_ai.tool.call.result", json!({"content": [], "isError": true})),
+            Outcome::Error
+        );
+        assert_eq!(
+            outcome(
+                "gen_ai.tool.call.result",
+                json!({"content": [{"type": "text", "text": "error"}], "isError": false})
+            ),
+            Outcome::Success
+        );
+    }
+
     #[track_caller]
     fn check_arguments(attributes: Vec<KeyValue>, expected: Value) {
-        assert_eq!(arguments(&attributes), expected);
+        assert_eq!(arguments(&attributes, "t", None), expected);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! `baselines/tenants/<tenant>.toml` and hands the text in.
 //!
 //! A tenant's file is merged over the default: its `[tools]` declarations add to the global
-//! ones, each `[detectors.<name>]` it names overrides the default rule field by field, and
-//! each `[limits]` bound it gives replaces the default's.
+//! ones, each `[detectors.<name>]` it names overrides the default rule field by field, its
+//! `[warmup]` the default's key by key, and each `[limits]` bound it gives replaces the default's.
 
 pub mod suppress;
 
@@ -96,6 +96,7 @@ pub struct TenantPolicyView {
     pub tenant_override: bool,
     pub detectors: std::collections::BTreeMap<&'static str, Rule>,
     pub tools: Declarations,
+    pub warmup: Warmup,
     pub limits: Limits,
 }
 
@@ -181,6 +182,17 @@ struct TenantFile {
     limits: LimitsOverride,
     #[serde(default)]
     detectors: HashMap<String, RuleOverride>,
+    #[serde(default)]
+    warmup: WarmupOverride,
+}
+
+/// A tenant file's `[warmup]`: any key it gives replaces the default's. A test or staging
+/// tenant may be trusted sooner; a tenant seeded from history may need no warm-up at all.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WarmupOverride {
+    min_events: Option<u64>,
+    min_span_minutes: Option<i64>,
 }
 
 /// A tenant file's `[limits]`: any bound it gives replaces the default's.
@@ -298,6 +310,9 @@ impl Policy {
     /// Merges one tenant's file (`baselines/tenants/<tenant>.toml`) over the default.
     pub fn add_tenant(&mut self, tenant: TenantId, text: &str) -> Result<(), PolicyError> {
         let file: TenantFile = toml::from_str(text)?;
+        if file.warmup.min_span_minutes.is_some_and(|m| m < 0) {
+            return Err(PolicyError::Value("warmup.min_span_minutes must not be negative"));
+        }
         let mut rules = self.rules.clone();
         for (name, o) in file.detectors {
             let detector = Detector::parse(&name).ok_or(PolicyError::UnknownDetector(name))?;
@@ -317,6 +332,10 @@ impl Policy {
         }
         let detect = DetectConfig {
             tools: self.detect.tools.merged(&file.tools),
+            warmup: Warmup {
+                min_events: file.warmup.min_events.unwrap_or(self.warmup.min_events),
+                min_span_minutes: file.warmup.min_span_minutes.unwrap_or(self.warmup.min_span_minutes),
+            },
             limits,
             ..self.detect.clone()
         };
@@ -338,6 +357,7 @@ impl Policy {
                 .map(|d| (d.as_str(), rules.get(d).copied().unwrap_or(UNRULED)))
                 .collect(),
             tools: detect.tools.clone(),
+            warmup: detect.warmup,
             limits: detect.limits,
         }
     }
@@ -345,6 +365,12 @@ impl Policy {
     /// The detectors' parameters for `tenant`, its declarations merged in.
     pub fn detect_for(&self, tenant: &TenantId) -> &DetectConfig {
         self.tenants.get(tenant).map_or(&self.detect, |t| &t.detect)
+    }
+
+    /// The warm-up `tenant` must pass before a finding may rotate: its own `[warmup]`, key by
+    /// key over the default's.
+    pub fn warmup_for(&self, tenant: &TenantId) -> Warmup {
+        self.detect_for(tenant).warmup
     }
 
     /// The action, scope and severity for one finding of `tenant`, in `mode`, still learning
@@ -364,25 +390,43 @@ impl Policy {
     }
 }
 
-/// Glob over tool names: `*` matches any run of characters (dots included), everything else
-/// matches itself. `github.*` matches `github.create_issue`; `*` matches every tool.
+/// The characters agents' tool names separate words with: `github.list_issues`,
+/// `admin_export_all_users`, `delete-user`, `fs/read`, `db:query`, MCP's `server__tool`.
+const SEPARATORS: &[u8] = b"._-/:";
+
+/// Glob over tool names: `*` matches any run of characters (dots included), `~` a word
+/// boundary (one separator of [`SEPARATORS`], or the start or end of the name), everything
+/// else matches itself. `github.*` matches `github.create_issue`; `*` matches every tool;
+/// `*~admin~*` matches `admin.export`, `admin_export_all_users`, `mcp__admin_users` and
+/// `ops/admin`, not `badminton.scores`.
 pub fn glob_matches(pattern: &str, tool: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = tool.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else {
-        return rest.is_empty();
-    };
-    for part in middle {
-        match rest.find(part) {
-            Some(i) => rest = &rest[i + part.len()..],
-            None => return false,
+    let (p, t) = (pattern.as_bytes(), tool.as_bytes());
+    // reach[j]: the pattern so far matches exactly the first j bytes of the tool name.
+    let mut reach = vec![false; t.len() + 1];
+    reach[0] = true;
+    for &c in p {
+        let mut next = vec![false; t.len() + 1];
+        for j in 0..=t.len() {
+            if !reach[j] {
+                continue;
+            }
+            match c {
+                b'*' => next[j..].iter_mut().for_each(|r| *r = true),
+                b'~' => {
+                    if j == 0 || j == t.len() {
+                        next[j] = true;
+                    }
+                    if j < t.len() && SEPARATORS.contains(&t[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+                _ if j < t.len() && t[j] == c => next[j + 1] = true,
+                _ => {}
+            }
         }
+        reach = next;
     }
-    rest.len() >= last.len() && rest.ends_with(last)
+    reach[t.len()]
 }
 
 #[cfg(test)]
@@ -513,6 +557,38 @@ mod tests {
     }
 
     #[test]
+    fn a_tenant_file_may_shorten_its_warmup_key_by_key() {
+        let mut policy = default_policy();
+        let globex = TenantId::parse("globex").unwrap();
+        policy.add_tenant(acme(), "[warmup]\nmin_span_minutes = 0").unwrap();
+        let expected = Warmup {
+            min_events: policy.warmup.min_events,
+            min_span_minutes: 0,
+        };
+        assert_eq!(policy.warmup_for(&acme()), expected);
+        assert_eq!(policy.detect_for(&acme()).warmup, expected, "novel_tool's warm-up too");
+        assert_eq!(policy.tenant_view(&acme()).warmup, expected);
+        assert_eq!(policy.warmup_for(&globex), policy.warmup);
+        policy
+            .add_tenant(acme(), "[warmup]\nmin_events = 5\nmin_span_minutes = 2")
+            .unwrap();
+        assert_eq!(
+            policy.warmup_for(&acme()),
+            Warmup {
+                min_events: 5,
+                min_span_minutes: 2
+            }
+        );
+        for bad in [
+            "[warmup]\nmin_minutes = 1",
+            "[warmup]\nmin_span_minutes = -1",
+            "[warmup]\nmin_events = -1",
+        ] {
+            assert!(policy.add_tenant(acme(), bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn limits_come_from_the_policy_and_a_tenant_file_overrides_each_bound() {
         let mut policy = default_policy();
         assert_eq!(policy.detect.limits, Limits::default(), "the file states the defaults");
@@ -563,6 +639,63 @@ mod tests {
         assert!(Policy::from_toml(&text).is_err());
     }
 
+    /// Tool names as LangChain, LangGraph, MCP servers (`server__tool`), the Vercel AI SDK and
+    /// the OpenAI Agents SDK examples name them: the shipped declarations take the dangerous
+    /// ones, whatever the separator, and leave the everyday ones alone.
+    #[test]
+    fn default_sensitive_declarations_match_real_tool_names() {
+        let policy = default_policy();
+        let sensitive = |tool: &str| policy.detect.tools.sensitive(tool);
+        for tool in [
+            "admin_export_all_users",
+            "admin.export_all_users",
+            "github__delete_repository",
+            "filesystem__delete_file",
+            "delete_user",
+            "deleteUser",
+            "iam_create_access_key",
+            "aws-iam-create-user",
+            "kms/decrypt",
+            "vault_read_secret",
+            "get_secret",
+            "secrets_manager.get_secret_value",
+            "drop_table",
+            "postgres__drop_table",
+            "grant_role",
+            "transfer_funds",
+            "stripe__create_payout",
+            "impersonate_user",
+            "reset_password",
+            "get_aws_credentials",
+            "export_customers_csv",
+        ] {
+            assert!(sensitive(tool).is_some(), "{tool} should be sensitive");
+        }
+        for tool in [
+            "get_weather",
+            "getWeather",
+            "search_orders",
+            "lookup_invoice",
+            "ask_support_agent",
+            "send_email",
+            "tavily_search_results_json",
+            "wikipedia",
+            "github.list_issues",
+            "github__list_issues",
+            "filesystem__read_file",
+            "brave_web_search",
+            "retrieve_documents",
+            "calculator",
+            "badminton_scores",
+            "dropbox_upload",
+            "vaultwarden_status",
+            "diameter_of",
+            "kmsearch",
+        ] {
+            assert_eq!(sensitive(tool), None, "{tool} should not be sensitive");
+        }
+    }
+
     #[test]
     fn globs_match_tool_names() {
         for (pattern, tool, expect) in [
@@ -575,6 +708,15 @@ mod tests {
             ("*.read", "storage.read", true),
             ("*.read", "storage.reader", false),
             ("s*e.*d", "storage.read", true),
+            ("*~admin~*", "admin_export_all_users", true),
+            ("*~admin~*", "mcp__admin_users", true),
+            ("*~admin~*", "ops/admin", true),
+            ("*~admin~*", "admin", true),
+            ("*~admin~*", "badminton.scores", false),
+            ("*~admin~*", "administer", false),
+            ("~a", "a", true),
+            ("a~b", "ab", false),
+            ("é*~x", "é.x", true),
         ] {
             assert_eq!(glob_matches(pattern, tool), expect, "{pattern} vs {tool}");
         }

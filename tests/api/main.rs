@@ -6,6 +6,7 @@ mod bounds;
 mod browser;
 mod canary;
 mod contract;
+mod conformance;
 mod dashboard;
 mod detectors;
 mod events_api;
