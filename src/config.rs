@@ -42,7 +42,16 @@ pub struct Config {
     pub alert_expiry_minutes: i64,
     /// Dashboard cookies carry `Secure`; set when Vigil is reached over TLS.
     pub cookie_secure: bool,
+    /// Where OTLP/gRPC is served (`TraceService/Export`); `None` (empty): not served.
+    pub otlp_grpc_listen: Option<SocketAddr>,
+    /// The largest OTLP request, inflated, either transport.
+    pub otlp_max_bytes: usize,
+    /// OTLP requests read and decoded at once; more are answered "retry shortly".
+    pub otlp_max_requests: usize,
 }
+
+/// The OTLP request size limit the OTLP specification recommends (and the Collector uses).
+pub const DEFAULT_OTLP_MAX_BYTES: usize = 20 * 1024 * 1024;
 
 /// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
@@ -69,6 +78,9 @@ struct FileConfig {
     webhook_secret: Option<String>,
     alert_expiry_minutes: Option<i64>,
     cookie_secure: Option<bool>,
+    otlp_grpc_listen: Option<String>,
+    otlp_max_bytes: Option<usize>,
+    otlp_max_requests: Option<usize>,
 }
 
 impl Config {
@@ -133,6 +145,15 @@ impl Config {
             },
             None => file.cookie_secure.unwrap_or(false),
         };
+        let otlp_grpc_listen = match pick("OTLP_GRPC_LISTEN", file.otlp_grpc_listen) {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("VIGIL_OTLP_GRPC_LISTEN {v:?} is not an address:port"))?,
+            ),
+        };
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
@@ -162,6 +183,9 @@ impl Config {
             )?
             .max(1) as i64,
             cookie_secure,
+            otlp_grpc_listen,
+            otlp_max_bytes: number("OTLP_MAX_BYTES", file.otlp_max_bytes, DEFAULT_OTLP_MAX_BYTES)?.max(1024),
+            otlp_max_requests: number("OTLP_MAX_REQUESTS", file.otlp_max_requests, 4)?.max(1),
         })
     }
 
@@ -221,7 +245,8 @@ impl Config {
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
-             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\n",
+             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\notlp_grpc_listen = {:?}\n\
+             otlp_max_bytes = {}\notlp_max_requests = {}\n",
             mask_url_password(self.database_url.expose_secret()),
             self.listen,
             mask(&self.admin_token),
@@ -241,6 +266,9 @@ impl Config {
             mask(&self.webhook_secret),
             self.alert_expiry_minutes,
             self.cookie_secure,
+            self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default(),
+            self.otlp_max_bytes,
+            self.otlp_max_requests,
         )
     }
 }
@@ -398,6 +426,28 @@ mod tests {
         assert!(printed.contains("aws_region = \"us-east-1\""), "{printed}");
         let proxied = load("", &[("VIGIL_AWS_ENDPOINT_URL", "http://u:proxy-canary@127.0.0.1:1")]).unwrap();
         assert!(!proxied.masked().contains("proxy-canary"));
+    }
+
+    #[test]
+    fn otlp_settings_default_to_the_spec_and_grpc_can_be_turned_off() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.otlp_grpc_listen, Some("127.0.0.1:4317".parse().unwrap()));
+        assert_eq!((c.otlp_max_bytes, c.otlp_max_requests), (20 << 20, 4));
+        assert!(c.masked().contains("otlp_grpc_listen = \"127.0.0.1:4317\""));
+        let c = load(
+            "otlp_grpc_listen = \"0.0.0.0:4317\"",
+            &[
+                ("VIGIL_OTLP_GRPC_LISTEN", ""),
+                ("VIGIL_OTLP_MAX_BYTES", "1048576"),
+                ("VIGIL_OTLP_MAX_REQUESTS", "2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.otlp_grpc_listen, c.otlp_max_bytes, c.otlp_max_requests),
+            (None, 1 << 20, 2)
+        );
+        assert!(load("", &[("VIGIL_OTLP_GRPC_LISTEN", "4317")]).is_err());
     }
 
     #[test]
