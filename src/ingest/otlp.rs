@@ -1342,6 +1342,45 @@ mod tests {
     }
 
     #[test]
+    fn spans_that_are_not_tool_calls_keep_only_their_context() {
+        let prompt = "p".repeat(10_000);
+        let chat = span(
+            3,
+            Some(1),
+            "chat",
+            vec![
+                s("gen_ai.operation.name", "chat"),
+                s("gen_ai.input.messages", &prompt),
+                s("gen_ai.agent.name", "triage"),
+            ],
+        );
+        let tool = span(
+            2,
+            Some(1),
+            "t",
+            vec![
+                s("gen_ai.tool.name", "db.query"),
+                s("gen_ai.tool.call.arguments", &json!({ "q": prompt }).to_string()),
+            ],
+        );
+        let sent = request(vec![agent_run(), chat, tool.clone()]);
+        for body in [sent.encode_to_vec(), serde_json::to_vec(&sent).unwrap()] {
+            let encoding = if body.first() == Some(&b'{') {
+                Encoding::Json
+            } else {
+                Encoding::Protobuf
+            };
+            let decoded = decode(encoding, body.into()).unwrap();
+            let spans = &decoded.resource_spans[0].scope_spans[0].spans;
+            assert_eq!(spans[0], agent_run(), "{encoding:?}: small attributes are context");
+            assert_eq!(spans[2], tool, "{encoding:?}: a tool call is kept whole");
+            let keys: Vec<&str> = spans[1].attributes.iter().map(|kv| kv.key.as_str()).collect();
+            assert_eq!(keys, ["gen_ai.operation.name", "gen_ai.agent.name"], "{encoding:?}");
+            assert_eq!(spans[1].parent_span_id, span_id(1));
+        }
+    }
+
+    #[test]
     fn an_empty_export_decodes_in_either_encoding() {
         for (encoding, body) in [
             (Encoding::Json, &b"{}"[..]),

@@ -11,6 +11,7 @@ mod helpers;
 mod ingest;
 mod openapi;
 mod otlp;
+mod otlp_transport;
 mod process;
 mod response;
 mod restart;

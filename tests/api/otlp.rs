@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 
 /// The venv's Python with the OpenTelemetry SDK: `VIGIL_TEST_PYTHON` (exported by
 /// scripts/backends.sh), else the repo's `.venv`.
-fn python() -> PathBuf {
+pub fn python() -> PathBuf {
     let path = std::env::var_os("VIGIL_TEST_PYTHON")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"));
