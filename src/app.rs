@@ -272,6 +272,10 @@ impl App {
     /// As `build`, on a listener the caller bound (tests bind port 0).
     pub async fn build_with_listener(config: Config, listener: TcpListener) -> anyhow::Result<App> {
         config.check_serve()?;
+        let pool = store::connect(&config.database_url).await?;
+        if !store::migrations_applied(&pool).await {
+            anyhow::bail!("the database schema is not up to date: run `vigil migrate` first");
+        }
         let grpc_listener = match config.otlp_grpc_listen {
             Some(addr) => Some(
                 TcpListener::bind(addr)
@@ -280,10 +284,6 @@ impl App {
             ),
             None => None,
         };
-        let pool = store::connect(&config.database_url).await?;
-        if !store::migrations_applied(&pool).await {
-            anyhow::bail!("the database schema is not up to date: run `vigil migrate` first");
-        }
         let file_policy = Arc::new(load_policy(&config)?);
         let shared_policy: SharedPolicy = Arc::new(std::sync::RwLock::new(file_policy.clone()));
         refresh_policy(&pool, &file_policy, &shared_policy)
