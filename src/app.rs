@@ -34,7 +34,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -69,10 +69,15 @@ pub struct AppState {
     /// Every tenant's open suppressions, shared with the shard workers; see
     /// [`refresh_suppressions`].
     pub suppressions: SharedSuppressions,
+    /// One permit per OTLP request being read and decoded (`VIGIL_OTLP_MAX_REQUESTS`), HTTP
+    /// and gRPC alike: the bound on the memory exports take.
+    pub otlp_permits: Arc<Semaphore>,
 }
 
 pub struct App {
     listener: TcpListener,
+    /// OTLP/gRPC's listener, when `VIGIL_OTLP_GRPC_LISTEN` is set.
+    grpc_listener: Option<TcpListener>,
     state: AppState,
     shards: Vec<JoinHandle<()>>,
     rotation_worker: JoinHandle<()>,
@@ -278,6 +283,14 @@ impl App {
         if !store::migrations_applied(&pool).await {
             anyhow::bail!("the database schema is not up to date: run `vigil migrate` first");
         }
+        let grpc_listener = match config.otlp_grpc_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("Failed to bind {addr} (VIGIL_OTLP_GRPC_LISTEN)"))?,
+            ),
+            None => None,
+        };
         let file_policy = Arc::new(load_policy(&config)?);
         let shared_policy: SharedPolicy = Arc::new(std::sync::RwLock::new(file_policy.clone()));
         refresh_policy(&pool, &file_policy, &shared_policy)
@@ -349,7 +362,9 @@ impl App {
             .redaction_key
             .as_ref()
             .expect("check_serve ensured a redaction key");
+        let otlp_permits = Arc::new(Semaphore::new(config.otlp_max_requests));
         let state = AppState {
+            otlp_permits,
             admin_token_hash: auth::hash_token(admin_token.expose_secret()),
             redactor: Arc::new(Redactor::new(redaction_key.expose_secret().as_bytes())),
             pool,
@@ -368,6 +383,7 @@ impl App {
         };
         Ok(App {
             listener,
+            grpc_listener,
             state,
             shards,
             rotation_worker,
@@ -380,6 +396,13 @@ impl App {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// Where OTLP/gRPC is served, if it is.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_listener
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -389,12 +412,20 @@ impl App {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let App {
             listener,
+            grpc_listener,
             state,
             shards,
             rotation_worker,
             alert_worker,
             stop_workers,
         } = self;
+        // OTLP/gRPC runs beside the HTTP server and stops with it.
+        let (stop_grpc, grpc_stopped) = watch::channel(false);
+        let grpc = grpc_listener.map(|l| tokio::spawn(ingest::grpc::serve(l, state.clone(), grpc_stopped)));
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_grpc.send(true);
+        };
         let accepting = state.accepting.clone();
         let limits = state.config.http.clone();
         let metrics = state.metrics.clone();
@@ -404,6 +435,9 @@ impl App {
             accepting.store(false, Ordering::SeqCst);
         })
         .await;
+        if let Some(grpc) = grpc {
+            grpc.await.context("the OTLP/gRPC server panicked")??;
+        }
         // The router (and so every shard sender) was dropped with the server's state.
         for handle in shards {
             handle.await.context("a shard worker panicked")?;

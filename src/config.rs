@@ -51,6 +51,12 @@ pub struct Config {
     /// Reverse proxies whose `X-Forwarded-For` is believed (CIDRs); the client is the
     /// right-most hop that is not one of them. Empty: the header is ignored.
     pub trusted_proxies: Vec<IpNet>,
+    /// Where OTLP/gRPC is served (`TraceService/Export`); `None` (empty): not served.
+    pub otlp_grpc_listen: Option<SocketAddr>,
+    /// The largest OTLP request, inflated, either transport.
+    pub otlp_max_bytes: usize,
+    /// OTLP requests read and decoded at once; more are answered "retry shortly".
+    pub otlp_max_requests: usize,
 }
 
 /// What a reverse proxy in front of Vigil would enforce; Vigil enforces it itself.
@@ -86,6 +92,9 @@ impl Default for HttpLimits {
     }
 }
 
+/// The OTLP request size limit the OTLP specification recommends (and the Collector uses).
+pub const DEFAULT_OTLP_MAX_BYTES: usize = 20 * 1024 * 1024;
+
 /// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
@@ -119,6 +128,9 @@ struct FileConfig {
     http_body_min_rate: Option<usize>,
     http_request_timeout_secs: Option<usize>,
     trusted_proxies: Option<Vec<String>>,
+    otlp_grpc_listen: Option<String>,
+    otlp_max_bytes: Option<usize>,
+    otlp_max_requests: Option<usize>,
 }
 
 impl Config {
@@ -242,6 +254,15 @@ impl Config {
             .iter()
             .map(|p| parse_network(p))
             .collect::<anyhow::Result<_>>()?;
+        let otlp_grpc_listen = match pick("OTLP_GRPC_LISTEN", file.otlp_grpc_listen) {
+            None => Some(SocketAddr::from(([127, 0, 0, 1], 4317))),
+            Some(v) if v.trim().is_empty() => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse()
+                    .with_context(|| format!("VIGIL_OTLP_GRPC_LISTEN {v:?} is not an address:port"))?,
+            ),
+        };
         Ok(Config {
             database_url: pick("DATABASE_URL", file.database_url)
                 .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
@@ -274,6 +295,9 @@ impl Config {
             database_timeout,
             http,
             trusted_proxies,
+            otlp_grpc_listen,
+            otlp_max_bytes: number("OTLP_MAX_BYTES", file.otlp_max_bytes, DEFAULT_OTLP_MAX_BYTES)?.max(1024),
+            otlp_max_requests: number("OTLP_MAX_REQUESTS", file.otlp_max_requests, 4)?.max(1),
         })
     }
 
@@ -333,7 +357,7 @@ impl Config {
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
-             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\ndatabase_timeout_secs = {}\n\
+             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\notlp_grpc_listen = {:?}\notlp_max_bytes = {}\notlp_max_requests = {}\ndatabase_timeout_secs = {}\n\
              http_max_connections = {}\nhttp_header_timeout_secs = {}\nhttp_idle_timeout_secs = {}\n\
              http_body_timeout_secs = {}\nhttp_body_min_rate = {}\nhttp_request_timeout_secs = {}\ntrusted_proxies = {:?}\n",
             mask_url_password(self.database_url.expose_secret()),
@@ -355,6 +379,9 @@ impl Config {
             mask(&self.webhook_secret),
             self.alert_expiry_minutes,
             self.cookie_secure,
+            self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default(),
+            self.otlp_max_bytes,
+            self.otlp_max_requests,
             self.database_timeout.as_secs(),
             self.http.max_connections,
             self.http.header_timeout.as_secs(),
@@ -562,6 +589,28 @@ mod tests {
         );
         let bad = load("", &[("VIGIL_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
         assert!(bad.to_string().contains("10.0.0.0/33"), "{bad}");
+    }
+
+    #[test]
+    fn otlp_settings_default_to_the_spec_and_grpc_can_be_turned_off() {
+        let c = load("", &[]).unwrap();
+        assert_eq!(c.otlp_grpc_listen, Some("127.0.0.1:4317".parse().unwrap()));
+        assert_eq!((c.otlp_max_bytes, c.otlp_max_requests), (20 << 20, 4));
+        assert!(c.masked().contains("otlp_grpc_listen = \"127.0.0.1:4317\""));
+        let c = load(
+            "otlp_grpc_listen = \"0.0.0.0:4317\"",
+            &[
+                ("VIGIL_OTLP_GRPC_LISTEN", ""),
+                ("VIGIL_OTLP_MAX_BYTES", "1048576"),
+                ("VIGIL_OTLP_MAX_REQUESTS", "2"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.otlp_grpc_listen, c.otlp_max_bytes, c.otlp_max_requests),
+            (None, 1 << 20, 2)
+        );
+        assert!(load("", &[("VIGIL_OTLP_GRPC_LISTEN", "4317")]).is_err());
     }
 
     #[test]

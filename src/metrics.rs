@@ -17,8 +17,12 @@ pub struct Metrics {
     /// the shard's queue: 429) or `shard_full` (503).
     pub shard_refusals: IntCounterVec,
     /// OTLP spans by result: `tool_call` (became an event), `rejected` (a tool call that broke
-    /// an event rule), `ignored` (not a tool call).
+    /// an event rule), `ignored` (not a tool call), `refused` (a tool call in an export refused
+    /// whole after decoding: a full shard queue, which exporters retry, or another tenant).
     pub otlp_spans: IntCounterVec,
+    /// OTLP requests refused, by transport (`http`, `grpc`) and reason (`too_large`,
+    /// `overloaded`, `unauthenticated`, `forbidden`, `malformed`, `unsupported`, `failed`).
+    pub otlp_requests_refused: IntCounterVec,
     pub findings: IntCounterVec,
     /// Findings an open suppression silenced, by detector.
     pub findings_suppressed: IntCounterVec,
@@ -96,8 +100,13 @@ impl Metrics {
             ),
             otlp_spans: counter(
                 "vigil_otlp_spans_received_total",
-                "Spans received on /v1/traces, by result.",
+                "Spans received over OTLP (HTTP and gRPC), by result.",
                 &["result"],
+            ),
+            otlp_requests_refused: counter(
+                "vigil_otlp_requests_refused_total",
+                "OTLP export requests refused (OTLP/HTTP and OTLP/gRPC), by transport and reason.",
+                &["transport", "reason"],
             ),
             findings: counter(
                 "vigil_findings_total",

@@ -3,6 +3,7 @@
 //!
 //! Everything in the body is attacker-controlled. Nothing of a refused batch is stored.
 
+pub mod grpc;
 pub mod otlp;
 
 use crate::api::auth::IngestTenant;

@@ -1,22 +1,33 @@
 //! `POST /v1/traces`: OTLP/HTTP trace export. A runtime already instrumented with
-//! OpenTelemetry points its exporter here; every span that is a tool call becomes a
-//! [`ToolCallEvent`] and takes the same path as `POST /v1/events` (redact, shard, detect).
-//! Other spans (model calls, agent steps, HTTP, databases) are ignored.
+//! OpenTelemetry points its exporter here (or at the OTLP/gRPC listener, [`super::grpc`]);
+//! every span that is a tool call becomes a [`ToolCallEvent`] and takes the same path as
+//! `POST /v1/events` (redact, shard, detect). Other spans (model calls, agent steps, HTTP,
+//! databases) are ignored.
 //!
 //! Protocol (OTLP/HTTP): `application/x-protobuf` or `application/json`, optionally
 //! `Content-Encoding: gzip`, answered in the request's encoding. A tool-call span that breaks
 //! an event rule (bad ids, no tool name, a start outside retention) is counted in
 //! `partialSuccess` and the rest are kept, because an exporter never retries a partial success
 //! and one bad span must not cost the others. A body that does not decode is a 400 (exporters
-//! drop it rather than retry), a full queue a 503 with Retry-After (they retry; span ids are
-//! the event ids, so a re-sent export is stored once).
+//! drop it rather than retry), a full queue or too many exports at once a 503 with Retry-After
+//! (they retry; span ids are the event ids, so a re-sent export is stored once). A body larger
+//! than `VIGIL_OTLP_MAX_BYTES`, inflated, is the spec's 413, which exporters do not retry
+//! (the same bytes would be refused again); the default fits the SDKs' default 512-span
+//! batches of LLM-heavy spans with room to spare.
+//!
+//! Memory: at most `VIGIL_OTLP_MAX_REQUESTS` exports are read and decoded at once, each body
+//! inflated as it arrives into at most `VIGIL_OTLP_MAX_BYTES`; protobuf is decoded one span at
+//! a time and a span that is not a tool call keeps only its ids, times and small attributes
+//! ([`CONTEXT_ATTRIBUTE_BYTES`]), so a batch of prompts and completions is never held decoded.
+//! The permit is released once the spans are mapped, before the events wait for their shard.
 //!
 //! The mapping ([`decode`], [`foreign_tenant`], [`map_request`]) is pure. Spans are
 //! classified by their attributes, never by their names: each instrumentation family
 //! (OpenTelemetry GenAI, OpenInference, OpenLLMetry, MCP, Vercel AI SDK) names tool spans
 //! differently: `docs/otlp-mapping.md` is the table.
 
-use super::{MAX_BODY_BYTES, MAX_EVENTS, event_limits, read_body, submit};
+use super::{MAX_EVENTS, event_limits, submit};
+use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
 use crate::app::AppState;
 use crate::event::{EventLimits, TenantId, ToolCallEvent};
@@ -26,23 +37,29 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat};
+use futures_util::StreamExt;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
-use opentelemetry_proto::tonic::trace::v1::Span;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::io::Read;
+use std::io::Write;
 use std::time::Instant;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Rejection reasons quoted in `partialSuccess.errorMessage`; the count covers the rest.
 const MAX_REASONS: usize = 5;
 /// How far up the parent chain an `invoke_agent` span is looked for; bounds a cyclic or
 /// absurdly deep tree an attacker could send.
 const MAX_ANCESTORS: usize = 64;
+/// The largest attribute (encoded) a span that is not a tool call keeps: labels a tool call
+/// may inherit (agent, session) fit, prompts and completions do not.
+pub const CONTEXT_ATTRIBUTE_BYTES: usize = 1024;
 
 /// Tool name attributes, most specific first: GenAI and MCP, Vercel AI SDK, OpenInference,
 /// OpenLLMetry.
@@ -119,19 +136,42 @@ pub async fn post_traces(State(app): State<AppState>, headers: HeaderMap, body: 
         .and_then(|v| v.to_str().ok())
         .and_then(Encoding::from_content_type);
     let result = export(&app, &headers, encoding, body).await;
-    let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
-        Err(e) if e.status().is_client_error() => "refused",
-        Err(_) => "failed",
-    };
-    app.metrics.ingest_requests.with_label_values(&[outcome]).inc();
-    app.metrics.ingest_duration.observe(started.elapsed().as_secs_f64());
+    let refused = result.as_ref().err().map(|e| grpc_code(e.status()));
+    count_request(&app, "http", refused, started);
     // A request whose encoding is unknown is answered in JSON, like the rest of the API.
     let encoding = encoding.unwrap_or(Encoding::Json);
     match result {
         Ok(response) => success_response(encoding, &response),
         Err(e) => error_response(encoding, &e),
+    }
+}
+
+/// Counts one OTLP request of either transport: `ingest_requests` by outcome and, when it
+/// was refused (`refused` is its gRPC status code), `vigil_otlp_requests_refused_total` by
+/// transport and reason: the figure to alert on, since an exporter drops what it cannot send.
+pub fn count_request(app: &AppState, transport: &'static str, refused: Option<i32>, started: Instant) {
+    let outcome = match refused {
+        None => "accepted",
+        Some(GRPC_UNAVAILABLE) => "overloaded",
+        Some(GRPC_INTERNAL | GRPC_UNKNOWN) => "failed",
+        Some(_) => "refused",
+    };
+    app.metrics.ingest_requests.with_label_values(&[outcome]).inc();
+    app.metrics.ingest_duration.observe(started.elapsed().as_secs_f64());
+    if let Some(code) = refused {
+        let reason = match code {
+            GRPC_RESOURCE_EXHAUSTED => "too_large",
+            GRPC_UNAVAILABLE => "overloaded",
+            GRPC_UNAUTHENTICATED => "unauthenticated",
+            GRPC_PERMISSION_DENIED => "forbidden",
+            GRPC_INVALID_ARGUMENT => "malformed",
+            GRPC_UNIMPLEMENTED => "unsupported",
+            _ => "failed",
+        };
+        app.metrics
+            .otlp_requests_refused
+            .with_label_values(&[transport, reason])
+            .inc();
     }
 }
 
@@ -149,16 +189,36 @@ async fn export(
         )
     })?;
     let gzipped = gzip_encoded(headers)?;
-    let mut bytes = read_body(headers, body).await?;
-    if gzipped {
-        bytes = gunzip(&bytes, MAX_BODY_BYTES)?;
-    }
-    let request = decode(encoding, &bytes)?;
+    let permit = admit(app)?;
+    let bytes = read_body(headers, body, gzipped, app.config.otlp_max_bytes).await?;
+    let request = decode(encoding, bytes)?;
+    accept(app, &caller, request, permit).await
+}
 
+/// A permit to read and decode one export, or 503 + Retry-After when
+/// `VIGIL_OTLP_MAX_REQUESTS` exports are being decoded already: the bound on their memory.
+pub fn admit(app: &AppState) -> Result<OwnedSemaphorePermit, ApiError> {
+    app.otlp_permits
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::overloaded())
+}
+
+/// Maps a decoded export and submits its tool calls: what both transports share. `held`
+/// (the decoding permit) is released, and the request freed, as soon as the spans are mapped.
+pub async fn accept<H>(
+    app: &AppState,
+    caller: &IngestTenant,
+    request: ExportTraceServiceRequest,
+    held: H,
+) -> Result<ExportTraceServiceResponse, ApiError> {
+    let spans = &app.metrics.otlp_spans;
     // An export that speaks for another tenant is refused whole, as in `/v1/events`: it is
     // the signature of a confused or compromised runtime.
     if let Some(at) = foreign_tenant(&request, &caller.tenant) {
         tracing::warn!(tenant.id = %caller.tenant, resource.index = at, "Refused a trace export naming another tenant");
+        let tool_calls = all_spans(&request).filter(|s| is_tool_call(&s.attributes)).count();
+        spans.with_label_values(&["refused"]).inc_by(tool_calls as u64);
         return Err(
             ApiError::forbidden("tenant_mismatch", "the export names a tenant other than the token's")
                 .with_field(format!("resourceSpans[{at}].resource.attributes[tenant.id]")),
@@ -166,10 +226,8 @@ async fn export(
     }
 
     let mapped = map_request(&request, &event_limits(app));
-    let spans = &app.metrics.otlp_spans;
-    spans
-        .with_label_values(&["tool_call"])
-        .inc_by(mapped.events.len() as u64);
+    drop(request);
+    drop(held);
     spans
         .with_label_values(&["rejected"])
         .inc_by(mapped.rejected.len() as u64);
@@ -180,12 +238,27 @@ async fn export(
     let mut events = mapped.events;
     while !events.is_empty() {
         let rest = events.split_off(events.len().min(MAX_EVENTS));
-        submit(app, &caller, events).await?;
+        let chunk = events.len();
+        if let Err(e) = submit(app, caller, events).await {
+            spans
+                .with_label_values(&["refused"])
+                .inc_by((chunk + rest.len()) as u64);
+            return Err(e);
+        }
+        spans.with_label_values(&["tool_call"]).inc_by(chunk as u64);
         events = rest;
     }
     Ok(ExportTraceServiceResponse {
         partial_success: partial_success(&mapped.rejected),
     })
+}
+
+fn all_spans(request: &ExportTraceServiceRequest) -> impl Iterator<Item = &Span> {
+    request
+        .resource_spans
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
 }
 
 /// Whether the body is gzip-compressed; any encoding other than gzip or identity is a 415.
@@ -203,37 +276,210 @@ fn gzip_encoded(headers: &HeaderMap) -> Result<bool, ApiError> {
     }
 }
 
-/// Inflates a gzip body; the inflated size is bounded like a plain body, so a small
-/// compressed bomb cannot exhaust memory.
-fn gunzip(compressed: &[u8], limit: usize) -> Result<Bytes, ApiError> {
-    let mut out = Vec::new();
-    flate2::read::MultiGzDecoder::new(compressed)
-        .take(limit as u64 + 1)
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::bad_request("malformed_gzip", format!("the body is not valid gzip: {e}")))?;
-    if out.len() > limit {
+/// Reads an OTLP body of at most `limit` bytes, inflating gzip as the chunks arrive, so
+/// neither a large compressed body nor a small compressed bomb is ever held whole: past the
+/// limit (announced by Content-Length, or reached while reading or inflating) it is a 413.
+async fn read_body(headers: &HeaderMap, body: Body, gzipped: bool, limit: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
         return Err(ApiError::too_large(limit));
     }
-    Ok(out.into())
+    let mut inflater = Inflater::new(gzipped, limit, declared.unwrap_or(0));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request("unreadable_body", format!("reading the body failed: {e}")))?;
+        inflater.write(&chunk)?;
+    }
+    inflater.finish()
 }
 
-/// Decodes an `ExportTraceServiceRequest`. An empty body is an empty export, which succeeds.
-pub fn decode(encoding: Encoding, bytes: &[u8]) -> Result<ExportTraceServiceRequest, ApiError> {
+/// A body's bytes as they arrive, inflated when gzip, never more than `limit` of them.
+pub struct Inflater {
+    sink: Sink,
+}
+
+enum Sink {
+    Plain(Limited),
+    Gzip(Box<flate2::write::MultiGzDecoder<Limited>>),
+}
+
+/// A buffer that refuses to grow past its limit, and remembers that it refused.
+struct Limited {
+    buf: Vec<u8>,
+    limit: usize,
+    overflowed: bool,
+}
+
+impl Write for Limited {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + data.len() > self.limit {
+            self.overflowed = true;
+            return Err(std::io::Error::other("the body is over the limit"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Inflater {
+    /// `expected`: the announced size of a plain body, allocated once (within the limit).
+    pub fn new(gzipped: bool, limit: usize, expected: usize) -> Self {
+        let out = Limited {
+            buf: Vec::with_capacity(if gzipped { 0 } else { expected.min(limit) }),
+            limit,
+            overflowed: false,
+        };
+        let sink = if gzipped {
+            Sink::Gzip(Box::new(flate2::write::MultiGzDecoder::new(out)))
+        } else {
+            Sink::Plain(out)
+        };
+        Inflater { sink }
+    }
+
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), ApiError> {
+        let written = match &mut self.sink {
+            Sink::Plain(out) => out.write_all(chunk),
+            Sink::Gzip(decoder) => decoder.write_all(chunk),
+        };
+        written.map_err(|e| self.refusal(e))
+    }
+
+    pub fn finish(self) -> Result<Bytes, ApiError> {
+        match self.sink {
+            Sink::Plain(out) => Ok(out.buf.into()),
+            Sink::Gzip(mut decoder) => {
+                decoder.try_finish().map_err(|e| refusal(decoder.get_ref(), e))?;
+                Ok(decoder.finish().map_err(malformed_gzip)?.buf.into())
+            }
+        }
+    }
+
+    fn refusal(&self, e: std::io::Error) -> ApiError {
+        match &self.sink {
+            Sink::Plain(out) => refusal(out, e),
+            Sink::Gzip(decoder) => refusal(decoder.get_ref(), e),
+        }
+    }
+}
+
+/// Why writing failed: the limit (413), or gzip that does not inflate (400).
+fn refusal(out: &Limited, e: std::io::Error) -> ApiError {
+    if out.overflowed {
+        ApiError::too_large(out.limit)
+    } else {
+        malformed_gzip(e)
+    }
+}
+
+fn malformed_gzip(e: std::io::Error) -> ApiError {
+    ApiError::bad_request("malformed_gzip", format!("the body is not valid gzip: {e}"))
+}
+
+/// Decodes an `ExportTraceServiceRequest`; an empty body is an empty export, which succeeds.
+/// Every span that is not a tool call is cut to its context ([`context_only`]) as soon as it
+/// is decoded, so the result is small even when the spans carried whole conversations.
+pub fn decode(encoding: Encoding, bytes: Bytes) -> Result<ExportTraceServiceRequest, ApiError> {
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(bytes).map_err(|e| {
+        Encoding::Protobuf => decode_protobuf(bytes).map_err(|e| {
             ApiError::bad_request(
                 "malformed_protobuf",
                 format!("the body is not an OTLP ExportTraceServiceRequest: {e}"),
             )
         }),
         Encoding::Json if bytes.trim_ascii().is_empty() => Ok(ExportTraceServiceRequest::default()),
-        Encoding::Json => serde_json::from_slice(bytes).map_err(|e| {
-            ApiError::bad_request(
-                "malformed_json",
-                format!("the body is not an OTLP/JSON ExportTraceServiceRequest: {e}"),
-            )
-        }),
+        Encoding::Json => {
+            let mut request: ExportTraceServiceRequest = serde_json::from_slice(&bytes).map_err(|e| {
+                ApiError::bad_request(
+                    "malformed_json",
+                    format!("the body is not an OTLP/JSON ExportTraceServiceRequest: {e}"),
+                )
+            })?;
+            drop(bytes);
+            for spans in request
+                .resource_spans
+                .iter_mut()
+                .flat_map(|rs| &mut rs.scope_spans)
+                .map(|ss| &mut ss.spans)
+            {
+                *spans = std::mem::take(spans).into_iter().map(context_only).collect();
+            }
+            Ok(request)
+        }
     }
+}
+
+/// The request's wire shape down to the spans, each span left as its encoded bytes (slices
+/// of the body, not copies), so that spans are decoded one at a time.
+#[derive(Clone, PartialEq, Message)]
+struct LazyRequest {
+    #[prost(message, repeated, tag = "1")]
+    resource_spans: Vec<LazyResourceSpans>,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct LazyResourceSpans {
+    #[prost(message, optional, tag = "1")]
+    resource: Option<Resource>,
+    #[prost(message, repeated, tag = "2")]
+    scope_spans: Vec<LazyScopeSpans>,
+    #[prost(string, tag = "3")]
+    schema_url: String,
+}
+
+#[derive(Clone, PartialEq, Message)]
+struct LazyScopeSpans {
+    #[prost(message, optional, tag = "1")]
+    scope: Option<InstrumentationScope>,
+    #[prost(bytes = "bytes", repeated, tag = "2")]
+    spans: Vec<Bytes>,
+    #[prost(string, tag = "3")]
+    schema_url: String,
+}
+
+fn decode_protobuf(bytes: Bytes) -> Result<ExportTraceServiceRequest, prost::DecodeError> {
+    let lazy = LazyRequest::decode(bytes)?;
+    let mut request = ExportTraceServiceRequest::default();
+    for rs in lazy.resource_spans {
+        let mut scope_spans = Vec::with_capacity(rs.scope_spans.len());
+        for ss in rs.scope_spans {
+            let mut spans = Vec::with_capacity(ss.spans.len());
+            for raw in ss.spans {
+                spans.push(context_only(Span::decode(raw)?));
+            }
+            scope_spans.push(ScopeSpans {
+                scope: ss.scope,
+                spans,
+                schema_url: ss.schema_url,
+            });
+        }
+        request.resource_spans.push(ResourceSpans {
+            resource: rs.resource,
+            scope_spans,
+            schema_url: rs.schema_url,
+        });
+    }
+    Ok(request)
+}
+
+/// A tool call as sent; any other span only as the context a tool call may draw on: its
+/// ids, parent, kind, times, status and attributes of at most [`CONTEXT_ATTRIBUTE_BYTES`].
+fn context_only(mut span: Span) -> Span {
+    if is_tool_call(&span.attributes) {
+        return span;
+    }
+    span.attributes.retain(|kv| kv.encoded_len() <= CONTEXT_ATTRIBUTE_BYTES);
+    span.events = Vec::new();
+    span.links = Vec::new();
+    span
 }
 
 /// The index of the first resource whose `tenant.id` attribute names a tenant other than
@@ -673,13 +919,66 @@ fn success_response(encoding: Encoding, response: &ExportTraceServiceResponse) -
     (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
 }
 
-/// `google.rpc.Status`, which OTLP/HTTP puts in the body of every 4xx and 5xx.
+/// `google.rpc.Status`, which OTLP/HTTP puts in the body of every 4xx and 5xx, and OTLP/gRPC
+/// in `grpc-status-details-bin` when it has details.
 #[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
+pub struct RpcStatus {
     #[prost(int32, tag = "1")]
     code: i32,
     #[prost(string, tag = "2")]
     message: String,
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<ProtoAny>,
+}
+
+impl RpcStatus {
+    /// A status whose one detail is `retry_info` (an encoded [`RetryInfo`]).
+    pub fn retry(code: i32, message: String, retry_info: Vec<u8>) -> Self {
+        RpcStatus {
+            code,
+            message,
+            details: vec![ProtoAny {
+                type_url: "type.googleapis.com/google.rpc.RetryInfo".to_owned(),
+                value: retry_info,
+            }],
+        }
+    }
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, Message)]
+struct ProtoAny {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "vec", tag = "2")]
+    value: Vec<u8>,
+}
+
+/// `google.rpc.RetryInfo`: how long a client should wait before retrying.
+#[derive(Clone, PartialEq, Message)]
+pub struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+impl RetryInfo {
+    pub fn after_secs(secs: u32) -> Self {
+        RetryInfo {
+            retry_delay: Some(ProtoDuration {
+                seconds: secs.into(),
+                nanos: 0,
+            }),
+        }
+    }
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
 }
 
 /// In protobuf, the `Status` OTLP asks for. In JSON, that `Status` (`code`, `message`) and
@@ -691,6 +990,7 @@ fn error_response(encoding: Encoding, e: &ApiError) -> Response {
             let status = RpcStatus {
                 code,
                 message: format!("{}: {}", e.code(), e.message()),
+                details: Vec::new(),
             };
             (
                 e.status(),
@@ -716,17 +1016,28 @@ fn error_response(encoding: Encoding, e: &ApiError) -> Response {
     response
 }
 
-/// The gRPC status code that corresponds to an HTTP status, for `google.rpc.Status.code`.
-fn grpc_code(status: StatusCode) -> i32 {
+pub const GRPC_UNKNOWN: i32 = 2;
+pub const GRPC_INVALID_ARGUMENT: i32 = 3;
+pub const GRPC_PERMISSION_DENIED: i32 = 7;
+pub const GRPC_RESOURCE_EXHAUSTED: i32 = 8;
+pub const GRPC_UNIMPLEMENTED: i32 = 12;
+pub const GRPC_INTERNAL: i32 = 13;
+pub const GRPC_UNAVAILABLE: i32 = 14;
+pub const GRPC_UNAUTHENTICATED: i32 = 16;
+
+/// The gRPC status code that corresponds to an HTTP status: `google.rpc.Status.code` in
+/// OTLP/HTTP, the status itself in OTLP/gRPC. Too large is RESOURCE_EXHAUSTED without retry
+/// information, which OTLP clients must not retry; overload is UNAVAILABLE, which they retry.
+pub fn grpc_code(status: StatusCode) -> i32 {
     match status.as_u16() {
-        400 | 413 | 415 | 422 => 3, // INVALID_ARGUMENT
-        401 => 16,                  // UNAUTHENTICATED
-        403 => 7,                   // PERMISSION_DENIED
-        404 => 5,                   // NOT_FOUND
-        429 => 8,                   // RESOURCE_EXHAUSTED
-        503 => 14,                  // UNAVAILABLE
-        500 => 13,                  // INTERNAL
-        _ => 2,                     // UNKNOWN
+        400 | 415 | 422 => GRPC_INVALID_ARGUMENT,
+        401 => GRPC_UNAUTHENTICATED,
+        403 => GRPC_PERMISSION_DENIED,
+        404 => 5, // NOT_FOUND
+        413 => GRPC_RESOURCE_EXHAUSTED,
+        429 | 503 => GRPC_UNAVAILABLE,
+        500 => GRPC_INTERNAL,
+        _ => GRPC_UNKNOWN,
     }
 }
 
@@ -1526,7 +1837,7 @@ mod tests {
                                 {"key": "attempt", "value": {"intValue": "2"}},
                                 {"key": "nothing", "value": {}}],
                  "status": {"code": 2, "message": "timeout"}}]}]}]});
-        let request = decode(Encoding::Json, body.to_string().as_bytes()).unwrap();
+        let request = decode(Encoding::Json, Bytes::from(body.to_string())).unwrap();
         let mapped = map_request(&request, &limits());
         assert_eq!(mapped.rejected, Vec::<String>::new());
         let event = &mapped.events[0];
@@ -1538,8 +1849,47 @@ mod tests {
             "2026-11-26T11:59:00Z".parse::<DateTime<Utc>>().unwrap()
         );
 
-        let protobuf = decode(Encoding::Protobuf, &request.encode_to_vec()).unwrap();
+        let protobuf = decode(Encoding::Protobuf, request.encode_to_vec().into()).unwrap();
         assert_eq!(protobuf, request, "both encodings carry the same request");
+    }
+
+    #[test]
+    fn spans_that_are_not_tool_calls_keep_only_their_context() {
+        let prompt = "p".repeat(10_000);
+        let chat = span(
+            3,
+            Some(1),
+            "chat",
+            vec![
+                s("gen_ai.operation.name", "chat"),
+                s("gen_ai.input.messages", &prompt),
+                s("gen_ai.agent.name", "triage"),
+            ],
+        );
+        let tool = span(
+            2,
+            Some(1),
+            "t",
+            vec![
+                s("gen_ai.tool.name", "db.query"),
+                s("gen_ai.tool.call.arguments", &json!({ "q": prompt }).to_string()),
+            ],
+        );
+        let sent = request(vec![agent_run(), chat, tool.clone()]);
+        for body in [sent.encode_to_vec(), serde_json::to_vec(&sent).unwrap()] {
+            let encoding = if body.first() == Some(&b'{') {
+                Encoding::Json
+            } else {
+                Encoding::Protobuf
+            };
+            let decoded = decode(encoding, body.into()).unwrap();
+            let spans = &decoded.resource_spans[0].scope_spans[0].spans;
+            assert_eq!(spans[0], agent_run(), "{encoding:?}: small attributes are context");
+            assert_eq!(spans[2], tool, "{encoding:?}: a tool call is kept whole");
+            let keys: Vec<&str> = spans[1].attributes.iter().map(|kv| kv.key.as_str()).collect();
+            assert_eq!(keys, ["gen_ai.operation.name", "gen_ai.agent.name"], "{encoding:?}");
+            assert_eq!(spans[1].parent_span_id, span_id(1));
+        }
     }
 
     #[test]
@@ -1551,7 +1901,7 @@ mod tests {
             (Encoding::Json, br#"{"resourceSpans": []}"#),
             (Encoding::Protobuf, b""),
         ] {
-            let request = decode(encoding, body).unwrap();
+            let request = decode(encoding, Bytes::from_static(body)).unwrap();
             assert!(request.resource_spans.is_empty(), "{body:?}");
         }
     }
@@ -1567,7 +1917,7 @@ mod tests {
             ),
             (Encoding::Protobuf, b"\xff\xff\xff\xff", "malformed_protobuf"),
         ] {
-            let err = decode(encoding, body).unwrap_err();
+            let err = decode(encoding, Bytes::from_static(body)).unwrap_err();
             assert_eq!((err.status(), err.code()), (StatusCode::BAD_REQUEST, code));
         }
     }
@@ -1582,12 +1932,24 @@ mod tests {
             enc.write_all(data).unwrap();
             enc.finish().unwrap()
         };
-        assert_eq!(&gunzip(&gzip(b"hello"), 5).unwrap()[..], b"hello");
-        assert_eq!(
-            gunzip(&gzip(&[0; 6]), 5).unwrap_err().status(),
-            StatusCode::PAYLOAD_TOO_LARGE
-        );
-        assert_eq!(gunzip(b"not gzip", 5).unwrap_err().code(), "malformed_gzip");
+        // Fed in small pieces, as a body arrives.
+        let inflate = |gzipped: bool, data: &[u8], limit: usize| {
+            let mut inflater = Inflater::new(gzipped, limit, 0);
+            for piece in data.chunks(3) {
+                inflater.write(piece)?;
+            }
+            inflater.finish()
+        };
+        assert_eq!(&inflate(true, &gzip(b"hello"), 5).unwrap()[..], b"hello");
+        let two_members = [gzip(b"hel"), gzip(b"lo")].concat();
+        assert_eq!(&inflate(true, &two_members, 5).unwrap()[..], b"hello");
+        assert_eq!(&inflate(false, b"hello", 5).unwrap()[..], b"hello");
+        let too_large = |r: Result<Bytes, ApiError>| r.unwrap_err().status() == StatusCode::PAYLOAD_TOO_LARGE;
+        assert!(too_large(inflate(true, &gzip(&[0; 6]), 5)));
+        assert!(too_large(inflate(false, &[0; 6], 5)));
+        // A bomb: 64 MiB of zeros is 64 KiB of gzip; it stops at the limit.
+        assert!(too_large(inflate(true, &gzip(&vec![0; 64 << 20]), 1 << 20)));
+        assert_eq!(inflate(true, b"not gzip", 5).unwrap_err().code(), "malformed_gzip");
     }
 
     #[test]

@@ -86,11 +86,16 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         database_timeout: std::time::Duration::from_secs(2),
         http: vigil::config::HttpLimits::default(),
         trusted_proxies: Vec::new(),
+        otlp_grpc_listen: Some("127.0.0.1:0".parse().unwrap()),
+        otlp_max_bytes: vigil::config::DEFAULT_OTLP_MAX_BYTES,
+        otlp_max_requests: 4,
     }
 }
 
 pub struct TestApp {
     pub address: String,
+    /// OTLP/gRPC's `http://host:port`, when the config serves it.
+    pub grpc_address: Option<String>,
     pub pool: PgPool,
     pub client: reqwest::Client,
     pub vault: Vault,
@@ -110,12 +115,14 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         .unwrap();
     let app = App::build_with_listener(config, listener).await.expect("Vigil starts");
     let address = format!("http://{}", app.local_addr());
+    let grpc_address = app.grpc_addr().map(|a| format!("http://{a}"));
     let (shutdown, stopped) = oneshot::channel();
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
     TestApp {
         address,
+        grpc_address,
         pool,
         client: reqwest::Client::new(),
         vault: Vault::from_env(),

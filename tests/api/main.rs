@@ -17,6 +17,7 @@ mod limits;
 mod neighbour;
 mod openapi;
 mod otlp;
+mod otlp_transport;
 mod process;
 mod python_client;
 mod response;

@@ -441,7 +441,7 @@ async fn undecodable_oversize_or_unauthorised_exports_are_refused() {
     assert!(status.message.starts_with("malformed_protobuf: "), "{}", status.message);
 
     let big = json_export(
-        json!([{"key": "padding", "value": {"stringValue": "x".repeat(1024 * 1024)}}]),
+        json!([{"key": "padding", "value": {"stringValue": "x".repeat(vigil::config::DEFAULT_OTLP_MAX_BYTES)}}]),
         vec![],
     );
     let r = post_traces(&s.app, &s.token, JSON, big.clone()).await;

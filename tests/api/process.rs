@@ -39,6 +39,8 @@ impl Service {
             .arg("serve")
             .env("VIGIL_DATABASE_URL", database_url)
             .env("VIGIL_LISTEN", format!("127.0.0.1:{port}"))
+            // A port of its own, so runs side by side do not fight over 4317.
+            .env("VIGIL_OTLP_GRPC_LISTEN", "127.0.0.1:0")
             .env("VIGIL_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("VIGIL_REDACTION_KEY", REDACTION_KEY)
             .env("VIGIL_VAULT_ADDR", required_env("VIGIL_TEST_VAULT_ADDR"))
