@@ -220,9 +220,9 @@ fn find<'m>(
 /// What ingest knows about an event it refused for naming another tenant.
 #[derive(Debug, Clone)]
 pub struct RefusedEvent<'a> {
-    /// Its `event_id`, if it was a valid one.
+    /// Its `event_id`, if it was a valid one (already redacted by the caller).
     pub event_id: Option<&'a str>,
-    /// Its `tool`, if it was a valid one.
+    /// Its `tool`, if it was a valid one (already redacted by the caller).
     pub tool: Option<&'a str>,
     /// The tenant it named, if that was a valid tenant id (already redacted by the caller).
     pub claimed: Option<&'a str>,
@@ -230,12 +230,13 @@ pub struct RefusedEvent<'a> {
     pub field: &'a str,
     /// When ingest refused it (its own timestamp was never validated).
     pub at: DateTime<Utc>,
-    /// Redactions made in `claimed`, as `(rule, path)`.
+    /// Redactions made in `claimed`, `event_id` and `tool`, as `(rule, path)`.
     pub redactions: &'a [(&'a str, &'a str)],
 }
 
 /// `cross_tenant_ingest`, raised against the token's tenant; and, as for any payload, one
-/// `secret_in_payload` per credential found (and redacted) in the tenant id it named.
+/// `secret_in_payload` per credential found (and redacted) in the tenant id, event id or tool
+/// it named.
 pub fn cross_tenant_ingest(refused: &RefusedEvent<'_>) -> Vec<Finding> {
     let claimed = match refused.claimed {
         Some(t) => format!("tenant {t:?}"),

@@ -102,20 +102,28 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
 
 /// Records `cross_tenant_ingest` against the token's tenant, through its shard worker (the one
 /// writer of its incidents). Best effort: the 403 is the answer either way, so a failure here
-/// is logged, not returned. Only values that parse as what they claim to be are repeated.
+/// is logged, not returned. Only values that parse as what they claim to be are repeated, and
+/// each is redacted first as it would be in an accepted event: the finding, its incident and
+/// the dashboard show `[REDACTED:…]`, never a secret sent as a tool name or an id.
 async fn report_refusal(app: &AppState, caller: &IngestTenant, raw: &Value, field: &str) {
+    let event = field.strip_suffix(".tenant_id").unwrap_or(field);
     let text = |name: &str| raw.get(name).and_then(Value::as_str);
-    let mut claimed = text("tenant_id")
-        .filter(|t| TenantId::parse(t).is_ok())
-        .map(str::to_owned);
-    let redactions = match &mut claimed {
-        Some(c) => app.redactor.redact_text(field, c),
-        None => Vec::new(),
+    let mut redactions = Vec::new();
+    let mut ident = |name: &str, valid: fn(&str) -> bool| {
+        let mut value = text(name).filter(|v| valid(v))?.to_owned();
+        redactions.extend(app.redactor.redact_ident(&format!("{event}.{name}"), &mut value));
+        Some(value)
     };
+    let claimed = ident("tenant_id", |t| TenantId::parse(t).is_ok());
+    let event_id = ident("event_id", |e| EventId::parse(e).is_ok());
+    let tool = ident("tool", |t| ToolName::parse(t).is_ok());
+    for r in &redactions {
+        app.metrics.redactions.with_label_values(&[r.rule]).inc();
+    }
     let rules: Vec<(&str, &str)> = redactions.iter().map(|r| (r.rule, r.path.as_str())).collect();
     let findings = detect::cross_tenant_ingest(&RefusedEvent {
-        event_id: text("event_id").filter(|e| EventId::parse(e).is_ok()),
-        tool: text("tool").filter(|t| ToolName::parse(t).is_ok()),
+        event_id: event_id.as_deref(),
+        tool: tool.as_deref(),
         claimed: claimed.as_deref(),
         field,
         at: chrono::Utc::now(),
@@ -226,9 +234,25 @@ pub async fn submit(
     }
 }
 
-/// Redacts every free-text field an agent controls; the tool name is an identifier and kept.
+/// Redacts every string an agent controls: the params (keys and values), the free-text fields,
+/// and the identifiers. A tool name or `event_id` holding a secret is replaced whole by a
+/// keyed fingerprint ([`crate::redact::Redactor::redact_ident`]), so a retry stays a duplicate
+/// and the secret is never stored, learned or shown; the finding says where it was.
 fn redact(app: &AppState, event: &mut ToolCallEvent) -> Vec<crate::redact::Redaction> {
-    let mut found = app.redactor.redact_json("params", &mut event.params);
+    let mut found = Vec::new();
+    let mut tool = event.tool.as_ref().to_owned();
+    let in_tool = app.redactor.redact_ident("tool", &mut tool);
+    if !in_tool.is_empty() {
+        event.tool = ToolName::parse(&tool).expect("a marker is a valid tool name");
+        found.extend(in_tool);
+    }
+    let mut event_id = event.event_id.as_ref().to_owned();
+    let in_id = app.redactor.redact_ident("event_id", &mut event_id);
+    if !in_id.is_empty() {
+        event.event_id = EventId::parse(&event_id).expect("a marker is a valid event id");
+        found.extend(in_id);
+    }
+    found.extend(app.redactor.redact_json("params", &mut event.params));
     for (name, field) in [
         ("error_code", &mut event.error_code),
         ("agent_id", &mut event.agent_id),

@@ -8,18 +8,26 @@
 //! is an HMAC under a server key: equal secrets give equal fingerprints, and without the key a
 //! fingerprint cannot be checked against guesses.
 //!
+//! Everything an agent sends is scanned: values, object keys, the tool name and the ids
+//! ([`Redactor::redact_ident`]); encoded forms (base64, hex, percent-encoding: [`decode`]);
+//! random-looking tokens under any name; and a credential split across two adjacent string
+//! values of one object or array.
+//!
 //! Each replacement is reported as a [`Redaction`]; ingest turns each into a `secret_in_payload`
 //! finding. Redacting is idempotent, so replaying already-redacted events changes nothing.
 //!
 //! Pure: no I/O, no clock. The rules themselves live in [`rules`].
 
+#[cfg(test)]
+mod corpus;
+mod decode;
 mod rules;
 
 use std::fmt;
 use std::fmt::Write as _;
 
 use hmac::{Hmac, Mac};
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sha2::Sha256;
 
 use self::rules::Context;
@@ -55,6 +63,12 @@ const MAX_ROUNDS: usize = 4;
 /// and a short value keeps markers readable.
 const FINGERPRINT_HEX_LEN: usize = 16;
 
+const MARKER_PREFIX: &str = "[REDACTED:";
+
+/// Objects with at most this many string values are searched for a credential split across
+/// any two of them (240 ordered pairs at most); larger ones across neighbours only.
+const MAX_SPLIT_VALUES: usize = 16;
+
 impl Redactor {
     /// `key` is the server's fingerprint key; any length works, 32 random bytes are plenty.
     #[must_use]
@@ -65,10 +79,10 @@ impl Redactor {
 
     /// Replaces, in place, every credential-looking substring of every string in `value`
     /// (recursing into objects and arrays) by `[REDACTED:<rule>:<fingerprint>]`. Object keys are
-    /// not changed, but they are the context for their values: a random string under
-    /// `api_key` is redacted, the same string under `request_id` is not. `path` names `value`
-    /// itself (e.g. `"params"`). Returns one [`Redaction`] per replaced secret, in the order
-    /// the document is traversed.
+    /// scanned as values are (a key that is a secret is renamed), and are the context for their
+    /// values: a random string under `api_key` is redacted on sight, one under `request_id`
+    /// only if it has a credential's format. `path` names `value` itself (e.g. `"params"`).
+    /// Returns one [`Redaction`] per replaced secret, in the order the document is traversed.
     #[must_use = "each redaction must become a secret_in_payload finding"]
     pub fn redact_json(&self, path: &str, value: &mut Value) -> Vec<Redaction> {
         let mut redactions = Vec::new();
@@ -88,10 +102,40 @@ impl Redactor {
         redactions
     }
 
+    /// For an identifier (`tool`, `event_id`): a value holding a secret is replaced *whole* by
+    /// `[REDACTED:<rule>:<fingerprint of the whole value>]`. The same value always gives the
+    /// same marker, so a retried event is still a duplicate of the first, and two different
+    /// values stay different (the fingerprint is 64 bits); the marker fits every identifier's
+    /// length bound. `name` is the context and the path.
+    #[must_use = "each redaction must become a secret_in_payload finding"]
+    pub fn redact_ident(&self, name: &str, text: &mut String) -> Vec<Redaction> {
+        let Some(hit) = rules::scan(Context::of_name(name), text).into_iter().next() else {
+            return Vec::new();
+        };
+        let fingerprint = self.fingerprint(text);
+        *text = format!("{MARKER_PREFIX}{}:{fingerprint}]", hit.rule);
+        vec![Redaction {
+            rule: hit.rule,
+            path: name.to_owned(),
+            fingerprint,
+        }]
+    }
+
     fn walk(&self, context: Context, path: &mut String, value: &mut Value, out: &mut Vec<Redaction>) {
         match value {
             Value::String(text) => self.redact_string(context, path, text, out),
             Value::Array(items) => {
+                for index in 1..items.len() {
+                    let [a, b] = &mut items[index - 1..=index] else {
+                        unreachable!("a window of two")
+                    };
+                    if let (Value::String(a), Value::String(b)) = (a, b)
+                        && rules::may_start_split(a)
+                    {
+                        let name = |i: usize| format!("{path}[{i}]");
+                        self.split_secret(a, b, || (name(index - 1), name(index)), out);
+                    }
+                }
                 for (index, item) in items.iter_mut().enumerate() {
                     let len = path.len();
                     write!(path, "[{index}]").expect("writing to a String cannot fail");
@@ -101,6 +145,8 @@ impl Redactor {
                 }
             }
             Value::Object(map) => {
+                self.redact_keys(path, map, out);
+                self.split_secrets(path, map, out);
                 // `{"name": "DB_PASSWORD", "value": "…"}` (Kubernetes env, HAR and Postman
                 // headers, AWS tags): the real name of `value` is a sibling's value.
                 let value_name = ["value", "Value"]
@@ -129,6 +175,102 @@ impl Redactor {
         }
     }
 
+    /// Renames every key that holds a secret (judged as a value under no name: a key is a
+    /// name, so only a secret's own shape gives it away).
+    fn redact_keys(&self, path: &str, map: &mut Map<String, Value>, out: &mut Vec<Redaction>) {
+        let secret_keys: Vec<String> = map
+            .keys()
+            .filter(|key| !rules::scan(Context::default(), key).is_empty())
+            .cloned()
+            .collect();
+        for key in secret_keys {
+            let value = map.remove(&key).expect("the key was just listed");
+            let mut renamed = key;
+            let mut found = Vec::new();
+            self.redact_string(Context::default(), "", &mut renamed, &mut found);
+            let mut key_path = path.to_owned();
+            push_key(&mut key_path, &renamed);
+            out.extend(found.into_iter().map(|r| Redaction {
+                path: key_path.clone(),
+                ..r
+            }));
+            // Two keys that differ only in their secrets stay apart (their fingerprints differ);
+            // an agent that also sent the marker itself as a key loses that entry.
+            map.insert(renamed, value);
+        }
+    }
+
+    /// A credential split across two string values of one object, in either order (a JSON
+    /// object's order is not kept: `{"token_end", "token_start"}` sorts backwards). Every
+    /// ordered pair of up to [`MAX_SPLIT_VALUES`] string values is tried, whose first part
+    /// holds or ends with the start of a known format; in larger objects, neighbours in key
+    /// order only.
+    fn split_secrets(&self, path: &str, map: &mut Map<String, Value>, out: &mut Vec<Redaction>) {
+        let keys: Vec<String> = map
+            .iter()
+            .filter(|(_, v)| v.as_str().is_some_and(rules::may_be_split_part))
+            .map(|(k, _)| k.clone())
+            .collect();
+        if keys.len() < 2 {
+            return;
+        }
+        let pairs: Vec<(usize, usize)> = if keys.len() <= MAX_SPLIT_VALUES {
+            (0..keys.len())
+                .flat_map(|i| (0..keys.len()).filter(move |&j| j != i).map(move |j| (i, j)))
+                .collect()
+        } else {
+            (1..keys.len()).flat_map(|i| [(i - 1, i), (i, i - 1)]).collect()
+        };
+        for (i, j) in pairs {
+            let (first, second) = (&keys[i], &keys[j]);
+            let (Some(Value::String(a)), Some(Value::String(b))) = (map.get(first), map.get(second)) else {
+                continue;
+            };
+            if !rules::may_start_split(a) {
+                continue;
+            }
+            let (mut a, mut b) = (a.clone(), b.clone());
+            let name = |key: &str| {
+                let mut p = path.to_owned();
+                push_key(&mut p, key);
+                p
+            };
+            if self.split_secret(&mut a, &mut b, || (name(first), name(second)), out) {
+                map.insert(first.clone(), Value::String(a));
+                map.insert(second.clone(), Value::String(b));
+            }
+        }
+    }
+
+    /// Redacts a credential that starts in `a` and ends in `b`, in both; `paths` names them.
+    /// Returns whether anything was redacted.
+    fn split_secret(
+        &self,
+        a: &mut String,
+        b: &mut String,
+        paths: impl FnOnce() -> (String, String),
+        out: &mut Vec<Redaction>,
+    ) -> bool {
+        let Some((rule, span)) = rules::split(a, b) else {
+            return false;
+        };
+        let mut joined = String::with_capacity(a.len() + b.len());
+        joined.push_str(a);
+        joined.push_str(b);
+        let fingerprint = self.fingerprint(&joined[span.clone()]);
+        let marker = format!("{MARKER_PREFIX}{rule}:{fingerprint}]");
+        let junction = a.len();
+        a.replace_range(span.start.., &marker);
+        b.replace_range(..span.end - junction, &marker);
+        let (first, second) = paths();
+        out.push(Redaction {
+            rule,
+            path: format!("{first} + {second}"),
+            fingerprint,
+        });
+        true
+    }
+
     fn redact_string(&self, context: Context, path: &str, text: &mut String, out: &mut Vec<Redaction>) {
         // Replacing a secret can change what its neighbours look like: `sk-…` that ran into a
         // PEM block was one overlapping match, and is a clean one once the block is a marker.
@@ -146,10 +288,13 @@ impl Redactor {
             // markers of earlier rounds along with the text around them.
             let mut shifts: Vec<(usize, isize)> = Vec::with_capacity(hits.len());
             for hit in hits {
-                let fingerprint = self.fingerprint(&text[hit.span.clone()]);
+                // A secret found decoded is fingerprinted decoded: the same key, plain or
+                // base64, gets the same marker.
+                let fingerprint = self.fingerprint(hit.decoded.as_deref().unwrap_or(&text[hit.span.clone()]));
                 redacted.push_str(&text[copied..hit.span.start]);
                 let position = redacted.len();
-                write!(redacted, "[REDACTED:{}:{fingerprint}]", hit.rule).expect("writing to a String cannot fail");
+                write!(redacted, "{MARKER_PREFIX}{}:{fingerprint}]", hit.rule)
+                    .expect("writing to a String cannot fail");
                 copied = hit.span.end;
                 shifts.push((hit.span.end, redacted.len() as isize - copied as isize));
                 found.push((
@@ -738,6 +883,217 @@ mod tests {
         let redactor = Redactor::new(b"super-secret-hmac-key");
         assert_eq!(format!("{redactor:?}"), "Redactor { .. }");
         assert!(!format!("{redactor:#?}").contains("super-secret"));
+    }
+
+    /// Standard base64 with padding, for building encoded canaries.
+    fn base64_of(bytes: &[u8]) -> String {
+        const B64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in bytes.chunks(3) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &b)| n | u32::from(b) << (16 - 8 * i));
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(B64[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    fn url_safe_unpadded(standard: &str) -> String {
+        standard.trim_end_matches('=').replace('+', "-").replace('/', "_")
+    }
+
+    fn percent_all(text: &str) -> String {
+        text.bytes().map(|b| format!("%{b:02X}")).collect()
+    }
+
+    /// Redacts `{key: value}` and returns the output and the redactions as `path: rule`;
+    /// asserts a second pass changes nothing.
+    fn redact_one(key: &str, value: &str) -> (Value, Vec<String>) {
+        let redactor = Redactor::new(KEY);
+        let mut params = serde_json::json!({ key: value });
+        let found = redactor.redact_json("params", &mut params);
+        let once = params.clone();
+        assert_eq!(
+            redactor.redact_json("params", &mut params),
+            [],
+            "a second pass found more"
+        );
+        assert_eq!(params, once, "a second pass changed the output");
+        (
+            params,
+            found.iter().map(|r| format!("{}: {}", r.path, r.rule)).collect(),
+        )
+    }
+
+    #[test]
+    fn encoded_secrets_are_found_decoded_and_the_encoded_value_redacted() {
+        let ghp = CANARIES.iter().find(|(n, _)| *n == "$GHP").unwrap().1;
+        let aws = CANARIES.iter().find(|(n, _)| *n == "$AWS_ID").unwrap().1;
+        let standard = base64_of(ghp.as_bytes());
+        let encodings = [
+            ("base64", standard.clone()),
+            ("base64 unpadded", standard.trim_end_matches('=').to_owned()),
+            ("base64url", url_safe_unpadded(&standard)),
+            (
+                "base64 of a sentence",
+                base64_of(format!("deploy with {ghp} please").as_bytes()),
+            ),
+            ("hex", hex::encode(ghp)),
+            ("upper-case hex", hex::encode_upper(ghp)),
+            ("percent-encoded", percent_all(ghp)),
+            ("base64 of hex", base64_of(hex::encode(ghp).as_bytes())),
+            ("base64 of percent-encoding", base64_of(percent_all(ghp).as_bytes())),
+        ];
+        let redactor = Redactor::new(KEY);
+        let plain = redactor.fingerprint(ghp);
+        for (what, encoded) in &encodings {
+            let (output, found) = redact_one("note", encoded);
+            assert_eq!(found, ["params.note: github_token"], "{what}");
+            assert_eq!(
+                output["note"],
+                format!("[REDACTED:github_token:{plain}]"),
+                "{what}: the whole encoded value, fingerprinted as the plain secret"
+            );
+        }
+        // In running text, only the encoded span goes.
+        let (output, found) = redact_one("q", &format!("key=%41KIA{}&page=2", &aws[4..]));
+        assert_eq!(found, ["params.q: aws_access_key"]);
+        let output = output["q"].as_str().unwrap();
+        assert!(
+            output.starts_with("key=[REDACTED:aws_access_key:") && output.ends_with("]&page=2"),
+            "{output}"
+        );
+        let (output, _) = redact_one("cmd", &format!("echo {} | base64 -d", url_safe_unpadded(&standard)));
+        let output = output["cmd"].as_str().unwrap();
+        assert!(
+            output.starts_with("echo [REDACTED:github_token:") && output.ends_with("] | base64 -d"),
+            "{output}"
+        );
+    }
+
+    #[test]
+    fn keys_and_identifiers_holding_secrets_are_redacted() {
+        let ghp = CANARIES.iter().find(|(n, _)| *n == "$GHP").unwrap().1;
+        let redactor = Redactor::new(KEY);
+        let mut params = serde_json::json!({ ghp: "x", "nested": { format!("h-{ghp}"): {"note": 1} }, "plain": "ok" });
+        let found = redactor.redact_json("params", &mut params);
+        let text = params.to_string();
+        assert!(!text.contains(ghp), "{text}");
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(
+            found.iter().all(|r| r.rule == "github_token" && !r.path.contains(ghp)),
+            "{found:?}"
+        );
+        assert_eq!(params["plain"], "ok");
+        let again = params.clone();
+        assert_eq!(redactor.redact_json("params", &mut params), []);
+        assert_eq!(params, again);
+
+        // A tool name or an event id is replaced whole, by a fingerprint of the whole value:
+        // a retry gets the same marker, another value another one.
+        for name in ["tool", "event_id"] {
+            let mut first = format!("run-{ghp}");
+            let found = redactor.redact_ident(name, &mut first);
+            assert_eq!(found.len(), 1);
+            assert_eq!((found[0].rule, found[0].path.as_str()), ("github_token", name));
+            assert_eq!(first, format!("[REDACTED:github_token:{}]", found[0].fingerprint));
+            let mut retry = format!("run-{ghp}");
+            let _ = redactor.redact_ident(name, &mut retry);
+            assert_eq!(retry, first);
+            let mut other = format!("run2-{ghp}");
+            let _ = redactor.redact_ident(name, &mut other);
+            assert_ne!(other, first);
+            assert_eq!(redactor.redact_ident(name, &mut first), [], "idempotent");
+        }
+        // Ordinary names and ids stay, random ids included.
+        for (name, value) in [
+            ("tool", "github.create_issue"),
+            ("event_id", "01HZX3K9Q8V7T6R5P4N3M2K1J0"),
+            ("event_id", "V1StGXR8_Z5jdHi6B-myT"),
+            ("event_id", "550e8400-e29b-41d4-a716-446655440000"),
+        ] {
+            let mut text = value.to_owned();
+            assert_eq!(redactor.redact_ident(name, &mut text), [], "{name} {value}");
+        }
+        // A random token as a tool name is a secret; as an event id, a random id.
+        let mut tool = "q8Vt3ZkPn2Lx7RbW4sYc9HdJ6mTf1GaQe5UoKi0N".to_owned();
+        assert_eq!(redactor.redact_ident("tool", &mut tool)[0].rule, "high_entropy");
+    }
+
+    #[test]
+    fn a_credential_split_across_adjacent_values_is_redacted_in_both() {
+        let ghp = CANARIES.iter().find(|(n, _)| *n == "$GHP").unwrap().1;
+        let aws = CANARIES.iter().find(|(n, _)| *n == "$AWS_ID").unwrap().1;
+        let redactor = Redactor::new(KEY);
+        for (a, b) in [("part1", "part2"), ("token_start", "token_end"), ("x", "y")] {
+            let mut params = serde_json::json!({ a: &ghp[..20], b: &ghp[20..], "other": "kept" });
+            let found = redactor.redact_json("params", &mut params);
+            let text = params.to_string();
+            assert!(
+                !text.contains(&ghp[..20]) && !text.contains(&ghp[20..]),
+                "{a}/{b}: {text}"
+            );
+            assert_eq!(found.len(), 1, "{found:?}");
+            assert_eq!(found[0].rule, "github_token");
+            assert_eq!(found[0].fingerprint, redactor.fingerprint(ghp));
+            assert!(found[0].path.contains(" + "), "{}", found[0].path);
+            assert_eq!(params["other"], "kept");
+            let again = params.clone();
+            assert_eq!(redactor.redact_json("params", &mut params), []);
+            assert_eq!(params, again);
+        }
+        // In an array, and with text around the halves.
+        let mut params =
+            serde_json::json!({"args": ["--key", format!("id {}", &aws[..9]), format!("{} end", &aws[9..])]});
+        let found = redactor.redact_json("params", &mut params);
+        assert_eq!(found.len(), 1, "{params}");
+        assert_eq!(found[0].path, "params.args[1] + params.args[2]");
+        let args = params["args"].as_array().unwrap();
+        assert!(args[1].as_str().unwrap().starts_with("id [REDACTED:aws_access_key:"));
+        assert!(args[2].as_str().unwrap().ends_with("] end"));
+        // A whole credential next to an ordinary word is one secret, not a split one.
+        let (output, found) = redact_one("a", ghp);
+        assert_eq!(found, ["params.a: github_token"], "{output}");
+        let mut params = serde_json::json!({"a": ghp, "b": "suffix123"});
+        let found = redactor.redact_json("params", &mut params);
+        assert_eq!(found.len(), 1);
+        assert_eq!(params["b"], "suffix123");
+    }
+
+    #[test]
+    fn random_tokens_are_redacted_under_any_name_and_random_ids_under_id_names_are_not() {
+        let token = "q8Vt3ZkPn2Lx7RbW4sYc9HdJ6mTf1GaQe5UoKi0N";
+        for key in ["note", "value", "data", "x"] {
+            let (_, found) = redact_one(key, token);
+            assert_eq!(found, [format!("params.{key}: high_entropy")]);
+        }
+        let (output, found) = redact_one("message", &format!("please deploy with {token}, thanks"));
+        assert_eq!(found, ["params.message: high_entropy"]);
+        assert!(
+            output["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("please deploy with [REDACTED:high_entropy:")
+        );
+        for key in [
+            "id",
+            "request_id",
+            "sha256",
+            "etag",
+            "next_page_token",
+            "cursor",
+            "nonce",
+        ] {
+            let (_, found) = redact_one(key, token);
+            assert_eq!(found, Vec::<String>::new(), "{key}");
+        }
     }
 
     #[test]

@@ -14,6 +14,8 @@ use std::sync::LazyLock;
 
 use regex::{Captures, Regex, RegexSet};
 
+use super::decode::{self, Budget};
+
 /// Every rule name a [`super::Redaction`] can carry. A fixed set, so it is safe as a metric label.
 pub const RULE_NAMES: &[&str] = &[
     PRIVATE_KEY,
@@ -53,6 +55,19 @@ const HIGH_ENTROPY: &str = "high_entropy";
 pub(crate) struct Hit {
     pub rule: &'static str,
     pub span: Range<usize>,
+    /// For a secret found in a decoded form (base64, hex, percent-encoding), the decoded
+    /// secret: it is what gets fingerprinted, so the marker correlates with the plain secret.
+    pub decoded: Option<String>,
+}
+
+impl Hit {
+    fn new(rule: &'static str, span: Range<usize>) -> Hit {
+        Hit {
+            rule,
+            span,
+            decoded: None,
+        }
+    }
 }
 
 /// How suspicious the name a value sits under makes that value. Ordered: a stronger name
@@ -75,6 +90,9 @@ pub(crate) struct Context {
     aws: bool,
     /// Cookie headers are `k=v; k=v` lists whose values are session credentials.
     cookie: bool,
+    /// The name says random values are expected here (`event_id`, `request_id`, `etag`,
+    /// `next_page_token`, `sha256`): a random-looking value is not a secret by its shape alone.
+    ident: bool,
 }
 
 impl Context {
@@ -91,16 +109,25 @@ impl Context {
                 sensitivity,
                 aws: class.aws || self.aws,
                 cookie: class.cookie,
+                ident: false,
             },
-            NameKind::Metadata => Context::default(),
+            NameKind::Metadata => Context {
+                ident: class.ident,
+                ..Context::default()
+            },
             // `{"credentials": {"value": "…"}}`: a neutral name inherits from its parent, but
             // only as far as `Token`, so `{"secrets": {"owner": "alice"}}` keeps "alice".
             NameKind::Neutral => Context {
                 sensitivity: self.sensitivity.min(Sensitivity::Token),
                 aws: class.aws || self.aws,
                 cookie: false,
+                ident: class.ident || self.ident,
             },
         }
+    }
+
+    fn suspicious_name(self) -> bool {
+        self.sensitivity > Sensitivity::None || self.aws || self.cookie
     }
 }
 
@@ -108,7 +135,12 @@ impl Context {
 /// earlier rule in [`RULES`] wins, so a JWT in `Authorization` is a `jwt`; the name heuristics
 /// come last.
 pub(crate) fn scan(ctx: Context, text: &str) -> Vec<Hit> {
-    let suspicious_name = ctx != Context::default();
+    scan_within(ctx, text, &mut Budget::new())
+}
+
+/// [`scan`] with the decoding work left for this string and what it decodes into.
+fn scan_within(ctx: Context, text: &str, budget: &mut Budget) -> Vec<Hit> {
+    let suspicious_name = ctx.suspicious_name();
     // Nearly every string on the hot path is a short word, an id or a path: skip them before
     // touching any automaton. No pattern rule can match fewer than MIN_PATTERN_LEN bytes.
     if text.len() < MIN_SECRET_LEN || (!suspicious_name && text.len() < MIN_PATTERN_LEN) {
@@ -124,8 +156,19 @@ pub(crate) fn scan(ctx: Context, text: &str) -> Vec<Hit> {
             rules.list[rank].find_into(text, &mut candidates);
         }
     }
+    // Encoded secrets: a specific rule found in the decoded form beats the name heuristics'
+    // `high_entropy` for the same span.
+    decode::hits(
+        text,
+        budget,
+        |decoded, budget| scan_within(ctx, decoded, budget),
+        &mut candidates,
+    );
     if suspicious_name {
         candidates.extend(whole_value(ctx, text));
+    }
+    if !ctx.ident {
+        random_tokens(text, &mut candidates);
     }
     if candidates.is_empty() {
         return Vec::new();
@@ -147,6 +190,76 @@ pub(crate) fn scan(ctx: Context, text: &str) -> Vec<Hit> {
     }
     hits.sort_by_key(|hit| hit.span.start);
     hits
+}
+
+/// The longest string taken as one part of a split credential: the parts of a key are short.
+const MAX_SPLIT_PART: usize = 512;
+
+/// Whether a string value may be one half of a credential split across two values.
+pub(crate) fn may_be_split_part(s: &str) -> bool {
+    (1..=MAX_SPLIT_PART).contains(&s.len())
+}
+
+/// How every format rule's matches begin: a split credential's first part holds one of these,
+/// or ends with the beginning of one (`AK` + `IA…`).
+const FORMAT_PREFIXES: &[(&str, &[&str])] = &[
+    (PRIVATE_KEY, &["-----BEGIN"]),
+    (JWT, &["eyJ"]),
+    (ANTHROPIC_KEY, &["sk-ant-"]),
+    (OPENAI_KEY, &["sk-"]),
+    (STRIPE_KEY, &["sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"]),
+    (GITHUB_TOKEN, &["ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"]),
+    (SLACK_WEBHOOK, &["https://hooks.slack.com/"]),
+    (SLACK_TOKEN, &["xoxa-", "xoxb-", "xoxp-", "xoxr-", "xoxs-", "xapp-"]),
+    (AWS_ACCESS_KEY, &["AKIA", "ASIA"]),
+];
+
+/// Whether `a` may be the first part of a split credential (a cheap test before
+/// [`split`]).
+pub(crate) fn may_start_split(a: &str) -> bool {
+    may_be_split_part(a)
+        && FORMAT_PREFIXES
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .any(|prefix| a.contains(prefix) || (1..prefix.len()).any(|k| a.ends_with(&prefix[..k])))
+}
+
+/// A credential of a known format that starts in `a` and ends in `b` (and that `a` does not
+/// hold whole by itself): its rule and its span in `a + b`. Only the format rules count: two
+/// ids side by side would often look like one random token.
+pub(crate) fn split(a: &str, b: &str) -> Option<(&'static str, Range<usize>)> {
+    if !may_be_split_part(a) || !may_be_split_part(b) {
+        return None;
+    }
+    let junction = a.len();
+    let mut joined = String::with_capacity(a.len() + b.len());
+    joined.push_str(a);
+    joined.push_str(b);
+    let rules = &*RULES;
+    if joined.len() < MIN_PATTERN_LEN || !rules.set.is_match(&joined) {
+        return None;
+    }
+    let markers: Vec<Range<usize>> = MARKER.find_iter(&joined).map(|m| m.range()).collect();
+    for rank in rules.set.matches(&joined).iter() {
+        let rule = &rules.list[rank];
+        let Kind::Format { max_len, accept } = rule.kind else {
+            continue;
+        };
+        for m in rule.regex.find_iter(&joined) {
+            let span = m.range();
+            let crosses = span.start < junction && junction < span.end;
+            let whole_in_a = || {
+                rule.regex
+                    .find_at(a, span.start)
+                    .is_some_and(|own| own.start() == span.start && accept(own.as_str()))
+            };
+            let marked = || markers.iter().any(|k| k.start < span.end && span.start < k.end);
+            if crosses && m.len() <= max_len && accept(m.as_str()) && !whole_in_a() && !marked() {
+                return Some((rule.name, span));
+            }
+        }
+    }
+    None
 }
 
 /// The shortest value the name heuristics will redact (a password under a `password` name).
@@ -312,10 +425,7 @@ impl PatternRule {
             Kind::Format { max_len, accept } => {
                 for m in self.regex.find_iter(text) {
                     if m.len() <= max_len && accept(m.as_str()) {
-                        out.push(Hit {
-                            rule: self.name,
-                            span: m.range(),
-                        });
+                        out.push(Hit::new(self.name, m.range()));
                     }
                 }
             }
@@ -325,10 +435,7 @@ impl PatternRule {
                     // `host:8080@` is a port, and `:****@` was masked by the sender already.
                     let port = password.len() <= 5 && password.as_str().bytes().all(|b| b.is_ascii_digit());
                     if !port && !is_placeholder(password.as_str()) {
-                        out.push(Hit {
-                            rule: self.name,
-                            span: password.range(),
-                        });
+                        out.push(Hit::new(self.name, password.range()));
                     }
                 }
             }
@@ -395,7 +502,7 @@ fn assignment(text: &str, caps: &Captures<'_>) -> Option<Hit> {
     } else {
         return None;
     };
-    Some(Hit { rule, span: value })
+    Some(Hit::new(rule, value))
 }
 
 /// How far a quoted free-text value may run before its closing quote.
@@ -414,10 +521,7 @@ fn whole_value(ctx: Context, text: &str) -> Vec<Hit> {
             if let Some(eq) = pair.find('=') {
                 let span = trimmed(text, start + eq + 1..start + pair.len());
                 if looks_random(&text[span.clone()]) {
-                    hits.push(Hit {
-                        rule: HIGH_ENTROPY,
-                        span,
-                    });
+                    hits.push(Hit::new(HIGH_ENTROPY, span));
                 }
             }
             start += pair.len() + 1;
@@ -436,7 +540,7 @@ fn whole_value(ctx: Context, text: &str) -> Vec<Hit> {
     } else {
         return Vec::new();
     };
-    vec![Hit { rule, span }]
+    vec![Hit::new(rule, span)]
 }
 
 /// `Bearer abc` → the range of `abc`: the scheme says how to use a credential, it is not one,
@@ -476,6 +580,8 @@ struct NameClass {
     kind: NameKind,
     aws: bool,
     cookie: bool,
+    /// Random values are expected under this name ([`Context::ident`]).
+    ident: bool,
 }
 
 /// Classifies a field name by its words (`X-Api-Key`, `accessToken`, `AWS_SECRET_ACCESS_KEY`),
@@ -498,11 +604,16 @@ fn classify_name(name: &str) -> NameClass {
 
     let mut strongest = None;
     let mut last_sensitive = 0;
-    let (mut aws, mut cookie) = (false, false);
+    let (mut aws, mut cookie, mut ident) = (false, false, false);
     for (i, word) in words.iter().enumerate() {
         let previous = i.checked_sub(1).map(|j| words[j]);
         aws |= word.starts_with(b"aws");
         cookie |= has(word, b"cookie");
+        // `request_id`, `etag`; `next_page_token`, `public_key`: a token or key that is not a
+        // credential is random by design.
+        ident |= is_ident(word)
+            || (matches!(*word, b"token" | b"tokens" | b"key" | b"keys")
+                && previous.is_some_and(is_not_credential_modifier));
         if let Some(sensitivity) = sensitive_word(word, previous) {
             strongest = strongest.max(Some(sensitivity));
             last_sensitive = i;
@@ -515,7 +626,12 @@ fn classify_name(name: &str) -> NameClass {
         None if words.iter().any(|w| is_metadata(w)) => NameKind::Metadata,
         None => NameKind::Neutral,
     };
-    NameClass { kind, aws, cookie }
+    NameClass {
+        kind,
+        aws,
+        cookie,
+        ident,
+    }
 }
 
 const MAX_NAME_WORDS: usize = 12;
@@ -664,6 +780,38 @@ fn is_not_credential_modifier(word: &[u8]) -> bool {
     )
 }
 
+/// Words that name values random by design: identifiers, digests, cursors, nonces.
+fn is_ident(word: &[u8]) -> bool {
+    matches!(
+        word,
+        b"id"
+            | b"ids"
+            | b"uuid"
+            | b"uuids"
+            | b"guid"
+            | b"ulid"
+            | b"etag"
+            | b"hash"
+            | b"hashes"
+            | b"digest"
+            | b"checksum"
+            | b"md5"
+            | b"sha"
+            | b"sha1"
+            | b"sha256"
+            | b"sha512"
+            | b"integrity"
+            | b"nonce"
+            | b"salt"
+            | b"signature"
+            | b"cursor"
+            | b"continuation"
+            | b"pagination"
+            | b"idempotency"
+            | b"fingerprint"
+    )
+}
+
 /// Words that make a name *about* a secret rather than *holding* one, when they follow it.
 fn is_metadata(word: &[u8]) -> bool {
     matches!(
@@ -756,6 +904,113 @@ fn looks_random(value: &str) -> bool {
         && !is_email(value)
         && !is_made_of_words(value)
         && (shannon_entropy(value) >= 3.0 || char_classes(value) >= 3)
+}
+
+/// The shortest random-looking token redacted under a name that says nothing (`note`):
+/// shorter random strings are mostly ids and codes.
+const MIN_TOKEN_LEN: usize = 20;
+/// The longest: beyond this a random-looking run is a blob (an image, a file), not a key.
+const MAX_TOKEN_LEN_ANYWHERE: usize = 256;
+
+/// Random-looking tokens anywhere in `text`, whatever the name: runs of token characters
+/// that [`looks_like_token`]. URLs (a run right after `://`) are left to `url_password` and
+/// the `?name=value` rule.
+fn random_tokens(text: &str, out: &mut Vec<Hit>) {
+    if text.len() < MIN_TOKEN_LEN {
+        return;
+    }
+    let bytes = text.as_bytes();
+    let is_token = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'+' | b'/' | b'.' | b'~');
+    let mut i = 0;
+    while i < bytes.len() {
+        if !is_token(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_token(bytes[i]) {
+            i += 1;
+        }
+        let (before, run) = (&text[..start], &text[start..i]);
+        // A URL's host and path (`/` is a token character, so the run starts at `//`), or a
+        // data URI's content.
+        let url = (before.ends_with(':') && run.starts_with("//")) || before.ends_with(";base64,");
+        if !url && looks_like_token(run) {
+            out.push(Hit::new(HIGH_ENTROPY, start..i));
+        }
+    }
+}
+
+/// A random token, judged without a name: 20–256 characters with at least two each of upper
+/// and lower case (which spares hex digests, git SHAs, UUIDs, ULIDs, numeric ids and slugs),
+/// in short case-switching humps rather than words (`getUserById2024` is four words and a
+/// number; a random token switches every two characters or so), with a stretch of at least
+/// [`MIN_RANDOM_SEGMENT`] characters between separators (`MyApp-Prod-2024-05-01` has none),
+/// and not base64 of text (judged by its decoded content) or of a file (an image).
+fn looks_like_token(whole: &str) -> bool {
+    let run = whole.trim_matches(|c: char| matches!(c, '.' | '-' | '/' | '~' | '_' | '+'));
+    if !(MIN_TOKEN_LEN..=MAX_TOKEN_LEN_ANYWHERE).contains(&run.len()) {
+        return false;
+    }
+    let upper = run.bytes().filter(u8::is_ascii_uppercase).count();
+    let lower = run.bytes().filter(u8::is_ascii_lowercase).count();
+    let shape = Humps::of(run);
+    upper >= 2
+        && lower >= 2
+        && shape.longest_segment >= MIN_RANDOM_SEGMENT
+        && (shape.alnum as f64) < MAX_MEAN_HUMP * shape.humps as f64
+        // Untrimmed: base64 may well start with `/` (a JPEG's `/9j/`).
+        && !decode::is_text_or_file(whole)
+}
+
+/// Random base62 averages 2.2 characters per hump; 40 random characters average 3 or more
+/// about once in 500, identifiers made of words 3.5 and up.
+const MAX_MEAN_HUMP: f64 = 3.0;
+/// The longest run of letters and digits a random token must have.
+const MIN_RANDOM_SEGMENT: usize = 10;
+
+/// A token's humps: maximal runs of lower case (after at most one capital: `Word`), of upper
+/// case (`HTTP`, but `HTTPServer` is `HTTP` + `Server`) or of digits.
+struct Humps {
+    alnum: usize,
+    humps: usize,
+    longest_segment: usize,
+}
+
+impl Humps {
+    fn of(run: &str) -> Humps {
+        let bytes = run.as_bytes();
+        let (mut alnum, mut humps, mut hump, mut segment, mut longest_segment) = (0, 0, 0, 0, 0);
+        for (i, &b) in bytes.iter().enumerate() {
+            if !b.is_ascii_alphanumeric() {
+                hump = 0;
+                segment = 0;
+                continue;
+            }
+            alnum += 1;
+            segment += 1;
+            longest_segment = longest_segment.max(segment);
+            let goes_on = hump > 0 && {
+                let p = bytes[i - 1];
+                let same = (p.is_ascii_lowercase() && b.is_ascii_lowercase())
+                    || (p.is_ascii_digit() && b.is_ascii_digit())
+                    || (p.is_ascii_uppercase()
+                        && b.is_ascii_uppercase()
+                        && !(hump > 1 && bytes.get(i + 1).is_some_and(u8::is_ascii_lowercase)));
+                same || (hump == 1 && p.is_ascii_uppercase() && b.is_ascii_lowercase())
+            };
+            if !goes_on {
+                humps += 1;
+                hump = 0;
+            }
+            hump += 1;
+        }
+        Humps {
+            alnum,
+            humps,
+            longest_segment,
+        }
+    }
 }
 
 /// Any real value under a password-like name: chosen passwords are short and wordy, so only
@@ -1015,6 +1270,37 @@ mod tests {
         ];
         for (value, expected) in cases {
             check_value(value, expected);
+        }
+    }
+
+    #[test]
+    fn every_format_rule_has_its_prefixes_listed_for_split_credentials() {
+        // One fake credential per format rule (split with concat! so scanners do not flag it).
+        let samples = [
+            concat!(
+                "-----BEGIN RSA PRIVATE ",
+                "KEY-----\nMIIEFAKE\n-----END RSA PRIVATE KEY-----"
+            ),
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJmYWtlIn0.FAKEsig0123",
+            concat!("sk-", "ant-api03-FAKEfake0123456789FAKEfake"),
+            concat!("sk-", "FAKEfake0123456789FAKEfake0123456789"),
+            concat!("sk_", "live_", "FAKE0123456789fakeFAKE01"),
+            concat!("ghp_", "FAKE0123456789abcdefghijklmnopqrstuv"),
+            concat!("https://hooks.slack", ".com/services/T0000/B0000/FAKEFAKE"),
+            concat!("xoxb-", "000000000000-FAKEfakeFAKE"),
+            concat!("AKIA", "IOSFODNN7EXAMPLE"),
+        ];
+        for rule in RULES.list.iter().filter(|r| matches!(r.kind, Kind::Format { .. })) {
+            let sample = samples
+                .iter()
+                .find(|s| rule.regex.find(s).is_some_and(|m| m.start() == 0 && m.len() == s.len()))
+                .unwrap_or_else(|| panic!("no sample of {}", rule.name));
+            assert!(FORMAT_PREFIXES.iter().any(|(name, _)| *name == rule.name));
+            for cut in 1..sample.len() {
+                if sample.is_char_boundary(cut) {
+                    assert!(may_start_split(&sample[..cut]), "{} cut at {cut}", rule.name);
+                }
+            }
         }
     }
 
