@@ -323,11 +323,14 @@ fn refuse_nul(value: &Value, path: &mut String) -> Result<(), FieldError> {
     }
 }
 
-/// Appends `.key`, or `["key"]` when the key would make the dotted path ambiguous.
-fn push_key(path: &mut String, key: &str) {
+/// Appends `.key` (just `key` to an empty path), or `["key"]` when the key would make the
+/// dotted path ambiguous. Validation and redaction name places in `params` alike.
+pub(crate) fn push_key(path: &mut String, key: &str) {
     let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if plain {
-        path.push('.');
+        if !path.is_empty() {
+            path.push('.');
+        }
         path.push_str(key);
     } else {
         path.push('[');

@@ -41,7 +41,7 @@ use futures_util::StreamExt;
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
@@ -472,14 +472,44 @@ fn decode_protobuf(bytes: Bytes) -> Result<ExportTraceServiceRequest, prost::Dec
 
 /// A tool call as sent; any other span only as the context a tool call may draw on: its
 /// ids, parent, kind, times, status and attributes of at most [`CONTEXT_ATTRIBUTE_BYTES`].
+/// A larger `input.value` that records the tool call a step ran (LangGraph's `ToolNode`, with
+/// the whole conversation in its state) is cut to that call's name and argument names, which
+/// is all [`single_argument_name`] reads of it.
 fn context_only(mut span: Span) -> Span {
     if is_tool_call(&span.attributes) {
         return span;
     }
-    span.attributes.retain(|kv| kv.encoded_len() <= CONTEXT_ATTRIBUTE_BYTES);
+    span.attributes.retain_mut(|kv| {
+        if kv.encoded_len() <= CONTEXT_ATTRIBUTE_BYTES {
+            return true;
+        }
+        let Some(call) = (kv.key == "input.value").then(|| tool_call_names(kv)).flatten() else {
+            return false;
+        };
+        kv.value = Some(AnyValue {
+            value: Some(any_value::Value::StringValue(call.to_string())),
+        });
+        kv.encoded_len() <= CONTEXT_ATTRIBUTE_BYTES
+    });
     span.events = Vec::new();
     span.links = Vec::new();
     span
+}
+
+/// `{"tool_call": {"name", "args": {key: null, …}}}` of an input that records a tool call.
+fn tool_call_names(kv: &KeyValue) -> Option<Value> {
+    let Some(any_value::Value::StringValue(text)) = kv.value.as_ref()?.value.as_ref() else {
+        return None;
+    };
+    let input: Value = serde_json::from_str(text).ok()?;
+    let call = input.get("tool_call")?;
+    let args: Map<String, Value> = call
+        .get("args")?
+        .as_object()?
+        .keys()
+        .map(|k| (k.clone(), Value::Null))
+        .collect();
+    Some(json!({"tool_call": {"name": call.get("name")?, "args": args}}))
 }
 
 /// The index of the first resource whose `tenant.id` attribute names a tenant other than
@@ -1851,6 +1881,52 @@ mod tests {
 
         let protobuf = decode(Encoding::Protobuf, request.encode_to_vec().into()).unwrap();
         assert_eq!(protobuf, request, "both encodings carry the same request");
+    }
+
+    #[test]
+    fn a_tool_step_with_a_long_conversation_still_names_the_one_argument() {
+        let conversation: Vec<Value> = (0..40)
+            .map(|i| json!({"type": "human", "content": format!("message {i} {}", "x".repeat(200))}))
+            .collect();
+        let step = span(
+            10,
+            None,
+            "tools",
+            vec![
+                s("openinference.span.kind", "CHAIN"),
+                s(
+                    "input.value",
+                    &json!({"__type": "tool_call_with_context", "state": {"messages": conversation},
+                            "tool_call": {"name": "get_weather", "args": {"city": "Paris"}, "id": "call_1"}})
+                    .to_string(),
+                ),
+            ],
+        );
+        let tool = span(
+            4,
+            Some(10),
+            "tool",
+            vec![
+                s("openinference.span.kind", "TOOL"),
+                s("tool.name", "get_weather"),
+                s("input.value", "Paris"),
+            ],
+        );
+        let request = request(vec![step, tool]);
+        for encoding in [Encoding::Protobuf, Encoding::Json] {
+            let body = match encoding {
+                Encoding::Protobuf => request.encode_to_vec(),
+                Encoding::Json => serde_json::to_vec(&request).unwrap(),
+            };
+            let decoded = decode(encoding, body.into()).unwrap();
+            let step = &decoded.resource_spans[0].scope_spans[0].spans[0];
+            assert!(
+                step.encoded_len() < 2 * CONTEXT_ATTRIBUTE_BYTES,
+                "{encoding:?}: the conversation is not kept"
+            );
+            let mapped = map_request(&decoded, &limits());
+            assert_eq!(mapped.events[0].params, json!({"city": "Paris"}), "{encoding:?}");
+        }
     }
 
     #[test]

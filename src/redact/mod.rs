@@ -32,6 +32,7 @@ use sha2::Sha256;
 
 use self::rules::Context;
 pub use self::rules::RULE_NAMES;
+use crate::event::push_key;
 
 /// Finds and replaces secrets. Holds the fingerprint key, so it is deliberately not `Debug`-
 /// derived: `{:?}` prints `Redactor { .. }`.
@@ -335,21 +336,6 @@ impl Redactor {
 impl fmt::Debug for Redactor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Redactor").finish_non_exhaustive()
-    }
-}
-
-/// Appends `.key`, or `["key"]` when the key would make the dotted path ambiguous.
-fn push_key(path: &mut String, key: &str) {
-    let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if plain {
-        if !path.is_empty() {
-            path.push('.');
-        }
-        path.push_str(key);
-    } else {
-        path.push('[');
-        path.push_str(&Value::from(key).to_string());
-        path.push(']');
     }
 }
 

@@ -237,15 +237,7 @@ async fn webhooks_are_signed_over_timestamp_and_body_and_no_alert_carries_a_secr
     assert_eq!(resolved["status"], "resolved");
     assert!(resolved["ends_at"].is_string());
     assert_eq!(*receiver.refused.lock().unwrap(), 0, "every delivery verified");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     for line in [
         "vigil_rotation_detection_to_start_seconds_count 1",
         r#"vigil_rotation_event_to_finished_seconds_count{status="succeeded"} 1"#,
@@ -342,15 +334,7 @@ async fn while_alertmanager_is_unreachable_alerts_wait_in_the_outbox_and_arrive_
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(attempts >= 2, "the delivery was retried while Alertmanager was down");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(r#"vigil_alert_deliveries_total{sink="alertmanager",status="retrying"}"#),
         "{metrics}"

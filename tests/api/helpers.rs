@@ -137,6 +137,18 @@ pub fn unique_tenant(prefix: &str) -> String {
 }
 
 impl TestApp {
+    /// The Prometheus text of `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// Stops the service gracefully and waits until it has drained.
     pub async fn stop(mut self) {
         if let Some(tx) = self.shutdown.take() {

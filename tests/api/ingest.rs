@@ -205,8 +205,11 @@ async fn a_full_shard_queue_answers_503_with_retry_after_and_recovers() {
     config.shards = 1;
     config.shard_queue = 1;
     let app = spawn_app_with(config).await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
+    // Four tenants, each within its own share of the one shard: together they fill its queue.
+    let mut tokens = Vec::new();
+    for _ in 0..4 {
+        tokens.push(app.create_tenant(&unique_tenant("acme")).await);
+    }
 
     // A real stall: another session holds the event log locked, so the shard's write waits.
     let mut blocker = app.pool.begin().await.unwrap();
@@ -216,7 +219,7 @@ async fn a_full_shard_queue_answers_503_with_retry_after_and_recovers() {
         .unwrap();
     let posts: Vec<_> = (0..4)
         .map(|i| {
-            let (client, url, token) = (app.client.clone(), app.url("/v1/events"), token.clone());
+            let (client, url, token) = (app.client.clone(), app.url("/v1/events"), tokens[i].clone());
             tokio::spawn(async move {
                 let body = json!({"events": [event(&format!("e{i}"), "db.query", Utc::now(), json!({}))]});
                 client.post(url).bearer_auth(token).json(&body).send().await.unwrap()

@@ -225,16 +225,7 @@ async fn execute_tool_spans_exported_by_the_python_sdk_become_events() {
         ),
         ("error", Some("TimeoutError"), Some(1500))
     );
-    let metrics = s
-        .app
-        .client
-        .get(s.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.app.metrics().await;
     assert!(
         metrics.contains(r#"vigil_otlp_spans_received_total{result="tool_call"} 6"#),
         "{metrics}"

@@ -84,15 +84,7 @@ async fn stored_ids(app: &TestApp, tenant: &str) -> Vec<String> {
 
 /// The value of the counter `name` whose labels include every `label="value"` given.
 async fn counter(app: &TestApp, name: &str, labels: &[(&str, &str)]) -> u64 {
-    let text = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     text.lines()
         .filter(|l| l.starts_with(&format!("{name}{{")))
         .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
