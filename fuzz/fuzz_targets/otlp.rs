@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
         retention: chrono::Duration::days(3650),
     };
     for encoding in [Encoding::Protobuf, Encoding::Json] {
-        let Ok(request) = otlp::decode(encoding, data) else {
+        let Ok(request) = otlp::decode(encoding, data.to_vec().into()) else {
             continue;
         };
         let spans: usize = request
