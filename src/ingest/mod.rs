@@ -3,6 +3,7 @@
 //!
 //! Everything in the body is attacker-controlled. Nothing of a refused batch is stored.
 
+pub mod fair;
 pub mod grpc;
 pub mod otlp;
 
@@ -46,6 +47,7 @@ pub async fn post_events(
 
 async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = app.tokens.resolve(&app.pool, headers).await?;
+    let _turn = enter(app, &caller).await?;
     let bytes = read_body(headers, body).await?;
     crate::api::require_json(headers, &bytes)?;
     let body: Value = serde_json::from_slice(&bytes)
@@ -155,6 +157,21 @@ fn record_findings(app: &AppState, caller: &IngestTenant, raised: Vec<Finding>) 
         reply,
     })?;
     Ok(answer)
+}
+
+/// The caller's turn among its tenant's ingest requests in flight, held until the request is
+/// answered; or 429 `tenant_busy`, before the body is read (see [`fair`]), after
+/// [`fair::REFUSAL_DELAY`]: a client that retries at once, ignoring `Retry-After`, is slowed to
+/// a few refusals a second per connection instead of spending the server's CPU on them.
+pub async fn enter(app: &AppState, caller: &IngestTenant) -> Result<fair::Turn, ApiError> {
+    match app.ingest_gate.enter(&caller.tenant) {
+        Some(turn) => Ok(turn),
+        None => {
+            app.metrics.ingest_tenant_busy.inc();
+            tokio::time::sleep(fair::REFUSAL_DELAY).await;
+            Err(ApiError::tenant_busy())
+        }
+    }
 }
 
 /// The limits every ingested event is held to, as of now.
