@@ -195,11 +195,7 @@ async fn login_sets_a_strict_http_only_cookie_and_logout_ends_the_session() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        write.status(),
-        403,
-        "but does not create tenants: that takes the admin token"
-    );
+    assert_eq!(write.status(), 403, "but does not create tenants: that takes the admin token");
 
     let out = web.act("/logout", &[]).await;
     assert_eq!(out.status(), 303);
