@@ -9,6 +9,7 @@ use crate::dashboard::{self, Dashboard};
 use crate::detect::{Detector, TenantMarkers};
 use crate::event::TenantId;
 use crate::ingest;
+use crate::ingest::fair::TenantGate;
 use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::policy::suppress::{Suppression, Suppressions};
@@ -72,6 +73,8 @@ pub struct AppState {
     /// One permit per OTLP request being read and decoded (`VIGIL_OTLP_MAX_REQUESTS`), HTTP
     /// and gRPC alike: the bound on the memory exports take.
     pub otlp_permits: Arc<Semaphore>,
+    /// Each tenant's ingest requests in flight (`VIGIL_INGEST_TENANT_MAX_REQUESTS`).
+    pub ingest_gate: Arc<TenantGate>,
 }
 
 pub struct App {
@@ -365,6 +368,7 @@ impl App {
         let otlp_permits = Arc::new(Semaphore::new(config.otlp_max_requests));
         let state = AppState {
             otlp_permits,
+            ingest_gate: TenantGate::new(config.ingest_tenant_max_requests),
             admin_token_hash: auth::hash_token(admin_token.expose_secret()),
             redactor: Arc::new(Redactor::new(redaction_key.expose_secret().as_bytes())),
             pool,

@@ -57,6 +57,9 @@ pub struct Config {
     pub otlp_max_bytes: usize,
     /// OTLP requests read and decoded at once; more are answered "retry shortly".
     pub otlp_max_requests: usize,
+    /// Ingest requests (events and OTLP) one tenant may have in flight; more are answered 429
+    /// `tenant_busy` before their body is read.
+    pub ingest_tenant_max_requests: usize,
 }
 
 /// What a reverse proxy in front of Vigil would enforce; Vigil enforces it itself.
@@ -94,6 +97,12 @@ impl Default for HttpLimits {
 
 /// The OTLP request size limit the OTLP specification recommends (and the Collector uses).
 pub const DEFAULT_OTLP_MAX_BYTES: usize = 20 * 1024 * 1024;
+/// A tenant's ingest requests in flight at once. An agent runtime sends its batches one after
+/// another; two let a tenant overlap one batch's reading and parsing with the previous one's
+/// commit. Past that a tenant gains no throughput (the shard commits its batches in turn),
+/// only CPU its neighbours lose: with four, a flooding tenant tripled its shard mates' p99 on
+/// two cores; with two it stayed within 2× (`tests/api/neighbour.rs`).
+pub const DEFAULT_INGEST_TENANT_MAX_REQUESTS: usize = 2;
 
 /// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
 pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
@@ -131,6 +140,7 @@ struct FileConfig {
     otlp_grpc_listen: Option<String>,
     otlp_max_bytes: Option<usize>,
     otlp_max_requests: Option<usize>,
+    ingest_tenant_max_requests: Option<usize>,
 }
 
 impl Config {
@@ -298,6 +308,12 @@ impl Config {
             otlp_grpc_listen,
             otlp_max_bytes: number("OTLP_MAX_BYTES", file.otlp_max_bytes, DEFAULT_OTLP_MAX_BYTES)?.max(1024),
             otlp_max_requests: number("OTLP_MAX_REQUESTS", file.otlp_max_requests, 4)?.max(1),
+            ingest_tenant_max_requests: number(
+                "INGEST_TENANT_MAX_REQUESTS",
+                file.ingest_tenant_max_requests,
+                DEFAULT_INGEST_TENANT_MAX_REQUESTS,
+            )?
+            .max(1),
         })
     }
 
@@ -357,7 +373,7 @@ impl Config {
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
-             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\notlp_grpc_listen = {:?}\notlp_max_bytes = {}\notlp_max_requests = {}\ndatabase_timeout_secs = {}\n\
+             webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\notlp_grpc_listen = {:?}\notlp_max_bytes = {}\notlp_max_requests = {}\ningest_tenant_max_requests = {}\ndatabase_timeout_secs = {}\n\
              http_max_connections = {}\nhttp_header_timeout_secs = {}\nhttp_idle_timeout_secs = {}\n\
              http_body_timeout_secs = {}\nhttp_body_min_rate = {}\nhttp_request_timeout_secs = {}\ntrusted_proxies = {:?}\n",
             mask_url_password(self.database_url.expose_secret()),
@@ -382,6 +398,7 @@ impl Config {
             self.otlp_grpc_listen.map(|a| a.to_string()).unwrap_or_default(),
             self.otlp_max_bytes,
             self.otlp_max_requests,
+            self.ingest_tenant_max_requests,
             self.database_timeout.as_secs(),
             self.http.max_connections,
             self.http.header_timeout.as_secs(),
@@ -597,6 +614,13 @@ mod tests {
         assert_eq!(c.otlp_grpc_listen, Some("127.0.0.1:4317".parse().unwrap()));
         assert_eq!((c.otlp_max_bytes, c.otlp_max_requests), (20 << 20, 4));
         assert!(c.masked().contains("otlp_grpc_listen = \"127.0.0.1:4317\""));
+        assert_eq!(c.ingest_tenant_max_requests, DEFAULT_INGEST_TENANT_MAX_REQUESTS);
+        let c = load(
+            "ingest_tenant_max_requests = 9",
+            &[("VIGIL_INGEST_TENANT_MAX_REQUESTS", "3")],
+        )
+        .unwrap();
+        assert_eq!(c.ingest_tenant_max_requests, 3, "the environment wins over the file");
         let c = load(
             "otlp_grpc_listen = \"0.0.0.0:4317\"",
             &[

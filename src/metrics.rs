@@ -16,6 +16,9 @@ pub struct Metrics {
     /// Batches a shard refused, by reason: `tenant_share` (the tenant already had a quarter of
     /// the shard's queue: 429) or `shard_full` (503).
     pub shard_refusals: IntCounterVec,
+    /// Ingest requests answered 429 `tenant_busy` before their body was read: the tenant had
+    /// `VIGIL_INGEST_TENANT_MAX_REQUESTS` in flight already.
+    pub ingest_tenant_busy: IntCounter,
     /// OTLP spans by result: `tool_call` (became an event), `rejected` (a tool call that broke
     /// an event rule), `ignored` (not a tool call), `refused` (a tool call in an export refused
     /// whole after decoding: a full shard queue, which exporters retry, or another tenant).
@@ -98,6 +101,15 @@ impl Metrics {
                 "Batches a shard worker's queue refused, by reason.",
                 &["reason"],
             ),
+            ingest_tenant_busy: {
+                let c = IntCounter::new(
+                    "vigil_ingest_tenant_busy_total",
+                    "Ingest requests answered 429 before their body was read: the tenant had its most in flight.",
+                )
+                .expect("valid metric");
+                registry.register(Box::new(c.clone())).expect("unique metric");
+                c
+            },
             otlp_spans: counter(
                 "vigil_otlp_spans_received_total",
                 "Spans received over OTLP (HTTP and gRPC), by result.",

@@ -14,6 +14,7 @@
 //! `VIGIL_OTLP_MAX_BYTES`: a retry would be refused again), UNAVAILABLE with `RetryInfo`
 //! (too many exports at once, a full shard queue: clients retry after the delay).
 
+use super::fair;
 use super::otlp::{self, Encoding};
 use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
@@ -102,6 +103,10 @@ async fn export(app: &AppState, request: http::Request<Body>) -> http::Response<
         Ok(caller) => caller,
         Err(e) => return status(&e).into_http(),
     };
+    let turn = match super::enter(app, &caller).await {
+        Ok(turn) => turn,
+        Err(e) => return status(&e).into_http(),
+    };
     let permit = match otlp::admit(app) {
         Ok(permit) => permit,
         Err(e) => return status(&e).into_http(),
@@ -110,6 +115,7 @@ async fn export(app: &AppState, request: http::Request<Body>) -> http::Response<
         app: app.clone(),
         caller,
         permit: Some(permit),
+        turn: Some(turn),
     };
     Grpc::new(ExportCodec)
         .accept_compressed(CompressionEncoding::Gzip)
@@ -122,6 +128,8 @@ struct ExportCall {
     app: AppState,
     caller: IngestTenant,
     permit: Option<OwnedSemaphorePermit>,
+    /// The tenant's turn, held until the export is answered.
+    turn: Option<fair::Turn>,
 }
 
 impl UnaryService<ExportTraceServiceRequest> for ExportCall {
@@ -129,12 +137,16 @@ impl UnaryService<ExportTraceServiceRequest> for ExportCall {
     type Future = BoxFuture<'static, Result<tonic::Response<ExportTraceServiceResponse>, Status>>;
 
     fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
-        let (app, caller, permit) = (self.app.clone(), self.caller.clone(), self.permit.take());
+        let (app, caller, permit, turn) = (
+            self.app.clone(),
+            self.caller.clone(),
+            self.permit.take(),
+            self.turn.take(),
+        );
         Box::pin(async move {
-            otlp::accept(&app, &caller, request.into_inner(), permit)
-                .await
-                .map(tonic::Response::new)
-                .map_err(|e| status(&e))
+            let answer = otlp::accept(&app, &caller, request.into_inner(), permit).await;
+            drop(turn);
+            answer.map(tonic::Response::new).map_err(|e| status(&e))
         })
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! Everything in the body is attacker-controlled. Nothing of a refused batch is stored.
 
+pub mod fair;
 pub mod grpc;
 pub mod otlp;
 
@@ -44,8 +45,25 @@ pub async fn post_events(
     result
 }
 
+/// A batch refused for what it holds (4xx) keeps its tenant's turn [`fair::REFUSAL_DELAY`]
+/// longer: a tenant sending bad batches in a loop gets fewer of them read and parsed.
 async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
     let caller = app.tokens.resolve(&app.pool, headers).await?;
+    let turn = enter(app, &caller).await?;
+    let result = ingest_batch(app, &caller, headers, body).await;
+    if result.as_ref().is_err_and(|e| e.status().is_client_error()) {
+        tokio::time::sleep(fair::REFUSAL_DELAY).await;
+    }
+    drop(turn);
+    result
+}
+
+async fn ingest_batch(
+    app: &AppState,
+    caller: &IngestTenant,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
     let bytes = read_body(headers, body).await?;
     crate::api::require_json(headers, &bytes)?;
     let body: Value = serde_json::from_slice(&bytes)
@@ -68,7 +86,7 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
         if claimed.is_some_and(|c| c.as_str() != Some(caller.tenant.as_ref())) {
             tracing::warn!(tenant.id = %caller.tenant, event.index = i, "Refused a batch naming another tenant");
             let field = format!("events[{i}].tenant_id");
-            report_refusal(app, &caller, raw, &field).await;
+            report_refusal(app, caller, raw, &field).await;
             return Err(
                 ApiError::forbidden("tenant_mismatch", "the batch names a tenant other than the token's")
                     .with_field(field),
@@ -95,7 +113,7 @@ async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(Stat
     if !known && let Err(e) = app::refresh_markers(&app.pool, &app.markers).await {
         tracing::warn!(tenant.id = %caller.tenant, error = format!("{e:#}"), "Failed to refresh tenant markers");
     }
-    let outcome = submit(app, &caller, events).await?;
+    let outcome = submit(app, caller, events).await?;
     let response = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
     Ok((StatusCode::ACCEPTED, Json(response)))
 }
@@ -155,6 +173,21 @@ fn record_findings(app: &AppState, caller: &IngestTenant, raised: Vec<Finding>) 
         reply,
     })?;
     Ok(answer)
+}
+
+/// The caller's turn among its tenant's ingest requests in flight, held until the request is
+/// answered; or 429 `tenant_busy`, before the body is read (see [`fair`]), after
+/// [`fair::REFUSAL_DELAY`]: a client that retries at once, ignoring `Retry-After`, is slowed to
+/// a few refusals a second per connection instead of spending the server's CPU on them.
+pub async fn enter(app: &AppState, caller: &IngestTenant) -> Result<fair::Turn, ApiError> {
+    match app.ingest_gate.enter(&caller.tenant) {
+        Some(turn) => Ok(turn),
+        None => {
+            app.metrics.ingest_tenant_busy.inc();
+            tokio::time::sleep(fair::REFUSAL_DELAY).await;
+            Err(ApiError::tenant_busy())
+        }
+    }
 }
 
 /// The limits every ingested event is held to, as of now.

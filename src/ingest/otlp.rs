@@ -182,6 +182,7 @@ async fn export(
     body: Body,
 ) -> Result<ExportTraceServiceResponse, ApiError> {
     let caller = app.tokens.resolve(&app.pool, headers).await?;
+    let _turn = super::enter(app, &caller).await?;
     let encoding = encoding.ok_or_else(|| {
         ApiError::unsupported_media_type(
             "unsupported_content_type",

@@ -89,6 +89,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         otlp_grpc_listen: Some("127.0.0.1:0".parse().unwrap()),
         otlp_max_bytes: vigil::config::DEFAULT_OTLP_MAX_BYTES,
         otlp_max_requests: 4,
+        ingest_tenant_max_requests: vigil::config::DEFAULT_INGEST_TENANT_MAX_REQUESTS,
     }
 }
 
