@@ -204,8 +204,6 @@ async fn a_full_shard_queue_answers_503_with_retry_after_and_recovers() {
     let mut config = test_config(&fresh_database().await);
     config.shards = 1;
     config.shard_queue = 1;
-    // Four at once from one tenant: the queue, not the tenant's share, is what refuses here.
-    config.ingest_tenant_max_requests = 4;
     let app = spawn_app_with(config).await;
     // Four tenants, each within its own share of the one shard: together they fill its queue.
     let mut tokens = Vec::new();
