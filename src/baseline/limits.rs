@@ -34,19 +34,24 @@ pub struct Limits {
     pub marker_len: usize,
 }
 
+impl Limits {
+    /// The defaults of `baselines/default.toml`'s `[limits]`.
+    pub const DEFAULT: Limits = Limits {
+        tools: 1_000,
+        keys_per_tool: 64,
+        keys: 4_096,
+        values: 32,
+        value_len: 64,
+        path_len: 128,
+        depth: 8,
+        markers: 100,
+        marker_len: 200,
+    };
+}
+
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            tools: 1_000,
-            keys_per_tool: 64,
-            keys: 4_096,
-            values: 32,
-            value_len: 64,
-            path_len: 128,
-            depth: 8,
-            markers: 100,
-            marker_len: 200,
-        }
+        Self::DEFAULT
     }
 }
 

@@ -635,17 +635,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    const L: Limits = Limits {
-        tools: 1_000,
-        keys_per_tool: 64,
-        keys: 4_096,
-        values: 32,
-        value_len: 64,
-        path_len: 128,
-        depth: 8,
-        markers: 100,
-        marker_len: 200,
-    };
+    const L: Limits = Limits::DEFAULT;
 
     #[track_caller]
     fn check_flatten(params: Value, expect: &[&str]) {
