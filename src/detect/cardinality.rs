@@ -89,6 +89,7 @@ fn finding(event: &ToolCallEvent, observed: usize, limit: usize, explanation: St
         detector: Detector::CardinalityExceeded,
         severity: Severity::High,
         tool: event.tool.as_ref().to_owned(),
+        subject: None,
         event_id: event.event_id.as_ref().to_owned(),
         observed: observed as f64,
         expected: limit as f64,

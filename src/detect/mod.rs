@@ -143,6 +143,11 @@ pub struct Finding {
     pub severity: Severity,
     /// The tool the finding is about; [`ALL_TOOLS`] (`*`) for the tenant's calls as a whole.
     pub tool: String,
+    /// What inside the tool it is about, where that is narrower than the tool: a parameter
+    /// path (`params.page`) or a limit's name. Repeated findings of one detector on one tool and
+    /// subject are one row of an incident.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
     /// The event that raised it.
     pub event_id: String,
     /// What was measured (e.g. calls in the minute, counting this one).
@@ -211,6 +216,7 @@ pub fn secret_in_payload(event: &ToolCallEvent, redactions: &[(&str, &str)]) -> 
             detector: Detector::SecretInPayload,
             severity: Severity::High,
             tool: event.tool.as_ref().to_owned(),
+            subject: Some((*path).to_owned()),
             event_id: event.event_id.as_ref().to_owned(),
             observed: 1.0,
             expected: 0.0,

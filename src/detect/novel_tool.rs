@@ -114,6 +114,7 @@ pub(super) fn check(
             Severity::Medium
         },
         tool: tool.to_owned(),
+        subject: None,
         event_id: event.event_id.as_ref().to_owned(),
         observed: 1.0,
         expected: 0.0,

@@ -118,6 +118,7 @@ fn judge(
             Some(finding(
                 Detector::ParamOutOfRange,
                 event,
+                Some(format!("params.{path}")),
                 x,
                 fences.median,
                 fence,
@@ -160,7 +161,15 @@ fn judge(
                     quote(value),
                     known.join(", ")
                 );
-                return Some(finding(Detector::NovelParamValue, event, 1.0, 0.0, 1.0, explanation));
+                return Some(finding(
+                    Detector::NovelParamValue,
+                    event,
+                    Some(format!("params.{path}")),
+                    1.0,
+                    0.0,
+                    1.0,
+                    explanation,
+                ));
             }
             match (leaf, &stats.text) {
                 (Leaf::Text(s), Some(shape)) => judge_shape(path, s, shape, hour, config, event),
@@ -224,6 +233,7 @@ fn judge_shape(
     Some(finding(
         Detector::ParamOutOfRange,
         event,
+        Some(format!("params.{path}")),
         observed,
         expected,
         threshold,
@@ -262,13 +272,22 @@ fn novel_keys<'a>(
     );
     Finding {
         severity: Severity::Low,
-        ..finding(Detector::NovelParamKey, event, total as f64, 0.0, 1.0, explanation)
+        ..finding(
+            Detector::NovelParamKey,
+            event,
+            None,
+            total as f64,
+            0.0,
+            1.0,
+            explanation,
+        )
     }
 }
 
 fn finding(
     detector: Detector,
     event: &ToolCallEvent,
+    subject: Option<String>,
     observed: f64,
     expected: f64,
     threshold: f64,
@@ -278,6 +297,7 @@ fn finding(
         detector,
         severity: Severity::Medium,
         tool: event.tool.as_ref().to_owned(),
+        subject,
         event_id: event.event_id.as_ref().to_owned(),
         observed,
         expected,

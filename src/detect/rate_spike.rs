@@ -126,6 +126,7 @@ pub(super) fn finding(
         detector,
         severity: Severity::High,
         tool: tool.to_owned(),
+        subject: None,
         event_id: event.event_id.as_ref().to_owned(),
         observed: count.observed as f64,
         expected: count.law.mean,

@@ -444,6 +444,7 @@ mod tests {
             detector,
             severity: Severity::High,
             tool: "db.query".into(),
+            subject: None,
             event_id: "e-1".into(),
             observed: 1.0,
             expected: 0.0,

@@ -360,6 +360,7 @@ mod tests {
             detector: Detector::RateSpike,
             severity: Severity::High,
             tool: tool.into(),
+            subject: None,
             event_id: "e".into(),
             observed: 40.0,
             expected: 2.0,

@@ -108,7 +108,7 @@ pub async fn record(
 
     let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(
         "insert into findings (finding_id, incident_id, tenant_id, detector, severity, action, tool, event_id,
-                               observed, expected, threshold, p_value, explanation, at) ",
+                               observed, expected, threshold, p_value, explanation, at, subject) ",
     );
     insert.push_values(findings, |mut row, (f, action)| {
         row.push_bind(new_id("fnd"))
@@ -124,7 +124,8 @@ pub async fn record(
             .push_bind(f.threshold)
             .push_bind(f.p_value)
             .push_bind(&f.explanation)
-            .push_bind(f.at);
+            .push_bind(f.at)
+            .push_bind(&f.subject);
     });
     if !findings.is_empty() {
         insert.build().execute(&mut *tx).await?;
@@ -285,6 +286,7 @@ pub struct DbFinding {
     pub severity: String,
     pub action: String,
     pub tool: String,
+    pub subject: Option<String>,
     pub event_id: String,
     pub observed: f64,
     pub expected: f64,
@@ -344,7 +346,7 @@ pub async fn findings_and_rotations(
     incident_ids: &[String],
 ) -> sqlx::Result<(Vec<DbFinding>, Vec<(String, String)>)> {
     let findings = sqlx::query_as(
-        "select finding_id, incident_id, detector, severity, action, tool, event_id, observed, expected,
+        "select finding_id, incident_id, detector, severity, action, tool, subject, event_id, observed, expected,
                 threshold, p_value, explanation, at
          from findings where incident_id = any($1) order by at, finding_id",
     )
