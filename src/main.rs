@@ -1,6 +1,8 @@
 //! The `vigil` command: serve, migrate, tenant administration, traffic (simulate, replay) and the
 //! container's health probe.
 
+#![forbid(unsafe_code)]
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
