@@ -11,6 +11,8 @@
 //!
 //! `cargo bench --bench memory`
 
+#![allow(unsafe_code, reason = "a GlobalAlloc that counts must implement an unsafe trait")]
+
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 

@@ -1,6 +1,8 @@
 //! Vigil: learns each tenant's normal AI-agent tool use and, when a call breaks from it,
 //! rotates exactly the credentials at risk. See ARCHITECTURE.md for the map.
 
+#![forbid(unsafe_code)]
+
 pub mod alert;
 pub mod api;
 pub mod app;

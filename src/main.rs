@@ -1,9 +1,13 @@
-//! The `vigil` command: serve, migrate, tenant administration, and traffic (simulate, replay).
+//! The `vigil` command: serve, migrate, tenant administration, traffic (simulate, replay) and the
+//! container's health probe.
+
+#![forbid(unsafe_code)]
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 use vigil::api::auth;
 use vigil::app::App;
 use vigil::config::Config;
@@ -55,6 +59,28 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Probe a running Vigil's /healthz: exit 0 on a 2xx within 2 s, else 1 (the Docker HEALTHCHECK;
+    /// the slim image has no curl).
+    Healthcheck {
+        /// The health endpoint to GET.
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
+}
+
+/// How long `vigil healthcheck` waits for the whole answer.
+const HEALTHCHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// GETs `url`; Ok only for a 2xx answer that arrives within `timeout`.
+async fn healthcheck(url: &str, timeout: Duration) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .context("Failed to build the HTTP client")?;
+    let response = client.get(url).send().await.with_context(|| format!("GET {url}"))?;
+    let status = response.status();
+    anyhow::ensure!(status.is_success(), "GET {url}: {status}");
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -123,6 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Baseline {
             command: BaselineCommand::Import(args),
         } => return vigil::review::import_command(args).await,
+        Command::Healthcheck { url } => return healthcheck(&url, HEALTHCHECK_TIMEOUT).await,
         command => command,
     };
     let config = Config::load(cli.config.as_deref())?;
@@ -177,7 +204,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             eprintln!("Added {} {name}.", role.as_str());
             Ok(())
         }
-        Command::Simulate(_) | Command::Replay(_) | Command::Baseline { .. } => {
+        Command::Simulate(_) | Command::Replay(_) | Command::Baseline { .. } | Command::Healthcheck { .. } => {
             unreachable!("handled before the configuration is loaded")
         }
     }
@@ -193,5 +220,59 @@ async fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::StatusCode;
+    use axum::routing::get;
+
+    /// A server on a random local port answering `/healthz` with `status`, or never answering.
+    async fn serve(status: Option<StatusCode>) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/healthz", listener.local_addr().unwrap());
+        let router = axum::Router::new().route(
+            "/healthz",
+            get(move || async move {
+                match status {
+                    Some(status) => status,
+                    None => std::future::pending().await,
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        url
+    }
+
+    #[tokio::test]
+    async fn healthcheck_passes_only_on_a_timely_2xx() {
+        healthcheck(&serve(Some(StatusCode::OK)).await, HEALTHCHECK_TIMEOUT)
+            .await
+            .unwrap();
+
+        let url = serve(Some(StatusCode::SERVICE_UNAVAILABLE)).await;
+        let err = healthcheck(&url, HEALTHCHECK_TIMEOUT).await.unwrap_err();
+        assert!(format!("{err:#}").contains("503"), "{err:#}");
+
+        let url = serve(None).await;
+        let started = std::time::Instant::now();
+        let err = healthcheck(&url, Duration::from_millis(200)).await.unwrap_err();
+        let timed_out = err.chain().any(|e| {
+            e.downcast_ref::<reqwest::Error>()
+                .is_some_and(reqwest::Error::is_timeout)
+        });
+        assert!(timed_out && started.elapsed() < HEALTHCHECK_TIMEOUT, "{err:#}");
+
+        // Nothing listens on the port of a listener that was just dropped.
+        let closed = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        healthcheck(&format!("http://{closed}/healthz"), HEALTHCHECK_TIMEOUT)
+            .await
+            .unwrap_err();
     }
 }
