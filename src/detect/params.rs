@@ -462,21 +462,35 @@ mod tests {
     }
 
     #[test]
-    fn a_number_beyond_its_fences_is_out_of_range() {
+    fn a_number_beyond_its_tail_is_out_of_range() {
         check(
             json!({"table": "users", "limit": 100000, "q": "status-1"}),
             &[
-                "param_out_of_range medium | params.limit was 100000, above its fence of 99.919: over 300 samples \
-               its quartiles were 20.108, 30.008 and 40.061 and it ran 10 to 50",
+                "param_out_of_range medium | params.limit was 100000, above every value seen: over 300 samples it \
+               ran 10 to 50 (median 30.079); its tail on a linear scale puts a value this extreme at p = 1.0e-300, \
+               under alpha 1e-6 past 70.777",
             ],
         );
         check(
             json!({"table": "users", "limit": -500, "q": "status-1"}),
             &[
-                "param_out_of_range medium | params.limit was -500, below its fence of -39.749: over 300 samples \
-               its quartiles were 20.108, 30.008 and 40.061 and it ran 10 to 50",
+                "param_out_of_range medium | params.limit was -500, below every value seen: over 300 samples it \
+               ran 10 to 50 (median 30.079); its tail on a linear scale puts a value this extreme at p = 1.0e-300, \
+               under alpha 1e-6 past -10.956",
             ],
         );
+    }
+
+    #[test]
+    fn a_finding_on_a_number_carries_its_tail_probability() {
+        let mut sim = Sim::new();
+        sim.normal(300).calls(1, |_| json!({"table": "users", "limit": 75, "q": "status-1"}));
+        let f = &sim.findings[..];
+        assert_eq!(f.len(), 1, "{:?}", sim.lines());
+        assert_eq!(f[0].subject.as_deref(), Some("params.limit"));
+        let p = f[0].p_value.unwrap();
+        assert!(p > 0.0 && p < 1e-6, "{p}");
+        assert!((f[0].threshold - 70.777).abs() < 1e-3, "{}", f[0].threshold);
     }
 
     #[test]
@@ -502,15 +516,17 @@ mod tests {
         check(
             json!({"table": "users", "limit": 20, "q": format!("status-{}", "9".repeat(500))}),
             &[
-                "param_out_of_range medium | params.q looked unlike its 300 samples: 507 bytes long, above its \
-               length fence of 12 (median 8.999)",
+                "param_out_of_range medium | params.q looked unlike its 300 samples: 507 bytes long, above every \
+               value seen (lengths 8 to 9, median 8.999; its tail on a linear scale puts a value this extreme at \
+               p = 1.0e-300, under alpha 1e-6 past 13.286)",
             ],
         );
         check(
             json!({"table": "users", "limit": 20, "q": "status-1' OR 1=1; --"}),
             &[
-                "param_out_of_range medium | params.q looked unlike its 300 samples: 20 bytes long, above its \
-               length fence of 12 (median 8.999); and it contains uppercase letters, whitespace, URL punctuation \
+                "param_out_of_range medium | params.q looked unlike its 300 samples: 20 bytes long, above every \
+               value seen (lengths 8 to 9, median 8.999; its tail on a linear scale puts a value this extreme at \
+               p = 3.9e-29, under alpha 1e-6 past 13.286); and it contains uppercase letters, whitespace, URL punctuation \
                (@+=%&?#~,), quotes, shell or SQL metacharacters (;|$<>(){}[]\\*!^) never seen there (seen: \
                lowercase letters, digits, '-', '_' or '.')",
             ],
