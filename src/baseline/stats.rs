@@ -1066,6 +1066,11 @@ mod tests {
     }
 
     #[test]
+    fn a_stream_costs_what_the_seven_marker_version_did() {
+        assert_eq!(std::mem::size_of::<NumberStats>(), 168);
+    }
+
+    #[test]
     fn flagged_samples_reach_the_quartiles_once_in_ten() {
         let mut s = NumberStats::default();
         for _ in 0..100 {
