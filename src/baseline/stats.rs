@@ -165,7 +165,8 @@ impl Quantiles {
         let q = &self.heights;
         let (n_lo, n_i, n_hi) = (self.position(i - 1), self.position(i), self.position(i + 1));
         q[i] + s / (n_hi - n_lo)
-            * ((n_i - n_lo + s) * (q[i + 1] - q[i]) / (n_hi - n_i) + (n_hi - n_i - s) * (q[i] - q[i - 1]) / (n_i - n_lo))
+            * ((n_i - n_lo + s) * (q[i + 1] - q[i]) / (n_hi - n_i)
+                + (n_hi - n_i - s) * (q[i] - q[i - 1]) / (n_i - n_lo))
     }
 
     fn linear(&self, i: usize, s: f64) -> f64 {
@@ -906,7 +907,10 @@ mod tests {
             s.add(50.0, 1.0);
         }
         let (low, high) = s.thresholds(1e-6).unwrap();
-        assert!((25.0..35.0).contains(&low) && (65.0..75.0).contains(&high), "{low} {high}");
+        assert!(
+            (25.0..35.0).contains(&low) && (65.0..75.0).contains(&high),
+            "{low} {high}"
+        );
         assert!(s.judge(51.0, 1e-6, 30).unwrap().p > 1e-6);
         assert!(s.judge(80.0, 1e-6, 30).unwrap().p < 1e-6);
     }
@@ -943,7 +947,7 @@ mod tests {
 
     /// Learns `learn` values of `law`, then judges `judged` more as the detector does (each
     /// judged, then learned at weight 0.1 if flagged, 1 if not); the share flagged.
-    fn false_alarm_rate(law: fn(&mut Lcg, usize) -> f64, seed: u64, alpha: f64, judged: usize) -> f64 {
+    fn false_alarm_rate(law: Law, seed: u64, alpha: f64, judged: usize) -> f64 {
         const LEARN: usize = 2_000;
         let mut r = Lcg(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
         let mut s = NumberStats::default();
@@ -960,7 +964,10 @@ mod tests {
         flagged as f64 / judged as f64
     }
 
-    const LAWS: [(&str, fn(&mut Lcg, usize) -> f64); 5] = [
+    /// A law: a sampler of value `i` of a stream.
+    type Law = fn(&mut Lcg, usize) -> f64;
+
+    const LAWS: [(&str, Law); 5] = [
         ("lognormal", lognormal),
         ("pareto", pareto),
         ("uniform", uniform),
@@ -1019,7 +1026,9 @@ mod tests {
     #[test]
     fn as_the_detector_runs_the_false_alarms_stay_at_alpha() {
         for (name, law) in LAWS {
-            let flagged: Vec<f64> = (1..=8).map(|seed| false_alarm_rate(law, seed, 1e-6, 100_000) * 1e5).collect();
+            let flagged: Vec<f64> = (1..=8)
+                .map(|seed| false_alarm_rate(law, seed, 1e-6, 100_000) * 1e5)
+                .collect();
             let total: f64 = flagged.iter().sum();
             eprintln!("streaming {name}: {total} false alarms in 800,000 ({flagged:?})");
             assert!(total <= 2.0, "{name}: {total} false alarms in 800,000 ({flagged:?})");
@@ -1043,7 +1052,11 @@ mod tests {
                 let (_, max) = s.range().unwrap();
                 for attack in [1000.0 * max, -500.0, max + 365.0 * 86_400.0 * 1000.0] {
                     let v = s.judge(attack, 1e-6, 30).unwrap();
-                    let alpha = if matches!(name, "lognormal" | "pareto") { 1e-5 } else { 1e-6 };
+                    let alpha = if matches!(name, "lognormal" | "pareto") {
+                        1e-5
+                    } else {
+                        1e-6
+                    };
                     assert!(v.p < alpha, "{name}/{seed}: {attack} is not caught: {v:?}");
                 }
             }

@@ -484,7 +484,8 @@ mod tests {
     #[test]
     fn a_finding_on_a_number_carries_its_tail_probability() {
         let mut sim = Sim::new();
-        sim.normal(300).calls(1, |_| json!({"table": "users", "limit": 75, "q": "status-1"}));
+        sim.normal(300)
+            .calls(1, |_| json!({"table": "users", "limit": 75, "q": "status-1"}));
         let f = &sim.findings[..];
         assert_eq!(f.len(), 1, "{:?}", sim.lines());
         assert_eq!(f[0].subject.as_deref(), Some("params.limit"));
