@@ -1,7 +1,8 @@
 //! What a tool's parameters normally look like. Arguments are flattened to dotted paths
 //! (`filter.state`; an array is summarised by its length, `items.#len`), and each path learns
 //! by the kind of value it carries:
-//! - numbers: moments, quartiles and clean range ([`NumberStats`]);
+//! - numbers: moments, quantile markers, clean range and drift ([`NumberStats`]: a tail
+//!   model on a scale chosen from the data);
 //! - strings, booleans and null: the set of values seen, while there are few of them
 //!   ([`ValueSet`]); past [`Limits::values`] distinct values (or one longer than
 //!   [`Limits::value_len`]) the path is free text and learns its shape instead ([`TextShape`]:
@@ -34,11 +35,13 @@ pub struct ParamsConfig {
     /// Calls of a tool before a key it has never had is `novel_param_key`: until then the
     /// tool is still showing its optional parameters.
     pub key_warmup_calls: u64,
-    /// Samples of a number (or of a free-text length) before its fences are trusted.
+    /// Samples of a number (or of a free-text length) before its model is trusted.
     pub min_samples: u64,
-    /// Tukey's k: beyond `Q3 + k·IQR` (or below `Q1 − k·IQR`) is `param_out_of_range`. 3 is
-    /// Tukey's "far out"; 1.5 would flag about one call in a hundred of a normal law.
-    pub fence_iqr: f64,
+    /// A number beyond its clean range is `param_out_of_range` when its model puts the
+    /// probability of a value at least that extreme below `alpha`: the false-alarm rate per
+    /// judged value of a stream whose tail is as heavy as the model assumes, and an upper
+    /// bound for lighter ones (see `baseline::stats`).
+    pub alpha: f64,
     /// Weighted samples without a new value before a value set is stable and a new value is
     /// `novel_param_value`; likewise without a new character class before a free-text path's
     /// classes are, and a new one is `param_out_of_range`.
@@ -50,7 +53,7 @@ impl Default for ParamsConfig {
         ParamsConfig {
             key_warmup_calls: 50,
             min_samples: 30,
-            fence_iqr: 3.0,
+            alpha: 1e-6,
             stable_after: 100.0,
         }
     }

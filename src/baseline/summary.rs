@@ -163,13 +163,26 @@ pub struct NumberView {
     pub q1: Option<f64>,
     pub median: Option<f64>,
     pub q3: Option<f64>,
+    /// The scale its tail model judges on (`linear` or `log`), and where values start to be
+    /// `param_out_of_range` at the policy's alpha (`low`, `high`; a drifting stream's record
+    /// steps may reach further). Shown, not imported: a reviewed file's quartiles rebuild them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high: Option<f64>,
 }
 
-impl From<&NumberStats> for NumberView {
-    fn from(s: &NumberStats) -> Self {
+impl NumberView {
+    fn of(s: &NumberStats, alpha: f64) -> Self {
         let quartiles = s.quartiles();
         let range = s.range();
+        let thresholds = s.thresholds(alpha);
         NumberView {
+            scale: s.scale().map(|scale| scale.name().to_owned()),
+            low: thresholds.map(|t| t.0),
+            high: thresholds.map(|t| t.1),
             mean: s.moments().mean(),
             variance: s.moments().variance(),
             min: range.map(|r| r.0),
@@ -313,9 +326,9 @@ fn param_summary(path: &str, stats: &PathStats, config: &ParamsConfig) -> ParamS
         kind: stats.kind().to_owned(),
         samples: stats.samples,
         known: stats.key.is_trusted(),
-        number: stats.number.as_deref().map(NumberView::from),
+        number: stats.number.as_deref().map(|n| NumberView::of(n, config.alpha)),
         values: stats.values.as_deref().map(|v| values_view(v, config)),
-        text: stats.text.as_deref().map(text_view),
+        text: stats.text.as_deref().map(|t| text_view(t, config.alpha)),
     }
 }
 
@@ -332,9 +345,9 @@ fn values_view(set: &ValueSet, config: &ParamsConfig) -> ValuesView {
     }
 }
 
-fn text_view(shape: &TextShape) -> TextView {
+fn text_view(shape: &TextShape, alpha: f64) -> TextView {
     TextView {
-        length: NumberView::from(&shape.length),
+        length: NumberView::of(&shape.length, alpha),
         classes: class_names(shape.classes()).into_iter().map(str::to_owned).collect(),
     }
 }

@@ -45,7 +45,7 @@ pub enum Detector {
     ErrorBurst,
     /// A tool the tenant has never called and does not declare.
     NovelTool,
-    /// A numeric parameter outside its learned fences.
+    /// A numeric parameter beyond its learned range and improbable under its tail model.
     ParamOutOfRange,
     /// A value never seen for a parameter whose value set is stable.
     NovelParamValue,

@@ -2,8 +2,11 @@
 //! - `novel_param_key`: a key the tool has never had (or had only in hours that raised
 //!   findings), once the tool has had `key_warmup_calls` calls to show its optional keys. The
 //!   keys new in one call make one finding.
-//! - `param_out_of_range`: a number beyond its robust fences; for free text, a length beyond
-//!   the length's fences or a character class never trusted there.
+//! - `param_out_of_range`: a number beyond its clean range whose model (a tail on a scale
+//!   chosen from the data, or a drifting stream's record steps: `baseline::stats`) puts the
+//!   probability of a value at least that extreme below the policy's `alpha`, which the
+//!   finding carries as its `p_value`; for free text, a length judged the same way or a
+//!   character class never trusted there.
 //! - `novel_param_value`: a value never seen (or not yet trusted) for a path whose value set is
 //!   stable.
 //!
@@ -17,6 +20,7 @@ use super::{DetectConfig, Detector, Finding, Severity, count};
 use crate::baseline::params::{
     CLASSES, Leaf, ParamsConfig, PathStats, TextShape, class_names, classes_of, flatten, is_redacted,
 };
+use crate::baseline::stats::{Side, Verdict};
 use crate::baseline::trust::hour_of;
 use crate::baseline::{TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
@@ -97,33 +101,34 @@ fn judge(
 ) -> Option<Finding> {
     match leaf {
         Leaf::Number(x) => {
-            let fences = stats.number.as_ref()?.fences(config.fence_iqr, config.min_samples)?;
-            let fence = fences.breached(x)?;
-            let side = if x > fence { "above" } else { "below" };
+            let number = stats.number.as_ref()?;
+            let verdict = number.judge(x, config.alpha, config.min_samples)?;
+            if verdict.p >= config.alpha {
+                return None;
+            }
+            let (lo, hi) = number.range().unwrap_or((verdict.median, verdict.median));
             let explanation = format!(
-                "params.{path} was {}, {side} its fence of {}: over {} its quartiles were {}, {} and {}{}",
+                "params.{path} was {}, {}: over {} it ran {} to {} (median {}); {}",
                 num(x),
-                num(fence),
-                count(fences.samples, "sample"),
-                num(fences.q1),
-                num(fences.median),
-                num(fences.q3),
-                stats
-                    .number
-                    .as_ref()
-                    .and_then(|n| n.range())
-                    .map(|(lo, hi)| format!(" and it ran {} to {}", num(lo), num(hi)))
-                    .unwrap_or_default(),
+                beyond(x, &verdict),
+                count(verdict.samples, "sample"),
+                num(lo),
+                num(hi),
+                num(verdict.median),
+                odds(&verdict, config.alpha),
             );
-            Some(finding(
-                Detector::ParamOutOfRange,
-                event,
-                Some(format!("params.{path}")),
-                x,
-                fences.median,
-                fence,
-                explanation,
-            ))
+            Some(Finding {
+                p_value: Some(verdict.p),
+                ..finding(
+                    Detector::ParamOutOfRange,
+                    event,
+                    Some(format!("params.{path}")),
+                    x,
+                    verdict.median,
+                    verdict.threshold,
+                    explanation,
+                )
+            })
         }
         Leaf::Text(s) if is_redacted(s) => None,
         Leaf::Text(_) | Leaf::Flag(_) => {
@@ -179,7 +184,7 @@ fn judge(
     }
 }
 
-/// Free text: its length against the length's fences, its character classes against the
+/// Free text: its length against the length's model, its character classes against the
 /// trusted ones. One finding says both.
 fn judge_shape(
     path: &str,
@@ -189,9 +194,11 @@ fn judge_shape(
     config: &ParamsConfig,
     event: &ToolCallEvent,
 ) -> Option<Finding> {
-    let fences = shape.length.fences(config.fence_iqr, config.min_samples)?;
     let len = s.len() as f64;
-    let long = fences.breached(len);
+    let long = shape
+        .length
+        .judge(len, config.alpha, config.min_samples)
+        .filter(|v| v.p < config.alpha);
     let mut new_classes = 0u16;
     let unseen = if shape.is_stable(config.stable_after) {
         classes_of(s) & !shape.classes()
@@ -206,15 +213,19 @@ fn judge_shape(
     if long.is_none() && new_classes == 0 {
         return None;
     }
-    let mut explanation = format!("params.{path} looked unlike its {}", count(fences.samples, "sample"));
-    if let Some(fence) = long {
-        let side = if len > fence { "above" } else { "below" };
+    let samples = shape.length.moments().weight().round() as u64;
+    let mut explanation = format!("params.{path} looked unlike its {}", count(samples, "sample"));
+    if let Some(v) = &long {
+        let (lo, hi) = shape.length.range().unwrap_or((v.median, v.median));
         let _ = write!(
             explanation,
-            ": {} long, {side} its length fence of {} (median {})",
+            ": {} long, {} (lengths {} to {}, median {}; {})",
             count(s.len() as u64, "byte"),
-            num(fence),
-            num(fences.median)
+            beyond(len, v),
+            num(lo),
+            num(hi),
+            num(v.median),
+            odds(v, config.alpha)
         );
     }
     if new_classes != 0 {
@@ -226,19 +237,22 @@ fn judge_shape(
             class_names(shape.classes()).join(", ")
         );
     }
-    let (observed, expected, threshold) = match long {
-        Some(fence) => (len, fences.median, fence),
+    let (observed, expected, threshold) = match &long {
+        Some(v) => (len, v.median, v.threshold),
         None => (new_classes.count_ones() as f64, 0.0, 1.0),
     };
-    Some(finding(
-        Detector::ParamOutOfRange,
-        event,
-        Some(format!("params.{path}")),
-        observed,
-        expected,
-        threshold,
-        explanation,
-    ))
+    Some(Finding {
+        p_value: long.map(|v| v.p),
+        ..finding(
+            Detector::ParamOutOfRange,
+            event,
+            Some(format!("params.{path}")),
+            observed,
+            expected,
+            threshold,
+            explanation,
+        )
+    })
 }
 
 fn novel_keys<'a>(
@@ -306,6 +320,38 @@ fn finding(
         explanation,
         at: event.timestamp,
     }
+}
+
+/// Where `x` lies: beyond every clean value, or past a drifting stream's record.
+fn beyond(x: f64, v: &Verdict) -> String {
+    let side = match v.side {
+        Side::Above => "above",
+        Side::Below => "below",
+    };
+    if v.drifting {
+        format!(
+            "{} {side} its record of {} where records step by about {}",
+            num((x - v.record).abs()),
+            num(v.record),
+            num(v.step)
+        )
+    } else {
+        format!("{side} every value seen")
+    }
+}
+
+/// The model's odds of the value, and where the alarm starts.
+fn odds(v: &Verdict, alpha: f64) -> String {
+    let model = if v.drifting {
+        "its record steps put".to_owned()
+    } else {
+        format!("its tail on a {} scale puts", v.scale.name())
+    };
+    format!(
+        "{model} a value this extreme at p = {:.1e}, under alpha {alpha:e} past {}",
+        v.p,
+        num(v.threshold)
+    )
 }
 
 /// A number as a person reads it: integers whole, others to three decimals.
@@ -416,21 +462,36 @@ mod tests {
     }
 
     #[test]
-    fn a_number_beyond_its_fences_is_out_of_range() {
+    fn a_number_beyond_its_tail_is_out_of_range() {
         check(
             json!({"table": "users", "limit": 100000, "q": "status-1"}),
             &[
-                "param_out_of_range medium | params.limit was 100000, above its fence of 99.919: over 300 samples \
-               its quartiles were 20.108, 30.008 and 40.061 and it ran 10 to 50",
+                "param_out_of_range medium | params.limit was 100000, above every value seen: over 300 samples it \
+               ran 10 to 50 (median 30.079); its tail on a linear scale puts a value this extreme at p = 1.0e-300, \
+               under alpha 1e-6 past 70.777",
             ],
         );
         check(
             json!({"table": "users", "limit": -500, "q": "status-1"}),
             &[
-                "param_out_of_range medium | params.limit was -500, below its fence of -39.749: over 300 samples \
-               its quartiles were 20.108, 30.008 and 40.061 and it ran 10 to 50",
+                "param_out_of_range medium | params.limit was -500, below every value seen: over 300 samples it \
+               ran 10 to 50 (median 30.079); its tail on a linear scale puts a value this extreme at p = 1.0e-300, \
+               under alpha 1e-6 past -10.956",
             ],
         );
+    }
+
+    #[test]
+    fn a_finding_on_a_number_carries_its_tail_probability() {
+        let mut sim = Sim::new();
+        sim.normal(300)
+            .calls(1, |_| json!({"table": "users", "limit": 75, "q": "status-1"}));
+        let f = &sim.findings[..];
+        assert_eq!(f.len(), 1, "{:?}", sim.lines());
+        assert_eq!(f[0].subject.as_deref(), Some("params.limit"));
+        let p = f[0].p_value.unwrap();
+        assert!(p > 0.0 && p < 1e-6, "{p}");
+        assert!((f[0].threshold - 70.777).abs() < 1e-3, "{}", f[0].threshold);
     }
 
     #[test]
@@ -456,15 +517,17 @@ mod tests {
         check(
             json!({"table": "users", "limit": 20, "q": format!("status-{}", "9".repeat(500))}),
             &[
-                "param_out_of_range medium | params.q looked unlike its 300 samples: 507 bytes long, above its \
-               length fence of 12 (median 8.999)",
+                "param_out_of_range medium | params.q looked unlike its 300 samples: 507 bytes long, above every \
+               value seen (lengths 8 to 9, median 8.999; its tail on a linear scale puts a value this extreme at \
+               p = 1.0e-300, under alpha 1e-6 past 13.286)",
             ],
         );
         check(
             json!({"table": "users", "limit": 20, "q": "status-1' OR 1=1; --"}),
             &[
-                "param_out_of_range medium | params.q looked unlike its 300 samples: 20 bytes long, above its \
-               length fence of 12 (median 8.999); and it contains uppercase letters, whitespace, URL punctuation \
+                "param_out_of_range medium | params.q looked unlike its 300 samples: 20 bytes long, above every \
+               value seen (lengths 8 to 9, median 8.999; its tail on a linear scale puts a value this extreme at \
+               p = 3.9e-29, under alpha 1e-6 past 13.286); and it contains uppercase letters, whitespace, URL punctuation \
                (@+=%&?#~,), quotes, shell or SQL metacharacters (;|$<>(){}[]\\*!^) never seen there (seen: \
                lowercase letters, digits, '-', '_' or '.')",
             ],

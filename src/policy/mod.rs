@@ -276,8 +276,8 @@ impl Policy {
                 "response.max_automatic_rotations_per_hour must not be negative",
             ));
         }
-        if !(file.params.fence_iqr > 0.0 && file.params.fence_iqr.is_finite()) {
-            return Err(PolicyError::Value("params.fence_iqr must be a positive number"));
+        if !(file.params.alpha > 0.0 && file.params.alpha < 1.0) {
+            return Err(PolicyError::Value("params.alpha must be between 0 and 1"));
         }
         if !(file.params.stable_after >= 0.0 && file.params.stable_after.is_finite()) {
             return Err(PolicyError::Value("params.stable_after must not be negative"));

@@ -202,9 +202,10 @@ async fn a_number_far_beyond_its_learned_range_is_out_of_range() {
         stored["explanation"]
             .as_str()
             .unwrap()
-            .starts_with("params.limit was 100000, above its fence of"),
+            .starts_with("params.limit was 100000, above every value seen: over 180 samples it ran 10 to 50"),
         "{stored:#}"
     );
+    assert!(stored["p_value"].as_f64().unwrap() < 1e-6, "{stored:#}");
     assert!(w.call("p2", json!({"table": "orders", "limit": 45})).await.is_empty());
     w.app.stop().await;
 }
