@@ -869,7 +869,10 @@ mod tests {
             b.observe_within(&call(100 + n, &format!("agent-{n}"), 25 * 60), 1.0, &limits);
         }
         assert_eq!(b.agents().len(), 4);
-        let (rate, pooled) = b.agents().stream(key(&call(0, "agent-20", 0)), minute + 25 * 60, 3).unwrap();
+        let (rate, pooled) = b
+            .agents()
+            .stream(key(&call(0, "agent-20", 0)), minute + 25 * 60, 3)
+            .unwrap();
         assert!(!pooled && rate.calls_in_minute() == 1);
         assert!(b.agents().memory_bytes() < 4 * 1024, "{}", b.agents().memory_bytes());
     }

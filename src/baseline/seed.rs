@@ -196,7 +196,9 @@ fn seeded_path(
                 ));
             }
             Some(Box::new(ValueSet::seeded(
-                v.values.iter().map(|v| (v.value.clone(), Trust::imported(v.known, hour))),
+                v.values
+                    .iter()
+                    .map(|v| (v.value.clone(), Trust::imported(v.known, hour))),
                 v.stable,
                 config.stable_after,
                 limits.values,

@@ -238,7 +238,10 @@ mod tests {
 
     #[test]
     fn a_new_tool_after_warm_up_fires_and_a_sensitive_one_is_critical() {
-        check(&[("db.query", SETTLED), ("reports.run", 1)], &["20:01 medium reports.run"]);
+        check(
+            &[("db.query", SETTLED), ("reports.run", 1)],
+            &["20:01 medium reports.run"],
+        );
         check(
             &[("db.query", SETTLED), ("iam.create_user", 1)],
             &["20:01 critical iam.create_user"],

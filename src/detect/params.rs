@@ -88,13 +88,7 @@ pub(super) fn check(
     if new_key_count > 0 && key_novelty() <= config.novelty_rate {
         out.push(Finding {
             p_value: Some(key_novelty()),
-            ..novel_keys(
-            event,
-            tool.calls(),
-            params.paths(),
-            &new_keys,
-            new_key_count,
-        )
+            ..novel_keys(event, tool.calls(), params.paths(), &new_keys, new_key_count)
         });
     }
     Some(unknown)

@@ -81,7 +81,9 @@ pub(super) fn check(
     {
         let who = quote(event.agent_id.as_deref().unwrap_or_default());
         let subject = if pooled {
-            format!("the tools of the tenant's agents beyond its first {agents_limit} (this call by agent {who}) were called")
+            format!(
+                "the tools of the tenant's agents beyond its first {agents_limit} (this call by agent {who}) were called"
+            )
         } else {
             format!("agent {who}'s tools were called")
         };
