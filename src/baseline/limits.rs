@@ -32,6 +32,9 @@ pub struct Limits {
     pub markers: usize,
     /// Longest marker, in characters.
     pub marker_len: usize,
+    /// Agents (`agent_id`) whose calls are a rate stream of their own; later agents share one
+    /// pooled stream (an agent silent for a day gives its place to the next new one).
+    pub agents: usize,
 }
 
 impl Limits {
@@ -46,6 +49,7 @@ impl Limits {
         depth: 8,
         markers: 100,
         marker_len: 200,
+        agents: 16,
     };
 }
 
@@ -67,6 +71,7 @@ impl Limits {
             (self.path_len, "limits.path_len"),
             (self.depth, "limits.depth"),
             (self.marker_len, "limits.marker_len"),
+            (self.agents, "limits.agents"),
         ];
         if let Some((_, name)) = positive.iter().find(|(v, _)| *v == 0) {
             return Some(name);
@@ -82,6 +87,7 @@ impl Limits {
             (self.depth, 64, "limits.depth"),
             (self.markers, 10_000, "limits.markers"),
             (self.marker_len, 1_000, "limits.marker_len"),
+            (self.agents, 1_024, "limits.agents"),
         ];
         ceilings.iter().find(|(v, max, _)| v > max).map(|(_, _, name)| *name)
     }

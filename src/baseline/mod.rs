@@ -51,6 +51,105 @@ pub struct TenantBaseline {
     keys: Option<usize>,
     /// What the tenant's bounds kept out, and when that was last reported.
     crossings: Crossings,
+    /// The tenant's hours of use (its calls' distinct event-time hours): the evidence its
+    /// tool map settles by (`trust::novelty`).
+    activity: Trust,
+    /// Each agent's calls over all tools: a spike spread over tools by one agent shows here
+    /// before it shows in the tenant's total.
+    agents: Agents,
+}
+
+/// The agents' call rates: a stream of its own for each of the first [`Limits::agents`]
+/// agents, one pooled stream for the others. Agents are known by a hash of their id
+/// ([`agent_key`]): an id is never stored.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct Agents {
+    /// In arrival order.
+    streams: Vec<(u64, RateBaseline)>,
+    /// Every agent beyond the bound, together.
+    pooled: Option<Box<RateBaseline>>,
+}
+
+/// Where an agent's calls count.
+enum Slot {
+    Own(usize),
+    Pooled,
+    /// A stream of its own, new: appended, or in place of an agent silent for a day.
+    New(Option<usize>),
+}
+
+/// An agent silent this long gives its stream to the next new agent when the bound is reached.
+const AGENT_IDLE_MINUTES: i64 = 24 * 60;
+
+impl Agents {
+    fn slot(&self, key: u64, minute: i64, limit: usize) -> Slot {
+        if let Some(i) = self.streams.iter().position(|(k, _)| *k == key) {
+            return Slot::Own(i);
+        }
+        if self.streams.len() < limit {
+            return Slot::New(None);
+        }
+        let idle = self.streams.iter().position(|(_, r)| {
+            r.current_minute()
+                .is_some_and(|m| m < minute.saturating_sub(AGENT_IDLE_MINUTES))
+        });
+        match idle {
+            Some(i) => Slot::New(Some(i)),
+            None => Slot::Pooled,
+        }
+    }
+
+    /// The stream a call by agent `key` at `minute` counts in, if it has one yet, and whether
+    /// it is the pooled one.
+    pub fn stream(&self, key: u64, minute: i64, limit: usize) -> Option<(&RateBaseline, bool)> {
+        match self.slot(key, minute, limit) {
+            Slot::Own(i) => Some((&self.streams[i].1, false)),
+            Slot::Pooled => self.pooled.as_deref().map(|rate| (rate, true)),
+            Slot::New(_) => None,
+        }
+    }
+
+    fn observe(&mut self, key: u64, minute: i64, weight: f64, limit: usize, config: &RateConfig) {
+        let rate = match self.slot(key, minute, limit) {
+            Slot::Own(i) => &mut self.streams[i].1,
+            Slot::Pooled => self.pooled.get_or_insert_default(),
+            Slot::New(Some(i)) => {
+                self.streams[i] = (key, RateBaseline::default());
+                &mut self.streams[i].1
+            }
+            Slot::New(None) => {
+                self.streams.push((key, RateBaseline::default()));
+                &mut self.streams.last_mut().expect("just pushed").1
+            }
+        };
+        rate.observe(minute, weight, config);
+    }
+
+    /// Streams kept, the pooled one included.
+    pub fn len(&self) -> usize {
+        self.streams.len() + usize::from(self.pooled.is_some())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Bytes held, inline and on the heap (approximately).
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.streams.capacity() * std::mem::size_of::<(u64, RateBaseline)>()
+            + self.streams.iter().map(|(_, r)| r.heap_bytes()).sum::<usize>()
+            + self
+                .pooled
+                .as_ref()
+                .map_or(0, |r| std::mem::size_of::<RateBaseline>() + r.heap_bytes())
+    }
+}
+
+/// The key of the event's agent among [`Agents`], if it names one.
+pub fn agent_key(event: &ToolCallEvent) -> Option<u64> {
+    event.agent_id.as_deref().map(|agent| fnv(2, agent))
 }
 
 /// What is learned about one tool of one tenant.
@@ -115,12 +214,16 @@ struct Failure {
 
 /// The caller a retry must share: the session when the runtime names one, else the agent.
 fn caller_of(event: &ToolCallEvent) -> u64 {
-    let (tag, id) = match (&event.session_id, &event.agent_id) {
-        (Some(session), _) => (1u8, session.as_str()),
-        (None, Some(agent)) => (2u8, agent.as_str()),
-        (None, None) => return 0,
-    };
-    // FNV-1a: a few nanoseconds for an id, and stable across versions (it is snapshotted).
+    match (&event.session_id, &event.agent_id) {
+        (Some(session), _) => fnv(1, session),
+        (None, Some(agent)) => fnv(2, agent),
+        (None, None) => 0,
+    }
+}
+
+/// FNV-1a of a tagged id: a few nanoseconds for an id, and stable across versions (it is
+/// snapshotted).
+fn fnv(tag: u8, id: &str) -> u64 {
     std::iter::once(tag)
         .chain(id.bytes())
         .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
@@ -298,23 +401,27 @@ impl TenantBaseline {
         let hour = trust::hour_of(event.timestamp);
         self.events_seen += 1;
         widen(&mut self.first_seen, &mut self.last_seen, event.timestamp);
+        self.activity.observe(hour, 1.0);
         let keys = self.key_count();
         let room = (limits, limits.keys.saturating_sub(keys));
 
         let name = event.tool.as_ref();
         // Look up before inserting: the hot path must not allocate the key on every call.
-        let (added, dropped) = if let Some(tool) = self.tools.get_mut(name) {
-            let retry = tool.is_retry(event);
-            if !retry {
-                self.overall.observe(minute, weight, &self.rate_config);
+        let known = self.tools.get_mut(name);
+        let retry = known.as_ref().is_some_and(|t| t.is_retry(event));
+        if !retry {
+            self.overall.observe(minute, weight, &self.rate_config);
+            if let Some(agent) = agent_key(event) {
+                self.agents
+                    .observe(agent, minute, weight, limits.agents, &self.rate_config);
             }
+        }
+        let (added, dropped) = if let Some(tool) = known {
             tool.observe(event, (minute, hour), weight, retry, &self.rate_config, room)
         } else if self.tools.len() >= limits.tools {
-            self.overall.observe(minute, weight, &self.rate_config);
             self.crossings.record(Bound::Tools, minute, 1);
             (0, 0)
         } else {
-            self.overall.observe(minute, weight, &self.rate_config);
             let mut tool = ToolBaseline {
                 trust: Trust::new(hour, weight),
                 joined_at: if weight >= 1.0 {
@@ -413,6 +520,16 @@ impl TenantBaseline {
     /// The tenant's calls over all tools together.
     pub fn overall(&self) -> &RateBaseline {
         &self.overall
+    }
+
+    /// Each agent's calls over all tools together.
+    pub fn agents(&self) -> &Agents {
+        &self.agents
+    }
+
+    /// Distinct event-time hours the tenant has called tools in.
+    pub fn hours_of_use(&self) -> u64 {
+        self.activity.hours()
     }
 }
 
@@ -720,6 +837,44 @@ mod tests {
         json.as_object_mut().unwrap().remove("keys");
         let back: TenantBaseline = serde_json::from_value(json).unwrap();
         assert_eq!(back.key_count(), 5);
+    }
+
+    #[test]
+    fn agents_beyond_the_bound_share_one_stream_and_an_idle_one_gives_its_place() {
+        let at: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
+        let limits = Limits {
+            agents: 3,
+            ..Limits::default()
+        };
+        let call = |n: u64, agent: &str, minutes: i64| ToolCallEvent {
+            agent_id: Some(agent.to_owned()),
+            ..event(n, "db.query", at + chrono::Duration::minutes(minutes))
+        };
+        let mut b = TenantBaseline::default();
+        for n in 0..20u64 {
+            b.observe_within(&call(n, &format!("agent-{n}"), 0), 1.0, &limits);
+        }
+        assert_eq!(b.agents().len(), 4, "three agents of their own and the pool");
+        let key = |e: &ToolCallEvent| agent_key(e).unwrap();
+        let own = call(0, "agent-1", 0);
+        let (rate, pooled) = b.agents().stream(key(&own), 0, 3).unwrap();
+        assert!(!pooled && rate.calls_in_minute() == 1);
+        let late = call(0, "agent-19", 0);
+        let minute = rate::minute_of(at);
+        let (rate, pooled) = b.agents().stream(key(&late), minute, 3).unwrap();
+        assert!(pooled);
+        assert_eq!(rate.calls_in_minute(), 17);
+        // A day later agent-0 and agent-2 have been silent for a day: a new agent takes a place.
+        for n in [1u64, 20] {
+            b.observe_within(&call(100 + n, &format!("agent-{n}"), 25 * 60), 1.0, &limits);
+        }
+        assert_eq!(b.agents().len(), 4);
+        let (rate, pooled) = b
+            .agents()
+            .stream(key(&call(0, "agent-20", 0)), minute + 25 * 60, 3)
+            .unwrap();
+        assert!(!pooled && rate.calls_in_minute() == 1);
+        assert!(b.agents().memory_bytes() < 4 * 1024, "{}", b.agents().memory_bytes());
     }
 
     /// One tool's learned state: the figure behind "memory per (tenant, tool)".

@@ -22,7 +22,7 @@ use serde_json::{Map, Value};
 use super::exact_f64;
 use super::limits::Limits;
 use super::stats::NumberStats;
-use super::trust::Trust;
+use super::trust::{Trust, novelty};
 
 /// Marks a string the redactor rewrote.
 const REDACTED: &str = "[REDACTED:";
@@ -46,6 +46,12 @@ pub struct ParamsConfig {
     /// `novel_param_value`; likewise without a new character class before a free-text path's
     /// classes are, and a new one is `param_out_of_range`.
     pub stable_after: f64,
+    /// A tenant's tool map, a tool's keys and a parameter's value set are settled, and
+    /// something new in them is news, only while the estimated probability of something new
+    /// (`trust::novelty`: things seen in one hour only, over the tenant's hours of use for the
+    /// tool map, over the tool's calls or the path's samples for keys and values) is at most
+    /// this. 0.05 takes 18 hours of use with nothing rare seen.
+    pub novelty_rate: f64,
 }
 
 impl Default for ParamsConfig {
@@ -55,6 +61,7 @@ impl Default for ParamsConfig {
             min_samples: 30,
             alpha: 1e-6,
             stable_after: 100.0,
+            novelty_rate: 0.05,
         }
     }
 }
@@ -456,6 +463,14 @@ impl ValueSet {
 
     pub fn is_stable(&self, stable_after: f64) -> bool {
         self.since_new >= stable_after
+    }
+
+    /// The estimated probability that the path's next sample is a value never seen
+    /// (`trust::novelty`, Good–Turing's n1 / N), over its `samples`: singletons are counted at
+    /// the grain of hours (a value repeated in its first hour is one sighting), and values an
+    /// attacker showed (never trusted) are no evidence of rare ones.
+    pub fn novelty(&self, samples: u64) -> f64 {
+        novelty(self.values.iter().filter(|(_, t)| t.is_singleton()).count(), samples)
     }
 
     /// Every value with its trust, in order.

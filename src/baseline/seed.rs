@@ -114,14 +114,6 @@ fn number(at: &str, x: f64) -> Result<f64, SeedError> {
     }
 }
 
-fn trust(known: bool, hour: i64) -> Trust {
-    let mut trust = Trust::new(hour, 0.0);
-    if known {
-        trust.absorb();
-    }
-    trust
-}
-
 fn seeded_tool(
     at: &str,
     tool: &ToolSummary,
@@ -163,7 +155,7 @@ fn seeded_tool(
                 true,
             ))
         }),
-        trust: trust(tool.known, hour),
+        trust: Trust::imported(tool.known, hour),
         params: ParamsBaseline::seeded(paths, limits.keys_per_tool),
         failure: None,
         // A reviewed tool map is settled: its tools are no discoveries.
@@ -204,7 +196,9 @@ fn seeded_path(
                 ));
             }
             Some(Box::new(ValueSet::seeded(
-                v.values.iter().map(|v| (v.value.clone(), trust(v.known, hour))),
+                v.values
+                    .iter()
+                    .map(|v| (v.value.clone(), Trust::imported(v.known, hour))),
                 v.stable,
                 config.stable_after,
                 limits.values,
@@ -232,7 +226,7 @@ fn seeded_path(
     Ok((
         p.path.clone(),
         PathStats {
-            key: trust(p.known, hour),
+            key: Trust::imported(p.known, hour),
             samples: p.samples,
             number: number_stats.map(Box::new),
             values,

@@ -190,7 +190,14 @@ pub fn detect(baseline: &TenantBaseline, event: &ToolCallEvent, config: &DetectC
     // No allocation unless something is found: the common case stays cheap.
     let mut findings = Vec::new();
     let learned = baseline.tool(event.tool.as_ref());
-    rate_spike::check(baseline, learned, event, &config.rate, &mut findings);
+    rate_spike::check(
+        baseline,
+        learned,
+        event,
+        &config.rate,
+        config.limits.agents,
+        &mut findings,
+    );
     error_burst::check(learned, event, &config.rate, &mut findings);
     novel_tool::check(baseline, learned, event, config, &mut findings);
     let unknown_paths = params::check(baseline, learned, event, config, &mut findings);

@@ -1,6 +1,8 @@
 //! `novel_tool`: a tool the tenant has never called (or has called only in hours that raised
-//! findings), once the tenant is out of warm-up and its tool map is stable (no new tool in the
-//! last `stable_after` calls, as for a parameter's value set), and that no declaration lists.
+//! findings), once the tenant is out of warm-up and its tool map is settled (no new tool in the
+//! last `stable_after` calls, as for a parameter's value set, and by hours of use: see
+//! `baseline::trust::novelty`), and that no declaration lists. The finding's p-value is that
+//! estimate: the chance that an hour of the tenant's use brings a new tool.
 //!
 //! Declarations come from `baselines/` (the global `[tools]` section and the tenant's own file),
 //! loaded by the caller and merged into the tenant's [`DetectConfig`]: `known` tools are never
@@ -10,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{DetectConfig, Detector, Finding, Severity, count};
-use crate::baseline::trust::hour_of;
+use crate::baseline::trust::{hour_of, novelty};
 use crate::baseline::{NOT_A_DISCOVERY, TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 use crate::policy::glob_matches;
@@ -78,15 +80,27 @@ pub(super) fn check(
         return;
     }
     // A tool map still growing: a tenant's agents show their rarer tools over its first
-    // hours, and a tool not called yet is not news until the map has gone `stable_after`
-    // calls without a new one (declared tools are not discoveries). Asked only of a tool that
-    // would otherwise be novel, so the scan is rare.
-    let last_discovery = baseline
+    // hours and days, and a tool not called yet is not news until the map has settled, by
+    // calls (`stable_after` without a new tool) and by hours of use (the estimated chance that
+    // an hour brings a new tool, from the tools seen in one hour only, at most
+    // `novelty_rate`), so a quiet or late tenant is judged on its own evidence. Declared tools
+    // and tools first seen in a finding are no evidence. Asked only of a tool that would
+    // otherwise be novel, so the scan is rare.
+    let discoveries = baseline
         .tools()
-        .filter(|(name, t)| t.joined_at() != NOT_A_DISCOVERY && config.tools.known(name).is_none())
-        .map(|(_, t)| t.joined_at())
-        .max();
+        .filter(|(name, t)| t.joined_at() != NOT_A_DISCOVERY && config.tools.known(name).is_none());
+    let (last_discovery, singletons) = discoveries.fold((None, 0), |(last, rare), (_, t)| {
+        (
+            last.max(Some(t.joined_at())),
+            rare + usize::from(t.trust().is_singleton()),
+        )
+    });
     if last_discovery.is_some_and(|at| ((baseline.events_seen() - at) as f64) < config.params.stable_after) {
+        return;
+    }
+    let hours = baseline.hours_of_use();
+    let p = novelty(singletons, hours);
+    if p > config.params.novelty_rate {
         return;
     }
     let sensitive = config.tools.sensitive(tool);
@@ -119,11 +133,15 @@ pub(super) fn check(
         observed: 1.0,
         expected: 0.0,
         threshold: 1.0,
-        p_value: None,
+        p_value: Some(p),
         explanation: format!(
-            "{seen} in {} of {}{since}, and no declaration lists it{why}",
+            "{seen} in {} of {}{since} ({} of use, {} seen in one hour only: a new tool about \
+             {:.1}% of hours), and no declaration lists it{why}",
             count(baseline.events_seen(), "call"),
             count(baseline.tools().count() as u64, "tool"),
+            count(hours, "hour"),
+            count(singletons as u64, "tool"),
+            100.0 * p,
         ),
         at: event.timestamp,
     });
@@ -171,25 +189,30 @@ mod tests {
         /// One call a minute of `tool`, `minutes` times.
         fn calls(&mut self, tool: &str, minutes: i64) -> &mut Self {
             for _ in 0..minutes {
-                self.n += 1;
-                let event = ToolCallEvent {
-                    event_id: EventId::parse(&format!("e-{}", self.n)).unwrap(),
-                    timestamp: self.start + Duration::minutes(self.n),
-                    tool: ToolName::parse(tool).unwrap(),
-                    params: serde_json::json!({}),
-                    outcome: Outcome::Success,
-                    error_code: None,
-                    duration_ms: None,
-                    agent_id: None,
-                    session_id: None,
-                    credential_ref: None,
-                };
-                let found = detect(&self.baseline, &event, &self.config);
-                self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
-                self.findings
-                    .extend(found.into_iter().filter(|f| f.detector == Detector::NovelTool));
+                self.call(tool, self.n + 1);
             }
             self
+        }
+
+        /// One call of `tool` at `minute` after the start; later calls go on from there.
+        fn call(&mut self, tool: &str, minute: i64) {
+            self.n += 1;
+            let event = ToolCallEvent {
+                event_id: EventId::parse(&format!("e-{}", self.n)).unwrap(),
+                timestamp: self.start + Duration::minutes(minute),
+                tool: ToolName::parse(tool).unwrap(),
+                params: serde_json::json!({}),
+                outcome: Outcome::Success,
+                error_code: None,
+                duration_ms: None,
+                agent_id: None,
+                session_id: None,
+                credential_ref: None,
+            };
+            let found = detect(&self.baseline, &event, &self.config);
+            self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
+            self.findings
+                .extend(found.into_iter().filter(|f| f.detector == Detector::NovelTool));
         }
 
         fn lines(&self) -> Vec<String> {
@@ -209,16 +232,23 @@ mod tests {
         assert_eq!(sim.lines(), expect);
     }
 
+    /// Minutes of one call a minute after which the tool map is settled: 21 hours of use with
+    /// nothing rare, a new tool about 4% of hours (at most 5% is settled).
+    const SETTLED: i64 = 20 * 60;
+
     #[test]
     fn a_new_tool_after_warm_up_fires_and_a_sensitive_one_is_critical() {
-        check(&[("db.query", 120), ("reports.run", 1)], &["02:01 medium reports.run"]);
         check(
-            &[("db.query", 120), ("iam.create_user", 1)],
-            &["02:01 critical iam.create_user"],
+            &[("db.query", SETTLED), ("reports.run", 1)],
+            &["20:01 medium reports.run"],
         );
         check(
-            &[("db.query", 120), ("s3.delete_bucket", 1)],
-            &["02:01 critical s3.delete_bucket"],
+            &[("db.query", SETTLED), ("iam.create_user", 1)],
+            &["20:01 critical iam.create_user"],
+        );
+        check(
+            &[("db.query", SETTLED), ("s3.delete_bucket", 1)],
+            &["20:01 critical s3.delete_bucket"],
         );
     }
 
@@ -233,38 +263,58 @@ mod tests {
             ],
             &[],
         );
-        check(&[("db.query", 120), ("search.web", 3)], &[]);
+        check(&[("db.query", SETTLED), ("search.web", 3)], &[]);
     }
 
     #[test]
     fn no_opinion_while_the_tool_map_is_still_growing() {
-        // reports.run joins the map in warm-up; billing.refund 60 calls later is not news yet
-        // (a map needs 100 calls without a new tool), and joins too; 100 calls after it, a new
-        // tool is.
+        // Out of warm-up after an hour, and after 2 hours with 100 calls since the last new
+        // tool, but not settled by hours of use: before 18 of them, or while a tool seen in
+        // one hour only (reports.run) says rare tools are still turning up. billing.refund,
+        // 22 hours in, joins the map; with two such tools the map settles after 58 hours.
+        check(&[("db.query", 120), ("reports.run", 1)], &[]);
         check(
             &[
                 ("db.query", 80),
                 ("reports.run", 1),
-                ("db.query", 60),
+                ("db.query", SETTLED),
                 ("billing.refund", 1),
-                ("db.query", 100),
+                ("db.query", 40 * 60),
                 ("payments.charge", 1),
             ],
-            &["04:03 medium payments.charge"],
+            &["13:23 medium payments.charge"],
         );
+    }
+
+    #[test]
+    fn a_late_quiet_tenants_rare_tool_is_no_news() {
+        // Busy from 09:00 to 17:00 only (a call every 5 minutes); reports.run twice a day from
+        // its second day on. Settling by calls (100 without a new tool) judged the map settled
+        // on that day's first hour; 10 hours of use are not enough evidence.
+        let mut sim = Sim::new();
+        for day in 0..5 {
+            for minute in (9 * 60..17 * 60).step_by(5) {
+                sim.call("crm.lookup", day * 24 * 60 + minute);
+                if day > 0 && [10 * 60 + 30, 15 * 60 + 30].contains(&minute) {
+                    sim.call("reports.run", day * 24 * 60 + minute + 1);
+                }
+            }
+        }
+        assert_eq!(sim.lines(), Vec::<String>::new());
+        assert!(sim.baseline.tool("reports.run").unwrap().trust().is_trusted());
     }
 
     #[test]
     fn declared_tools_and_tools_first_seen_in_a_finding_do_not_unsettle_the_map() {
         // search.* is declared known: its arrival is no discovery.
         check(
-            &[("db.query", 120), ("search.web", 1), ("reports.run", 1)],
-            &["02:02 medium reports.run"],
+            &[("db.query", SETTLED), ("search.web", 1), ("reports.run", 1)],
+            &["20:02 medium reports.run"],
         );
         // An attacker's new tools, each a finding, do not hide the next one.
         check(
-            &[("db.query", 120), ("iam.create_user", 1), ("s3.delete_bucket", 1)],
-            &["02:01 critical iam.create_user", "02:02 critical s3.delete_bucket"],
+            &[("db.query", SETTLED), ("iam.create_user", 1), ("s3.delete_bucket", 1)],
+            &["20:01 critical iam.create_user", "20:02 critical s3.delete_bucket"],
         );
     }
 
@@ -276,42 +326,46 @@ mod tests {
     #[test]
     fn a_new_tool_fires_once_an_hour_and_hours_of_it_do_not_make_it_normal() {
         let mut sim = Sim::new();
-        sim.calls("db.query", 120)
+        sim.calls("db.query", SETTLED)
             .calls("iam.create_user", 119)
             .calls("iam.create_user", 1);
         assert_eq!(
             sim.lines(),
             [
-                "02:01 critical iam.create_user",
-                "03:00 critical iam.create_user",
-                "04:00 critical iam.create_user"
+                "20:01 critical iam.create_user",
+                "21:00 critical iam.create_user",
+                "22:00 critical iam.create_user"
             ]
         );
         assert!(
             sim.findings[2]
                 .explanation
-                .contains("only in hours that raised findings (119 calls, trust 0.2 of 1)")
+                .contains("only in hours that raised findings (119 calls, trust 0.3 of 1)")
         );
     }
 
     #[test]
-    fn ten_hours_of_use_earn_a_new_tool_its_place() {
+    fn an_attacker_repeating_a_new_tool_is_flagged_every_hour_until_its_third_day() {
+        // Every minute from 20:01 on day 0: flagged in every hour up to 00:00 on day 2, the
+        // first observation of its third day, and never after.
         let mut sim = Sim::new();
-        sim.calls("db.query", 120).calls("reports.run", 10 * 60);
-        assert_eq!(sim.findings.len(), 10, "{:?}", sim.lines());
-        sim.calls("reports.run", 60);
-        assert_eq!(sim.findings.len(), 10);
+        sim.calls("db.query", SETTLED).calls("iam.create_user", 30 * 60);
+        assert_eq!(sim.findings.len(), 29, "{:?}", sim.lines());
+        assert_eq!(sim.lines().last().unwrap(), "00:00 critical iam.create_user");
+        assert_eq!((sim.findings[28].at - sim.findings[0].at).num_minutes(), 28 * 60 - 1);
     }
 
     #[test]
-    fn the_explanation_says_what_was_seen_instead() {
+    fn the_explanation_says_what_was_seen_instead_and_the_p_value_its_chance() {
         let mut sim = Sim::new();
-        sim.calls("db.query", 120).calls("iam.create_user", 1);
+        sim.calls("db.query", SETTLED).calls("iam.create_user", 1);
         assert_eq!(
             sim.findings[0].explanation,
-            "iam.create_user has never been called by this tenant in 120 calls of 1 tool since 2026-11-26, \
-             and no declaration lists it; it is declared sensitive (iam.*)"
+            "iam.create_user has never been called by this tenant in 1200 calls of 1 tool since 2026-11-26 \
+             (21 hours of use, 0 tools seen in one hour only: a new tool about 4.3% of hours), and no \
+             declaration lists it; it is declared sensitive (iam.*)"
         );
+        assert_eq!(sim.findings[0].p_value, Some(1.0 / 23.0));
     }
 
     #[test]

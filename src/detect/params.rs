@@ -10,6 +10,10 @@
 //! - `novel_param_value`: a value never seen (or not yet trusted) for a path whose value set is
 //!   stable.
 //!
+//! A tool's keys and a path's value set count as settled only once the estimated chance that
+//! the next call or sample brings something new is at most `novelty_rate`
+//! (`baseline::trust::novelty`); the novelty findings carry that estimate as their p-value.
+//!
 //! A path whose key is itself new has no values to compare with, so it raises only the key
 //! finding. Novelty findings fire once per event-time hour per thing (see `baseline::trust`);
 //! range findings fire on every call that is out of range.
@@ -21,7 +25,7 @@ use crate::baseline::params::{
     CLASSES, Leaf, ParamsConfig, PathStats, TextShape, class_names, classes_of, flatten, is_redacted,
 };
 use crate::baseline::stats::{Side, Verdict};
-use crate::baseline::trust::hour_of;
+use crate::baseline::trust::{hour_of, novelty};
 use crate::baseline::{TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
 
@@ -79,14 +83,17 @@ pub(super) fn check(
             value_findings += 1;
         }
     });
-    if new_key_count > 0 {
-        out.push(novel_keys(
-            event,
-            tool.calls(),
-            params.paths(),
-            &new_keys,
-            new_key_count,
-        ));
+    // The tool's keys settle by evidence too: keys seen in one hour only say optional ones
+    // are still turning up.
+    let key_novelty = || {
+        let singletons = params.paths().filter(|(_, s)| s.key.is_singleton()).count();
+        novelty(singletons, tool.calls())
+    };
+    if new_key_count > 0 && key_novelty() <= config.novelty_rate {
+        out.push(Finding {
+            p_value: Some(key_novelty()),
+            ..novel_keys(event, tool.calls(), params.paths(), &new_keys, new_key_count)
+        });
     }
     Some(unknown)
 }
@@ -145,6 +152,12 @@ fn judge(
                     ),
                     None => format!("a value not seen in its {}", count(stats.samples, "sample")),
                 };
+                // Settled by evidence as well: values seen in one hour only say rare ones are
+                // still turning up.
+                let p = set.novelty(stats.samples);
+                if p > config.novelty_rate {
+                    return None;
+                }
                 let known: Vec<String> = set
                     .values()
                     .filter(|(_, t)| t.is_trusted())
@@ -166,15 +179,18 @@ fn judge(
                     quote(value),
                     known.join(", ")
                 );
-                return Some(finding(
-                    Detector::NovelParamValue,
-                    event,
-                    Some(format!("params.{path}")),
-                    1.0,
-                    0.0,
-                    1.0,
-                    explanation,
-                ));
+                return Some(Finding {
+                    p_value: Some(p),
+                    ..finding(
+                        Detector::NovelParamValue,
+                        event,
+                        Some(format!("params.{path}")),
+                        1.0,
+                        0.0,
+                        1.0,
+                        explanation,
+                    )
+                });
             }
             match (leaf, &stats.text) {
                 (Leaf::Text(s), Some(shape)) => judge_shape(path, s, shape, hour, config, event),
@@ -367,7 +383,7 @@ fn num(x: f64) -> String {
 }
 
 /// An agent's value, quoted and escaped, cut at [`MAX_QUOTED`] characters.
-fn quote(value: &str) -> String {
+pub(super) fn quote(value: &str) -> String {
     let mut chars = value.chars();
     let head: String = chars.by_ref().take(MAX_QUOTED).collect();
     if chars.next().is_some() {

@@ -1,5 +1,8 @@
-//! `rate_spike`: more calls in one minute than the learned rate makes plausible, for one tool
-//! or for the tenant over all tools.
+//! `rate_spike`: more calls in one minute than the learned rate makes plausible, for one tool,
+//! for the tenant over all tools, or for one agent (`agent_id`) over all its tools (the first
+//! `limits.agents` agents each on its own, the rest pooled). Each stream is judged at the same
+//! α per stream-minute. A tool's spike is reported as the tool's; the tenant's or an agent's
+//! only in a minute where no tool spiked, and not both for the same call's agent.
 //!
 //! The event counts itself, and the finding fires on the call that makes the minute's count
 //! reach the threshold `k`: once per minute, while the burst is still under way. A call that
@@ -10,9 +13,10 @@
 
 use chrono::DateTime;
 
+use super::params::quote;
 use super::{Detector, Finding, Severity};
 use crate::baseline::rate::{CountLaw, Outlook, RateBaseline, RateConfig, minute_of};
-use crate::baseline::{TenantBaseline, ToolBaseline};
+use crate::baseline::{TenantBaseline, ToolBaseline, agent_key};
 use crate::event::ToolCallEvent;
 
 /// `Finding::tool` of a spike in the tenant's calls over all tools together.
@@ -24,6 +28,7 @@ pub(super) fn check(
     learned: Option<&ToolBaseline>,
     event: &ToolCallEvent,
     config: &RateConfig,
+    agents_limit: usize,
     out: &mut Vec<Finding>,
 ) {
     let minute = minute_of(event.timestamp);
@@ -50,8 +55,11 @@ pub(super) fn check(
     // A tenant-wide spike in a minute where one of its tools already spiked is the same story
     // told twice; it adds something only when no single tool explains it. Scanning the tools
     // happens at most once per minute, on the call that crosses the tenant's threshold.
+    let tool_spiked = || baseline.tools().any(|(_, t)| t.rate.spiked_in(minute, config));
+    let agent = agent_key(event).and_then(|key| baseline.agents().stream(key, minute, agents_limit));
     if let Some(o) = spike(baseline.overall(), minute, config)
-        && !baseline.tools().any(|(_, t)| t.rate.spiked_in(minute, config))
+        && !tool_spiked()
+        && !agent.is_some_and(|(rate, _)| rate.spiked_in(minute, config))
     {
         out.push(finding(
             Detector::RateSpike,
@@ -60,6 +68,32 @@ pub(super) fn check(
             &Count::minute(&o, config),
             config,
             "the tenant's tools were called",
+        ));
+        return;
+    }
+    // One agent's calls over all its tools: a spike spread over tools by one agent stands out
+    // against that agent's own rate before the tenant's total, which every other agent's calls
+    // make larger and noisier, does. Again only when neither a tool nor the tenant explains it.
+    if let Some((rate, pooled)) = agent
+        && let Some(o) = spike(rate, minute, config)
+        && !baseline.overall().spiked_in(minute, config)
+        && !tool_spiked()
+    {
+        let who = quote(event.agent_id.as_deref().unwrap_or_default());
+        let subject = if pooled {
+            format!(
+                "the tools of the tenant's agents beyond its first {agents_limit} (this call by agent {who}) were called"
+            )
+        } else {
+            format!("agent {who}'s tools were called")
+        };
+        out.push(finding(
+            Detector::RateSpike,
+            event,
+            ALL_TOOLS,
+            &Count::minute(&o, config),
+            config,
+            &subject,
         ));
     }
 }
@@ -531,5 +565,69 @@ mod tests {
         assert!(per_day[..7].iter().all(|&n| n > 0), "{per_day:?}");
         assert_eq!(per_day[7..], [0, 0], "{per_day:?}");
         assert!(sim.baseline.tool("db.query").unwrap().rate().is_seasonal());
+    }
+
+    /// A spike spread over four tools by one of six agents: each tool at three times its rate
+    /// (one call a minute, tenant-wide), the agent's eight extra calls a minute, for five
+    /// minutes after three hours of Poisson traffic. Returns how many attack calls were made
+    /// when the first `rate_spike` fired (`None`: never); `agents` false sends the same
+    /// traffic without agent ids.
+    fn spread_spike_delay(seed: u64, agents: bool) -> Option<usize> {
+        const TOOLS: [&str; 4] = ["crm.get", "crm.list", "mail.send", "docs.read"];
+        let mut sim = Sim::new();
+        sim.rng ^= seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        let start = sim.start;
+        let mut attack_calls = 0;
+        for minute in 0..185i64 {
+            // (ms in the minute, tool, agent, attack)
+            let mut calls: Vec<(i64, &str, u64, bool)> = Vec::new();
+            for agent in 1..=6u64 {
+                for tool in TOOLS {
+                    for _ in 0..sim.poisson(1.0 / 6.0) {
+                        sim.rng = sim.rng.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        calls.push(((sim.rng >> 33) as i64 % 60_000, tool, agent, false));
+                    }
+                }
+            }
+            if minute >= 180 {
+                calls.extend((0..8).map(|j| (3_000 + j * 7_000, TOOLS[j as usize % 4], 1, true)));
+            }
+            calls.sort();
+            for (ms, tool, agent, attack) in calls {
+                sim.calls += 1;
+                attack_calls += usize::from(attack);
+                let event = ToolCallEvent {
+                    event_id: EventId::parse(&format!("e-{}", sim.calls)).unwrap(),
+                    timestamp: start + Duration::minutes(minute) + Duration::milliseconds(ms),
+                    tool: ToolName::parse(tool).unwrap(),
+                    params: serde_json::json!({}),
+                    outcome: Outcome::Success,
+                    error_code: None,
+                    duration_ms: None,
+                    agent_id: agents.then(|| format!("agent-{agent}")),
+                    session_id: None,
+                    credential_ref: None,
+                };
+                let found = detect(&sim.baseline, &event, &sim.config);
+                if found.iter().any(|f| f.detector == Detector::RateSpike) {
+                    return Some(attack_calls);
+                }
+                sim.baseline.observe(&event, 1.0);
+            }
+        }
+        None
+    }
+
+    #[test]
+    fn a_spike_spread_over_tools_by_one_agent_fires_within_ten_calls() {
+        let delays: Vec<Option<usize>> = (1..=40).map(|seed| spread_spike_delay(seed, true)).collect();
+        assert!(
+            delays.iter().all(|d| d.is_some_and(|n| (1..=10).contains(&n))),
+            "attack calls before detection, per seed: {delays:?}"
+        );
+        // The tenant's total alone (no agent ids) does not see it at all: twelve calls a
+        // minute where four are expected is a tail of about 1e-3, not 1e-6.
+        let tenant_only: Vec<Option<usize>> = (1..=40).map(|seed| spread_spike_delay(seed, false)).collect();
+        assert!(tenant_only.iter().all(Option::is_none), "{tenant_only:?}");
     }
 }

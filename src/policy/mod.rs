@@ -208,6 +208,7 @@ struct LimitsOverride {
     depth: Option<usize>,
     markers: Option<usize>,
     marker_len: Option<usize>,
+    agents: Option<usize>,
 }
 
 impl LimitsOverride {
@@ -222,6 +223,7 @@ impl LimitsOverride {
             depth: self.depth.unwrap_or(base.depth),
             markers: self.markers.unwrap_or(base.markers),
             marker_len: self.marker_len.unwrap_or(base.marker_len),
+            agents: self.agents.unwrap_or(base.agents),
         }
     }
 }
@@ -281,6 +283,9 @@ impl Policy {
         }
         if !(file.params.stable_after >= 0.0 && file.params.stable_after.is_finite()) {
             return Err(PolicyError::Value("params.stable_after must not be negative"));
+        }
+        if !(file.params.novelty_rate > 0.0 && file.params.novelty_rate <= 1.0) {
+            return Err(PolicyError::Value("params.novelty_rate must be above 0 and at most 1"));
         }
         if let Some(field) = file.limits.invalid() {
             return Err(PolicyError::Limit(field));
