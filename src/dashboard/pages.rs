@@ -330,11 +330,8 @@ pub async fn incidents(
 pub struct FindingView {
     pub at: String,
     pub at_iso: String,
-    pub detector: String,
     pub severity: String,
     pub action: String,
-    pub tool: String,
-    pub subject: String,
     pub event_id: String,
     pub observed: String,
     pub expected: String,
@@ -348,11 +345,8 @@ fn finding_view(f: &DbFinding) -> FindingView {
     FindingView {
         at: view::time(f.at),
         at_iso: view::iso(f.at),
-        detector: f.detector.clone(),
         severity: f.severity.clone(),
         action: f.action.clone(),
-        tool: f.tool.clone(),
-        subject: f.subject.clone().unwrap_or_default(),
         event_id: f.event_id.clone(),
         observed: view::number(f.observed),
         expected: view::number(f.expected),
