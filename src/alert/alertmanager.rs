@@ -2,6 +2,8 @@
 //! is posted firing with an explicit `endsAt` a week out (Alertmanager would otherwise resolve
 //! it after its `resolve_timeout`, while the incident is still open), and re-posted with
 //! `endsAt` = the closing instant when the incident is resolved or marked a false positive.
+//! Labels carry the detector's OWASP category and ATLAS technique ids; annotations their names
+//! and the finding's confidence (Alertmanager annotations are strings).
 //! Rotation and circuit-breaker alerts are one-off notices: Alertmanager's own
 //! `resolve_timeout` retires them.
 
@@ -34,9 +36,19 @@ impl AlertmanagerSink {
             (None, AlertKind::IncidentOpened) => Some(alert.starts_at + INCIDENT_ALERT_TTL),
             (None, _) => None,
         };
+        let mut annotations = json!({"summary": alert.summary, "link": alert.link});
+        if let Some(o) = alert.owasp() {
+            annotations["owasp"] = o.label().into();
+        }
+        if let Some(a) = alert.atlas() {
+            annotations["atlas"] = a.label().into();
+        }
+        if let Some(c) = alert.confidence() {
+            annotations["confidence"] = format!("{c:.3}").into();
+        }
         let mut item = json!({
             "labels": alert.labels(),
-            "annotations": {"summary": alert.summary, "link": alert.link},
+            "annotations": annotations,
             "startsAt": alert.starts_at.to_rfc3339(),
             "generatorURL": alert.link,
         });

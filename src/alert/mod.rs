@@ -16,6 +16,8 @@ pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, sign};
 pub use worker::AlertWorker;
 
 use crate::config::Config;
+use crate::detect::Detector;
+use crate::detect::taxonomy::{self, Tag};
 use crate::secrets::BoxFuture;
 use crate::store::alerts::{DbDelivery, NewAlert};
 use crate::store::rotations::DbRotation;
@@ -119,7 +121,26 @@ impl Alert {
         if self.ends_at.is_some() { "resolved" } else { "firing" }
     }
 
-    /// The alert's identity in Alertmanager: bounded, descriptive, no secret.
+    /// The OWASP Agentic Top 10 category of the alert's detector (an incident's worst finding).
+    pub fn owasp(&self) -> Option<Tag> {
+        self.detector.as_deref().and_then(Detector::parse).map(taxonomy::owasp)
+    }
+
+    /// The MITRE ATLAS technique of the alert's detector, where one applies.
+    pub fn atlas(&self) -> Option<Tag> {
+        self.detector
+            .as_deref()
+            .and_then(Detector::parse)
+            .and_then(taxonomy::atlas)
+    }
+
+    /// How sure Vigil is of the finding behind the alert (an incident's opening carries it).
+    pub fn confidence(&self) -> Option<f64> {
+        self.details.get("confidence").and_then(Value::as_f64)
+    }
+
+    /// The alert's identity in Alertmanager: bounded, descriptive, no secret. The taxonomy
+    /// labels follow from the detector, so an opening and its resolution keep one identity.
     pub fn labels(&self) -> BTreeMap<&'static str, String> {
         let mut labels = BTreeMap::new();
         labels.insert("alertname", self.kind.alertname().to_owned());
@@ -128,6 +149,12 @@ impl Alert {
         labels.insert("service", "vigil".to_owned());
         if let Some(d) = &self.detector {
             labels.insert("detector", d.clone());
+        }
+        if let Some(o) = self.owasp() {
+            labels.insert("owasp", o.id.to_owned());
+        }
+        if let Some(a) = self.atlas() {
+            labels.insert("atlas", a.id.to_owned());
         }
         if let Some(i) = &self.incident_id {
             labels.insert("incident", i.clone());
@@ -291,6 +318,8 @@ mod tests {
         assert_eq!((opened.status(), resolved.status()), ("firing", "resolved"));
         assert_eq!(opened.link, "http://v/incidents/inc_1");
         assert_eq!(opened.labels()["detector"], "rate_spike");
+        assert_eq!(opened.labels()["owasp"], "ASI02");
+        assert_eq!(opened.labels()["atlas"], "AML.T0053");
     }
 
     #[test]

@@ -9,11 +9,12 @@ pub mod respond;
 
 use crate::app::{self, AppState};
 use crate::baseline::{self, BaselineSummary, TenantBaseline};
+use crate::detect::{Detector, taxonomy};
 use crate::event::TenantId;
 use crate::policy::Mode;
 use crate::secrets::SecretRef;
 use crate::store;
-use crate::store::incidents::{DbFinding, DbIncident, IncidentFilter};
+use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter};
 use crate::store::rotations::{DbRotation, RotationFilter};
 use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant, DbToken};
 use auth::{Admin, Reader};
@@ -465,22 +466,49 @@ pub(crate) fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -
     }
 }
 
+/// A detector's OWASP category and ATLAS technique (`null` where none applies) as JSON.
+fn taxonomy_view(detector: &str) -> (Value, Value) {
+    match Detector::parse(detector) {
+        Some(d) => (json!(taxonomy::owasp(d)), json!(taxonomy::atlas(d))),
+        None => (Value::Null, Value::Null),
+    }
+}
+
 fn finding_view(f: &DbFinding) -> Value {
+    let (owasp, atlas) = taxonomy_view(&f.detector);
     json!({"id": f.finding_id, "detector": f.detector, "severity": f.severity, "action": f.action, "tool": f.tool,
-           "event_id": f.event_id, "observed": f.observed, "expected": f.expected, "threshold": f.threshold,
-           "p_value": f.p_value, "explanation": f.explanation, "at": f.at})
+           "subject": f.subject, "event_id": f.event_id, "observed": f.observed, "expected": f.expected,
+           "threshold": f.threshold, "p_value": f.p_value, "confidence": f.confidence(), "owasp": owasp,
+           "atlas": atlas, "explanation": f.explanation, "at": f.at})
+}
+
+fn finding_group_view(g: &DbFindingGroup) -> Value {
+    let (owasp, atlas) = taxonomy_view(&g.detector);
+    json!({"detector": g.detector, "tool": g.tool, "subject": g.subject, "count": g.count,
+           "first_at": g.first_at, "last_at": g.last_at, "observed_min": g.observed_min,
+           "observed_max": g.observed_max, "severity": g.severity, "action": g.action,
+           "confidence": g.confidence(), "owasp": owasp, "atlas": atlas, "explanation": g.explanation})
 }
 
 pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<Value>, ApiError> {
     let ids: Vec<String> = incidents.iter().map(|i| i.incident_id.clone()).collect();
-    let (findings, rotations) = store::incidents::findings_and_rotations(&app.pool, &ids).await?;
+    let details = store::incidents::details(&app.pool, &ids).await?;
     Ok(incidents
         .iter()
         .map(|i| {
-            json!({"id": i.incident_id, "tenant_id": i.tenant_id, "status": i.status, "severity": i.severity,
+            let id = i.incident_id.as_str();
+            let findings: Vec<Value> = details.findings_of(id).map(finding_view).collect();
+            let groups: Vec<&DbFindingGroup> = details.groups_of(id).collect();
+            let activity: Vec<_> = details.activity.iter().filter(|a| a.incident_id == id).collect();
+            let findings_truncated = details.findings_total(id) - findings.len() as i64;
+            let groups_truncated = details.groups_total(id) - groups.len() as i64;
+            json!({"id": id, "tenant_id": i.tenant_id, "status": i.status, "severity": i.severity,
                    "opened_at": i.opened_at, "updated_at": i.updated_at, "summary": i.summary,
-                   "findings": findings.iter().filter(|f| f.incident_id == i.incident_id).map(finding_view).collect::<Vec<_>>(),
-                   "rotations": rotations.iter().filter(|(inc, _)| *inc == i.incident_id).map(|(_, r)| r).collect::<Vec<_>>()})
+                   "timeline": store::incidents::timeline(i, &groups, &activity),
+                   "finding_groups": groups.iter().map(|g| finding_group_view(g)).collect::<Vec<_>>(),
+                   "finding_groups_truncated": groups_truncated,
+                   "findings": findings, "findings_truncated": findings_truncated,
+                   "rotations": details.rotations.iter().filter(|(inc, _)| inc == id).map(|(_, r)| r).collect::<Vec<_>>()})
         })
         .collect())
 }

@@ -8,10 +8,11 @@ use super::error::PageError;
 use super::session::Session;
 use super::{Layout, view};
 use crate::app::AppState;
+use crate::detect::{Detector, taxonomy};
 use crate::event::TenantId;
 use crate::store;
 use crate::store::audit::{AuditFilter, DbAuditEntry};
-use crate::store::incidents::{DbFinding, DbIncident, IncidentFilter};
+use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter};
 use crate::store::rotations::{DbRotation, RotationFilter};
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -176,11 +177,11 @@ pub struct IncidentRow {
     pub opened_iso: String,
     pub updated: String,
     pub updated_iso: String,
-    pub findings: usize,
-    pub rotations: usize,
+    pub findings: i64,
+    pub rotations: i64,
 }
 
-fn incident_row(i: &DbIncident, findings: usize, rotations: usize) -> IncidentRow {
+fn incident_row(i: &DbIncident, findings: i64, rotations: i64) -> IncidentRow {
     IncidentRow {
         id: i.incident_id.clone(),
         tenant_id: i.tenant_id.clone(),
@@ -199,12 +200,14 @@ fn incident_row(i: &DbIncident, findings: usize, rotations: usize) -> IncidentRo
 
 async fn incident_rows(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<IncidentRow>, PageError> {
     let ids: Vec<String> = incidents.iter().map(|i| i.incident_id.clone()).collect();
-    let (findings, rotations) = store::incidents::findings_and_rotations(&app.pool, &ids).await?;
+    let counts = store::incidents::counts(&app.pool, &ids).await?;
     Ok(incidents
         .iter()
         .map(|i| {
-            let f = findings.iter().filter(|f| f.incident_id == i.incident_id).count();
-            let r = rotations.iter().filter(|(inc, _)| *inc == i.incident_id).count();
+            let (f, r) = counts
+                .iter()
+                .find(|(id, ..)| *id == i.incident_id)
+                .map_or((0, 0), |(_, f, r)| (*f, *r));
             incident_row(i, f, r)
         })
         .collect())
@@ -327,15 +330,14 @@ pub async fn incidents(
 pub struct FindingView {
     pub at: String,
     pub at_iso: String,
-    pub detector: String,
     pub severity: String,
     pub action: String,
-    pub tool: String,
     pub event_id: String,
     pub observed: String,
     pub expected: String,
     pub threshold: String,
     pub p_value: String,
+    pub confidence: String,
     pub explanation: String,
 }
 
@@ -343,17 +345,81 @@ fn finding_view(f: &DbFinding) -> FindingView {
     FindingView {
         at: view::time(f.at),
         at_iso: view::iso(f.at),
-        detector: f.detector.clone(),
         severity: f.severity.clone(),
         action: f.action.clone(),
-        tool: f.tool.clone(),
         event_id: f.event_id.clone(),
         observed: view::number(f.observed),
         expected: view::number(f.expected),
         threshold: view::number(f.threshold),
         p_value: view::p_value(f.p_value),
+        confidence: view::confidence(f.confidence()),
         explanation: f.explanation.clone(),
     }
+}
+
+/// Repeated findings of one detector on one tool and subject, as one row.
+pub struct GroupView {
+    pub detector: String,
+    pub tool: String,
+    pub subject: String,
+    pub count: i64,
+    pub first: String,
+    pub first_iso: String,
+    pub last: String,
+    pub last_iso: String,
+    /// `5` or `5 – 59`.
+    pub observed: String,
+    pub severity: String,
+    pub action: String,
+    pub confidence: String,
+    /// `ASI02 Tool Misuse and Exploitation`.
+    pub owasp: String,
+    /// `AML.T0053 AI Agent Tool Invocation`, or empty.
+    pub atlas: String,
+    pub explanation: String,
+    /// The group's findings among those shown.
+    pub findings: Vec<FindingView>,
+}
+
+fn group_view(g: &DbFindingGroup, findings: &[DbFinding]) -> GroupView {
+    let detector = Detector::parse(&g.detector);
+    let observed = if g.observed_min == g.observed_max {
+        view::number(g.observed_min)
+    } else {
+        format!("{} – {}", view::number(g.observed_min), view::number(g.observed_max))
+    };
+    GroupView {
+        detector: g.detector.clone(),
+        tool: g.tool.clone(),
+        subject: g.subject.clone().unwrap_or_default(),
+        count: g.count,
+        first: view::time(g.first_at),
+        first_iso: view::iso(g.first_at),
+        last: view::time(g.last_at),
+        last_iso: view::iso(g.last_at),
+        observed,
+        severity: g.severity.clone(),
+        action: g.action.clone(),
+        confidence: view::confidence(g.confidence()),
+        owasp: detector.map(|d| taxonomy::owasp(d).label()).unwrap_or_default(),
+        atlas: detector
+            .and_then(taxonomy::atlas)
+            .map(|a| a.label())
+            .unwrap_or_default(),
+        explanation: g.explanation.clone(),
+        findings: findings
+            .iter()
+            .filter(|f| f.detector == g.detector && f.tool == g.tool && f.subject == g.subject)
+            .map(finding_view)
+            .collect(),
+    }
+}
+
+pub struct TimelineView {
+    pub at: String,
+    pub at_iso: String,
+    pub kind: &'static str,
+    pub text: String,
 }
 
 pub struct EvidenceView {
@@ -493,15 +559,20 @@ struct IncidentPage {
     incident: IncidentHead,
     sentence: String,
     transitions: Vec<TransitionButton>,
-    findings: Vec<FindingView>,
+    timeline: Vec<TimelineView>,
+    groups: Vec<GroupView>,
+    /// Groups and findings not shown (beyond the bounds of one page).
+    groups_hidden: i64,
+    findings_total: i64,
+    findings_hidden: i64,
     evidence: Vec<EvidenceView>,
     rotations: Vec<RotationView>,
     activity: Vec<AuditView>,
 }
 
 /// One sentence a responder can read aloud on a call.
-fn incident_sentence(i: &DbIncident, findings: &[DbFinding], rotations: &[DbRotation]) -> String {
-    let mut detectors: Vec<&str> = findings.iter().map(|f| f.detector.as_str()).collect();
+fn incident_sentence(i: &DbIncident, findings: i64, groups: &[DbFindingGroup], rotations: &[DbRotation]) -> String {
+    let mut detectors: Vec<&str> = groups.iter().map(|g| g.detector.as_str()).collect();
     detectors.sort_unstable();
     detectors.dedup();
     let succeeded = rotations.iter().filter(|r| r.status == "succeeded").count();
@@ -512,7 +583,7 @@ fn incident_sentence(i: &DbIncident, findings: &[DbFinding], rotations: &[DbRota
         capitalise(&i.severity),
         i.tenant_id,
         view::label(&i.status),
-        plural(findings.len(), "finding"),
+        plural(findings as usize, "finding"),
         detectors.join(", ")
     );
     if rotations.is_empty() {
@@ -549,7 +620,9 @@ pub async fn incident(
         .await?
         .ok_or(PageError::NotFound("incident"))?;
     let tenant = TenantId::parse(&incident.tenant_id).map_err(|e| PageError::internal(e.message))?;
-    let (findings, _) = store::incidents::findings_and_rotations(&app.pool, std::slice::from_ref(&id)).await?;
+    let details = store::incidents::details(&app.pool, std::slice::from_ref(&id)).await?;
+    let findings = &details.findings;
+    let findings_total = details.findings_total(&id);
     let rotations = store::rotations::list(
         &app.pool,
         &RotationFilter {
@@ -595,7 +668,7 @@ pub async fn incident(
     let page = IncidentPage {
         layout: session.layout("incidents"),
         can_act: session.can_act(),
-        sentence: incident_sentence(&incident, &findings, &rotations),
+        sentence: incident_sentence(&incident, findings_total, &details.groups, &rotations),
         incident: IncidentHead {
             id: incident.incident_id.clone(),
             tenant_id: incident.tenant_id.clone(),
@@ -609,7 +682,23 @@ pub async fn incident(
             updated_iso: view::iso(incident.updated_at),
         },
         transitions,
-        findings: findings.iter().map(finding_view).collect(),
+        timeline: store::incidents::timeline(
+            &incident,
+            &details.groups.iter().collect::<Vec<_>>(),
+            &details.activity.iter().collect::<Vec<_>>(),
+        )
+        .into_iter()
+        .map(|e| TimelineView {
+            at: view::time(e.at),
+            at_iso: view::iso(e.at),
+            kind: e.kind,
+            text: e.text,
+        })
+        .collect(),
+        groups: details.groups.iter().map(|g| group_view(g, findings)).collect(),
+        groups_hidden: details.groups_total(&id) - details.groups.len() as i64,
+        findings_total,
+        findings_hidden: findings_total - findings.len() as i64,
         evidence: evidence
             .iter()
             .map(|e| EvidenceView {

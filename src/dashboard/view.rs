@@ -38,6 +38,11 @@ pub fn p_value(p: Option<f64>) -> String {
     }
 }
 
+/// A finding's confidence, to two decimals.
+pub fn confidence(c: f64) -> String {
+    format!("{c:.2}")
+}
+
 /// A secret reference as a responder reads it: the backend and where the secret lives.
 pub fn secret(reference: &Value) -> (String, String) {
     match serde_json::from_value::<SecretRef>(reference.clone()) {

@@ -245,19 +245,10 @@ pub fn cross_tenant_ingest(refused: &RefusedEvent<'_>) -> Vec<Finding> {
     };
     let tool = refused.tool.unwrap_or(ALL_TOOLS);
     let event_id = refused.event_id.unwrap_or(refused.field);
-    let secrets = refused.redactions.iter().map(|(rule, path)| Finding {
-        detector: Detector::SecretInPayload,
-        severity: Severity::High,
-        tool: tool.to_owned(),
-        subject: Some((*path).to_owned()),
-        event_id: event_id.to_owned(),
-        observed: 1.0,
-        expected: 0.0,
-        threshold: 1.0,
-        p_value: None,
-        explanation: format!("a value matching the {rule} rule was found in {path} and redacted"),
-        at: refused.at,
-    });
+    let secrets = refused
+        .redactions
+        .iter()
+        .map(|(rule, path)| super::secret_finding(rule, path, tool, event_id, refused.at));
     std::iter::once(Finding {
         detector: Detector::CrossTenantIngest,
         severity: Severity::High,

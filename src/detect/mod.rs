@@ -21,6 +21,7 @@ mod error_burst;
 mod novel_tool;
 mod params;
 mod rate_spike;
+pub mod taxonomy;
 
 use std::fmt;
 
@@ -165,6 +166,13 @@ pub struct Finding {
     pub at: DateTime<Utc>,
 }
 
+impl Finding {
+    /// See [`taxonomy::confidence`].
+    pub fn confidence(&self) -> f64 {
+        taxonomy::confidence(self.detector, self.p_value, &self.explanation)
+    }
+}
+
 /// Parameters of every detector, for one tenant (the policy merges a tenant's declarations
 /// into its own copy).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -219,20 +227,51 @@ fn count(n: u64, noun: &str) -> String {
 pub fn secret_in_payload(event: &ToolCallEvent, redactions: &[(&str, &str)]) -> Vec<Finding> {
     redactions
         .iter()
-        .map(|(rule, path)| Finding {
-            detector: Detector::SecretInPayload,
-            severity: Severity::High,
-            tool: event.tool.as_ref().to_owned(),
-            subject: Some((*path).to_owned()),
-            event_id: event.event_id.as_ref().to_owned(),
-            observed: 1.0,
-            expected: 0.0,
-            threshold: 1.0,
-            p_value: None,
-            explanation: format!("a value matching the {rule} rule was found in {path} and redacted"),
-            at: event.timestamp,
+        .map(|(rule, path)| {
+            secret_finding(
+                rule,
+                path,
+                event.tool.as_ref(),
+                event.event_id.as_ref(),
+                event.timestamp,
+            )
         })
         .collect()
+}
+
+/// A `secret_in_payload` finding: a value matching `rule` found (and redacted) at `path`.
+pub(crate) fn secret_finding(rule: &str, path: &str, tool: &str, event_id: &str, at: DateTime<Utc>) -> Finding {
+    Finding {
+        detector: Detector::SecretInPayload,
+        severity: Severity::High,
+        tool: tool.to_owned(),
+        subject: Some(path.to_owned()),
+        event_id: event_id.to_owned(),
+        observed: 1.0,
+        expected: 0.0,
+        threshold: 1.0,
+        p_value: None,
+        explanation: secret_explanation(rule, path),
+        at,
+    }
+}
+
+const SECRET_EXPLANATION_HEAD: &str = "a value matching the ";
+const SECRET_EXPLANATION_RULE_END: &str = " rule was found in ";
+
+/// The explanation of a `secret_in_payload` finding. The rule comes first, so
+/// [`secret_rule`] reads it back before the path (which an agent chose).
+pub(crate) fn secret_explanation(rule: &str, path: &str) -> String {
+    format!("{SECRET_EXPLANATION_HEAD}{rule}{SECRET_EXPLANATION_RULE_END}{path} and redacted")
+}
+
+/// The redaction rule a `secret_in_payload` explanation names: one of
+/// [`crate::redact::RULE_NAMES`], or `None` for any other text.
+pub(crate) fn secret_rule(explanation: &str) -> Option<&'static str> {
+    let (rule, _) = explanation
+        .strip_prefix(SECRET_EXPLANATION_HEAD)?
+        .split_once(SECRET_EXPLANATION_RULE_END)?;
+    crate::redact::RULE_NAMES.iter().copied().find(|r| *r == rule)
 }
 
 #[cfg(test)]

@@ -395,8 +395,8 @@ impl Api {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .flat_map(|i| i["findings"].as_array().into_iter().flatten())
-                .any(|f| f["detector"] == detector);
+                .flat_map(|i| i["finding_groups"].as_array().into_iter().flatten())
+                .any(|g| g["detector"] == detector);
             if found {
                 return Ok(vec![detector.to_owned()]);
             }

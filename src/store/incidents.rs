@@ -5,7 +5,7 @@
 use super::alerts::{self, NewAlert};
 use super::audit::{self, Actor, NewEntry};
 use super::suppressions::{self, DbSuppression, NewSuppression};
-use crate::detect::{Finding, Severity};
+use crate::detect::{Detector, Finding, Severity, taxonomy};
 use crate::event::TenantId;
 use crate::policy::{Action, Scope};
 use crate::secrets::SecretRef;
@@ -108,7 +108,7 @@ pub async fn record(
 
     let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(
         "insert into findings (finding_id, incident_id, tenant_id, detector, severity, action, tool, event_id,
-                               observed, expected, threshold, p_value, explanation, at, subject) ",
+                               observed, expected, threshold, p_value, explanation, at, subject, confidence) ",
     );
     insert.push_values(findings, |mut row, (f, action)| {
         row.push_bind(new_id("fnd"))
@@ -125,7 +125,8 @@ pub async fn record(
             .push_bind(f.p_value)
             .push_bind(&f.explanation)
             .push_bind(f.at)
-            .push_bind(&f.subject);
+            .push_bind(&f.subject)
+            .push_bind(f.confidence());
     });
     if !findings.is_empty() {
         insert.build().execute(&mut *tx).await?;
@@ -144,7 +145,7 @@ pub async fn record(
                 severity: severity.as_str(),
                 detector: worst_finding.map(|f| f.detector.as_str()),
                 summary: summary.clone(),
-                details: json!({"findings": findings.len(), "rotations_planned": rotations.len()}),
+                details: opening_details(worst_finding, findings.len(), rotations.len()),
             },
         )
         .await?;
@@ -267,6 +268,17 @@ pub async fn record(
     })
 }
 
+/// What an incident's opening alert says beyond its summary: counts, and how the worst finding
+/// is filed (OWASP category, ATLAS technique) and how sure Vigil is of it.
+fn opening_details(worst: Option<&Finding>, findings: usize, rotations: usize) -> serde_json::Value {
+    let mut details = json!({"findings": findings, "rotations_planned": rotations});
+    if let Some(f) = worst {
+        details["confidence"] = f.confidence().into();
+        details["subject"] = f.subject.clone().into();
+    }
+    details
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbIncident {
     pub incident_id: String,
@@ -294,6 +306,8 @@ pub struct DbFinding {
     pub p_value: Option<f64>,
     pub explanation: String,
     pub at: DateTime<Utc>,
+    /// Null for findings recorded before migration 0008; see [`DbFinding::confidence`].
+    pub confidence: Option<f64>,
 }
 
 #[derive(Debug, Default)]
@@ -340,17 +354,160 @@ pub async fn get(pool: &PgPool, incident_id: &str) -> sqlx::Result<Option<DbInci
     .await
 }
 
-/// The findings and rotation ids of the given incidents, for building their API views.
-pub async fn findings_and_rotations(
-    pool: &PgPool,
-    incident_ids: &[String],
-) -> sqlx::Result<(Vec<DbFinding>, Vec<(String, String)>)> {
-    let findings = sqlx::query_as(
-        "select finding_id, incident_id, detector, severity, action, tool, subject, event_id, observed, expected,
-                threshold, p_value, explanation, at
-         from findings where incident_id = any($1) order by at, finding_id",
-    )
+/// At most this many findings of one incident are read with it (the first, in event time);
+/// its `finding_groups` still count every finding.
+pub const MAX_FINDINGS: i64 = 200;
+/// At most this many finding groups of one incident are read with it (the worst first).
+pub const MAX_GROUPS: i64 = 100;
+/// At most this many entries in an incident's timeline.
+pub const MAX_TIMELINE: usize = 20;
+/// Groups whose first and last finding the timeline names (the worst first).
+const TIMELINE_GROUPS: usize = 5;
+
+/// Findings of one detector on one tool and subject within one incident, summed up.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbFindingGroup {
+    pub incident_id: String,
+    pub detector: String,
+    pub tool: String,
+    pub subject: Option<String>,
+    pub count: i64,
+    /// Event time of the first and last finding.
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    /// When Vigil recorded the first and last finding.
+    pub recorded_first: DateTime<Utc>,
+    pub recorded_last: DateTime<Utc>,
+    pub observed_min: f64,
+    pub observed_max: f64,
+    /// The worst severity and the strongest action among the group's findings.
+    pub severity: String,
+    pub action: String,
+    /// The highest stored confidence (`None` when every finding predates the column).
+    pub confidence: Option<f64>,
+    /// The lowest p-value, which gives the highest confidence where none was stored.
+    pub min_p_value: Option<f64>,
+    /// The explanation of the worst finding (the latest among equals).
+    pub explanation: String,
+    /// Findings and groups of the whole incident, beyond the groups read.
+    pub incident_findings: i64,
+    pub incident_groups: i64,
+}
+
+impl DbFindingGroup {
+    pub fn confidence(&self) -> f64 {
+        self.confidence.unwrap_or_else(|| {
+            let detector = Detector::parse(&self.detector);
+            detector.map_or(taxonomy::UNQUANTIFIED, |d| {
+                taxonomy::confidence(d, self.min_p_value, &self.explanation)
+            })
+        })
+    }
+}
+
+impl DbFinding {
+    pub fn confidence(&self) -> f64 {
+        self.confidence.unwrap_or_else(|| {
+            Detector::parse(&self.detector).map_or(taxonomy::UNQUANTIFIED, |d| {
+                taxonomy::confidence(d, self.p_value, &self.explanation)
+            })
+        })
+    }
+}
+
+/// Something that happened to an incident besides its findings, counted: rotations by status,
+/// alerts raised and delivered, transitions.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbActivity {
+    pub incident_id: String,
+    pub at: DateTime<Utc>,
+    /// `rotations_requested`, `rotation_succeeded|failed|skipped`, `alert`, `alert_delivered`,
+    /// `transition`, `circuit_open`.
+    pub kind: String,
+    pub n: i64,
+    /// The alert kind, or the transition's audit action.
+    pub detail: Option<String>,
+    pub actor: Option<String>,
+}
+
+/// What is read with incidents to show them: their first findings, their groups, their
+/// rotation ids and what happened to them.
+#[derive(Debug, Default)]
+pub struct IncidentDetails {
+    /// The first [`MAX_FINDINGS`] of each incident, in event time.
+    pub findings: Vec<DbFinding>,
+    /// The worst [`MAX_GROUPS`] groups of each incident, worst first.
+    pub groups: Vec<DbFindingGroup>,
+    pub rotations: Vec<(String, String)>,
+    pub activity: Vec<DbActivity>,
+}
+
+impl IncidentDetails {
+    pub fn findings_of<'a>(&'a self, incident_id: &'a str) -> impl Iterator<Item = &'a DbFinding> + 'a {
+        self.findings.iter().filter(move |f| f.incident_id == incident_id)
+    }
+
+    pub fn groups_of<'a>(&'a self, incident_id: &'a str) -> impl Iterator<Item = &'a DbFindingGroup> + 'a {
+        self.groups.iter().filter(move |g| g.incident_id == incident_id)
+    }
+
+    /// Every finding of the incident, read or not.
+    pub fn findings_total(&self, incident_id: &str) -> i64 {
+        self.groups_of(incident_id).next().map_or(0, |g| g.incident_findings)
+    }
+
+    pub fn groups_total(&self, incident_id: &str) -> i64 {
+        self.groups_of(incident_id).next().map_or(0, |g| g.incident_groups)
+    }
+}
+
+const FINDING_COLUMNS: &str = "finding_id, incident_id, detector, severity, action, tool, subject, event_id, observed,
+                               expected, threshold, p_value, explanation, at, confidence";
+const SEVERITY_RANK: &str = "array_position(array['low', 'medium', 'high', 'critical'], severity)";
+const ACTION_RANK: &str = "array_position(array['record', 'alert', 'rotate'], action)";
+
+/// The findings (bounded), groups (bounded), rotation ids and activity of the given incidents.
+pub async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<IncidentDetails> {
+    let findings = sqlx::query_as(&format!(
+        "select f.* from unnest($1::text[]) as i(id)
+         cross join lateral (select {FINDING_COLUMNS} from findings where incident_id = i.id
+                             order by at, finding_id limit $2) f
+         order by f.incident_id, f.at, f.finding_id"
+    ))
     .bind(incident_ids)
+    .bind(MAX_FINDINGS)
+    .fetch_all(pool)
+    .await?;
+    let groups = sqlx::query_as(&format!(
+        "with g as (
+             select incident_id, detector, tool, subject, count(*) as count, min(at) as first_at, max(at) as last_at,
+                    min(created_at) as recorded_first, max(created_at) as recorded_last,
+                    min(observed) as observed_min, max(observed) as observed_max,
+                    max({SEVERITY_RANK}) as severity_rank, max({ACTION_RANK}) as action_rank,
+                    max(confidence) as confidence, min(p_value) as min_p_value
+             from findings where incident_id = any($1) group by incident_id, detector, tool, subject),
+         ranked as (
+             select g.*, row_number() over (partition by incident_id
+                                            order by severity_rank desc, count desc, first_at, detector, tool, subject) as n,
+                    sum(count) over (partition by incident_id)::bigint as incident_findings,
+                    count(*) over (partition by incident_id) as incident_groups
+             from g),
+         rep as (
+             select distinct on (incident_id, detector, tool, subject) incident_id, detector, tool, subject, explanation
+             from findings where incident_id = any($1)
+             order by incident_id, detector, tool, subject, {SEVERITY_RANK} desc, at desc, finding_id desc)
+         select r.incident_id, r.detector, r.tool, r.subject, r.count, r.first_at, r.last_at, r.recorded_first,
+                r.recorded_last, r.observed_min, r.observed_max,
+                (array['low', 'medium', 'high', 'critical'])[r.severity_rank] as severity,
+                (array['record', 'alert', 'rotate'])[r.action_rank] as action,
+                r.confidence, r.min_p_value, rep.explanation, r.incident_findings, r.incident_groups
+         from ranked r join rep on rep.incident_id = r.incident_id and rep.detector = r.detector
+                                and rep.tool = r.tool and rep.subject is not distinct from r.subject
+         where r.n <= $2
+         order by r.incident_id, r.n"
+    ))
+    .bind(incident_ids)
+    .bind(MAX_GROUPS)
     .fetch_all(pool)
     .await?;
     let rotations = sqlx::query_as(
@@ -359,7 +516,160 @@ pub async fn findings_and_rotations(
     .bind(incident_ids)
     .fetch_all(pool)
     .await?;
-    Ok((findings, rotations))
+    let activity = sqlx::query_as(
+        "select incident_id, min(requested_at) as at, 'rotations_requested' as kind, count(*) as n,
+                null::text as detail, null::text as actor
+         from rotations where incident_id = any($1) and status <> 'skipped' group by incident_id
+         union all
+         select incident_id, coalesce(max(finished_at), max(requested_at)), 'rotation_' || status, count(*), null, null
+         from rotations where incident_id = any($1) and status in ('succeeded', 'failed', 'skipped')
+         group by incident_id, status
+         union all
+         select incident_id, min(created_at), 'alert', count(*), kind, null
+         from alerts where incident_id = any($1) group by incident_id, kind
+         union all
+         select a.incident_id, min(d.delivered_at), 'alert_delivered', count(distinct d.sink), a.kind, null
+         from alerts a join alert_deliveries d on d.alert_id = a.alert_id and d.status = 'delivered'
+         where a.incident_id = any($1) group by a.incident_id, a.kind
+         union all
+         (select target, at, case action when 'circuit_breaker.tripped' then 'circuit_open' else 'transition' end,
+                 1, action, actor
+          from audit where target = any($1)
+            and action in ('incident.acknowledge', 'incident.resolve', 'incident.false_positive',
+                           'circuit_breaker.tripped')
+          order by at limit 1000)",
+    )
+    .bind(incident_ids)
+    .fetch_all(pool)
+    .await?;
+    Ok(IncidentDetails {
+        findings,
+        groups,
+        rotations,
+        activity,
+    })
+}
+
+/// How many findings and rotations each incident has, for lists that show only the counts.
+pub async fn counts(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Vec<(String, i64, i64)>> {
+    sqlx::query_as(
+        "select i.id, (select count(*) from findings where incident_id = i.id),
+                (select count(*) from rotations where incident_id = i.id)
+         from unnest($1::text[]) as i(id)",
+    )
+    .bind(incident_ids)
+    .fetch_all(pool)
+    .await
+}
+
+/// One line of an incident's timeline.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TimelineEntry {
+    pub at: DateTime<Utc>,
+    /// `opened`, `first_finding`, `last_finding`, `rotations_requested`,
+    /// `rotation_succeeded|failed|skipped`, `alert`, `alert_delivered`, `transition`,
+    /// `circuit_open`.
+    pub kind: &'static str,
+    pub text: String,
+}
+
+/// What a group is about: `param_out_of_range on github.list_issues params.page`.
+pub fn group_label(g: &DbFindingGroup) -> String {
+    match &g.subject {
+        Some(subject) => format!("{} on {} {subject}", g.detector, g.tool),
+        None => format!("{} on {}", g.detector, g.tool),
+    }
+}
+
+fn plural(n: i64, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// An incident's story in at most [`MAX_TIMELINE`] entries, oldest first: its opening, the first
+/// and last finding of its worst groups, rotations, alerts and transitions (in that order of
+/// importance when there are more). Times are when Vigil recorded or did each thing.
+pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&DbActivity]) -> Vec<TimelineEntry> {
+    let mut entries: Vec<(u8, TimelineEntry)> = vec![(
+        0,
+        TimelineEntry {
+            at: incident.opened_at,
+            kind: "opened",
+            text: format!("incident opened for tenant {}", incident.tenant_id),
+        },
+    )];
+    for a in activity {
+        let detail = a.detail.as_deref().unwrap_or_default();
+        let (priority, kind, text) = match a.kind.as_str() {
+            "transition" => (
+                1,
+                "transition",
+                format!(
+                    "{} by {}",
+                    match detail {
+                        "incident.acknowledge" => "acknowledged",
+                        "incident.resolve" => "resolved",
+                        _ => "marked a false positive",
+                    },
+                    a.actor.as_deref().unwrap_or("someone")
+                ),
+            ),
+            "circuit_open" => (
+                1,
+                "circuit_open",
+                "circuit breaker open: further automatic rotations held back".to_owned(),
+            ),
+            "rotations_requested" => (
+                2,
+                "rotations_requested",
+                format!("{} requested", plural(a.n, "rotation")),
+            ),
+            "rotation_succeeded" => (
+                2,
+                "rotation_succeeded",
+                format!("{} succeeded", plural(a.n, "rotation")),
+            ),
+            "rotation_failed" => (2, "rotation_failed", format!("{} failed", plural(a.n, "rotation"))),
+            "rotation_skipped" => (
+                2,
+                "rotation_skipped",
+                format!("{} skipped (cooldown or circuit breaker)", plural(a.n, "rotation")),
+            ),
+            "alert" => (2, "alert", format!("{detail} alert raised")),
+            "alert_delivered" => (
+                2,
+                "alert_delivered",
+                format!("{detail} alert delivered to {}", plural(a.n, "sink")),
+            ),
+            _ => continue,
+        };
+        entries.push((priority, TimelineEntry { at: a.at, kind, text }));
+    }
+    for g in groups.iter().take(TIMELINE_GROUPS) {
+        let label = group_label(g);
+        entries.push((
+            3,
+            TimelineEntry {
+                at: g.recorded_first,
+                kind: "first_finding",
+                text: format!("first {label} ({})", g.severity),
+            },
+        ));
+        if g.count > 1 {
+            entries.push((
+                3,
+                TimelineEntry {
+                    at: g.recorded_last,
+                    kind: "last_finding",
+                    text: format!("last of {} {label}", plural(g.count, "finding")),
+                },
+            ));
+        }
+    }
+    // The most important first (stable: groups stay worst first), then back in time order.
+    entries.sort_by_key(|(priority, _)| *priority);
+    entries.truncate(MAX_TIMELINE);
+    entries.sort_by_key(|(priority, e)| (e.at, *priority));
+    entries.into_iter().map(|(_, e)| e).collect()
 }
 
 /// What became of a requested incident transition.

@@ -145,6 +145,17 @@ async fn an_incident_is_raised_in_alertmanager_and_resolved_there_when_a_person_
     assert_eq!(labels["detector"], "secret_in_payload");
     assert_eq!(labels["severity"], "high");
     assert_eq!(labels["incident"], incident.as_str());
+    // Filed as a SOC files it: the OWASP category and ATLAS technique, and how sure Vigil is
+    // (an AWS access key's format: 0.95).
+    assert_eq!(labels["owasp"], "ASI03");
+    assert_eq!(labels["atlas"], "AML.T0086");
+    let annotations = &raised["annotations"];
+    assert_eq!(annotations["owasp"], "ASI03 Identity and Privilege Abuse");
+    assert_eq!(
+        annotations["atlas"],
+        "AML.T0086 Exfiltration via AI Agent Tool Invocation"
+    );
+    assert_eq!(annotations["confidence"], "0.950");
     assert_eq!(
         raised["annotations"]["link"],
         format!("{PUBLIC_URL}/incidents/{incident}")
@@ -222,6 +233,17 @@ async fn webhooks_are_signed_over_timestamp_and_body_and_no_alert_carries_a_secr
         opened["_alert_id_header"], opened["id"],
         "receivers can deduplicate by id"
     );
+    // The worst finding's filing, in the body and in the labels.
+    let (owasp, atlas) = match opened["detector"].as_str() {
+        Some("secret_in_payload") => ("ASI03", "AML.T0086"),
+        Some("rate_spike") => ("ASI02", "AML.T0053"),
+        other => panic!("the worst finding is the leak or the burst, not {other:?}"),
+    };
+    assert_eq!(opened["owasp"]["id"], owasp);
+    assert_eq!(opened["atlas"]["id"], atlas);
+    assert_eq!(opened["labels"]["owasp"], owasp);
+    let confidence = opened["confidence"].as_f64().unwrap();
+    assert!((0.9..=1.0).contains(&confidence), "{confidence}");
     let rotated = receiver.wait_for("rotation_succeeded").await;
     assert_eq!(rotated["incident_id"], incident.as_str());
     let rotation = app.settled_rotations(&tenant).await.remove(0);

@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium (Debian's `chromium` and
 //! `chromium-driver`, installed by `scripts/browser.sh`) driven over WebDriver with fantoccini.
 //! A responder's walk through an attack, attacker-controlled strings staying inert text, and
-//! the screenshots under `docs/screenshots/` that the README shows.
+//! the screenshots under `docs/screenshots/` that the README shows (rewritten only when
+//! `VIGIL_SCREENSHOTS=1`, so an ordinary run leaves the tracked files alone).
 //!
 //! Every wait polls with a deadline; nothing sleeps in place of an assertion.
 
@@ -167,8 +168,12 @@ impl Browser {
         self.wait_for("section#live-region").await;
     }
 
-    /// Writes a screenshot of the whole page (up to a bound) for the README.
+    /// Writes a screenshot of the whole page (up to a bound) for the README, when asked to
+    /// with `VIGIL_SCREENSHOTS=1`.
     async fn screenshot(&self, name: &str) {
+        if std::env::var("VIGIL_SCREENSHOTS").as_deref() != Ok("1") {
+            return;
+        }
         let sizes = self
             .js("return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]")
             .await;
@@ -307,15 +312,52 @@ async fn a_responder_sees_an_attack_arrive_opens_it_and_acknowledges_it_with_a_n
     browser.wait_for("h1.incident-title").await;
     assert_eq!(browser.texts("#incident-status").await, ["OPEN"]);
     assert!(browser.texts(".sentence").await[0].contains("1 rotation requested, 1 succeeded, 0 failed"));
-    let finding = browser.texts("li.finding").await.join("\n");
+    // The story first: opened, the burst's first and last findings, the rotation, the alert.
+    let timeline = browser.texts("ol.incident-timeline li").await.join("\n");
     for expected in [
-        "rate_spike",
-        "github.list_issues",
-        "Observed",
-        "Expected",
-        "Threshold",
-        "p-value",
+        "incident opened for tenant",
+        "first rate_spike on github.list_issues",
+        "first param_out_of_range on github.list_issues params.page",
+        "1 rotation requested",
+        "1 rotation succeeded",
     ] {
+        assert!(timeline.contains(expected), "{expected} in {timeline}");
+    }
+    // The burst's out-of-range pages are one row: how many, first to last, the range of pages.
+    let groups = browser.texts("tr.group").await;
+    let pages = groups
+        .iter()
+        .find(|g| g.contains("param_out_of_range") && g.contains("params.page"))
+        .unwrap_or_else(|| panic!("a params.page row in {groups:#?}"));
+    let count: i64 = browser.texts("tr.group:has(code.subject) td.group-count").await[0]
+        .parse()
+        .unwrap();
+    assert!(count > 10, "the repeated findings are one row of {count}: {pages}");
+    let range = browser.texts("tr.group:has(code.subject) td.group-range").await[0].clone();
+    assert!(
+        range.contains(" – ") && range.ends_with("59"),
+        "the observed pages {range}"
+    );
+    assert!(pages.contains("ASI02 Tool Misuse and Exploitation"), "{pages}");
+    assert!(pages.contains("AML.T0053 AI Agent Tool Invocation"), "{pages}");
+    assert_eq!(groups.len(), 2, "a row per detector, tool and subject: {groups:#?}");
+    // Each row opens onto its findings and their numbers.
+    assert!(
+        browser.texts("li.finding").await.iter().all(String::is_empty),
+        "closed at first"
+    );
+    browser
+        .client
+        .find(Locator::Css(
+            "tr.group:has(code.subject) details.group-findings summary",
+        ))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let finding = browser.texts("li.finding").await.join("\n");
+    for expected in ["Observed", "Expected", "Threshold", "p-value", "Confidence"] {
         assert!(finding.contains(expected), "{expected} in {finding}");
     }
     assert!(

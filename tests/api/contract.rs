@@ -1,9 +1,11 @@
 //! The HTTP contract as a caller sees it: which credentials each endpoint accepts, the JSON
 //! error envelope on every refusal (the framework's own included), content types, `nosniff`,
-//! and a login throttle that nobody can turn against a responder.
+//! a login throttle that nobody can turn against a responder, and an incident as tooling reads it
+//! (grouped, filed, bounded).
 
 use crate::helpers::*;
 use crate::web::*;
+use chrono::{Duration, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -529,5 +531,121 @@ async fn behind_a_trusted_proxy_each_client_address_is_throttled_on_its_own() {
     // Through two trusted hops (a load balancer in front of the proxy), still her address.
     let r = Web::submit_login_forwarded(&app, "mara", PASSWORD, &["198.51.100.9, 127.0.0.1"]).await;
     assert_eq!(r.status(), 303);
+    app.stop().await;
+}
+
+/// An incident as a responder's tooling reads it: repeated findings of one detector on one tool
+/// and subject are one group with their count, first and last time and range of observed
+/// values; every finding and group is filed (OWASP, ATLAS) with a confidence; a short timeline
+/// comes first; and however many findings there are, the answer lists a bounded number.
+#[tokio::test]
+async fn an_incident_groups_repeated_findings_files_them_and_stays_bounded() {
+    // The 250-finding batch waits for its commit: a busy machine's slow commit is not a 503 here.
+    let mut config = test_config(&fresh_database().await);
+    config.database_timeout = std::time::Duration::from_secs(30);
+    let app = spawn_app_with(config).await;
+    let tenant = unique_tenant("acme");
+    let token = app.create_tenant(&tenant).await;
+    let end = this_minute() - Duration::minutes(1);
+    app.post_history(&token, &steady_history("h", "github.list_issues", 2, 90, end))
+        .await;
+    // A burst paging far past pages 0 and 1, then 250 calls leaking one key at one path.
+    let now = Utc::now();
+    let burst: Vec<Value> = (0..60)
+        .map(|i| {
+            event(
+                &format!("b-{i}"),
+                "github.list_issues",
+                now,
+                json!({"repo": "web", "page": i}),
+            )
+        })
+        .collect();
+    let r = app.post_events(&token, &burst).await;
+    assert_eq!(r.status(), 202);
+    let body: Value = r.json().await.unwrap();
+    let incident = body["findings"][0]["incident_id"].as_str().unwrap().to_owned();
+    let leaks: Vec<Value> = (0..250)
+        .map(|i| {
+            event(
+                &format!("k-{i}"),
+                "s3.get",
+                now,
+                json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"}),
+            )
+        })
+        .collect();
+    let r = app.post_events(&token, &leaks).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+
+    let view = app.admin_json(&format!("/v1/incidents/{incident}")).await;
+    let groups = view["finding_groups"].as_array().unwrap();
+    let group = |detector: &str, subject: &str| {
+        groups
+            .iter()
+            .find(|g| g["detector"] == detector && g["subject"] == subject)
+            .unwrap_or_else(|| panic!("a {detector} group on {subject}: {groups:#?}"))
+    };
+    let pages = group("param_out_of_range", "params.page");
+    assert_eq!(pages["tool"], "github.list_issues");
+    let count = pages["count"].as_i64().unwrap();
+    assert!(count > 10, "the burst's pages are one group of {count}");
+    assert_eq!(pages["observed_max"], 59.0);
+    assert!(pages["observed_min"].as_f64().unwrap() < 59.0);
+    assert!(pages["first_at"].as_str().unwrap() <= pages["last_at"].as_str().unwrap());
+    assert_eq!(
+        pages["owasp"],
+        json!({"id": "ASI02", "name": "Tool Misuse and Exploitation"})
+    );
+    assert_eq!(pages["atlas"]["id"], "AML.T0053");
+    let confidence = pages["confidence"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&confidence), "{confidence}");
+
+    let keys = group("secret_in_payload", "params.aws_access_key_id");
+    assert_eq!(keys["count"], 250);
+    assert_eq!(
+        (keys["observed_min"].as_f64(), keys["observed_max"].as_f64()),
+        (Some(1.0), Some(1.0))
+    );
+    assert_eq!(keys["confidence"], 0.95, "an AWS access key's format");
+    assert_eq!(keys["owasp"]["id"], "ASI03");
+    assert_eq!(
+        keys["atlas"],
+        json!({"id": "AML.T0086", "name": "Exfiltration via AI Agent Tool Invocation"})
+    );
+    assert!(
+        keys["explanation"].as_str().unwrap().contains("aws_access_key rule"),
+        "{keys}"
+    );
+
+    // The findings are listed up to a bound; the groups count them all.
+    let total: i64 = groups.iter().map(|g| g["count"].as_i64().unwrap()).sum();
+    let findings = view["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 200);
+    assert_eq!(view["findings_truncated"], total - 200);
+    assert_eq!(view["finding_groups_truncated"], 0);
+    let page = findings.iter().find(|f| f["detector"] == "param_out_of_range").unwrap();
+    assert_eq!(page["subject"], "params.page");
+    assert_eq!(page["owasp"]["id"], "ASI02");
+    assert!(page["confidence"].is_number());
+
+    let timeline = view["timeline"].as_array().unwrap();
+    assert!(timeline.len() <= 20, "{timeline:#?}");
+    assert_eq!(timeline[0]["kind"], "opened");
+    let texts: Vec<&str> = timeline.iter().map(|e| e["text"].as_str().unwrap()).collect();
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with("first param_out_of_range on github.list_issues params.page")),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.contains(&"last of 250 findings secret_in_payload on s3.get params.aws_access_key_id"),
+        "{texts:#?}"
+    );
+
+    // The list shows each incident the same way.
+    let list = app.admin_json(&format!("/v1/incidents?tenant={tenant}")).await;
+    assert_eq!(list["incidents"][0]["finding_groups"], view["finding_groups"]);
     app.stop().await;
 }

@@ -563,6 +563,13 @@ async fn agent_sent_markup_reaches_every_page_escaped() {
     }
     let incident_page = web.page(&format!("/incidents/{incident}")).await;
     assert!(incident_page.contains("&#60;script&#62;window.__xss=1;alert(1)&#60;/script&#62;"));
+    // The agent-chosen key is a group's subject and a timeline entry's text: shown, as text.
+    assert!(
+        incident_page.contains(
+            r#"<code class="subject">params[&#34;&#60;svg onload=\&#34;window.__xss=4\&#34;&#62;&#34;]</code>"#
+        )
+    );
+    assert!(incident_page.contains("first secret_in_payload on &#60;script&#62;"));
     app.stop().await;
 }
 
