@@ -5,8 +5,11 @@
 //! time (tenants concurrently, each in time order) with one attack of every class hidden in
 //! it, and scores what came back in the 202s: which attacks were detected, by what, how fast,
 //! and every finding raised on benign traffic. The world is [`model`] (pure, seeded); the score
-//! is [`report`]; this module only does the HTTP. `replay` posts a JSONL file of events.
+//! is [`report`]; this module only does the HTTP. `simulate --fleet` is [`fleet`]: many seeds'
+//! worlds folded through detection in process, scored as a fleet. `replay` posts a JSONL file
+//! of events.
 
+pub mod fleet;
 pub mod model;
 pub mod replay;
 pub mod report;
@@ -41,34 +44,63 @@ pub struct SimulateArgs {
     /// Base URL of the Vigil to exercise.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// Admin token: creates the simulated tenants and reads their incidents back.
+    /// Admin token: creates the simulated tenants and reads their incidents back (not with --fleet).
     #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
+    pub admin_token: Option<String>,
     /// The same seed produces the same tenants' traffic and attacks (relative to the run's end).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    #[arg(long, default_value_t = 20)]
-    pub tenants: usize,
-    /// Days of event time, ending at the last whole hour.
-    #[arg(long, default_value_t = 3)]
-    pub days: u32,
+    /// Tenants: a number, or with --fleet `LO..HI` drawn per seed [default: 20, with --fleet 24..30].
+    #[arg(long)]
+    pub tenants: Option<String>,
+    /// Days of event time, ending at the last whole hour; with --fleet a list, e.g. `3,10`.
+    #[arg(long, value_delimiter = ',', default_value = "3")]
+    pub days: Vec<u32>,
     /// Tenants posting at the same time.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
     /// Print the report as JSON instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Fold many worlds through detection in process (no HTTP, no database) and report on the
+    /// fleet: see --seeds, --days, --tenants.
+    #[arg(long)]
+    pub fleet: bool,
+    /// With --fleet: the seeds, e.g. `1-20` or `1,4,9`.
+    #[arg(long, default_value = "1-20", requires = "fleet")]
+    pub seeds: String,
+    /// With --fleet: worlds folded at the same time [default: the machine's cores].
+    #[arg(long, requires = "fleet")]
+    pub threads: Option<usize>,
+    /// With --fleet: exit non-zero when a bound the fleet must show fails (every class detected
+    /// by its own detector in every world, median delay <= 3, spread_spike delay <= 10, false
+    /// incidents <= 10 per 1,000 tenant-days, no false rotation).
+    #[arg(long, requires = "fleet")]
+    pub check: bool,
 }
 
 /// `vigil simulate`: runs, then prints the report on stdout (progress went to stderr).
 pub async fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
+    if args.fleet {
+        return fleet_command(args).await;
+    }
+    let [days] = args.days[..] else {
+        bail!("--days takes one number without --fleet");
+    };
+    let tenants = match args.tenants.as_deref() {
+        None => 20,
+        Some(t) => t.parse().context("--tenants takes one number without --fleet")?,
+    };
+    let Some(admin_token) = args.admin_token else {
+        bail!("--admin-token (or VIGIL_ADMIN_TOKEN) is required without --fleet");
+    };
     let options = Options {
         url: args.url,
-        admin_token: args.admin_token.into(),
+        admin_token: admin_token.into(),
         config: SimConfig {
             seed: args.seed,
-            tenants: args.tenants,
-            days: args.days,
+            tenants,
+            days,
         },
         concurrency: args.concurrency,
         progress: true,
@@ -78,6 +110,32 @@ pub async fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.render());
+    }
+    Ok(())
+}
+
+/// `vigil simulate --fleet`: folds the worlds on threads, prints the fleet report.
+async fn fleet_command(args: SimulateArgs) -> anyhow::Result<()> {
+    let options = fleet::FleetOptions {
+        seeds: fleet::parse_seeds(&args.seeds).map_err(anyhow::Error::msg)?,
+        days: args.days,
+        tenants: fleet::Tenants::parse(args.tenants.as_deref().unwrap_or("24..30")).map_err(anyhow::Error::msg)?,
+        threads: args
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
+        progress: true,
+    };
+    let report = tokio::task::spawn_blocking(move || fleet::run(&options))
+        .await?
+        .map_err(anyhow::Error::msg)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.render());
+    }
+    if args.check && !report.holds() {
+        let failed: Vec<&str> = report.checks.iter().filter(|c| !c.holds).map(|c| c.bound).collect();
+        bail!("the fleet breaks its bounds: {}", failed.join("; "));
     }
     Ok(())
 }

@@ -9,7 +9,15 @@
 //! rate shaped by the tenant's local hour (peak mid-afternoon, quiet at night), its local
 //! weekday (weekends lower) and organic growth. Each (tenant, tool, day) has its own random
 //! stream, so generating one day needs nothing from the others and injecting an attack moves
-//! no benign event.
+//! no benign event. Each (tenant, agent, day) has one more: the agent's sessions (a few minutes
+//! to an hour each), which every tool's calls of that agent share.
+//!
+//! Parameters have the shapes real traffic has, not only stable ranges: heavy right tails
+//! (log-normal money amounts, Pareto byte sizes and durations), counters that only grow (a
+//! page number within a session, an offset, a `since_id` over the run, epoch timestamps, a
+//! version that steps up on some days), two-humped sizes, and a `limit` that depends on the
+//! `table` it reads. Some tenants are quiet (tools called a few times a day), and the tenants
+//! joining mid-run bring rare tools that first show up days into their history.
 
 use std::f64::consts::PI;
 
@@ -22,6 +30,23 @@ pub const DAY_MS: i64 = 24 * HOUR_MS;
 
 /// Base rates are drawn log-uniformly from this range, in calls per minute.
 const RATE_RANGE: (f64, f64) = (0.1, 6.0);
+/// A rare tool's base rate: a few calls to a few dozen a day.
+const RARE_RATE_RANGE: (f64, f64) = (0.005, 0.05);
+/// A quiet tenant's rich tool (every tenant's tool 0, which the parameter attacks use): the
+/// low end of the ordinary range, so it still has a day of history when it is attacked.
+const QUIET_RICH_RANGE: (f64, f64) = (0.1, 0.5);
+/// Share of tenants that are quiet: every tool but the rich one is rare.
+const QUIET_SHARE: f64 = 0.25;
+/// Share of an ordinary tenant's other tools that are rare.
+const RARE_TOOL_SHARE: f64 = 0.2;
+/// A session lasts log-uniformly this long, in minutes.
+const SESSION_MINUTES: (f64, f64) = (3.0, 60.0);
+/// Epoch timestamps in parameters count from this notional start (2026-01-01T00:00:00Z) plus
+/// the event's `at_ms`: the model reads no clock, so they drift with event time, not with the
+/// wall clock of the run.
+const EPOCH_ORIGIN_S: i64 = 1_767_225_600;
+/// Chance, per day, that a tool's versioned parameter steps to its next minor version.
+const VERSION_STEP_CHANCE: f64 = 0.2;
 /// The diurnal shape's maximum (at 15:00 local); its mean over a day is about 0.77.
 const DIURNAL_PEAK: f64 = 1.8;
 /// Share of calls that are a benign retry burst: a few quick failures, then success.
@@ -66,10 +91,11 @@ pub enum AttackClass {
     CrossTenantReference,
     SecretInPayload,
     CrossTenantIngest,
+    SpreadSpike,
 }
 
 impl AttackClass {
-    pub const ALL: [AttackClass; 10] = [
+    pub const ALL: [AttackClass; 11] = [
         AttackClass::RateSpike,
         AttackClass::ErrorBurst,
         AttackClass::NovelTool,
@@ -80,6 +106,7 @@ impl AttackClass {
         AttackClass::CrossTenantReference,
         AttackClass::SecretInPayload,
         AttackClass::CrossTenantIngest,
+        AttackClass::SpreadSpike,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -94,16 +121,28 @@ impl AttackClass {
             AttackClass::CrossTenantReference => "cross_tenant_reference",
             AttackClass::SecretInPayload => "secret_in_payload",
             AttackClass::CrossTenantIngest => "cross_tenant_ingest",
+            AttackClass::SpreadSpike => "spread_spike",
         }
     }
 
     /// The detector built for this class. A length outlier is a `param_out_of_range` on the
-    /// string's length; any other detector firing on the attack still counts as detection.
+    /// string's length, a spread spike a `rate_spike` (of the tenant as a whole, or of any of
+    /// its tools); any other detector firing on the attack still counts as detection.
     pub fn expected_detector(self) -> &'static str {
         match self {
             AttackClass::ShapeOutlier => "param_out_of_range",
+            AttackClass::SpreadSpike => "rate_spike",
             other => other.as_str(),
         }
+    }
+
+    /// Classes whose detector judges a minute's count, which may cross its threshold on one
+    /// of the victim's own benign calls in the attacked minute.
+    pub fn is_rate(self) -> bool {
+        matches!(
+            self,
+            AttackClass::RateSpike | AttackClass::ErrorBurst | AttackClass::SpreadSpike
+        )
     }
 }
 
@@ -115,7 +154,10 @@ pub struct Attack {
     pub victim: usize,
     /// The other tenant a cross-tenant attack names.
     pub other: Option<usize>,
+    /// The tool its events call; `*` for a spread spike, which calls every tool of `tools`.
     pub tool: String,
+    /// Every tool its events call, with how many of them call it.
+    pub tools: Vec<(String, usize)>,
     /// When the first attack event starts, in ms since the simulated start.
     pub at_ms: i64,
     /// How many events the attack sends.
@@ -137,7 +179,10 @@ pub struct TenantPlan {
     week_phase_s: f64,
     /// Organic growth: the rate multiplier rises by this much per day.
     growth_per_day: f64,
+    /// Its agents, `agent-1`…: the first does most of the calls (weights 1/rank).
     agents: usize,
+    /// Every tool but the rich one is rare.
+    pub quiet: bool,
 }
 
 /// One tool as one tenant uses it.
@@ -148,6 +193,8 @@ pub struct ToolProfile {
     pub base_rate: f64,
     /// Share of single calls that end in `error` (outside retry bursts).
     error_rate: f64,
+    /// A versioned parameter's minor version on day 0, and the days it steps up by one.
+    version: (u32, Vec<u32>),
 }
 
 impl ToolProfile {
@@ -229,7 +276,7 @@ impl Plan {
                 } else {
                     0
                 };
-                plan_tenant(&mut rng, id, joined_ms)
+                plan_tenant(&mut rng, id, joined_ms, config.days)
             })
             .collect::<Vec<_>>();
         let victims: Vec<usize> = order[..config.tenants - config.tenants / 5].to_vec();
@@ -247,14 +294,45 @@ impl Plan {
             attacks: Vec::new(),
         };
         for (k, class) in classes.into_iter().enumerate() {
-            let victim = victims[k % victims.len()];
-            let other = (victim + 1 + rng.below(config.tenants - 1)) % config.tenants;
+            let other_draw = rng.below(config.tenants - 1);
             let at_ms =
                 minute_floor(window_start + slot * k as i64 + (slot as f64 * rng.range(0.2, 0.6)) as i64) + 5_000;
-            let attack = plan.plan_attack(class, victim, other, at_ms);
+            let (victim, at_ms) = if class == AttackClass::SpreadSpike {
+                plan.spread_target(&victims, (window_start + slot * k as i64, slot))
+            } else {
+                (victims[k % victims.len()], at_ms)
+            };
+            let other = (victim + 1 + other_draw) % config.tenants;
+            let attack = plan.plan_attack(class, victim, other, at_ms, &mut rng);
             plan.attacks.push(attack);
         }
         Ok(plan)
+    }
+
+    /// A spread spike's victim and start: of the tenants with at least [`SPREAD_TOOLS`] tools
+    /// (any, when none has), the one with the most calls expected, at the quarter hour of the
+    /// attack's slot `(from, length)` when it expects the most. Two or three times a tenant's
+    /// rate for a few minutes is news only where its minutes hold enough calls to tell that
+    /// from chance: an attacker hiding in a busy tenant's busy hour.
+    fn spread_target(&self, victims: &[usize], (from, length): (i64, i64)) -> (usize, i64) {
+        let expected = |v: usize, at: i64| {
+            (0..self.tenants[v].tools.len())
+                .map(|k| self.rate(v, k, at as f64))
+                .sum::<f64>()
+        };
+        let tools = |v: usize| self.tenants[v].tools.len().min(SPREAD_TOOLS);
+        let times: Vec<i64> = (0..length / (15 * MINUTE_MS))
+            .map(|q| minute_floor(from + q * 15 * MINUTE_MS) + 5_000)
+            .collect();
+        victims
+            .iter()
+            .flat_map(|&v| times.iter().map(move |&at| (v, at)))
+            .max_by(|&(a, at_a), &(b, at_b)| {
+                tools(a)
+                    .cmp(&tools(b))
+                    .then(expected(a, at_a).total_cmp(&expected(b, at_b)))
+            })
+            .expect("at least one victim and a slot of a quarter hour")
     }
 
     pub fn span_ms(&self) -> i64 {
@@ -298,31 +376,33 @@ impl Plan {
         let attack = &self.attacks[a];
         let t = &self.tenants[attack.victim];
         let mut rng = Rng::stream(self.config.seed, &[2, a as u64]);
-        let template = t
-            .tools
-            .iter()
-            .find(|p| p.name() == attack.tool)
-            .map(|p| &CATALOGUE[p.template]);
         let other = attack.other.map(|o| self.tenants[o].id.as_str()).unwrap_or_default();
-        let mut events = Vec::with_capacity(attack.events);
-        for j in 0..attack.events {
-            let at_ms = attack.at_ms + attack_offset_ms(attack, j);
+        let calls = self.attack_calls(attack);
+        let mut events = Vec::with_capacity(calls.len());
+        for (j, (at_ms, tool)) in calls.into_iter().enumerate() {
+            let profile = t.tools.iter().find(|p| p.name() == tool);
+            let template = profile.map(|p| &CATALOGUE[p.template]);
+            let call = Call {
+                at_ms,
+                nth: 1,
+                version: profile.map_or(0, |p| p.version_on((at_ms / DAY_MS) as u32)),
+            };
             let mut params = match template {
-                Some(template) => template.params(&mut rng, &t.id),
+                Some(template) => template.params(&mut rng, &t.id, &call),
                 None => json!({"format": "csv", "include_deleted": true, "destination": "inline"}),
             };
             let mut outcome = "success";
             let mut error_code = None;
             let mut claimed_tenant = None;
             match attack.class {
-                AttackClass::RateSpike | AttackClass::NovelTool => {}
+                AttackClass::RateSpike | AttackClass::NovelTool | AttackClass::SpreadSpike => {}
                 AttackClass::ErrorBurst => {
                     outcome = "denied";
                     error_code = Some("403");
                 }
                 AttackClass::ParamOutOfRange => {
-                    if let Some((key, Gen::Int(_, hi))) = template.and_then(|t| t.first(is_int)) {
-                        params[key] = (hi * 1000).into();
+                    if let Some((key, draw)) = template.and_then(|t| t.first(is_number)) {
+                        params[key] = draw.far_beyond().into();
                     }
                 }
                 AttackClass::NovelParamValue => {
@@ -350,22 +430,42 @@ impl Plan {
                 }
                 AttackClass::CrossTenantIngest => claimed_tenant = Some(other.to_owned()),
             }
+            let median_ms = template.map_or(200.0, |t| t.median_ms);
             events.push(SimEvent {
                 id: event_id(Rng::stream_seed(self.config.seed, &[2, a as u64]), j as u64),
                 at_ms,
-                tool: attack.tool.clone(),
+                tool: tool.to_owned(),
                 params,
                 outcome,
                 error_code,
-                duration_ms: rng.int(20, 400) as u64,
-                agent_id: "agent-1".into(),
-                session_id: format!("agent-1-{}", at_ms / (30 * MINUTE_MS)),
+                duration_ms: (median_ms * (0.6 * rng.normal()).exp()).round() as u64,
+                agent_id: agent_id(0),
+                session_id: self.session_at(attack.victim, 0, at_ms),
                 credential_ref: credential_ref(&t.id),
                 claimed_tenant,
                 attack: Some(a),
             });
         }
         events
+    }
+
+    /// When each event of `attack` starts and which tool it calls, in time order.
+    fn attack_calls<'a>(&self, attack: &'a Attack) -> Vec<(i64, &'a str)> {
+        let mut calls: Vec<(i64, &str)> = Vec::with_capacity(attack.events);
+        if attack.class == AttackClass::SpreadSpike {
+            // Each tool's extra calls spread evenly over the spike, tools staggered by a second.
+            for (i, (tool, n)) in attack.tools.iter().enumerate() {
+                let span = SPREAD_MINUTES * MINUTE_MS - 10_000;
+                calls.extend(
+                    (0..*n as i64).map(|r| (attack.at_ms + i as i64 * 1_000 + r * span / *n as i64, tool.as_str())),
+                );
+            }
+            calls.sort();
+        } else {
+            calls
+                .extend((0..attack.events).map(|j| (attack.at_ms + attack_offset_ms(attack, j), attack.tool.as_str())));
+        }
+        calls
     }
 
     /// Expected calls per minute of tool `k` of `tenant` at `at_ms`.
@@ -382,6 +482,30 @@ impl Plan {
         t.tools[k].base_rate * diurnal * weekly * growth
     }
 
+    /// When the sessions of agent `agent` (0-based) of `tenant` on `day` start, in ms since the
+    /// simulated start: the first at the day's start, each lasting a few minutes to an hour.
+    /// Its own stream, so every tool's calls of the agent share them.
+    fn sessions(&self, tenant: usize, agent: usize, day: u32) -> Vec<i64> {
+        let mut rng = Rng::stream(self.config.seed, &[3, tenant as u64, agent as u64, day as u64]);
+        let end = (day as i64 + 1) * DAY_MS;
+        let mut starts = vec![day as i64 * DAY_MS];
+        loop {
+            let minutes = rng.range(SESSION_MINUTES.0.ln(), SESSION_MINUTES.1.ln()).exp();
+            let next = starts[starts.len() - 1] + (minutes * MINUTE_MS as f64) as i64;
+            if next >= end {
+                return starts;
+            }
+            starts.push(next);
+        }
+    }
+
+    /// The session id of `agent`'s call at `at_ms`.
+    fn session_at(&self, tenant: usize, agent: usize, at_ms: i64) -> String {
+        let day = (at_ms / DAY_MS) as u32;
+        let starts = self.sessions(tenant, agent, day);
+        session_id(agent, day, starts.partition_point(|&s| s <= at_ms) - 1)
+    }
+
     /// One tool's calls in `[from, to)` of one day: thinning against the day's highest rate.
     fn tool_day(&self, tenant: usize, k: usize, day: u32, (from, to): (i64, i64), out: &mut Vec<SimEvent>) {
         let t = &self.tenants[tenant];
@@ -391,6 +515,11 @@ impl Plan {
         let mut rng = Rng::stream(self.config.seed, &parts);
         let template = &CATALOGUE[tool.template];
         let max_rate = tool.base_rate * DIURNAL_PEAK * (1.0 + t.growth_per_day * to as f64 / DAY_MS as f64);
+        let sessions: Vec<Vec<i64>> = (0..t.agents).map(|a| self.sessions(tenant, a, day)).collect();
+        // Per agent: the session of its last call of this tool, and how many calls of the tool
+        // that session has made (a page counter's position).
+        let mut position: Vec<(usize, u64)> = vec![(usize::MAX, 0); t.agents];
+        let version = tool.version_on(day);
         let mut seq = 0u64;
         let mut at = from as f64;
         loop {
@@ -401,8 +530,19 @@ impl Plan {
             if rng.f64() * max_rate > self.rate(tenant, k, at) {
                 continue;
             }
-            let params = template.params(&mut rng, &t.id);
-            let agent = format!("agent-{}", 1 + rng.below(t.agents));
+            let at_ms = at as i64;
+            let agent = rng.zipf_index(t.agents);
+            let session = sessions[agent].partition_point(|&s| s <= at_ms) - 1;
+            let (last, nth) = &mut position[agent];
+            *nth = if *last == session { *nth + 1 } else { 1 };
+            *last = session;
+            let call = Call {
+                at_ms,
+                nth: *nth,
+                version,
+            };
+            let params = template.params(&mut rng, &t.id, &call);
+            let session_id = session_id(agent, day, session);
             let duration = template.median_ms * (0.6 * rng.normal()).exp();
             let mut call = |at_ms: i64, outcome: &'static str, error_code: Option<&'static str>, seq: &mut u64| {
                 out.push(SimEvent {
@@ -413,15 +553,14 @@ impl Plan {
                     outcome,
                     error_code,
                     duration_ms: duration.round() as u64,
-                    agent_id: agent.clone(),
-                    session_id: format!("{agent}-{}", at_ms / (30 * MINUTE_MS)),
+                    agent_id: agent_id(agent),
+                    session_id: session_id.clone(),
                     credential_ref: credential_ref(&t.id),
                     claimed_tenant: None,
                     attack: None,
                 });
                 *seq += 1;
             };
-            let at_ms = at as i64;
             if rng.chance(RETRY_BURST_SHARE) {
                 // A flaky downstream: one to three quick failures of the same call, then success.
                 let failures = rng.int(1, 3);
@@ -447,23 +586,48 @@ impl Plan {
         }
     }
 
-    fn plan_attack(&self, class: AttackClass, victim: usize, other: usize, at_ms: i64) -> Attack {
+    fn plan_attack(&self, class: AttackClass, victim: usize, other: usize, at_ms: i64, rng: &mut Rng) -> Attack {
         let t = &self.tenants[victim];
         // The tool with every parameter kind: tool 0 of every tenant.
         let rich = t.tools[0].name().to_owned();
-        let busiest = (0..t.tools.len())
-            .max_by(|&a, &b| t.tools[a].base_rate.total_cmp(&t.tools[b].base_rate))
-            .unwrap_or(0);
-        let busiest_name = t.tools[busiest].name().to_owned();
+        let mut by_rate: Vec<usize> = (0..t.tools.len()).collect();
+        by_rate.sort_by(|&a, &b| t.tools[b].base_rate.total_cmp(&t.tools[a].base_rate));
+        let busiest_name = t.tools[by_rate[0]].name().to_owned();
         let other_id = &self.tenants[other].id;
         let (tool, events, what, other) = match class {
             AttackClass::RateSpike => {
-                let per_minute = spike_per_minute(self.rate(victim, busiest, at_ms as f64));
+                let per_minute = spike_per_minute(self.rate(victim, by_rate[0], at_ms as f64));
                 let what = format!(
                     "{} calls in 3 minutes (10x the expected rate, at least 15/min)",
                     per_minute * 3
                 );
                 (busiest_name, per_minute as usize * 3, what, None)
+            }
+            AttackClass::SpreadSpike => {
+                let factor = rng.range(2.0, 3.0);
+                let tools: Vec<(String, usize)> = by_rate
+                    .iter()
+                    .take(SPREAD_MAX_TOOLS)
+                    .map(|&k| {
+                        let extra = (factor - 1.0) * self.rate(victim, k, at_ms as f64) * SPREAD_MINUTES as f64;
+                        (t.tools[k].name().to_owned(), (extra.round() as usize).max(1))
+                    })
+                    .collect();
+                let events = tools.iter().map(|(_, n)| n).sum();
+                let what = format!(
+                    "{events} extra calls over {} tools in {SPREAD_MINUTES} minutes ({factor:.1}x each tool's expected rate)",
+                    tools.len()
+                );
+                return Attack {
+                    class,
+                    victim,
+                    other: None,
+                    tool: ALL_TOOLS.into(),
+                    tools,
+                    at_ms,
+                    events,
+                    what,
+                };
             }
             AttackClass::ErrorBurst => (
                 busiest_name,
@@ -477,7 +641,7 @@ impl Plan {
                 format!("3 calls of {NOVEL_TOOL}, never used before"),
                 None,
             ),
-            AttackClass::ParamOutOfRange => (rich, 2, "a count 1000x its usual maximum".into(), None),
+            AttackClass::ParamOutOfRange => (rich, 2, "a number 1000x its 99.9th percentile".into(), None),
             AttackClass::NovelParamValue => (rich, 2, "a categorical value never seen".into(), None),
             AttackClass::NovelParamKey => (rich, 2, "an extra key raw_sql".into(), None),
             AttackClass::ShapeOutlier => (rich, 2, "a 5 KB string where ids are 12 characters".into(), None),
@@ -499,6 +663,7 @@ impl Plan {
             class,
             victim,
             other,
+            tools: vec![(tool.clone(), events)],
             tool,
             at_ms,
             events,
@@ -530,6 +695,28 @@ fn attack_offset_ms(attack: &Attack, j: usize) -> i64 {
     }
 }
 
+/// A number in `lo..=hi` drawn from `seed` alone (a fleet's tenant count per seed).
+pub fn draw_between(seed: u64, lo: usize, hi: usize) -> usize {
+    lo + Rng::stream(seed, &[5]).below(hi - lo + 1)
+}
+
+/// A spread spike calls at least this many of its victim's tools…
+const SPREAD_TOOLS: usize = 4;
+/// …and at most this many (the busiest).
+const SPREAD_MAX_TOOLS: usize = 6;
+/// How long a spread spike lasts.
+const SPREAD_MINUTES: i64 = 5;
+/// The `tool` of an attack over many tools, as `rate_spike` names a spike of the whole tenant.
+pub const ALL_TOOLS: &str = "*";
+
+fn agent_id(agent: usize) -> String {
+    format!("agent-{}", agent + 1)
+}
+
+fn session_id(agent: usize, day: u32, session: usize) -> String {
+    format!("agent-{}-d{day}-s{session}", agent + 1)
+}
+
 fn minute_floor(ms: i64) -> i64 {
     ms - ms.rem_euclid(MINUTE_MS)
 }
@@ -550,18 +737,36 @@ pub const NOVEL_TOOL: &str = "admin.export_all_users";
 /// Canary credentials: the shapes real scanners know, contents that say they are fake.
 pub const CANARIES: [&str; 2] = ["AKIAVIGILSIMFAKE0001", "ghp_VigilSimulatorFakeCanary000000000000"];
 
-fn plan_tenant(rng: &mut Rng, id: String, joined_ms: i64) -> TenantPlan {
+/// A tenant: one rich tool and two to seven others. A quiet tenant's other tools are all rare;
+/// an ordinary tenant's are rare one time in five, and a tenant joining mid-run has at least
+/// two rare tools, which first show up days into its history.
+fn plan_tenant(rng: &mut Rng, id: String, joined_ms: i64, days: u32) -> TenantPlan {
     let rich: Vec<usize> = (0..CATALOGUE.len()).filter(|&i| CATALOGUE[i].is_rich()).collect();
     let mut others: Vec<usize> = (0..CATALOGUE.len()).filter(|&i| !CATALOGUE[i].is_rich()).collect();
     rng.shuffle(&mut others);
+    let quiet = rng.chance(QUIET_SHARE);
     let mut templates = vec![*rng.pick(&rich)];
     templates.extend(others.into_iter().take(rng.int(2, 7) as usize));
+    let log_uniform = |rng: &mut Rng, (lo, hi): (f64, f64)| rng.range(lo.ln(), hi.ln()).exp();
     let tools = templates
         .into_iter()
-        .map(|template| ToolProfile {
-            template,
-            base_rate: (rng.range(RATE_RANGE.0.ln(), RATE_RANGE.1.ln())).exp(),
-            error_rate: rng.range(0.002, 0.02),
+        .enumerate()
+        .map(|(k, template)| {
+            let rare = k > 0 && (quiet || (joined_ms > 0 && k <= 2) || rng.chance(RARE_TOOL_SHARE));
+            let range = match (k, quiet, rare) {
+                (0, true, _) => QUIET_RICH_RANGE,
+                (_, _, true) => RARE_RATE_RANGE,
+                _ => RATE_RANGE,
+            };
+            ToolProfile {
+                template,
+                base_rate: log_uniform(rng, range),
+                error_rate: rng.range(0.002, 0.02),
+                version: (
+                    rng.int(0, 30) as u32,
+                    (1..days).filter(|_| rng.chance(VERSION_STEP_CHANCE)).collect(),
+                ),
+            }
         })
         .collect();
     TenantPlan {
@@ -571,7 +776,15 @@ fn plan_tenant(rng: &mut Rng, id: String, joined_ms: i64) -> TenantPlan {
         tools,
         week_phase_s: rng.range(0.0, 7.0 * 86_400.0),
         growth_per_day: rng.range(0.0, 0.1),
-        agents: rng.int(1, 3) as usize,
+        agents: rng.int(2, 6) as usize,
+        quiet,
+    }
+}
+
+impl ToolProfile {
+    /// The minor version its versioned parameter carries on `day`.
+    fn version_on(&self, day: u32) -> u32 {
+        self.version.0 + self.version.1.iter().filter(|&&d| d <= day).count() as u32
     }
 }
 
@@ -583,6 +796,43 @@ fn plan_tenant(rng: &mut Rng, id: String, joined_ms: i64) -> TenantPlan {
 enum Gen {
     /// An integer, uniform in the inclusive range.
     Int(i64, i64),
+    /// A money amount with cents, log-normal: `median`, and `sigma` of its logarithm.
+    LogNormal {
+        median: f64,
+        sigma: f64,
+    },
+    /// An integer (bytes, milliseconds, a count) with a Pareto tail: at least `min`, and
+    /// P(X > x) = (min / x)^alpha beyond it.
+    Pareto {
+        min: f64,
+        alpha: f64,
+    },
+    /// An integer from one of two log-normal humps (sigma 0.3) around `low` and `high`, the
+    /// high one with probability `high_share`: thumbnails and originals.
+    Bimodal {
+        low: f64,
+        high: f64,
+        high_share: f64,
+    },
+    /// An integer uniform in the range listed for the value already drawn for `key` (the
+    /// first range when it is none of them): a `limit` that depends on the `table`.
+    IntBy(&'static str, &'static [(&'static str, i64, i64)]),
+    /// The call's position among its tool's calls in the session: 1, 2, 3…
+    Page,
+    /// `step` times the calls of its tool the session made before this one: 0, step, 2·step…
+    Offset(i64),
+    /// A cursor that grows over the run: `origin` plus `per_minute` per minute of event time,
+    /// less a few hundred (the reader is a little behind).
+    Drift {
+        origin: i64,
+        per_minute: i64,
+    },
+    /// Epoch seconds up to `lookback_s` before the call (counted from [`EPOCH_ORIGIN_S`]).
+    Epoch {
+        lookback_s: i64,
+    },
+    /// `"<major>.<minor>.0"`, the minor stepping up on the tool's version days.
+    Version(u32),
     /// One of a small set, earlier values more often (weights 1/rank); the second field is a
     /// value benign traffic never uses, for the `novel_param_value` attack.
     Cat(&'static [&'static str], &'static str),
@@ -596,8 +846,28 @@ enum Gen {
     Flag,
 }
 
-fn is_int(g: &Gen) -> bool {
-    matches!(g, Gen::Int(..))
+impl Gen {
+    /// For the `param_out_of_range` attack: a thousand times the value's 99.9th percentile
+    /// (its maximum when it has one), as an integer.
+    fn far_beyond(&self) -> i64 {
+        let p999 = match *self {
+            Gen::Int(_, hi) => hi as f64,
+            Gen::LogNormal { median, sigma } => median * (3.09 * sigma).exp(),
+            Gen::Pareto { min, alpha } => min * 1000f64.powf(1.0 / alpha),
+            Gen::Bimodal { high, .. } => high * (3.09 * 0.3f64).exp(),
+            Gen::IntBy(_, ranges) => ranges.iter().map(|r| r.2).max().unwrap_or(1) as f64,
+            _ => 1.0,
+        };
+        (1000.0 * p999).round() as i64
+    }
+}
+
+/// A number with a stable distribution: what the `param_out_of_range` attack inflates.
+fn is_number(g: &Gen) -> bool {
+    matches!(
+        g,
+        Gen::Int(..) | Gen::LogNormal { .. } | Gen::Pareto { .. } | Gen::Bimodal { .. } | Gen::IntBy(..)
+    )
 }
 fn is_cat(g: &Gen) -> bool {
     matches!(g, Gen::Cat(..))
@@ -607,6 +877,16 @@ fn is_id(g: &Gen) -> bool {
 }
 fn is_text(g: &Gen) -> bool {
     matches!(g, Gen::Text)
+}
+
+/// Where a call stands, for the parameters that depend on it.
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    at_ms: i64,
+    /// 1 for the session's first call of the tool, then 2, 3…
+    nth: u64,
+    /// The tool's minor version that day.
+    version: u32,
 }
 
 #[derive(Debug)]
@@ -639,7 +919,7 @@ struct Template {
 impl Template {
     /// A tool with every kind of parameter an attack rewrites: every tenant has one.
     fn is_rich(&self) -> bool {
-        [is_int, is_cat, is_id, is_text]
+        [is_number, is_cat, is_id, is_text]
             .iter()
             .all(|kind| self.params.iter().any(|p| p.presence == 1.0 && kind(&p.draw)))
     }
@@ -651,7 +931,7 @@ impl Template {
             .map(|p| (p.key, &p.draw))
     }
 
-    fn params(&self, rng: &mut Rng, tenant: &str) -> Value {
+    fn params(&self, rng: &mut Rng, tenant: &str, call: &Call) -> Value {
         let mut map = Map::new();
         for param in self.params {
             // Draw presence first for every key, so an optional key's absence does not shift
@@ -661,6 +941,26 @@ impl Template {
             }
             let value = match &param.draw {
                 Gen::Int(lo, hi) => Value::from(rng.int(*lo, *hi)),
+                Gen::LogNormal { median, sigma } => {
+                    Value::from((median * (sigma * rng.normal()).exp() * 100.0).round() / 100.0)
+                }
+                Gen::Pareto { min, alpha } => Value::from((min * (1.0 - rng.f64()).powf(-1.0 / alpha)).round() as i64),
+                Gen::Bimodal { low, high, high_share } => {
+                    let mode = if rng.chance(*high_share) { high } else { low };
+                    Value::from((mode * (0.3 * rng.normal()).exp()).round() as i64)
+                }
+                Gen::IntBy(key, ranges) => {
+                    let by = map.get(*key).and_then(Value::as_str);
+                    let &(_, lo, hi) = ranges.iter().find(|r| Some(r.0) == by).unwrap_or(&ranges[0]);
+                    Value::from(rng.int(lo, hi))
+                }
+                Gen::Page => Value::from(call.nth),
+                Gen::Offset(step) => Value::from((call.nth as i64 - 1) * step),
+                Gen::Drift { origin, per_minute } => {
+                    Value::from(origin + call.at_ms / MINUTE_MS * per_minute - rng.int(0, 500))
+                }
+                Gen::Epoch { lookback_s } => Value::from(EPOCH_ORIGIN_S + call.at_ms / 1000 - rng.int(0, *lookback_s)),
+                Gen::Version(major) => Value::from(format!("{major}.{}.0", call.version)),
                 Gen::Cat(values, _) => Value::from(*rng.zipf(values)),
                 Gen::Text => {
                     let words = rng.int(2, 6) as usize;
@@ -680,6 +980,15 @@ impl Template {
 const REGIONS: &[&str] = &["eu-west-1", "us-east-1", "us-west-2", "eu-central-1", "ap-south-1"];
 const TABLES: &[&str] = &["orders", "invoices", "customers", "shipments", "refunds", "products"];
 const REPOS: &[&str] = &["web", "api", "infra", "mobile", "docs"];
+/// `db.query`'s `limit` by `table`: each table is read in pages of its own size.
+const LIMIT_BY_TABLE: &[(&str, i64, i64)] = &[
+    ("orders", 10, 100),
+    ("invoices", 100, 500),
+    ("customers", 10, 50),
+    ("shipments", 50, 200),
+    ("refunds", 1, 20),
+    ("products", 200, 1000),
+];
 
 /// Free-text vocabulary. No word names a credential (`key`, `token`, `password`…) or a likely
 /// tenant (`acme`): a benign query that trips the redactor or names a tenant would be the
@@ -740,6 +1049,7 @@ static CATALOGUE: &[Template] = &[
             p("limit", Gen::Int(10, 100)),
             p("account_id", Gen::Id),
             optional("include_archived", Gen::Flag, 0.3),
+            p("page", Gen::Page),
         ],
     },
     Template {
@@ -747,9 +1057,10 @@ static CATALOGUE: &[Template] = &[
         median_ms: 45.0,
         params: &[
             p("table", Gen::Cat(TABLES, "pg_authid")),
-            p("limit", Gen::Int(10, 500)),
+            p("limit", Gen::IntBy("table", LIMIT_BY_TABLE)),
             p("filter", Gen::Text),
             p("request_id", Gen::Id),
+            p("offset", Gen::Offset(100)),
         ],
     },
     Template {
@@ -760,6 +1071,54 @@ static CATALOGUE: &[Template] = &[
             p("page_size", Gen::Int(10, 50)),
             p("query", Gen::Text),
             p("ticket_id", Gen::Id),
+            p(
+                "since_id",
+                Gen::Drift {
+                    origin: 4_000_000,
+                    per_minute: 40,
+                },
+            ),
+            optional("updated_after", Gen::Epoch { lookback_s: 86_400 }, 0.5),
+        ],
+    },
+    Template {
+        tool: "payments.create_charge",
+        median_ms: 400.0,
+        params: &[
+            p(
+                "amount",
+                Gen::LogNormal {
+                    median: 42.0,
+                    sigma: 1.3,
+                },
+            ),
+            p("currency", Gen::Cat(&["usd", "eur", "gbp", "jpy"], "xmr")),
+            p("customer_id", Gen::Id),
+            p("description", Gen::Text),
+        ],
+    },
+    Template {
+        tool: "media.transcode",
+        median_ms: 2500.0,
+        params: &[
+            p(
+                "size_bytes",
+                Gen::Bimodal {
+                    low: 80_000.0,
+                    high: 25_000_000.0,
+                    high_share: 0.3,
+                },
+            ),
+            p(
+                "duration_ms",
+                Gen::Pareto {
+                    min: 2000.0,
+                    alpha: 1.5,
+                },
+            ),
+            p("format", Gen::Cat(&["mp4", "webm", "gif"], "exe")),
+            p("asset_id", Gen::Id),
+            p("title", Gen::Text),
         ],
     },
     Template {
@@ -788,6 +1147,39 @@ static CATALOGUE: &[Template] = &[
             p("bucket", Gen::Own(&["assets", "exports", "logs"])),
             p("object", Gen::Id),
             p("max_bytes", Gen::Int(1024, 1_048_576)),
+        ],
+    },
+    Template {
+        tool: "storage.upload_object",
+        median_ms: 300.0,
+        params: &[
+            p("bucket", Gen::Own(&["assets", "exports", "logs"])),
+            p("object", Gen::Id),
+            p("bytes", Gen::Pareto { min: 512.0, alpha: 1.1 }),
+        ],
+    },
+    Template {
+        tool: "logs.fetch",
+        median_ms: 120.0,
+        params: &[
+            p("stream", Gen::Cat(&["app", "audit", "access"], "kernel")),
+            p(
+                "since_id",
+                Gen::Drift {
+                    origin: 90_000_000,
+                    per_minute: 1500,
+                },
+            ),
+            p("after", Gen::Epoch { lookback_s: 3600 }),
+            p("page", Gen::Page),
+        ],
+    },
+    Template {
+        tool: "deploy.get_status",
+        median_ms: 80.0,
+        params: &[
+            p("service", Gen::Cat(&["api", "web", "worker"], "billing-admin")),
+            p("client_version", Gen::Version(2)),
         ],
     },
     Template {
@@ -935,15 +1327,20 @@ impl Rng {
 
     /// An item with weight 1/rank: a few values dominate, as in real categorical fields.
     fn zipf<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        let total: f64 = (1..=items.len()).map(|r| 1.0 / r as f64).sum();
+        &items[self.zipf_index(items.len())]
+    }
+
+    /// An index below `n` with weight 1/(index + 1).
+    fn zipf_index(&mut self, n: usize) -> usize {
+        let total: f64 = (1..=n).map(|r| 1.0 / r as f64).sum();
         let mut x = self.f64() * total;
-        for (r, item) in items.iter().enumerate() {
+        for r in 0..n {
             x -= 1.0 / (r + 1) as f64;
             if x < 0.0 {
-                return item;
+                return r;
             }
         }
-        &items[items.len() - 1]
+        n - 1
     }
 
     fn alnum(&mut self) -> char {
@@ -961,7 +1358,7 @@ impl Rng {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::{BTreeMap, HashSet};
+    use std::collections::{BTreeMap, BTreeSet, HashSet};
 
     fn plan(seed: u64, tenants: usize, days: u32) -> Plan {
         Plan::new(SimConfig { seed, tenants, days }, "sim-test").unwrap()
@@ -1030,7 +1427,10 @@ mod tests {
         assert!(starts[0] >= DAY_MS);
         assert!(starts.windows(2).all(|w| w[1] - w[0] > HOUR_MS), "{starts:?}");
         let victims: HashSet<usize> = plan.attacks.iter().map(|a| a.victim).collect();
-        assert_eq!(victims.len(), 10, "20 tenants: every attack has its own victim");
+        assert!(
+            victims.len() >= 10,
+            "20 tenants: every attack has its own victim, but the spread spike may share the busiest"
+        );
         for a in &plan.attacks {
             assert_eq!(plan.tenants[a.victim].joined_ms, 0);
             let last = plan.attack_events(plan.attacks.iter().position(|x| x == a).unwrap());
@@ -1088,6 +1488,30 @@ mod tests {
         let minute = |e: &SimEvent| (e.at_ms - a.at_ms) / MINUTE_MS;
         assert_eq!(events.iter().filter(|e| minute(e) == 0).count(), a.events / 3);
         assert_eq!(minute(events.last().unwrap()), 2);
+
+        let (a, events) = find(AttackClass::SpreadSpike);
+        assert_eq!(a.tool, ALL_TOOLS);
+        let tools: HashSet<&str> = events.iter().map(|e| e.tool.as_str()).collect();
+        assert_eq!(tools.len(), a.tools.len());
+        assert!(a.tools.len() >= SPREAD_TOOLS.min(plan.tenants[a.victim].tools.len()));
+        assert!(events.last().unwrap().at_ms - a.at_ms < SPREAD_MINUTES * MINUTE_MS);
+        // Each tool gets one to two times its own expected calls on top: 2-3x its rate.
+        for (tool, n) in &a.tools {
+            let k = plan.tenants[a.victim]
+                .tools
+                .iter()
+                .position(|p| p.name() == tool)
+                .unwrap();
+            let expected = plan.rate(a.victim, k, a.at_ms as f64) * SPREAD_MINUTES as f64;
+            assert!(
+                (*n as f64) <= (2.0 * expected).round().max(1.0),
+                "{tool}: {n} vs {expected}"
+            );
+            assert!(
+                (*n as f64) >= (expected.round() - 1.0).max(1.0),
+                "{tool}: {n} vs {expected}"
+            );
+        }
     }
 
     #[test]
@@ -1118,7 +1542,7 @@ mod tests {
                 .filter(|e| e.attack.is_none() && e.outcome != "success")
                 .count();
             assert!(
-                failed * 20 < events.len(),
+                failed * 12 < events.len(),
                 "a few percent fail: {failed} of {}",
                 events.len()
             );
@@ -1143,15 +1567,228 @@ mod tests {
     }
 
     #[test]
-    fn tenants_use_three_to_eight_tools_at_rates_from_a_tenth_to_six_a_minute() {
+    fn tenants_use_three_to_eight_tools_some_rare_and_some_tenants_quiet() {
         let plan = plan(9, 30, 1);
         for t in &plan.tenants {
             assert!((3..=8).contains(&t.tools.len()));
             assert!(CATALOGUE[t.tools[0].template].is_rich());
             let names: HashSet<&str> = t.tools.iter().map(|p| p.name()).collect();
             assert_eq!(names.len(), t.tools.len());
-            assert!(t.tools.iter().all(|p| (0.1..=6.0).contains(&p.base_rate)));
+            assert!(t.tools.iter().all(|p| (0.005..=6.0).contains(&p.base_rate)));
+            assert!(t.tools[0].base_rate >= 0.1, "the rich tool is never rare");
+            let rare = t.tools.iter().filter(|p| p.base_rate <= RARE_RATE_RANGE.1).count();
+            if t.quiet {
+                assert_eq!(rare, t.tools.len() - 1);
+                assert!(t.tools[0].base_rate <= QUIET_RICH_RANGE.1);
+            }
+            if t.joined_ms > 0 {
+                assert!(rare >= 2, "a late joiner brings rare tools");
+            }
         }
+        let quiet = plan.tenants.iter().filter(|t| t.quiet).count();
+        assert!((3..=14).contains(&quiet), "about a quarter of 30: {quiet}");
+    }
+
+    /// Every benign event of `plan`'s tenants whose template is `tool`.
+    fn calls_of(plan: &Plan, tool: &str) -> Vec<(usize, SimEvent)> {
+        (0..plan.tenants.len())
+            .filter(|&t| plan.tenants[t].tools.iter().any(|p| p.name() == tool))
+            .flat_map(|t| {
+                (0..plan.config.days)
+                    .flat_map(move |d| plan.events(t, d))
+                    .filter(|e| e.tool == tool && e.attack.is_none())
+                    .map(move |e| (t, e))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_page_counts_up_within_a_session_and_sessions_last_minutes_to_an_hour() {
+        let plan = plan(21, 24, 2);
+        let calls = calls_of(&plan, "crm.search_customers");
+        assert!(calls.len() > 1000, "{}", calls.len());
+        let mut sessions: BTreeMap<(usize, String), Vec<&SimEvent>> = BTreeMap::new();
+        for (t, e) in &calls {
+            sessions.entry((*t, e.session_id.clone())).or_default().push(e);
+        }
+        let mut longest = 0;
+        for ((t, id), events) in &sessions {
+            let pages: Vec<u64> = events.iter().map(|e| e.params["page"].as_u64().unwrap()).collect();
+            assert_eq!(pages[0], 1, "{t} {id}: {pages:?}");
+            // Every new call is the next page; a retry repeats its call's page seconds later.
+            let mut furthest = 0;
+            for &page in &pages {
+                assert!(page <= furthest + 1, "{t} {id}: {pages:?}");
+                furthest = furthest.max(page);
+            }
+            let distinct: BTreeSet<u64> = pages.iter().copied().collect();
+            assert_eq!(distinct.len() as u64, furthest, "{t} {id}: {pages:?}");
+            assert!(events.iter().all(|e| id.starts_with(&format!("{}-", e.agent_id))));
+            let span = events.last().unwrap().at_ms - events[0].at_ms;
+            assert!(span < HOUR_MS + MINUTE_MS, "{t} {id}: {span} ms");
+            longest = longest.max(pages[pages.len() - 1]);
+        }
+        assert!(longest >= 10, "some session pages far: {longest}");
+        let agents: HashSet<(usize, &str)> = calls.iter().map(|(t, e)| (*t, e.agent_id.as_str())).collect();
+        let tenants: HashSet<usize> = calls.iter().map(|(t, _)| *t).collect();
+        assert!(agents.len() >= 2 * tenants.len(), "several agents per tenant");
+    }
+
+    #[test]
+    fn cursors_epochs_and_versions_only_move_forward() {
+        let plan = plan(22, 24, 4);
+        let calls = calls_of(&plan, "logs.fetch");
+        assert!(!calls.is_empty());
+        let mut by_tenant: BTreeMap<usize, Vec<&SimEvent>> = BTreeMap::new();
+        for (t, e) in &calls {
+            by_tenant.entry(*t).or_default().push(e);
+        }
+        for events in by_tenant.values() {
+            let ids: Vec<i64> = events.iter().map(|e| e.params["since_id"].as_i64().unwrap()).collect();
+            // The cursor moves with event time, the reader at most 500 behind it (a retry
+            // repeats its call's value up to 12 s later).
+            for e in events {
+                let cursor = 90_000_000 + e.at_ms / MINUTE_MS * 1500;
+                let id = e.params["since_id"].as_i64().unwrap();
+                assert!((cursor - 2_500..=cursor).contains(&id), "{id} at {} ms", e.at_ms);
+            }
+            assert!(
+                ids[ids.len() - 1] > ids[0] + 1500 * 60,
+                "a day of cursor growth: {ids:?}"
+            );
+            for e in events {
+                let after = e.params["after"].as_i64().unwrap();
+                let at = EPOCH_ORIGIN_S + e.at_ms / 1000;
+                assert!((at - 3600..=at).contains(&after));
+            }
+        }
+        let calls = calls_of(&plan, "deploy.get_status");
+        assert!(!calls.is_empty());
+        let minor = |e: &SimEvent| -> u32 {
+            let v = e.params["client_version"].as_str().unwrap();
+            v.split('.').nth(1).unwrap().parse().unwrap()
+        };
+        let mut stepped = false;
+        for t in calls.iter().map(|(t, _)| *t).collect::<BTreeSet<_>>() {
+            let mut per_day: BTreeMap<i64, BTreeSet<u32>> = BTreeMap::new();
+            for (_, e) in calls.iter().filter(|(u, _)| *u == t) {
+                per_day.entry(e.at_ms / DAY_MS).or_default().insert(minor(e));
+            }
+            let days: Vec<&BTreeSet<u32>> = per_day.values().collect();
+            assert!(days.iter().all(|v| v.len() == 1), "one version a day: {per_day:?}");
+            assert!(days.windows(2).all(|w| w[0].first() <= w[1].first()), "{per_day:?}");
+            stepped |= days.first().unwrap().first() < days.last().unwrap().first();
+        }
+        assert!(stepped, "some tenant's version stepped up within four days");
+    }
+
+    #[test]
+    fn heavy_tails_have_their_tail_index_and_humps_their_share() {
+        let mut rng = Rng::stream(1, &[99]);
+        let call = Call {
+            at_ms: 0,
+            nth: 1,
+            version: 0,
+        };
+        let draw = |rng: &mut Rng, draw: Gen, n: usize| -> Vec<f64> {
+            let template = Template {
+                tool: "t",
+                median_ms: 1.0,
+                params: Box::leak(Box::new([p("x", draw)])),
+            };
+            (0..n)
+                .map(|_| template.params(rng, "x", &call)["x"].as_f64().unwrap())
+                .collect()
+        };
+        // Hill's estimator over the top 2 %: 1 / mean(ln(x_i / x_k)).
+        let hill = |mut xs: Vec<f64>| {
+            xs.sort_by(|a, b| b.total_cmp(a));
+            let k = xs.len() / 50;
+            k as f64 / xs[..k].iter().map(|x| (x / xs[k]).ln()).sum::<f64>()
+        };
+        for alpha in [1.1, 1.5] {
+            let xs = draw(&mut rng, Gen::Pareto { min: 1000.0, alpha }, 50_000);
+            assert!(xs.iter().all(|&x| x >= 1000.0));
+            let estimate = hill(xs);
+            assert!((estimate / alpha - 1.0).abs() < 0.15, "alpha {alpha}: {estimate}");
+        }
+        let xs = draw(
+            &mut rng,
+            Gen::LogNormal {
+                median: 42.0,
+                sigma: 1.3,
+            },
+            20_000,
+        );
+        let logs: Vec<f64> = xs.iter().map(|x| x.max(0.01).ln()).collect();
+        let mean = logs.iter().sum::<f64>() / logs.len() as f64;
+        let sd = (logs.iter().map(|l| (l - mean).powi(2)).sum::<f64>() / logs.len() as f64).sqrt();
+        assert!(
+            (mean - 42f64.ln()).abs() < 0.05 && (sd - 1.3).abs() < 0.05,
+            "{mean} {sd}"
+        );
+        assert!(
+            xs.iter().all(|x| (x * 100.0 - (x * 100.0).round()).abs() < 1e-6),
+            "cents"
+        );
+        let xs = draw(
+            &mut rng,
+            Gen::Bimodal {
+                low: 80_000.0,
+                high: 25_000_000.0,
+                high_share: 0.3,
+            },
+            20_000,
+        );
+        let high = xs.iter().filter(|&&x| x > 1_000_000.0).count() as f64 / xs.len() as f64;
+        let between = xs.iter().filter(|&&x| (400_000.0..5_000_000.0).contains(&x)).count();
+        assert!((high - 0.3).abs() < 0.02 && between < 20, "{high} {between}");
+    }
+
+    #[test]
+    fn a_limit_depends_on_its_table() {
+        let plan = plan(23, 24, 1);
+        let calls = calls_of(&plan, "db.query");
+        assert!(calls.len() > 100);
+        for (_, e) in &calls {
+            let table = e.params["table"].as_str().unwrap();
+            let &(_, lo, hi) = LIMIT_BY_TABLE.iter().find(|r| r.0 == table).unwrap();
+            let limit = e.params["limit"].as_i64().unwrap();
+            assert!((lo..=hi).contains(&limit), "{table}: {limit}");
+            assert_eq!(e.params["offset"].as_i64().unwrap() % 100, 0);
+        }
+    }
+
+    #[test]
+    fn quiet_tools_make_a_few_calls_a_day_and_a_late_joiners_show_up_late() {
+        let plan = plan(24, 30, 4);
+        let mut late_first_calls = Vec::new();
+        for (t, tenant) in plan.tenants.iter().enumerate() {
+            let events: Vec<SimEvent> = (0..4)
+                .flat_map(|d| plan.events(t, d))
+                .filter(|e| e.attack.is_none())
+                .collect();
+            for tool in tenant.tools.iter().filter(|p| p.base_rate <= RARE_RATE_RANGE.1) {
+                let calls: Vec<&SimEvent> = events.iter().filter(|e| e.tool == tool.name()).collect();
+                let days = (plan.span_ms() - tenant.joined_ms) as f64 / DAY_MS as f64;
+                assert!(
+                    (calls.len() as f64) < 110.0 * days,
+                    "{}: {} calls",
+                    tool.name(),
+                    calls.len()
+                );
+                if tenant.joined_ms > 0
+                    && let Some(first) = calls.first()
+                {
+                    late_first_calls.push(first.at_ms - tenant.joined_ms);
+                }
+            }
+        }
+        assert!(late_first_calls.len() >= 6, "{late_first_calls:?}");
+        assert!(
+            late_first_calls.iter().filter(|&&ms| ms > HOUR_MS).count() >= late_first_calls.len() / 2,
+            "rare tools first show up hours after their tenant joined: {late_first_calls:?}"
+        );
     }
 
     #[test]

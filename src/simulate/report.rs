@@ -10,7 +10,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
-use super::model::{AttackClass, MINUTE_MS, Plan};
+use super::model::{ALL_TOOLS, AttackClass, MINUTE_MS, Plan};
 
 /// One finding from a 202 response, joined with the event it names.
 #[derive(Debug, Clone, PartialEq)]
@@ -106,7 +106,11 @@ pub struct AttackResult {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct FalseFindings {
     pub findings: usize,
+    /// Incidents a false finding opened or joined.
     pub incidents: usize,
+    /// Of those, the ones holding a finding whose action is `alert` or `rotate`: a person is
+    /// told of them.
+    pub alerting_incidents: usize,
     /// Findings on benign events whose policy action was `rotate`: credentials rotated for nothing.
     pub rotations: usize,
     pub findings_per_tenant_day: f64,
@@ -176,7 +180,7 @@ impl Report {
             if let (Some(first), Some(last)) = (events.first(), events.last()) {
                 let until = last.at_ms - last.at_ms.rem_euclid(MINUTE_MS) + MINUTE_MS;
                 let own = attack.class.expected_detector();
-                let by_minute = matches!(attack.class, AttackClass::RateSpike | AttackClass::ErrorBurst);
+                let by_minute = attack.class.is_rate();
                 speaking.extend(
                     observed
                         .findings
@@ -186,7 +190,8 @@ impl Report {
                                 && f.attack.is_none()
                                 && f.tenant == attack.victim
                                 && f.detector == own
-                                && (f.tool == attack.tool || (f.tool == "*" && own == "rate_spike"))
+                                && (attack.tools.iter().any(|(tool, _)| *tool == f.tool)
+                                    || (f.tool == ALL_TOOLS && own == "rate_spike"))
                                 && (first.at_ms..until).contains(&f.at_ms)
                         })
                         .map(|f| (events.iter().filter(|e| e.at_ms < f.at_ms).count(), f)),
@@ -257,6 +262,18 @@ impl Report {
             by_detector.entry(f.detector.as_str()).or_default().push(f);
         }
         let (incidents, _, rotations) = summarise(&false_findings);
+        let alerting: BTreeSet<&str> = observed
+            .findings
+            .iter()
+            .filter(|f| f.action == "alert" || f.action == "rotate")
+            .map(|f| f.incident_id.as_str())
+            .collect();
+        let alerting_incidents = false_findings
+            .iter()
+            .map(|f| f.incident_id.as_str())
+            .filter(|i| alerting.contains(i))
+            .collect::<BTreeSet<_>>()
+            .len();
 
         let posted = observed.events_posted;
         Report {
@@ -284,6 +301,7 @@ impl Report {
             false_findings: FalseFindings {
                 findings: false_findings.len(),
                 incidents,
+                alerting_incidents,
                 rotations,
                 findings_per_tenant_day: per_day(false_findings.len()),
                 by_detector: by_detector
@@ -395,8 +413,8 @@ impl Report {
         let f = &self.false_findings;
         let _ = writeln!(
             out,
-            "\nFalse findings on benign traffic ({:.1} tenant-days): {} findings ({:.3} per tenant-day), {} incidents, {} rotations",
-            r.tenant_days, f.findings, f.findings_per_tenant_day, f.incidents, f.rotations
+            "\nFalse findings on benign traffic ({:.1} tenant-days): {} findings ({:.3} per tenant-day), {} incidents ({} alerting), {} rotations",
+            r.tenant_days, f.findings, f.findings_per_tenant_day, f.incidents, f.alerting_incidents, f.rotations
         );
         if !f.by_detector.is_empty() {
             let _ = writeln!(
@@ -548,6 +566,10 @@ mod tests {
         );
         let f = &report.false_findings;
         assert_eq!((f.findings, f.incidents, f.rotations), (3, 2, 1));
+        assert_eq!(
+            f.alerting_incidents, 2,
+            "the rotate and the alerts share tenant 1's hour"
+        );
         let rows: Vec<(&str, usize, usize, usize)> = f
             .by_detector
             .iter()
@@ -563,7 +585,7 @@ mod tests {
         let report = Report::build(&plan, &observed, "run", "2026-11-26T12:00:00Z".parse().unwrap());
         assert!(report.attack(AttackClass::CrossTenantIngest).unwrap().detected);
         let text = report.render();
-        assert!(text.contains("Attacks: 2 of 10 detected"), "{text}");
+        assert!(text.contains("Attacks: 2 of 11 detected"), "{text}");
         assert!(text.contains("cross_tenant_ingest + 403"), "{text}");
         assert!(text.contains("missed secret_in_payload"), "{text}");
         assert!(text.contains("MISSED   (nearby: rate_spike)"), "{text}");

@@ -77,7 +77,7 @@ async fn a_simulated_day_hides_every_attack_class_and_the_report_scores_each() {
     assert!(ids.contains(&spike.incident_id.as_deref().unwrap()));
 
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["attacks"].as_array().unwrap().len(), 10);
+    assert_eq!(json["attacks"].as_array().unwrap().len(), AttackClass::ALL.len());
     assert!(json["false_findings"]["by_detector"].is_array());
     let text = report.render();
     for class in all {
