@@ -12,7 +12,7 @@
 //! skips: the circuit breaker, cooldowns, suppressions, and redaction of the fields other than
 //! `params` (the simulator puts nothing secret there).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -263,6 +263,7 @@ pub struct FleetRow {
     pub delays: Vec<usize>,
     pub median_delay: Option<f64>,
     pub max_delay: Option<usize>,
+    /// When `rate_spike` detected the spread spike.
     pub spread_spike_delay: Option<usize>,
     pub false_findings: usize,
     pub false_incidents: usize,
@@ -299,7 +300,10 @@ pub fn row(plan: &Plan, report: &Report) -> FleetRow {
         median_delay: median(&delays),
         max_delay: delays.last().copied(),
         delays,
-        spread_spike_delay: report.attack(AttackClass::SpreadSpike).and_then(|a| a.delay_events),
+        spread_spike_delay: report
+            .attack(AttackClass::SpreadSpike)
+            .filter(|a| own(a))
+            .and_then(|a| a.delay_events),
         false_findings: f.findings,
         false_incidents: f.incidents,
         false_alerting_incidents: f.alerting_incidents,
@@ -710,6 +714,7 @@ pub fn run(options: &FleetOptions) -> Result<FleetReport, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn findings_join_the_open_incident_while_it_was_updated_within_the_window() {

@@ -41,7 +41,8 @@ async fn a_simulated_day_hides_every_attack_class_and_the_report_scores_each() {
     assert_eq!(r.duplicates, 0);
     assert_eq!(r.accepted + r.refused, r.events_posted);
     assert_eq!(r.refused, 3, "only the cross-tenant batch is refused");
-    assert!(r.events_posted > 5_000, "a day of three tenants: {}", r.events_posted);
+    // Three tenants may include a quiet one (every tool but one called a few times a day).
+    assert!(r.events_posted > 2_000, "a day of three tenants: {}", r.events_posted);
 
     for class in [AttackClass::RateSpike, AttackClass::SecretInPayload] {
         let a = report.attack(class).unwrap();
