@@ -80,12 +80,9 @@ pub(super) fn check(
         return;
     }
     // A tool map still growing: a tenant's agents show their rarer tools over its first
-    // hours and days, and a tool not called yet is not news until the map has settled, by
-    // calls (`stable_after` without a new tool) and by hours of use (the estimated chance that
-    // an hour brings a new tool, from the tools seen in one hour only, at most
-    // `novelty_rate`), so a quiet or late tenant is judged on its own evidence. Declared tools
-    // and tools first seen in a finding are no evidence. Asked only of a tool that would
-    // otherwise be novel, so the scan is rare.
+    // hours, and a tool not called yet is not news until the map has gone `stable_after` calls
+    // without a new one. Declared tools and tools first seen in a finding are no evidence.
+    // Asked only of a tool that would otherwise be novel, so the scan is rare.
     let discoveries = baseline
         .tools()
         .filter(|(name, t)| t.joined_at() != NOT_A_DISCOVERY && config.tools.known(name).is_none());
@@ -98,11 +95,11 @@ pub(super) fn check(
     if last_discovery.is_some_and(|at| ((baseline.events_seen() - at) as f64) < config.params.stable_after) {
         return;
     }
+    // The chance that an hour of use brings a new tool, from the tools seen in one hour only:
+    // the finding's p-value. It does not gate the finding: gated at `novelty_rate` it kept
+    // every tenant's first day of use (and its declared-sensitive tools) from `novel_tool`.
     let hours = baseline.hours_of_use();
     let p = novelty(singletons, hours);
-    if p > config.params.novelty_rate {
-        return;
-    }
     let sensitive = config.tools.sensitive(tool);
     let seen = match prior {
         None => format!("{tool} has never been called by this tenant"),
@@ -264,44 +261,6 @@ mod tests {
             &[],
         );
         check(&[("db.query", SETTLED), ("search.web", 3)], &[]);
-    }
-
-    #[test]
-    fn no_opinion_while_the_tool_map_is_still_growing() {
-        // Out of warm-up after an hour, and after 2 hours with 100 calls since the last new
-        // tool, but not settled by hours of use: before 18 of them, or while a tool seen in
-        // one hour only (reports.run) says rare tools are still turning up. billing.refund,
-        // 22 hours in, joins the map; with two such tools the map settles after 58 hours.
-        check(&[("db.query", 120), ("reports.run", 1)], &[]);
-        check(
-            &[
-                ("db.query", 80),
-                ("reports.run", 1),
-                ("db.query", SETTLED),
-                ("billing.refund", 1),
-                ("db.query", 40 * 60),
-                ("payments.charge", 1),
-            ],
-            &["13:23 medium payments.charge"],
-        );
-    }
-
-    #[test]
-    fn a_late_quiet_tenants_rare_tool_is_no_news() {
-        // Busy from 09:00 to 17:00 only (a call every 5 minutes); reports.run twice a day from
-        // its second day on. Settling by calls (100 without a new tool) judged the map settled
-        // on that day's first hour; 10 hours of use are not enough evidence.
-        let mut sim = Sim::new();
-        for day in 0..5 {
-            for minute in (9 * 60..17 * 60).step_by(5) {
-                sim.call("crm.lookup", day * 24 * 60 + minute);
-                if day > 0 && [10 * 60 + 30, 15 * 60 + 30].contains(&minute) {
-                    sim.call("reports.run", day * 24 * 60 + minute + 1);
-                }
-            }
-        }
-        assert_eq!(sim.lines(), Vec::<String>::new());
-        assert!(sim.baseline.tool("reports.run").unwrap().trust().is_trusted());
     }
 
     #[test]
