@@ -1,8 +1,9 @@
 //! `novel_tool`: a tool the tenant has never called (or has called only in hours that raised
 //! findings), once the tenant is out of warm-up and its tool map is settled (no new tool in the
-//! last `stable_after` calls, as for a parameter's value set, and by hours of use: see
-//! `baseline::trust::novelty`), and that no declaration lists. The finding's p-value is that
-//! estimate: the chance that an hour of the tenant's use brings a new tool.
+//! last `stable_after` calls, as for a parameter's value set, and, unless the tool is declared
+//! sensitive, by hours of use: see `baseline::trust::novelty`), and that no declaration lists
+//! as known. The finding's p-value is that estimate: the chance that an hour of the tenant's
+//! use brings a new tool.
 //!
 //! Declarations come from `baselines/` (the global `[tools]` section and the tenant's own file),
 //! loaded by the caller and merged into the tenant's [`DetectConfig`]: `known` tools are never
@@ -95,12 +96,16 @@ pub(super) fn check(
     if last_discovery.is_some_and(|at| ((baseline.events_seen() - at) as f64) < config.params.stable_after) {
         return;
     }
-    // The chance that an hour of use brings a new tool, from the tools seen in one hour only:
-    // the finding's p-value. It does not gate the finding: gated at `novelty_rate` it kept
-    // every tenant's first day of use (and its declared-sensitive tools) from `novel_tool`.
+    // ...and by hours of use: the chance that an hour brings a new tool, from the tools seen
+    // in one hour only, is at most `novelty_rate` (the finding's p-value), so a quiet or late
+    // tenant whose rare tools have not shown twice yet is judged on its own evidence, not a
+    // busy tenant's clock. A tool declared sensitive is news however young the map.
     let hours = baseline.hours_of_use();
     let p = novelty(singletons, hours);
     let sensitive = config.tools.sensitive(tool);
+    if p > config.params.novelty_rate && sensitive.is_none() {
+        return;
+    }
     let seen = match prior {
         None => format!("{tool} has never been called by this tenant"),
         Some(t) => format!(
@@ -261,6 +266,49 @@ mod tests {
             &[],
         );
         check(&[("db.query", SETTLED), ("search.web", 3)], &[]);
+    }
+
+    #[test]
+    fn no_opinion_on_an_undeclared_tool_while_the_tool_map_is_still_growing() {
+        // Out of warm-up after an hour, and after 2 hours with 100 calls since the last new
+        // tool, but not settled by hours of use: before 18 of them, or while a tool seen in
+        // one hour only (reports.run) says rare tools are still turning up. billing.refund,
+        // 22 hours in, joins the map; with two such tools the map settles after 58 hours.
+        // A tool declared sensitive is judged at once.
+        check(&[("db.query", 120), ("reports.run", 1)], &[]);
+        check(
+            &[("db.query", 120), ("iam.create_user", 1)],
+            &["02:01 critical iam.create_user"],
+        );
+        check(
+            &[
+                ("db.query", 80),
+                ("reports.run", 1),
+                ("db.query", SETTLED),
+                ("billing.refund", 1),
+                ("db.query", 40 * 60),
+                ("payments.charge", 1),
+            ],
+            &["13:23 medium payments.charge"],
+        );
+    }
+
+    #[test]
+    fn a_late_quiet_tenants_rare_tool_is_no_news() {
+        // Busy from 09:00 to 17:00 only (a call every 5 minutes); reports.run twice a day from
+        // its second day on. Settling by calls (100 without a new tool) judged the map settled
+        // on that day's first hour; 10 hours of use are not enough evidence.
+        let mut sim = Sim::new();
+        for day in 0..5 {
+            for minute in (9 * 60..17 * 60).step_by(5) {
+                sim.call("crm.lookup", day * 24 * 60 + minute);
+                if day > 0 && [10 * 60 + 30, 15 * 60 + 30].contains(&minute) {
+                    sim.call("reports.run", day * 24 * 60 + minute + 1);
+                }
+            }
+        }
+        assert_eq!(sim.lines(), Vec::<String>::new());
+        assert!(sim.baseline.tool("reports.run").unwrap().trust().is_trusted());
     }
 
     #[test]

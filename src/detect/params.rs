@@ -8,7 +8,8 @@
 //!   finding carries as its `p_value`; for free text, a length judged the same way or a
 //!   character class never trusted there.
 //! - `novel_param_value`: a value never seen (or not yet trusted) for a path whose value set is
-//!   stable.
+//!   stable, unless the set moves forward by nature and the value is its next step (a version,
+//!   a date, a build number after every trusted one: [`succeeds`]).
 //!
 //! A tool's keys and a path's value set count as settled only once the estimated chance that
 //! the next call or sample brings something new is at most `novelty_rate`
@@ -36,6 +37,8 @@ const MAX_VALUE_FINDINGS: usize = 8;
 const MAX_KEYS_NAMED: usize = 5;
 /// Characters of an agent's value quoted in an explanation at most.
 const MAX_QUOTED: usize = 64;
+/// Digits of one number of an ordinal value at most: longer runs are identifiers, not steps.
+const MAX_ORDINAL_DIGITS: usize = 12;
 
 /// `learned` is the event's tool in the baseline, if the tenant has called it before. Returns
 /// how many of the event's paths the tool has not learned (`None` for a tool not learned).
@@ -150,6 +153,9 @@ fn judge(
                         "a value seen before only in hours that raised findings (trust {:.1} of 1)",
                         t.value()
                     ),
+                    None if succeeds(value, set.values().filter(|(_, t)| t.is_trusted()).map(|(v, _)| v)) => {
+                        return None;
+                    }
                     None => format!("a value not seen in its {}", count(stats.samples, "sample")),
                 };
                 // Settled by evidence as well: values seen in one hour only say rare ones are
@@ -198,6 +204,45 @@ fn judge(
             }
         }
     }
+}
+
+/// The numbers of `value` and what lies between them: `"v2.14.0"` is `(["v", ".", ".", ""],
+/// [2, 14, 0])`. None without a number, or with a number too long to be an ordinal.
+fn ordinal(value: &str) -> Option<(Vec<&str>, Vec<u64>)> {
+    let mut skeleton = Vec::new();
+    let mut numbers = Vec::new();
+    let mut rest = value;
+    loop {
+        let start = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        skeleton.push(&rest[..start]);
+        rest = &rest[start..];
+        if rest.is_empty() {
+            break;
+        }
+        let end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        numbers.push(rest[..end].parse::<u64>().ok().filter(|_| end <= MAX_ORDINAL_DIGITS)?);
+        rest = &rest[end..];
+    }
+    (!numbers.is_empty()).then_some((skeleton, numbers))
+}
+
+/// True when `value` is the next step of a value set that moves forward by nature (versions
+/// `2.13.0` → `2.14.0`, dates, `build-41` → `build-42`): every trusted value and `value` have
+/// the same text around their numbers, and `value`'s numbers come after every trusted one's
+/// (compared left to right). Such a parameter's newest value is new every time it steps, which
+/// is news for nobody; a step back, or a value of another form, is still judged.
+fn succeeds<'a>(value: &str, trusted: impl Iterator<Item = &'a str>) -> bool {
+    let Some((skeleton, numbers)) = ordinal(value) else {
+        return false;
+    };
+    let mut any = false;
+    for known in trusted {
+        match ordinal(known) {
+            Some((s, n)) if s == skeleton && n < numbers => any = true,
+            _ => return false,
+        }
+    }
+    any
 }
 
 /// Free text: its length against the length's model, its character classes against the
@@ -395,6 +440,7 @@ pub(super) fn quote(value: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::succeeds;
     use chrono::{DateTime, Duration, Utc};
     use serde_json::{Value, json};
 
@@ -518,6 +564,53 @@ mod tests {
                 "novel_param_value medium | params.table was \"secrets\", a value not seen in its 300 samples; \
                known values: \"items\", \"orders\", \"users\"",
             ],
+        );
+    }
+
+    #[test]
+    fn the_next_step_of_a_forward_moving_value_is_no_news() {
+        let mut sim = Sim::new();
+        let versioned = |v: &'static str| {
+            move |i: i64| {
+                let table = ["orders", "users"][i as usize % 2];
+                json!({"table": table, "client": v})
+            }
+        };
+        sim.calls(300, versioned("v2.13.0"))
+            .calls(300, versioned("v2.14.0"))
+            .calls(1, versioned("v2.9.0"))
+            .calls(150, versioned("v2.14.0"))
+            .calls(1, versioned("2.15.0"));
+        let lines = sim.lines();
+        assert_eq!(lines.len(), 2, "{lines:#?}");
+        assert!(
+            lines[0].starts_with("novel_param_value medium | params.client was \"v2.9.0\""),
+            "{lines:#?}"
+        );
+        assert!(
+            lines[1].starts_with("novel_param_value medium | params.client was \"2.15.0\""),
+            "{lines:#?}"
+        );
+    }
+
+    #[test]
+    fn ordinals_compare_their_numbers_in_the_same_frame() {
+        let set = |values: &[&'static str]| values.to_vec().into_iter();
+        assert!(succeeds("2026-12-04", set(&["2026-12-03", "2026-11-30"])));
+        assert!(succeeds("build-100", set(&["build-99"])));
+        assert!(succeeds("3.0.0", set(&["2.14.1"])));
+        assert!(!succeeds("2026-12-02", set(&["2026-12-03"])), "a step back");
+        assert!(!succeeds("2.14.0", set(&["2.14.0"])), "not after");
+        assert!(!succeeds("2.14", set(&["2.13.0"])), "another frame");
+        assert!(!succeeds("payroll", set(&["orders"])), "no numbers");
+        assert!(
+            !succeeds("v3", set(&["v2", "stable"])),
+            "a set that is not all ordinals"
+        );
+        assert!(!succeeds("v3", set(&[])), "nothing to follow");
+        assert!(
+            !succeeds("id-1234567890123", set(&["id-1"])),
+            "an identifier, not a step"
         );
     }
 

@@ -12,7 +12,7 @@
 //! skips: the circuit breaker, cooldowns, suppressions, and redaction of the fields other than
 //! `params` (the simulator puts nothing secret there).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt::Write;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,7 +29,7 @@ use crate::redact::Redactor;
 use crate::shard::{TenantState, fold};
 
 /// The shipped policy, as a fresh install runs it.
-const SHIPPED_POLICY: &str = include_str!("../../baselines/default.toml");
+pub const SHIPPED_POLICY: &str = include_str!("../../baselines/default.toml");
 /// Every world ends here: a fixed instant, so a seed's report repeats whenever it runs (the
 /// model's days and hours are the tenants' own and do not depend on it).
 const END: &str = "2026-03-01T00:00:00Z";
@@ -95,6 +95,8 @@ pub fn parse_seeds(s: &str) -> Result<Vec<u64>, String> {
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct FleetOptions {
+    /// The policy file's text the worlds are judged under.
+    pub policy: String,
     pub seeds: Vec<u64>,
     pub days: Vec<u32>,
     pub tenants: Tenants,
@@ -105,36 +107,48 @@ pub struct FleetOptions {
 }
 
 /// A tenant's incidents as `store::incidents::record` opens them, in event time: a finding
-/// joins the open incident when that incident was last updated less than the grouping window
-/// before it, and every finding updates it. Nobody resolves a simulated incident.
+/// joins the latest updated incident that was last updated less than the grouping window
+/// before it or already holds a finding of the same detector about the same tool, and every
+/// finding updates it. Nobody resolves a simulated incident.
 #[derive(Debug, Clone)]
 pub struct IncidentGrouping {
     window_ms: i64,
-    /// The open incident's number and when a finding last joined it.
-    open: Option<(usize, i64)>,
-    opened: usize,
+    /// Every incident opened, by number: when a finding last joined it, and the (detector,
+    /// tool) pairs of its findings.
+    incidents: Vec<(i64, HashSet<(String, String)>)>,
 }
 
 impl IncidentGrouping {
     pub fn new(grouping_minutes: i64) -> Self {
         IncidentGrouping {
             window_ms: grouping_minutes * MINUTE_MS,
-            open: None,
-            opened: 0,
+            incidents: Vec::new(),
         }
     }
 
-    /// The number of the incident a finding at `at_ms` goes into (0, 1, … per tenant).
-    pub fn place(&mut self, at_ms: i64) -> usize {
-        let incident = match self.open {
-            Some((n, updated)) if at_ms - updated < self.window_ms => n,
-            _ => {
-                self.opened += 1;
-                self.opened - 1
-            }
-        };
-        self.open = Some((incident, at_ms));
-        incident
+    /// The number of the incident findings about `stories` (detector, tool) at `at_ms` go
+    /// into (0, 1, … per tenant).
+    pub fn place(&mut self, at_ms: i64, stories: &[(&str, &str)]) -> usize {
+        let joined = self
+            .incidents
+            .iter()
+            .enumerate()
+            .filter(|(_, (updated, held))| {
+                at_ms - updated < self.window_ms
+                    || stories
+                        .iter()
+                        .any(|&(d, t)| held.contains(&(d.to_owned(), t.to_owned())))
+            })
+            .max_by_key(|(_, (updated, _))| *updated)
+            .map(|(n, _)| n);
+        let n = joined.unwrap_or_else(|| {
+            self.incidents.push((at_ms, HashSet::new()));
+            self.incidents.len() - 1
+        });
+        let (updated, held) = &mut self.incidents[n];
+        *updated = at_ms;
+        held.extend(stories.iter().map(|&(d, t)| (d.to_owned(), t.to_owned())));
+        n
     }
 }
 
@@ -223,7 +237,11 @@ pub fn fold_world(plan: &Plan, policy: &Policy) -> Report {
                     continue;
                 }
                 let learning = state.baseline.is_learning(&warmup);
-                let incident = incidents.place(e.at_ms);
+                let stories: Vec<(&str, &str)> = findings
+                    .iter()
+                    .map(|f| (f.detector.as_str(), f.tool.as_str()))
+                    .collect();
+                let incident = incidents.place(e.at_ms, &stories);
                 for f in findings {
                     let decision = policy.decide(tenant, &f, Mode::Rotate, learning);
                     observed.findings.push(ObservedFinding {
@@ -340,6 +358,8 @@ pub struct FleetReport {
     /// The bounds the fleet must show, each with whether it holds.
     pub checks: Vec<Check>,
     pub seconds: f64,
+    /// Which policy judged the worlds: `shipped`, or the file given.
+    pub policy: String,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -485,6 +505,7 @@ impl FleetReport {
             examples,
             checks,
             seconds,
+            policy: "shipped".into(),
         }
     }
 
@@ -497,9 +518,10 @@ impl FleetReport {
         let opt = |v: Option<usize>| v.map_or("-".to_owned(), |v| v.to_string());
         let _ = writeln!(
             out,
-            "Vigil fleet detection quality: {} worlds in {:.0} s (shipped policy, in process)",
+            "Vigil fleet detection quality: {} worlds in {:.0} s ({} policy, in process)",
             self.rows.len(),
-            self.seconds
+            self.seconds,
+            self.policy
         );
         let _ = writeln!(
             out,
@@ -675,7 +697,7 @@ fn totals(days: Option<u32>, rows: &[&FleetRow]) -> FleetTotals {
 
 /// Plans and folds every (seed, days) world, `threads` at a time, and reports on them.
 pub fn run(options: &FleetOptions) -> Result<FleetReport, String> {
-    let policy = Policy::from_toml(SHIPPED_POLICY).map_err(|e| format!("the shipped policy: {e}"))?;
+    let policy = Policy::from_toml(&options.policy).map_err(|e| format!("the policy: {e}"))?;
     let mut plans = Vec::new();
     for &days in &options.days {
         for &seed in &options.seeds {
@@ -717,17 +739,31 @@ mod tests {
     use std::collections::BTreeSet;
 
     #[test]
-    fn findings_join_the_open_incident_while_it_was_updated_within_the_window() {
+    fn findings_join_the_open_incident_while_it_was_updated_within_the_window_or_tells_its_story() {
         let mut g = IncidentGrouping::new(5);
         let at = |minutes: f64| (minutes * MINUTE_MS as f64) as i64;
+        let spike = [("rate_spike", "db.query")];
+        let novel = [("novel_tool", "reports.run")];
         // Each finding refreshes the incident, so a slow trickle stays one incident…
-        assert_eq!([0.0, 0.0, 4.0, 8.5, 13.0].map(|m| g.place(at(m))), [0, 0, 0, 0, 0]);
-        // …until a gap of the whole window (updated_at > now - window is strict).
-        assert_eq!(g.place(at(18.0)), 1);
-        assert_eq!(g.place(at(22.9)), 1);
-        assert_eq!(g.place(at(60.0)), 2);
+        assert_eq!(
+            [0.0, 0.0, 4.0, 8.5, 13.0].map(|m| g.place(at(m), &spike)),
+            [0, 0, 0, 0, 0]
+        );
+        // …until a gap of the whole window (updated_at > now - window is strict)…
+        assert_eq!(g.place(at(18.0), &novel), 1);
+        assert_eq!(g.place(at(22.9), &novel), 1);
+        assert_eq!(g.place(at(60.0), &[("novel_tool", "billing.refund")]), 2);
+        // …unless the open incident already tells the finding's story: the same detector about
+        // the same tool goes on in the incident that has it, however long ago.
+        assert_eq!(g.place(at(120.0), &novel), 1);
+        assert_eq!(g.place(at(180.0), &spike), 0);
+        assert_eq!(
+            g.place(at(182.0), &[("novel_tool", "billing.refund")]),
+            0,
+            "within the window"
+        );
         let mut other = IncidentGrouping::new(5);
-        assert_eq!(other.place(at(60.0)), 0, "each tenant counts its own");
+        assert_eq!(other.place(at(60.0), &spike), 0, "each tenant counts its own");
     }
 
     #[test]
@@ -826,6 +862,7 @@ mod tests {
     #[test]
     fn a_short_fleet_runs_and_each_attack_class_is_caught_by_its_own_detector() {
         let report = run(&FleetOptions {
+            policy: SHIPPED_POLICY.to_owned(),
             seeds: vec![1, 2],
             days: vec![2],
             tenants: Tenants::Fixed(6),

@@ -77,6 +77,10 @@ pub struct SimulateArgs {
     /// incidents <= 10 per 1,000 tenant-days, no false rotation).
     #[arg(long, requires = "fleet")]
     pub check: bool,
+    /// With --fleet: judge with this policy file (a `baselines/default.toml`) instead of the
+    /// shipped one, to see what a change of policy does to the fleet before rolling it out.
+    #[arg(long, requires = "fleet")]
+    pub policy: Option<std::path::PathBuf>,
 }
 
 /// `vigil simulate`: runs, then prints the report on stdout (progress went to stderr).
@@ -116,7 +120,12 @@ pub async fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
 
 /// `vigil simulate --fleet`: folds the worlds on threads, prints the fleet report.
 async fn fleet_command(args: SimulateArgs) -> anyhow::Result<()> {
+    let policy = match &args.policy {
+        Some(path) => std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?,
+        None => fleet::SHIPPED_POLICY.to_owned(),
+    };
     let options = fleet::FleetOptions {
+        policy,
         seeds: fleet::parse_seeds(&args.seeds).map_err(anyhow::Error::msg)?,
         days: args.days,
         tenants: fleet::Tenants::parse(args.tenants.as_deref().unwrap_or("24..30")).map_err(anyhow::Error::msg)?,
@@ -125,9 +134,12 @@ async fn fleet_command(args: SimulateArgs) -> anyhow::Result<()> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)),
         progress: true,
     };
-    let report = tokio::task::spawn_blocking(move || fleet::run(&options))
+    let mut report = tokio::task::spawn_blocking(move || fleet::run(&options))
         .await?
         .map_err(anyhow::Error::msg)?;
+    if let Some(path) = &args.policy {
+        report.policy = path.display().to_string();
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

@@ -51,7 +51,10 @@ pub fn new_id(prefix: &str) -> String {
 }
 
 /// Writes findings into the tenant's open incident (or a new one), plus the rotation jobs,
-/// in one transaction. A secret rotated (or queued) within the cooldown gets a `skipped` job
+/// in one transaction. The open incident is the latest updated within the grouping window, or
+/// one that already holds a finding of the same detector about the same tool: a story that
+/// goes on (a new tool flagged again each hour it is used) stays one call to act until a
+/// person closes it. A secret rotated (or queued) within the cooldown gets a `skipped` job
 /// that names the rotation it was deduplicated into; past the tenant's hourly limit of
 /// automatic rotations, a job is `skipped` with `circuit_open` and the breaker is announced.
 /// An incident is announced (alert outbox) once it holds a finding whose action is at least
@@ -67,13 +70,23 @@ pub async fn record(
     let worst = findings.iter().map(|(f, _)| f.severity).max().unwrap_or(Severity::Low);
     let worst_finding = findings.iter().max_by_key(|(f, _)| f.severity).map(|(f, _)| f);
     let mut tx = pool.begin().await?;
+    let (detectors, tools): (Vec<&str>, Vec<&str>) = findings
+        .iter()
+        .map(|(f, _)| (f.detector.as_str(), f.tool.as_str()))
+        .unzip();
     let open: Option<(String, String, String)> = sqlx::query_as(
-        "select incident_id, severity, summary from incidents
-         where tenant_id = $1 and status = 'open' and updated_at > now() - make_interval(mins => $2)
-         order by opened_at desc limit 1 for update",
+        "select incident_id, severity, summary from incidents i
+         where tenant_id = $1 and status = 'open'
+           and (updated_at > now() - make_interval(mins => $2)
+                or exists (select 1 from findings f
+                           where f.incident_id = i.incident_id
+                             and (f.detector, f.tool) in (select * from unnest($3::text[], $4::text[]))))
+         order by updated_at desc limit 1 for update",
     )
     .bind(tenant.as_ref())
     .bind(windows.grouping_minutes as i32)
+    .bind(&detectors)
+    .bind(&tools)
     .fetch_optional(&mut *tx)
     .await?;
     let mut audit_entries: Vec<(String, Option<String>, serde_json::Value)> = Vec::new();

@@ -6,8 +6,10 @@ use crate::helpers::*;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 
-/// A tenant out of warm-up: 90 minutes of `db.query`, twice a minute, with a table from three
-/// and a limit from 10 to 50, ending a minute ago.
+/// A tenant out of warm-up whose tool map has settled: a `status.ping` an hour for the day
+/// before (22 hours of use in all, enough evidence that an hour seldom brings a new tool), then
+/// 90 minutes of `db.query`, twice a minute, with a table from three and a limit from 10 to 50,
+/// ending a minute ago.
 struct Warm {
     app: TestApp,
     tenant: String,
@@ -16,8 +18,12 @@ struct Warm {
 
 fn history(prefix: &str) -> Vec<Value> {
     let end = this_minute() - Duration::minutes(1);
-    (0..180i64)
-        .map(|i| {
+    let pings = (0..20i64).map(|h| {
+        let at = end - Duration::minutes(90) - Duration::hours(20 - h) - Duration::minutes(30);
+        event(&format!("{prefix}-p{h}"), "status.ping", at, json!({}))
+    });
+    pings
+        .chain((0..180i64).map(|i| {
             let at = end - Duration::minutes(90) + Duration::seconds(i * 30 + 1);
             let table = ["orders", "users", "items"][i as usize % 3];
             event(
@@ -26,7 +32,7 @@ fn history(prefix: &str) -> Vec<Value> {
                 at,
                 json!({"table": table, "limit": 10 + (i * 7) % 41}),
             )
-        })
+        }))
         .collect()
 }
 
@@ -142,7 +148,7 @@ async fn a_tool_never_called_is_novel_and_critical_when_declared_sensitive() {
         stored["explanation"]
             .as_str()
             .unwrap()
-            .contains("iam.create_user has never been called by this tenant in 181 calls of 2 tools"),
+            .contains("iam.create_user has never been called by this tenant in 201 calls of 3 tools"),
         "{stored:#}"
     );
     // Once an hour: the next call of the same new tool in that hour is not reported again.
