@@ -595,7 +595,9 @@ mod tests {
 
     #[test]
     fn ordinals_compare_their_numbers_in_the_same_frame() {
-        let set = |values: &[&'static str]| values.iter().copied();
+        fn set<'a>(values: &'a [&'static str]) -> impl Iterator<Item = &'static str> + 'a {
+            values.iter().copied()
+        }
         assert!(succeeds("2026-12-04", set(&["2026-12-03", "2026-11-30"])));
         assert!(succeeds("build-100", set(&["build-99"])));
         assert!(succeeds("3.0.0", set(&["2.14.1"])));
