@@ -2,24 +2,24 @@
 //! their baselines), the rotation worker and the axum router; and stops it gracefully.
 
 use crate::alert::{self, AlertWorker};
-use crate::api::{self, auth, error, error::ApiError};
+use crate::api::{self, error, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
-use crate::dashboard::{self, Dashboard};
-use crate::detect::{Detector, TenantMarkers};
+use crate::dashboard;
 use crate::event::TenantId;
+use crate::http::AppState;
+use crate::http::auth::{self, TokenCache};
+use crate::http::fair::TenantGate;
 use crate::ingest;
-use crate::ingest::fair::TenantGate;
+use crate::live::{Live, load_policy};
 use crate::metrics::Metrics;
 use crate::policy::Policy;
-use crate::policy::suppress::{Suppression, Suppressions};
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
 use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend};
 use crate::server;
-use crate::shard::{self, Pipeline, Router, SharedMarkers, SharedPolicy, SharedSuppressions, TenantState};
+use crate::shard::{self, Pipeline, TenantState};
 use crate::store;
-use crate::store::incidents::DbIncident;
 use anyhow::Context;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, State};
@@ -43,40 +43,6 @@ use tower_http::set_header::SetResponseHeaderLayer;
 /// timeout orchestrators give a probe by default.
 const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(400);
 
-/// Shared by every request handler; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub pool: PgPool,
-    pub config: Arc<Config>,
-    pub metrics: Arc<Metrics>,
-    pub redactor: Arc<Redactor>,
-    pub router: Router,
-    pub tokens: Arc<auth::TokenCache>,
-    /// SHA-256 of the admin token: compared in constant time, the token itself not kept here.
-    pub admin_token_hash: [u8; 32],
-    /// False once shutdown began, so `/readyz` tells load balancers to stop sending.
-    pub accepting: Arc<AtomicBool>,
-    /// Wakes the rotation worker after a manual rotation or retry was queued.
-    pub rotation_wake: Arc<Notify>,
-    /// Wakes the alert worker after a change wrote to the alert outbox.
-    pub alert_wake: Arc<Notify>,
-    pub dashboard: Arc<Dashboard>,
-    /// The policy in force, shared with the shard workers; see [`refresh_policy`].
-    pub policy: SharedPolicy,
-    /// The policy of the files alone (`baselines/`), which the API's overrides merge over.
-    pub file_policy: Arc<Policy>,
-    /// Every tenant's markers, shared with the shard workers; see [`refresh_markers`].
-    pub markers: SharedMarkers,
-    /// Every tenant's open suppressions, shared with the shard workers; see
-    /// [`refresh_suppressions`].
-    pub suppressions: SharedSuppressions,
-    /// One permit per OTLP request being read and decoded (`VIGIL_OTLP_MAX_REQUESTS`), HTTP
-    /// and gRPC alike: the bound on the memory exports take.
-    pub otlp_permits: Arc<Semaphore>,
-    /// Each tenant's ingest requests in flight (`VIGIL_INGEST_TENANT_MAX_REQUESTS`).
-    pub ingest_gate: Arc<TenantGate>,
-}
-
 pub struct App {
     listener: TcpListener,
     /// OTLP/gRPC's listener, when `VIGIL_OTLP_GRPC_LISTEN` is set.
@@ -86,139 +52,6 @@ pub struct App {
     rotation_worker: JoinHandle<()>,
     alert_worker: JoinHandle<()>,
     stop_workers: watch::Sender<bool>,
-}
-
-/// Reads the policy from `baselines/default.toml` and the per-tenant overrides from
-/// `baselines/tenants/<tenant id>.toml` (the folder is optional; a file whose name is not a
-/// tenant id is an error, so a typo cannot silently apply to no one).
-pub fn load_policy(config: &Config) -> anyhow::Result<Policy> {
-    let path = config.baselines_dir.join("default.toml");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("Failed to read the policy {} (set VIGIL_BASELINES_DIR)", path.display()))?;
-    let mut policy =
-        Policy::from_toml(&text).with_context(|| format!("Failed to load the policy {}", path.display()))?;
-    let tenants_dir = config.baselines_dir.join("tenants");
-    let entries = match std::fs::read_dir(&tenants_dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(policy),
-        Err(e) => return Err(e).with_context(|| format!("Failed to read {}", tenants_dir.display())),
-    };
-    let mut files: Vec<std::path::PathBuf> = entries
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("Failed to read {}", tenants_dir.display()))?;
-    files.retain(|p| p.extension().is_some_and(|x| x == "toml"));
-    files.sort();
-    for path in files {
-        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
-        let tenant = TenantId::parse(stem)
-            .map_err(|e| anyhow::anyhow!("{}: the file name must be a tenant id ({})", path.display(), e.message))?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("Failed to read {}", path.display()))?;
-        policy
-            .add_tenant(tenant, &text)
-            .with_context(|| format!("Failed to load the tenant policy {}", path.display()))?;
-    }
-    Ok(policy)
-}
-
-/// Rebuilds every tenant's markers from the tenants table. Called at start and whenever a
-/// tenant is created; tenants created by another process (`vigil tenant create`) are picked up
-/// on their first ingest.
-pub async fn refresh_markers(pool: &PgPool, markers: &SharedMarkers) -> anyhow::Result<()> {
-    let tenants = store::tenants::list(pool).await?;
-    let all: Vec<(TenantId, Vec<String>)> = tenants
-        .into_iter()
-        .filter_map(|t| Some((TenantId::parse(&t.tenant_id).ok()?, t.markers)))
-        .collect();
-    let built = TenantMarkers::new(&all).context("Failed to compile the tenant markers")?;
-    *markers.write().expect("markers lock") = Arc::new(built);
-    Ok(())
-}
-
-/// The policy in force now.
-pub fn current_policy(policy: &SharedPolicy) -> Arc<Policy> {
-    policy.read().expect("policy lock").clone()
-}
-
-/// Rebuilds the policy in force: the files' policy, then every tenant override stored through
-/// the API (which replaces that tenant's file). Called at start and after an override changes.
-/// A stored override that no longer loads stops the start: a tenant silently falling back to
-/// a weaker policy is worse than a clear refusal.
-pub async fn refresh_policy(pool: &PgPool, files: &Policy, shared: &SharedPolicy) -> anyhow::Result<()> {
-    let mut policy = files.clone();
-    for (tenant, text) in store::policies::all(pool).await? {
-        let id = TenantId::parse(&tenant)?;
-        policy
-            .add_tenant(id, &text)
-            .with_context(|| format!("The stored policy of tenant {tenant} does not load"))?;
-    }
-    *shared.write().expect("policy lock") = Arc::new(policy);
-    Ok(())
-}
-
-/// Reloads every open suppression. Called at start and whenever one is written or lifted;
-/// expired ones stop applying by themselves.
-pub async fn refresh_suppressions(pool: &PgPool, suppressions: &SharedSuppressions) -> anyhow::Result<()> {
-    let open = store::suppressions::open(pool, None).await?;
-    let all = open.into_iter().filter_map(|s| {
-        let tenant = TenantId::parse(&s.tenant_id).ok()?;
-        let detector = Detector::parse(&s.detector)?;
-        Some((
-            tenant,
-            Suppression {
-                id: s.suppression_id,
-                detector,
-                tool: s.tool,
-                expires_at: s.expires_at,
-            },
-        ))
-    });
-    *suppressions.write().expect("suppressions lock") = Arc::new(Suppressions::new(all));
-    Ok(())
-}
-
-/// After a person moved an incident (API or dashboard): its alert change goes out, and a false
-/// positive teaches the baseline — the events behind its findings are learned at full weight
-/// (and snapshotted) and the suppressions it wrote take effect. The transition has committed;
-/// a failure here is logged, and the suppressions load again at the next start.
-pub async fn incident_transitioned(app: &AppState, incident: &DbIncident) {
-    app.alert_wake.notify_one();
-    if incident.status != "false_positive" {
-        return;
-    }
-    if let Err(e) = learn_false_positive(app, incident).await {
-        tracing::warn!(incident.id = %incident.incident_id, error = format!("{e:#}"),
-            "Failed to learn from a false positive");
-    }
-}
-
-async fn learn_false_positive(app: &AppState, incident: &DbIncident) -> anyhow::Result<()> {
-    refresh_suppressions(&app.pool, &app.suppressions).await?;
-    let tenant = TenantId::parse(&incident.tenant_id)?;
-    let events = store::suppressions::incident_events(&app.pool, &incident.incident_id).await?;
-    if !events.is_empty() {
-        let limits = current_policy(&app.policy).detect_for(&tenant).limits;
-        update_baseline(
-            app,
-            &tenant,
-            Box::new(move |baseline| {
-                for event in &events {
-                    baseline.absorb(event, shard::SUSPICIOUS_WEIGHT, &limits);
-                }
-            }),
-        )
-        .await?;
-    }
-    Ok(())
-}
-
-/// Applies `update` to the tenant's live baseline and waits until it is snapshotted.
-pub async fn update_baseline(app: &AppState, tenant: &TenantId, update: shard::Update) -> anyhow::Result<()> {
-    let answer = app
-        .router
-        .update(tenant, update)
-        .map_err(|_| anyhow::anyhow!("the tenant's shard queue is full"))?;
-    answer.await.context("shard worker stopped")
 }
 
 /// Rebuilds every tenant's baseline: its snapshot, then the log after the snapshot's watermark.
@@ -294,34 +127,19 @@ impl App {
             ),
             None => None,
         };
-        let file_policy = Arc::new(load_policy(&config)?);
-        let shared_policy: SharedPolicy = Arc::new(std::sync::RwLock::new(file_policy.clone()));
-        refresh_policy(&pool, &file_policy, &shared_policy)
-            .await
-            .context("Failed to load the tenants' policy overrides")?;
-        let policy = current_policy(&shared_policy);
+        let live = Arc::new(Live::load(pool.clone(), load_policy(&config)?).await?);
         let metrics = Arc::new(Metrics::new());
         let rotation_wake = Arc::new(Notify::new());
         let alert_wake = Arc::new(Notify::new());
         let sinks = alert::sinks_from_config(&config)?;
 
-        let states = restore_baselines(&pool, &policy, config.shards).await?;
-        let markers: SharedMarkers = Arc::default();
-        refresh_markers(&pool, &markers)
-            .await
-            .context("Failed to load tenant markers")?;
-        let suppressions: SharedSuppressions = Arc::default();
-        refresh_suppressions(&pool, &suppressions)
-            .await
-            .context("Failed to load suppressions")?;
+        let states = restore_baselines(&pool, &live.policy(), config.shards).await?;
         let pipeline = Arc::new(Pipeline {
             pool: pool.clone(),
-            policy: shared_policy.clone(),
+            live: live.clone(),
             metrics: metrics.clone(),
             rotation_wake: rotation_wake.clone(),
             alert_wake: alert_wake.clone(),
-            markers: markers.clone(),
-            suppressions: suppressions.clone(),
         });
         let (router, shards) = shard::start(pipeline, states, config.shard_queue);
 
@@ -338,10 +156,6 @@ impl App {
             })?)),
         };
         let (stop_workers, stopped) = watch::channel(false);
-        let dashboard = Arc::new(Dashboard {
-            rotation_wake: rotation_wake.clone(),
-            cookie_secure: config.cookie_secure,
-        });
         let worker = RotationWorker {
             pool: pool.clone(),
             secrets,
@@ -375,15 +189,11 @@ impl App {
             config: Arc::new(config),
             metrics,
             router,
-            tokens: Arc::new(auth::TokenCache::default()),
+            tokens: Arc::new(TokenCache::default()),
             accepting: Arc::new(AtomicBool::new(true)),
             rotation_wake,
             alert_wake,
-            dashboard,
-            markers,
-            suppressions,
-            policy: shared_policy,
-            file_policy,
+            live,
         };
         Ok(App {
             listener,

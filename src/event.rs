@@ -360,6 +360,45 @@ fn optional_str(obj: &Map<String, Value>, field: &str, max: usize) -> Result<Opt
     }
 }
 
+/// The characters agents' tool names separate words with: `github.list_issues`,
+/// `admin_export_all_users`, `delete-user`, `fs/read`, `db:query`, MCP's `server__tool`.
+const SEPARATORS: &[u8] = b"._-/:";
+
+/// Glob over tool names: `*` matches any run of characters (dots included), `~` a word
+/// boundary (one separator of [`SEPARATORS`], or the start or end of the name), everything
+/// else matches itself. `github.*` matches `github.create_issue`; `*` matches every tool;
+/// `*~admin~*` matches `admin.export`, `admin_export_all_users`, `mcp__admin_users` and
+/// `ops/admin`, not `badminton.scores`.
+pub fn glob_matches(pattern: &str, tool: &str) -> bool {
+    let (p, t) = (pattern.as_bytes(), tool.as_bytes());
+    // reach[j]: the pattern so far matches exactly the first j bytes of the tool name.
+    let mut reach = vec![false; t.len() + 1];
+    reach[0] = true;
+    for &c in p {
+        let mut next = vec![false; t.len() + 1];
+        for j in 0..=t.len() {
+            if !reach[j] {
+                continue;
+            }
+            match c {
+                b'*' => next[j..].iter_mut().for_each(|r| *r = true),
+                b'~' => {
+                    if j == 0 || j == t.len() {
+                        next[j] = true;
+                    }
+                    if j < t.len() && SEPARATORS.contains(&t[j]) {
+                        next[j + 1] = true;
+                    }
+                }
+                _ if j < t.len() && t[j] == c => next[j + 1] = true,
+                _ => {}
+            }
+        }
+        reach = next;
+    }
+    reach[t.len()]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -453,6 +492,32 @@ mod tests {
         assert!(TenantId::parse("acme_prod-2").is_ok());
         for bad in ["", "Acme", "a b", "a/b", &"a".repeat(65)] {
             assert!(TenantId::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn globs_match_tool_names() {
+        for (pattern, tool, expect) in [
+            ("github.*", "github.create_issue", true),
+            ("github.*", "github", false),
+            ("github.*", "gitlab.create_issue", false),
+            ("*", "anything.at.all", true),
+            ("db.query", "db.query", true),
+            ("db.query", "db.query2", false),
+            ("*.read", "storage.read", true),
+            ("*.read", "storage.reader", false),
+            ("s*e.*d", "storage.read", true),
+            ("*~admin~*", "admin_export_all_users", true),
+            ("*~admin~*", "mcp__admin_users", true),
+            ("*~admin~*", "ops/admin", true),
+            ("*~admin~*", "admin", true),
+            ("*~admin~*", "badminton.scores", false),
+            ("*~admin~*", "administer", false),
+            ("~a", "a", true),
+            ("a~b", "ab", false),
+            ("é*~x", "é.x", true),
+        ] {
+            assert_eq!(glob_matches(pattern, tool), expect, "{pattern} vs {tool}");
         }
     }
 }

@@ -17,10 +17,10 @@
 //! baseline lives here and nowhere else, so reading it is a message, not a lock.
 
 use crate::baseline::{self, BaselineSummary, Page, TenantBaseline};
-use crate::detect::{self, DetectConfig, Detector, Finding, Severity, TenantMarkers};
+use crate::detect::{self, DetectConfig, Detector, Finding, Severity};
 use crate::event::{TenantId, ToolCallEvent};
+use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::policy::suppress::Suppressions;
 use crate::policy::{Action, Mode, Policy};
 use crate::redact::Redaction;
 use crate::respond;
@@ -29,7 +29,7 @@ use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -92,19 +92,6 @@ pub enum ShardMsg {
 /// A change to one tenant's baseline, run by the worker that owns it.
 pub type Update = Box<dyn FnOnce(&mut TenantBaseline) + Send>;
 
-/// Every tenant's markers for `cross_tenant_reference`, replaced whole when tenants change
-/// (`app::refresh_markers`). Workers take the `Arc` once per batch, so the lock is held for
-/// a pointer copy.
-pub type SharedMarkers = Arc<RwLock<Arc<TenantMarkers>>>;
-
-/// The policy in force: the files' policy with the API's per-tenant overrides merged in,
-/// replaced whole when an override changes (`app::refresh_policy`); read like [`SharedMarkers`].
-pub type SharedPolicy = Arc<RwLock<Arc<Policy>>>;
-
-/// Every tenant's open suppressions, replaced whole when one is written or lifted
-/// (`app::refresh_suppressions`); read like [`SharedMarkers`].
-pub type SharedSuppressions = Arc<RwLock<Arc<Suppressions>>>;
-
 /// What the 202 reports.
 #[derive(Debug, Default, Serialize)]
 pub struct BatchOutcome {
@@ -159,22 +146,14 @@ impl TenantState {
 /// Everything a worker needs besides its own tenants.
 pub struct Pipeline {
     pub pool: PgPool,
-    pub policy: SharedPolicy,
+    /// The policy, every tenant's markers (for `cross_tenant_reference`) and the open
+    /// suppressions, swapped whole when they change.
+    pub live: Arc<Live>,
     pub metrics: Arc<Metrics>,
     /// Wakes the rotation worker the moment a response commits rotation jobs.
     pub rotation_wake: Arc<Notify>,
     /// Wakes the alert worker the moment a response commits alerts.
     pub alert_wake: Arc<Notify>,
-    /// Every tenant's markers, for `cross_tenant_reference`; the app swaps in a new set when
-    /// tenants change.
-    pub markers: SharedMarkers,
-    pub suppressions: SharedSuppressions,
-}
-
-impl Pipeline {
-    pub fn current_policy(&self) -> Arc<Policy> {
-        self.policy.read().expect("policy lock").clone()
-    }
 }
 
 /// Why a shard refused a message; ingest answers 429 or 503, with Retry-After.
@@ -362,7 +341,7 @@ async fn respond_durably(
     policy: &Policy,
     tenant: &TenantId,
     decided: &[(Finding, Action, crate::policy::Scope)],
-) -> anyhow::Result<store::incidents::Committed> {
+) -> anyhow::Result<respond::Committed> {
     let mut waits = RESPOND_RETRIES.iter();
     loop {
         match respond::respond(pool, policy, tenant, decided).await {
@@ -663,7 +642,7 @@ impl Worker {
     }
 
     fn update(&mut self, tenant: TenantId, update: Update) {
-        let policy = self.pipeline.current_policy();
+        let policy = self.pipeline.live.policy();
         let state = self
             .tenants
             .entry(tenant.clone())
@@ -674,7 +653,7 @@ impl Worker {
 
     fn summary(&self, tenant: &TenantId, page: &Page) -> Option<BaselineSummary> {
         let state = self.tenants.get(tenant)?;
-        let policy = self.pipeline.current_policy();
+        let policy = self.pipeline.live.policy();
         let learning = state.baseline.is_learning(&policy.warmup_for(tenant));
         let config = policy.detect_for(tenant);
         Some(baseline::summary(
@@ -751,10 +730,10 @@ impl Worker {
         new_seq: &HashMap<(&str, &str), i64>,
         folded: &mut HashSet<i64>,
     ) -> anyhow::Result<BatchOutcome> {
-        let policy = self.pipeline.current_policy();
+        let policy = self.pipeline.live.policy();
         let config = policy.detect_for(&batch.tenant);
-        let markers = self.pipeline.markers.read().expect("markers lock").clone();
-        let suppressions = self.pipeline.suppressions.read().expect("suppressions lock").clone();
+        let markers = self.pipeline.live.markers();
+        let suppressions = self.pipeline.live.suppressions();
         let state = self
             .tenants
             .entry(batch.tenant.clone())

@@ -7,8 +7,8 @@ use super::error::ApiError;
 use super::{
     JsonObject, limits_of, parse_display_name, parse_markers, parse_mode, parse_tenant_path, tenant_view_with_tokens,
 };
-use crate::app::{self, AppState};
 use crate::event::TenantId;
+use crate::http::AppState;
 use crate::store;
 use crate::store::tenants::TenantPatch;
 use axum::Json;
@@ -112,8 +112,8 @@ pub async fn get_policy(
 
 async fn policy_view(app: &AppState, tenant: &TenantId) -> Result<Json<Value>, ApiError> {
     let stored = store::policies::get(&app.pool, tenant).await?;
-    let view = app::current_policy(&app.policy).tenant_view(tenant);
-    let source = match (&stored, app.file_policy.tenant_view(tenant).tenant_override) {
+    let view = app.live.policy().tenant_view(tenant);
+    let source = match (&stored, app.live.file_policy().tenant_view(tenant).tenant_override) {
         (Some(_), _) => "api",
         (None, true) => "file",
         (None, false) => "default",
@@ -145,13 +145,13 @@ pub async fn put_policy(
         return Err(ApiError::invalid("policy", "a tenant's policy is at most 64 KiB"));
     }
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::invalid("policy", "the policy is UTF-8 TOML"))?;
-    app.file_policy
-        .as_ref()
+    app.live
+        .file_policy()
         .clone()
         .add_tenant(tenant.clone(), text)
         .map_err(|e| ApiError::invalid("policy", format!("the policy does not load: {e}")))?;
     store::policies::put(&app.pool, &tenant, text, &admin.actor()).await?;
-    app::refresh_policy(&app.pool, &app.file_policy, &app.policy).await?;
+    app.live.refresh_policy().await?;
     policy_view(&app, &tenant).await
 }
 
@@ -166,6 +166,6 @@ pub async fn delete_policy(
     if !store::policies::delete(&app.pool, &tenant, &admin.actor()).await? {
         return Err(ApiError::not_found("policy override"));
     }
-    app::refresh_policy(&app.pool, &app.file_policy, &app.policy).await?;
+    app.live.refresh_policy().await?;
     Ok(StatusCode::NO_CONTENT)
 }

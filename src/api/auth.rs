@@ -1,43 +1,16 @@
-//! Bearer-token authentication: the admin token (compared in constant time) and tenants'
-//! ingest tokens (stored as SHA-256 hashes, cached briefly so ingest does not hit Postgres
-//! on every request).
+//! Who may call an API endpoint, by argument type ([`Admin`], [`Reader`], [`Responder`]), on
+//! the shared checks of [`crate::http::auth`]; and the ingest tokens tenants are given.
 
 use super::error::ApiError;
-use crate::app::AppState;
-use crate::dashboard;
 use crate::event::TenantId;
+use crate::http::AppState;
+use crate::http::auth::{self, TokenError, bearer, hash_token, is_admin_token};
 use crate::policy::Mode;
 use crate::store;
 use crate::store::audit::Actor;
 use axum::extract::FromRequestParts;
-use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::RwLock;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
-/// How long a token lookup is trusted. Revocations and mode changes made through this
-/// process invalidate their entries at once; this bounds how long a change made elsewhere
-/// (another replica, SQL by hand) takes to apply.
-const CACHE_TTL: Duration = Duration::from_secs(10);
-/// Entries kept at most; the cache is cleared past this (only valid tokens are cached).
-const CACHE_MAX: usize = 100_000;
-
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?
-        .strip_prefix("Bearer ")
-        .map(str::trim)
-}
-
-pub fn hash_token(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
 
 /// A new ingest token: `vgl_` and 256 random bits in hex. Returned once, stored hashed.
 pub fn new_ingest_token() -> String {
@@ -56,7 +29,7 @@ pub async fn create_tenant(
     actor: &Actor,
 ) -> sqlx::Result<(store::tenants::CreateOutcome, String)> {
     let token = new_ingest_token();
-    let token_id = store::incidents::new_id("tok");
+    let token_id = store::new_id("tok");
     let outcome = store::tenants::create(
         pool,
         store::tenants::NewTenant {
@@ -81,24 +54,15 @@ pub async fn create_token(
     actor: &Actor,
 ) -> sqlx::Result<Option<(String, String)>> {
     let token = new_ingest_token();
-    let token_id = store::incidents::new_id("tok");
+    let token_id = store::new_id("tok");
     let added = store::tenants::add_token(pool, tenant, &token_id, &hash_token(&token), actor).await?;
     Ok(added.then_some((token_id, token)))
-}
-
-/// Constant-time equality of two hashes, so response timing does not reveal a prefix.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The header a dashboard session's API call that changes something carries its CSRF token in.
 /// Another site cannot set it: a cross-origin request with a custom header needs a CORS
 /// preflight, which Vigil never grants.
 pub const CSRF_HEADER: &str = "x-csrf-token";
-
-fn is_admin_token(state: &AppState, token: &str) -> bool {
-    same(&hash_token(token), &state.admin_token_hash)
-}
 
 /// The admin token and nothing else: tenants, their tokens and bindings, policies and baseline
 /// imports. A dashboard session, whatever its role, is refused (403): these are the operator's.
@@ -118,7 +82,7 @@ impl FromRequestParts<AppState> for Admin {
         match bearer(&parts.headers) {
             Some(token) if is_admin_token(state, token) => Ok(Admin),
             Some(_) => Err(ApiError::unauthorized()),
-            None if dashboard::session::current(state, &parts.headers).await?.is_some() => Err(ApiError::forbidden(
+            None if auth::current(state, &parts.headers).await?.is_some() => Err(ApiError::forbidden(
                 "admin_token_required",
                 "this needs the admin token",
             )),
@@ -137,7 +101,7 @@ impl FromRequestParts<AppState> for Reader {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         match bearer(&parts.headers) {
             Some(token) if is_admin_token(state, token) => Ok(Reader),
-            None if dashboard::session::current(state, &parts.headers).await?.is_some() => Ok(Reader),
+            None if auth::current(state, &parts.headers).await?.is_some() => Ok(Reader),
             _ => Err(ApiError::unauthorized()),
         }
     }
@@ -164,7 +128,7 @@ impl FromRequestParts<AppState> for Responder {
             Some(_) => return Err(ApiError::unauthorized()),
             None => {}
         }
-        let session = dashboard::session::current(state, &parts.headers)
+        let session = auth::current(state, &parts.headers)
             .await?
             .ok_or_else(ApiError::unauthorized)?;
         if !session.can_act() {
@@ -174,8 +138,8 @@ impl FromRequestParts<AppState> for Responder {
             ));
         }
         let csrf = parts.headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok());
-        if !dashboard::session::same_origin(&parts.headers)
-            || !csrf.is_some_and(|t| dashboard::session::same_token(t, &session.csrf))
+        if !auth::same_origin(&parts.headers)
+            || !csrf.is_some_and(|t| auth::same(t.as_bytes(), session.csrf.as_bytes()))
         {
             return Err(ApiError::forbidden(
                 "csrf",
@@ -186,62 +150,12 @@ impl FromRequestParts<AppState> for Responder {
     }
 }
 
-/// The tenant an ingest token speaks for.
-#[derive(Debug, Clone)]
-pub struct IngestTenant {
-    pub tenant: TenantId,
-    pub mode: Mode,
-}
-
-#[derive(Default)]
-pub struct TokenCache {
-    entries: RwLock<HashMap<[u8; 32], (IngestTenant, Instant)>>,
-    /// Bumped by every invalidation: a lookup that raced one (read Postgres before the
-    /// change committed) does not cache what it read.
-    generation: AtomicU64,
-}
-
-impl TokenCache {
-    pub async fn resolve(&self, pool: &sqlx::PgPool, headers: &HeaderMap) -> Result<IngestTenant, ApiError> {
-        let token = bearer(headers).ok_or_else(ApiError::unauthorized)?;
-        let hash = hash_token(token);
-        if let Some((t, at)) = self.entries.read().expect("token cache lock").get(&hash)
-            && at.elapsed() < CACHE_TTL
-        {
-            return Ok(t.clone());
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Unknown => ApiError::unauthorized(),
+            TokenError::Store(e) => e.into(),
+            TokenError::Corrupt(message) => ApiError::internal(message),
         }
-        let generation = self.generation.load(Ordering::SeqCst);
-        let (tenant, mode) = store::tenants::find_by_token_hash(pool, &hash)
-            .await?
-            .ok_or_else(ApiError::unauthorized)?;
-        let resolved = IngestTenant {
-            tenant: TenantId::parse(&tenant).map_err(ApiError::internal)?,
-            mode: Mode::parse(&mode).unwrap_or(Mode::Observe),
-        };
-        let mut entries = self.entries.write().expect("token cache lock");
-        if self.generation.load(Ordering::SeqCst) != generation {
-            return Ok(resolved);
-        }
-        if entries.len() >= CACHE_MAX {
-            entries.clear();
-        }
-        entries.insert(hash, (resolved.clone(), Instant::now()));
-        Ok(resolved)
-    }
-
-    /// Forgets one token (it was revoked): its next use is looked up, and refused.
-    pub fn forget_token(&self, hash: &[u8]) {
-        let mut entries = self.entries.write().expect("token cache lock");
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        if let Ok(hash) = <[u8; 32]>::try_from(hash) {
-            entries.remove(&hash);
-        }
-    }
-
-    /// Forgets every token of a tenant (its mode changed): the next request sees the new mode.
-    pub fn forget_tenant(&self, tenant: &TenantId) {
-        let mut entries = self.entries.write().expect("token cache lock");
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.retain(|_, (t, _)| t.tenant != *tenant);
     }
 }

@@ -4,8 +4,8 @@
 use super::ListQuery;
 use super::auth::Reader;
 use super::error::ApiError;
-use crate::app::AppState;
 use crate::event::ToolName;
+use crate::http::AppState;
 use crate::store;
 use crate::store::events::{EventFilter, StoredEvent};
 use axum::Json;

@@ -7,10 +7,10 @@ pub mod error;
 pub mod events;
 pub mod respond;
 
-use crate::app::{self, AppState};
 use crate::baseline::{self, BaselineSummary, TenantBaseline};
 use crate::detect::{Detector, taxonomy};
 use crate::event::TenantId;
+use crate::http::AppState;
 use crate::policy::Mode;
 use crate::secrets::SecretRef;
 use crate::store;
@@ -121,7 +121,7 @@ fn parse_mode(v: &Value) -> Result<Mode, ApiError> {
 
 /// The tenant's bounds (`[limits]` of its policy), for its markers.
 fn limits_of(app: &AppState, tenant: &TenantId) -> baseline::Limits {
-    app::current_policy(&app.policy).detect_for(tenant).limits
+    app.live.policy().detect_for(tenant).limits
 }
 
 /// Markers within the tenant's `limits.markers` and `limits.marker_len`.
@@ -162,7 +162,7 @@ fn parse_markers(v: Option<&Value>, limits: &baseline::Limits) -> Result<Vec<Str
 /// leaves the previous automaton in place (the change applies from the next rebuild) and is
 /// logged, not returned: the tenant change itself has committed.
 async fn refresh_markers(app: &AppState, tenant: &TenantId) {
-    if let Err(e) = app::refresh_markers(&app.pool, &app.markers).await {
+    if let Err(e) = app.live.refresh_markers().await {
         tracing::warn!(tenant.id = %tenant, error = format!("{e:#}"), "Failed to refresh tenant markers");
     }
 }
@@ -252,7 +252,7 @@ async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> R
         .router
         .baseline(id, page.clone())
         .map_err(|_| ApiError::overloaded())?;
-    let policy = app::current_policy(&app.policy);
+    let policy = app.live.policy();
     let config = policy.detect_for(id);
     let summary = answer
         .await
@@ -294,11 +294,12 @@ pub async fn put_baseline(
             format!("this is the baseline of {:?}, not of {id}", summary.tenant_id),
         ));
     }
-    let policy = app::current_policy(&app.policy);
+    let policy = app.live.policy();
     let config = policy.detect_for(&id);
     let imported = baseline::seed::seeded(&summary, config.rate, &config.params, &config.limits)
         .map_err(|e| ApiError::invalid(e.field, e.message))?;
-    app::update_baseline(&app, &id, Box::new(move |learned| *learned = imported)).await?;
+    app.update_baseline(&id, Box::new(move |learned| *learned = imported))
+        .await?;
     store::audit::record(
         &app.pool,
         store::audit::NewEntry {

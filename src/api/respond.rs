@@ -5,8 +5,8 @@
 use super::auth::{Reader, Responder};
 use super::error::ApiError;
 use super::{JsonObject, ListQuery, incident_views, next_cursor, parse_tenant_path, rotation_view};
-use crate::app::{self, AppState};
 use crate::detect::Detector;
+use crate::http::AppState;
 use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
 use crate::respond::{self, ActionError, Transition};
 use crate::store;
@@ -25,7 +25,7 @@ impl From<ActionError> for ApiError {
             e @ ActionError::IllegalTransition { .. } => ApiError::conflict("illegal_transition", e.to_string()),
             e @ ActionError::InProgress { .. } => ApiError::conflict("rotation_in_progress", e.to_string()),
             ActionError::Invalid { field, message } => ApiError::invalid(field, message),
-            ActionError::Store(e) => e.into(),
+            ActionError::Internal(e) => e.into(),
         }
     }
 }
@@ -59,7 +59,7 @@ pub async fn transition_incident(
     };
     let (incident, suppressions) =
         respond::transition_incident(&app.pool, &id, transition, &caller.actor(), note, suppress_minutes).await?;
-    app::incident_transitioned(&app, &incident).await;
+    app.incident_transitioned(&incident).await;
     let mut views = incident_views(&app, std::slice::from_ref(&incident)).await?;
     let mut view = views.remove(0);
     if suppress_minutes.is_some() {
@@ -191,7 +191,7 @@ pub async fn create_suppression(
         incident_id: None,
     };
     let row = store::suppressions::create(&app.pool, &new, &caller.actor()).await?;
-    app::refresh_suppressions(&app.pool, &app.suppressions).await?;
+    app.live.refresh_suppressions().await?;
     Ok((StatusCode::CREATED, Json(suppression_view(&row))))
 }
 
@@ -205,6 +205,6 @@ pub async fn lift_suppression(
     store::suppressions::lift(&app.pool, &tenant, &suppression_id, &caller.actor())
         .await?
         .ok_or_else(|| ApiError::not_found("open suppression"))?;
-    app::refresh_suppressions(&app.pool, &app.suppressions).await?;
+    app.live.refresh_suppressions().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,47 +7,28 @@
 //! function body here. Each write commits together with its audit entry.
 
 use super::error::PageError;
-use crate::app::AppState;
 use crate::baseline::{self, BoundsView, Page, ParamSummary, TenantBaseline, Warmup};
 use crate::event::TenantId;
-use crate::respond;
+use crate::http::AppState;
+use crate::respond::{self, ActionError, MAX_NOTE_CHARS};
 use crate::store;
 use crate::store::audit::{AuditFilter, DbAuditEntry};
 use crate::store::incidents::DbIncident;
 use crate::store::rotations::DbRotation;
 use chrono::{DateTime, Utc};
 
-/// Longest note or reason a person may attach to an action.
-pub const MAX_NOTE_CHARS: usize = 2000;
-
-#[derive(Debug)]
-pub enum ActionError {
-    NotFound(&'static str),
-    /// The current state does not allow it (409).
-    Conflict(String),
-    /// A field breaks a rule (422).
-    Invalid(String),
-    Internal(anyhow::Error),
-}
-
-impl From<sqlx::Error> for ActionError {
-    fn from(e: sqlx::Error) -> Self {
-        ActionError::Internal(e.into())
-    }
-}
-
-impl From<anyhow::Error> for ActionError {
-    fn from(e: anyhow::Error) -> Self {
-        ActionError::Internal(e)
-    }
-}
-
 impl From<ActionError> for PageError {
     fn from(e: ActionError) -> Self {
         match e {
             ActionError::NotFound(what) => PageError::NotFound(what),
-            ActionError::Conflict(why) => PageError::Conflict(why),
-            ActionError::Invalid(why) => PageError::Invalid(why),
+            ActionError::IllegalTransition { action, from } => PageError::Conflict(format!(
+                "The incident is {}; it cannot be {action}d from there.",
+                from.replace('_', " ")
+            )),
+            ActionError::InProgress { status } => PageError::Conflict(format!(
+                "The rotation is still {status}; retry it once it has finished."
+            )),
+            ActionError::Invalid { message, .. } => PageError::Invalid(message),
             ActionError::Internal(e) => PageError::internal(format!("{e:#}")),
         }
     }
@@ -95,41 +76,29 @@ impl IncidentAction {
 pub fn parse_note(note: &str, required: bool) -> Result<String, ActionError> {
     let note = note.trim();
     if required && note.is_empty() {
-        return Err(ActionError::Invalid("Say why in the note.".into()));
+        return Err(invalid_note("Say why in the note."));
     }
     if note.chars().count() > MAX_NOTE_CHARS {
-        return Err(ActionError::Invalid(format!(
+        return Err(invalid_note(format!(
             "The note must be at most {MAX_NOTE_CHARS} characters."
         )));
     }
     if note.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
-        return Err(ActionError::Invalid(
-            "The note must not contain control characters.".into(),
-        ));
+        return Err(invalid_note("The note must not contain control characters."));
     }
     Ok(note.to_owned())
+}
+
+fn invalid_note(message: impl Into<String>) -> ActionError {
+    ActionError::Invalid {
+        field: "note",
+        message: message.into(),
+    }
 }
 
 /// The audit actor of a dashboard user (`user:<name>`).
 fn actor_of(actor: &str) -> respond::Actor {
     respond::Actor::User(actor.strip_prefix("user:").unwrap_or(actor).to_owned())
-}
-
-impl From<respond::ActionError> for ActionError {
-    fn from(e: respond::ActionError) -> Self {
-        match e {
-            respond::ActionError::NotFound(what) => ActionError::NotFound(what),
-            respond::ActionError::IllegalTransition { action, from } => ActionError::Conflict(format!(
-                "The incident is {}; it cannot be {action}d from there.",
-                from.replace('_', " ")
-            )),
-            respond::ActionError::InProgress { status } => ActionError::Conflict(format!(
-                "The rotation is still {status}; retry it once it has finished."
-            )),
-            respond::ActionError::Invalid { message, .. } => ActionError::Invalid(message),
-            respond::ActionError::Store(e) => ActionError::Internal(e),
-        }
-    }
 }
 
 /// Acknowledge, resolve or mark an incident a false positive (a note is required for that,
@@ -159,7 +128,7 @@ pub async fn transition_incident(
         suppress_minutes,
     )
     .await?;
-    crate::app::incident_transitioned(app, &incident).await;
+    app.incident_transitioned(&incident).await;
     Ok(incident)
 }
 
@@ -251,7 +220,7 @@ pub async fn baseline(app: &AppState, tenant: &TenantId, page: Page) -> Result<B
         .router
         .baseline(tenant, page.clone())
         .map_err(|_| ActionError::Internal(anyhow::anyhow!("the tenant's shard is overloaded")))?;
-    let policy = &crate::app::current_policy(&app.policy);
+    let policy = &app.live.policy();
     let config = policy.detect_for(tenant);
     let summary = answer
         .await

@@ -8,8 +8,8 @@ use super::pages::{Choice, Filters, PAGE, render, since_choices, tenant_choices}
 use super::session::Session;
 use super::{Layout, view};
 use crate::api::events::{cursor, parse_cursor};
-use crate::app::AppState;
 use crate::event::ToolName;
+use crate::http::AppState;
 use crate::store;
 use crate::store::events::{EventFilter, StoredEvent};
 use askama::Template;

@@ -17,28 +17,18 @@ pub mod session;
 pub mod users;
 mod view;
 
-use crate::app::AppState;
+use crate::http::AppState;
 use askama::Template;
 use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use std::sync::Arc;
-use tokio::sync::Notify;
 
 pub use error::PageError;
 
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// What the dashboard needs beyond the API's state.
-pub struct Dashboard {
-    /// Wakes the rotation worker the moment a person queues a rotation.
-    pub rotation_wake: Arc<Notify>,
-    /// Cookies carry `Secure`: set when Vigil is reached over TLS (`VIGIL_COOKIE_SECURE`).
-    pub cookie_secure: bool,
-}
 
 /// What the page frame shows: who is logged in, the token for the logout form, which tab.
 pub struct Layout {

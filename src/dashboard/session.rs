@@ -9,8 +9,8 @@
 use super::error::PageError;
 use super::users::{self, Role};
 use super::{Layout, render};
-use crate::api::auth::hash_token;
-use crate::app::AppState;
+use crate::http::AppState;
+use crate::http::auth::{COOKIE, IDLE_MINUTES, cookie, current, hash_token, same, same_origin};
 use crate::store;
 use crate::store::audit::{Actor, NewEntry};
 use askama::Template;
@@ -26,13 +26,12 @@ use serde::de::DeserializeOwned;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::OnceLock;
 
-pub const COOKIE: &str = "vigil_session";
+pub use crate::http::auth::Session;
+
 /// Double-submit token of the login form, which is shown before any session exists.
 const LOGIN_COOKIE: &str = "vigil_login";
 /// A session ends this long after login, whatever the activity.
 pub const LIFETIME_MINUTES: i64 = 12 * 60;
-/// A session unused for this long is over.
-pub const IDLE_MINUTES: i64 = 60;
 /// Failed logins of one (name, client address) pair that cost nothing; each one after that
 /// doubles the wait before the pair may try again, from a minute up to an hour. Throttling the
 /// pair, never the name or the address alone, means nobody can lock a responder out from
@@ -41,25 +40,7 @@ const FREE_FAILURES: i64 = 5;
 const FIRST_WAIT_SECS: f64 = 60.0;
 const MAX_WAIT_SECS: f64 = 3600.0;
 
-/// A logged-in person, as every page and form handler sees them.
-#[derive(Debug, Clone)]
-pub struct Session {
-    pub name: String,
-    pub role: Role,
-    /// The token this session's forms must carry.
-    pub csrf: String,
-}
-
 impl Session {
-    /// The audit log's actor.
-    pub fn actor(&self) -> String {
-        format!("user:{}", self.name)
-    }
-
-    pub fn can_act(&self) -> bool {
-        self.role >= Role::Responder
-    }
-
     pub fn layout(&self, nav: &'static str) -> Layout {
         Layout {
             user: Some((self.name.clone(), self.role.as_str())),
@@ -75,44 +56,12 @@ fn random_token() -> String {
     hex::encode(bytes)
 }
 
-/// Constant-time string equality, so a token is not guessable byte by byte from timing.
-pub(crate) fn same_token(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The value of cookie `name` in the request, if any.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-}
-
 fn set_cookie(app: &AppState, name: &str, value: &str, path: &str, max_age_secs: i64) -> HeaderValue {
-    let secure = if app.dashboard.cookie_secure { "; Secure" } else { "" };
+    let secure = if app.config.cookie_secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
         "{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_secs}{secure}"
     ))
     .expect("cookie values are hex")
-}
-
-/// The session the request's cookie names, if it is live.
-pub async fn current(app: &AppState, headers: &HeaderMap) -> sqlx::Result<Option<Session>> {
-    let Some(token) = cookie(headers, COOKIE).filter(|t| t.len() == 64) else {
-        return Ok(None);
-    };
-    let row = store::dashboard::touch_session(&app.pool, &hash_token(token), IDLE_MINUTES).await?;
-    Ok(row.and_then(|s| {
-        Some(Session {
-            role: Role::parse(&s.role)?,
-            name: s.name,
-            csrf: s.csrf_token,
-        })
-    }))
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -139,20 +88,6 @@ struct WithCsrf<T> {
     form: T,
 }
 
-/// A browser sends `Origin` with every POST; one naming another site is refused outright.
-pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
-        return true;
-    };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
-    let origin_host = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
-    matches!((origin_host, host), (Some(o), Some(h)) if o == h)
-}
-
 async fn signed_form<T: DeserializeOwned>(
     req: Request,
     app: &AppState,
@@ -166,7 +101,7 @@ async fn signed_form<T: DeserializeOwned>(
     let Form(WithCsrf { csrf, form }) = Form::<WithCsrf<T>>::from_request(Request::from_parts(parts, body), app)
         .await
         .map_err(|e| PageError::Invalid(format!("The form could not be read: {}", e.body_text())))?;
-    if !same_token(&csrf, &session.csrf) {
+    if !same(csrf.as_bytes(), session.csrf.as_bytes()) {
         return Err(PageError::Forbidden(
             "The form's security token is missing or stale. Reload the page and try again.",
         ));
@@ -331,7 +266,7 @@ pub async fn login(State(app): State<AppState>, headers: HeaderMap, request: Req
         .map_err(|e| PageError::Invalid(format!("The form could not be read: {}", e.body_text())))?;
     let next = safe_next(form.next.as_deref());
     let expected = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
-    if expected.is_empty() || !same_token(expected, &form.csrf) || !same_origin(&headers) {
+    if expected.is_empty() || !same(expected.as_bytes(), form.csrf.as_bytes()) || !same_origin(&headers) {
         let message = "The login form expired. Please log in again.".to_owned();
         return Ok(login_page(&app, StatusCode::FORBIDDEN, &next, "", Some(message)));
     }
@@ -454,14 +389,6 @@ mod tests {
     }
 
     #[test]
-    fn cookies_are_found_among_others() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::COOKIE, HeaderValue::from_static("a=1; vigil_session=abc; b=2"));
-        assert_eq!(cookie(&headers, COOKIE), Some("abc"));
-        assert_eq!(cookie(&headers, "missing"), None);
-    }
-
-    #[test]
     fn the_wait_doubles_after_five_failures_up_to_an_hour() {
         assert_eq!(login_wait(4, 0.0), None);
         assert_eq!(login_wait(5, 0.0), Some(60));
@@ -504,18 +431,5 @@ mod tests {
         // Garbage stops the walk at the last proxy, which then stands for its clients.
         check_client("10.0.0.2", &["198.51.100.1, junk"], &["10.0.0.0/8"], "10.0.0.2");
         check_client("10.0.0.2", &[], &["10.0.0.0/8"], "10.0.0.2");
-    }
-
-    #[test]
-    fn origins_of_other_sites_are_refused() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("vigil.local:8080"));
-        assert!(same_origin(&headers), "no Origin: the token decides");
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://vigil.local:8080"));
-        assert!(same_origin(&headers));
-        headers.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
-        assert!(!same_origin(&headers));
-        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
-        assert!(!same_origin(&headers));
     }
 }

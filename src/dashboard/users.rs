@@ -12,34 +12,7 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest password accepted anywhere: hashing is deliberately slow, unbounded input is not.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// What a person may do. Ordered: each role can do everything the one before it can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads every page; acts on nothing.
-    Viewer,
-    /// Acknowledges, resolves and marks incidents; retries and requests rotations.
-    Responder,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "responder" => Some(Role::Responder),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Responder => "responder",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::http::auth::Role;
 
 /// A login name: 1-64 of `A-Z a-z 0-9 . _ @ -`, so it is safe in an audit actor and a log line.
 pub fn valid_name(name: &str) -> bool {

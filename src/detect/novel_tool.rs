@@ -16,7 +16,7 @@ use super::{DetectConfig, Detector, Finding, Severity, count};
 use crate::baseline::trust::{hour_of, novelty};
 use crate::baseline::{NOT_A_DISCOVERY, TenantBaseline, ToolBaseline};
 use crate::event::ToolCallEvent;
-use crate::policy::glob_matches;
+use crate::event::glob_matches;
 
 /// Tool declarations: globs over tool names (`github.*`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

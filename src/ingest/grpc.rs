@@ -14,11 +14,11 @@
 //! `VIGIL_OTLP_MAX_BYTES`: a retry would be refused again), UNAVAILABLE with `RetryInfo`
 //! (too many exports at once, a full shard queue: clients retry after the delay).
 
-use super::fair;
 use super::otlp::{self, Encoding};
-use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
-use crate::app::AppState;
+use crate::http::AppState;
+use crate::http::auth::IngestTenant;
+use crate::http::fair;
 use anyhow::Context;
 use axum::http;
 use futures_util::future::BoxFuture;
@@ -101,7 +101,7 @@ impl tonic::codegen::Service<http::Request<Body>> for TraceService {
 async fn export(app: &AppState, request: http::Request<Body>) -> http::Response<Body> {
     let caller = match app.tokens.resolve(&app.pool, request.headers()).await {
         Ok(caller) => caller,
-        Err(e) => return status(&e).into_http(),
+        Err(e) => return status(&e.into()).into_http(),
     };
     let turn = match super::enter(app, &caller).await {
         Ok(turn) => turn,

@@ -3,15 +3,15 @@
 //!
 //! Everything in the body is attacker-controlled. Nothing of a refused batch is stored.
 
-pub mod fair;
 pub mod grpc;
 pub mod otlp;
 
-use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
-use crate::app::{self, AppState};
 use crate::detect::{self, Finding, RefusedEvent};
 use crate::event::{EventId, EventLimits, TenantId, ToolCallEvent, ToolName};
+use crate::http::AppState;
+use crate::http::auth::IngestTenant;
+use crate::http::fair;
 use crate::shard::{Batch, BatchOutcome, Overloaded};
 use axum::Json;
 use axum::body::Body;
@@ -109,8 +109,8 @@ async fn ingest_batch(
     }
     // A tenant created by another process (`vigil tenant create`) is not among the markers yet.
     // The read guard is dropped here, before the refresh takes the write lock.
-    let known = app.markers.read().expect("markers lock").knows(&caller.tenant);
-    if !known && let Err(e) = app::refresh_markers(&app.pool, &app.markers).await {
+    let known = app.live.markers().knows(&caller.tenant);
+    if !known && let Err(e) = app.live.refresh_markers().await {
         tracing::warn!(tenant.id = %caller.tenant, error = format!("{e:#}"), "Failed to refresh tenant markers");
     }
     let outcome = submit(app, caller, events).await?;

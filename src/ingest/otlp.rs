@@ -27,10 +27,10 @@
 //! differently: `docs/otlp-mapping.md` is the table.
 
 use super::{MAX_EVENTS, event_limits, submit};
-use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
-use crate::app::AppState;
 use crate::event::{EventLimits, TenantId, ToolCallEvent};
+use crate::http::AppState;
+use crate::http::auth::IngestTenant;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;

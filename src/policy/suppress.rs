@@ -5,7 +5,7 @@
 
 use crate::detect::{Detector, Finding};
 use crate::event::TenantId;
-use crate::policy::glob_matches;
+use crate::event::glob_matches;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 

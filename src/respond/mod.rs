@@ -5,20 +5,21 @@
 //! the dashboard share one implementation. Each writes its audit entry (and any alert) in its
 //! own transaction; callers wake the rotation and alert workers afterwards (both also poll).
 
+mod record;
 mod worker;
 
 pub use crate::store::audit::Actor;
+pub use record::{Committed, PlannedRotation};
 pub use worker::RotationWorker;
 
 use crate::detect::Finding;
 use crate::event::TenantId;
+use crate::event::glob_matches;
 use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
-use crate::policy::{Action, Policy, Scope, glob_matches};
+use crate::policy::{Action, Policy, Scope};
 use crate::secrets::SecretRef;
 use crate::store;
-use crate::store::incidents::{
-    Committed, DbIncident, PlannedRotation, ResponseWindows, TransitionOutcome, TransitionRequest,
-};
+use crate::store::incidents::{DbIncident, TransitionOutcome, TransitionRequest};
 use crate::store::rotations::{DbRotation, ManualRotation, RetryOutcome};
 use crate::store::suppressions::DbSuppression;
 use anyhow::Context;
@@ -83,12 +84,7 @@ pub async fn respond(
         Vec::new()
     };
     let findings: Vec<(Finding, Action)> = decided.iter().map(|(f, a, _)| (f.clone(), *a)).collect();
-    let windows = ResponseWindows {
-        grouping_minutes: policy.response.grouping_window_minutes,
-        cooldown_minutes: policy.response.cooldown_minutes,
-        max_automatic_rotations_per_hour: policy.response.max_automatic_rotations_per_hour,
-    };
-    store::incidents::record(pool, tenant, &findings, &rotations, &windows, detected_at)
+    record::record(pool, tenant, &findings, &rotations, &policy.response, detected_at)
         .await
         .context("Failed to record incident")
 }
@@ -128,13 +124,14 @@ pub enum ActionError {
     InProgress { status: String },
     #[error("{message}")]
     Invalid { field: &'static str, message: String },
+    /// The database or a worker failed; nothing the person can fix.
     #[error(transparent)]
-    Store(#[from] anyhow::Error),
+    Internal(#[from] anyhow::Error),
 }
 
 impl From<sqlx::Error> for ActionError {
     fn from(e: sqlx::Error) -> Self {
-        ActionError::Store(e.into())
+        ActionError::Internal(e.into())
     }
 }
 
@@ -222,7 +219,7 @@ pub fn check_note(field: &'static str, note: Option<&str>) -> Result<Option<Stri
 /// (resolved, false positive) resolves its alert. A false positive may suppress its findings'
 /// (detector, tool) pairs for `suppress_minutes`, written in the same transaction. The caller
 /// wakes the alert worker and, for a false positive, has the baseline learn it
-/// (`app::learn_false_positive`).
+/// (`AppState::incident_transitioned`).
 pub async fn transition_incident(
     pool: &PgPool,
     incident_id: &str,

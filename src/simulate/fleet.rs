@@ -8,7 +8,7 @@
 //! run beside it (`secret_in_payload`, `cross_tenant_reference`), and the policy's decision,
 //! capped at `alert` while the tenant is learning. A batch claiming another tenant is refused
 //! with its `cross_tenant_ingest` finding, as ingest does. Findings are grouped into incidents
-//! as `store::incidents::record` groups them, in event time ([`IncidentGrouping`]). What this
+//! as `respond::record` groups them, in event time ([`IncidentGrouping`]). What this
 //! skips: the circuit breaker, cooldowns, suppressions, and redaction of the fields other than
 //! `params` (the simulator puts nothing secret there).
 
@@ -106,7 +106,7 @@ pub struct FleetOptions {
     pub progress: bool,
 }
 
-/// A tenant's incidents as `store::incidents::record` opens them, in event time: a finding
+/// A tenant's incidents as `respond::record` opens them, in event time: a finding
 /// joins the latest updated incident that was last updated less than the grouping window
 /// before it or already holds a finding of the same detector about the same tool, and every
 /// finding updates it. Nobody resolves a simulated incident.

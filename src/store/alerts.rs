@@ -2,7 +2,7 @@
 //! they report; the alert worker fans each out to the configured sinks (`alert_deliveries`)
 //! and delivers those with `FOR UPDATE SKIP LOCKED`, backoff and an expiry.
 
-use super::incidents::new_id;
+use super::new_id;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};

@@ -3,7 +3,7 @@
 //! record, so the trail and the state cannot disagree; the table itself refuses UPDATE and
 //! DELETE (migration 0002).
 
-use super::incidents::new_id;
+use super::new_id;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};

@@ -2,9 +2,9 @@
 //! attempts, and the read models its pages need (evidence events, counts, per-tool activity).
 //! Its audit entries go through `store::audit`, like every other change.
 
+use super::new_id;
 use crate::event::TenantId;
 use crate::store::audit::{self, Actor, NewEntry};
-use crate::store::incidents::new_id;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};

@@ -1,80 +1,34 @@
-//! Incidents and their findings, and the response transaction (the outbox): an incident, its
-//! findings, its rotation jobs, their audit entries and the alerts they raise commit together
-//! or not at all. Incident transitions (acknowledge, resolve, false positive) live here too.
+//! Incidents and their findings: the statements of the response transaction that touch them
+//! (`respond` decides what the transaction holds and commits it), and incident transitions
+//! (acknowledge, resolve, false positive).
 
-use super::alerts::{self, NewAlert};
+use super::alerts;
 use super::audit::{self, Actor, NewEntry};
+use super::new_id;
 use super::suppressions::{self, DbSuppression, NewSuppression};
 use crate::detect::{Detector, Finding, Severity, taxonomy};
 use crate::event::TenantId;
-use crate::policy::{Action, Scope};
-use crate::secrets::SecretRef;
+use crate::policy::Action;
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
-/// A rotation the response decided on, before cooldown dedupe and the circuit breaker.
-#[derive(Debug, Clone)]
-pub struct PlannedRotation {
-    pub secret: SecretRef,
-    /// The binding's tool glob, kept so responders see why this secret was in scope.
-    pub tools: String,
-    pub scope: Scope,
-    /// Event time of the earliest finding that put this secret at risk (latency metrics).
-    pub event_at: Option<DateTime<Utc>>,
-}
-
-/// What one response transaction wrote.
-#[derive(Debug, Clone)]
-pub struct Committed {
-    pub incident_id: String,
-    /// Rotations that will run (pending), not the ones skipped by cooldown or the breaker.
-    pub pending_rotations: usize,
-    /// Rotations the circuit breaker held back (status `skipped`, `result.circuit_open`).
-    pub circuit_open: usize,
-    /// Alerts written to the outbox.
-    pub alerts: usize,
-}
-
-pub struct ResponseWindows {
-    pub grouping_minutes: i64,
-    pub cooldown_minutes: i64,
-    /// The circuit breaker: automatic rotations a tenant may run within an hour.
-    pub max_automatic_rotations_per_hour: i64,
-}
-
-/// The circuit breaker's window: automatic rotations are counted over the last hour.
-pub const CIRCUIT_WINDOW_MINUTES: i32 = 60;
-
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Writes findings into the tenant's open incident (or a new one), plus the rotation jobs,
-/// in one transaction. The open incident is the latest updated within the grouping window, or
-/// one that already holds a finding of the same detector about the same tool: a story that
-/// goes on (a new tool flagged again each hour it is used) stays one call to act until a
-/// person closes it. A secret rotated (or queued) within the cooldown gets a `skipped` job
-/// that names the rotation it was deduplicated into; past the tenant's hourly limit of
-/// automatic rotations, a job is `skipped` with `circuit_open` and the breaker is announced.
-/// An incident is announced (alert outbox) once it holds a finding whose action is at least
-/// `alert`. `detected_at` is when the findings were decided.
-pub async fn record(
-    pool: &PgPool,
+/// The incident findings about `findings` join, locked until the transaction ends:
+/// `(incident_id, severity, summary)`. It is the tenant's open incident last updated within
+/// `grouping_minutes`, or one that already holds a finding of the same detector about the same
+/// tool (a story that goes on, such as a new tool flagged again each hour it is used, stays one
+/// call to act until a person closes it), whichever was updated last.
+pub async fn open_for_update(
+    tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
+    grouping_minutes: i64,
     findings: &[(Finding, Action)],
-    rotations: &[PlannedRotation],
-    windows: &ResponseWindows,
-    detected_at: DateTime<Utc>,
-) -> sqlx::Result<Committed> {
-    let worst = findings.iter().map(|(f, _)| f.severity).max().unwrap_or(Severity::Low);
-    let worst_finding = findings.iter().max_by_key(|(f, _)| f.severity).map(|(f, _)| f);
-    let mut tx = pool.begin().await?;
+) -> sqlx::Result<Option<(String, String, String)>> {
     let (detectors, tools): (Vec<&str>, Vec<&str>) = findings
         .iter()
         .map(|(f, _)| (f.detector.as_str(), f.tool.as_str()))
         .unzip();
-    let open: Option<(String, String, String)> = sqlx::query_as(
+    sqlx::query_as(
         "select incident_id, severity, summary from incidents i
          where tenant_id = $1 and status = 'open'
            and (updated_at > now() - make_interval(mins => $2)
@@ -84,48 +38,61 @@ pub async fn record(
          order by updated_at desc limit 1 for update",
     )
     .bind(tenant.as_ref())
-    .bind(windows.grouping_minutes as i32)
+    .bind(grouping_minutes as i32)
     .bind(&detectors)
     .bind(&tools)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let mut audit_entries: Vec<(String, Option<String>, serde_json::Value)> = Vec::new();
-    let (incident_id, severity, summary) = match open {
-        Some((id, severity, summary)) => {
-            let severity = Severity::parse(&severity).unwrap_or(Severity::Low).max(worst);
-            sqlx::query("update incidents set severity = $2 where incident_id = $1")
-                .bind(&id)
-                .bind(severity.as_str())
-                .execute(&mut *tx)
-                .await?;
-            (id, severity, summary)
-        }
-        None => {
-            let id = new_id("inc");
-            let summary = worst_finding.map(|f| f.explanation.clone()).unwrap_or_default();
-            sqlx::query("insert into incidents (incident_id, tenant_id, severity, summary) values ($1, $2, $3, $4)")
-                .bind(&id)
-                .bind(tenant.as_ref())
-                .bind(worst.as_str())
-                .bind(&summary)
-                .execute(&mut *tx)
-                .await?;
-            audit_entries.push((
-                "incident.opened".into(),
-                Some(id.clone()),
-                json!({"severity": worst.as_str(), "findings": findings.len()}),
-            ));
-            (id, worst, summary)
-        }
-    };
+    .fetch_optional(&mut **tx)
+    .await
+}
 
+pub async fn set_severity(
+    tx: &mut Transaction<'_, Postgres>,
+    incident_id: &str,
+    severity: Severity,
+) -> sqlx::Result<()> {
+    sqlx::query("update incidents set severity = $2 where incident_id = $1")
+        .bind(incident_id)
+        .bind(severity.as_str())
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Opens an incident; returns its id.
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    severity: Severity,
+    summary: &str,
+) -> sqlx::Result<String> {
+    let id = new_id("inc");
+    sqlx::query("insert into incidents (incident_id, tenant_id, severity, summary) values ($1, $2, $3, $4)")
+        .bind(&id)
+        .bind(tenant.as_ref())
+        .bind(severity.as_str())
+        .bind(summary)
+        .execute(&mut **tx)
+        .await?;
+    Ok(id)
+}
+
+/// Files findings, each with the action decided for it, under an incident.
+pub async fn insert_findings(
+    tx: &mut Transaction<'_, Postgres>,
+    incident_id: &str,
+    tenant: &TenantId,
+    findings: &[(Finding, Action)],
+) -> sqlx::Result<()> {
+    if findings.is_empty() {
+        return Ok(());
+    }
     let mut insert: QueryBuilder<Postgres> = QueryBuilder::new(
         "insert into findings (finding_id, incident_id, tenant_id, detector, severity, action, tool, event_id,
                                observed, expected, threshold, p_value, explanation, at, subject, confidence) ",
     );
     insert.push_values(findings, |mut row, (f, action)| {
         row.push_bind(new_id("fnd"))
-            .push_bind(&incident_id)
+            .push_bind(incident_id)
             .push_bind(tenant.as_ref())
             .push_bind(f.detector.as_str())
             .push_bind(f.severity.as_str())
@@ -141,155 +108,8 @@ pub async fn record(
             .push_bind(&f.subject)
             .push_bind(f.confidence());
     });
-    if !findings.is_empty() {
-        insert.build().execute(&mut *tx).await?;
-    }
-
-    let mut alerts_written = 0;
-    let alert_worthy = findings.iter().any(|(_, a)| *a >= Action::Alert);
-    if alert_worthy && !alerts::incident_announced(&mut tx, &incident_id).await? {
-        alerts::insert(
-            &mut tx,
-            NewAlert {
-                kind: "incident_opened",
-                tenant_id: tenant.as_ref(),
-                incident_id: Some(&incident_id),
-                rotation_id: None,
-                severity: severity.as_str(),
-                detector: worst_finding.map(|f| f.detector.as_str()),
-                summary: summary.clone(),
-                details: opening_details(worst_finding, findings.len(), rotations.len()),
-            },
-        )
-        .await?;
-        alerts_written += 1;
-    }
-
-    let mut automatic_this_hour: i64 = if rotations.is_empty() {
-        0
-    } else {
-        sqlx::query_scalar(
-            "select count(*) from rotations
-             where tenant_id = $1 and trigger = 'automatic' and status <> 'skipped'
-               and requested_at > now() - make_interval(mins => $2)",
-        )
-        .bind(tenant.as_ref())
-        .bind(CIRCUIT_WINDOW_MINUTES)
-        .fetch_one(&mut *tx)
-        .await?
-    };
-    let mut pending_rotations = 0;
-    let mut held = Vec::new();
-    for planned in rotations {
-        let key = planned.secret.key();
-        let recent: Option<String> = sqlx::query_scalar(
-            "select rotation_id from rotations
-             where tenant_id = $1 and secret_key = $2 and status in ('pending', 'running', 'succeeded')
-               and requested_at > now() - make_interval(mins => $3)
-             order by requested_at desc limit 1",
-        )
-        .bind(tenant.as_ref())
-        .bind(&key)
-        .bind(windows.cooldown_minutes as i32)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let rotation_id = new_id("rot");
-        let (status, result) = match &recent {
-            Some(into) => ("skipped", Some(json!({ "deduplicated_into": into }))),
-            None if automatic_this_hour >= windows.max_automatic_rotations_per_hour => {
-                held.push(rotation_id.clone());
-                (
-                    "skipped",
-                    Some(json!({"circuit_open": true, "limit_per_hour": windows.max_automatic_rotations_per_hour})),
-                )
-            }
-            None => {
-                automatic_this_hour += 1;
-                pending_rotations += 1;
-                ("pending", None)
-            }
-        };
-        sqlx::query(
-            "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key,
-                                    status, result, finished_at, detected_at, event_at)
-             values ($1, $2, $3, 'automatic', $4, $5, $6, $7, $8, $9,
-                     case when $8 = 'skipped' then now() end, $10, $11)",
-        )
-        .bind(&rotation_id)
-        .bind(tenant.as_ref())
-        .bind(&incident_id)
-        .bind(planned.scope.as_str())
-        .bind(&planned.tools)
-        .bind(serde_json::to_value(&planned.secret).expect("a SecretRef serializes"))
-        .bind(&key)
-        .bind(status)
-        .bind(&result)
-        .bind(detected_at)
-        .bind(planned.event_at)
-        .execute(&mut *tx)
-        .await?;
-        let mut details = json!({"status": status, "secret": key, "incident_id": incident_id});
-        if let Some(result) = result {
-            details["result"] = result;
-        }
-        audit_entries.push((format!("rotation.{status}"), Some(rotation_id), details));
-    }
-
-    if !held.is_empty() && !alerts::circuit_announced_within(&mut tx, tenant.as_ref(), CIRCUIT_WINDOW_MINUTES).await? {
-        let limit = windows.max_automatic_rotations_per_hour;
-        let summary = format!(
-            "circuit breaker open for tenant {tenant}: {limit} automatic rotations within the hour; \
-             {} further rotation(s) held back, retry them by hand if the incident is real",
-            held.len()
-        );
-        let details = json!({"limit_per_hour": limit, "held_rotations": held});
-        alerts::insert(
-            &mut tx,
-            NewAlert {
-                kind: "circuit_open",
-                tenant_id: tenant.as_ref(),
-                incident_id: Some(&incident_id),
-                rotation_id: None,
-                severity: Severity::Critical.as_str(),
-                detector: None,
-                summary,
-                details: details.clone(),
-            },
-        )
-        .await?;
-        alerts_written += 1;
-        audit_entries.push(("circuit_breaker.tripped".into(), Some(incident_id.clone()), details));
-    }
-
-    let entries: Vec<NewEntry> = audit_entries
-        .iter()
-        .map(|(action, target, details)| NewEntry {
-            actor: &Actor::Vigil,
-            action,
-            tenant_id: Some(tenant.as_ref()),
-            target: target.as_deref(),
-            details: details.clone(),
-        })
-        .collect();
-    audit::append_many(&mut tx, &entries).await?;
-    tx.commit().await?;
-    Ok(Committed {
-        incident_id,
-        pending_rotations,
-        circuit_open: held.len(),
-        alerts: alerts_written,
-    })
-}
-
-/// What an incident's opening alert says beyond its summary: counts, and how the worst finding
-/// is filed (OWASP category, ATLAS technique) and how sure Vigil is of it.
-fn opening_details(worst: Option<&Finding>, findings: usize, rotations: usize) -> serde_json::Value {
-    let mut details = json!({"findings": findings, "rotations_planned": rotations});
-    if let Some(f) = worst {
-        details["confidence"] = f.confidence().into();
-        details["subject"] = f.subject.clone().into();
-    }
-    details
+    insert.build().execute(&mut **tx).await?;
+    Ok(())
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]

@@ -19,6 +19,12 @@ use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
 use std::time::Duration;
 
+/// A new row id: `prefix_` and a UUID v7 (time-ordered, so ids sort by creation and pages
+/// can be cut on them).
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Connects, failing fast with a message that names the URL's host when Postgres is not there.

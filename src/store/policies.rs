@@ -1,5 +1,5 @@
 //! Per-tenant policy overrides set through the API (migration 0005), each write with its audit
-//! entry. The app merges them over the files' policy (`app::refresh_policy`).
+//! entry. The app merges them over the files' policy (`Live::refresh_policy`).
 
 use super::audit::{self, Actor, NewEntry};
 use crate::event::TenantId;

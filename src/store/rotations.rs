@@ -4,11 +4,11 @@
 
 use super::alerts::{self, NewAlert};
 use super::audit::{self, Actor, NewEntry};
-use super::incidents::new_id;
+use super::new_id;
 use crate::event::TenantId;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
-use sqlx::{PgPool, Postgres, QueryBuilder};
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbRotation {
@@ -48,6 +48,84 @@ fn vigil_entry<'a>(action: &'a str, job: &'a DbRotation, details: Value) -> NewE
         target: Some(&job.rotation_id),
         details,
     }
+}
+
+/// Automatic rotations of the tenant that ran or are to run (not skipped), requested within
+/// the last `minutes`: what the circuit breaker counts.
+pub async fn automatic_within(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    minutes: i32,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "select count(*) from rotations
+         where tenant_id = $1 and trigger = 'automatic' and status <> 'skipped'
+           and requested_at > now() - make_interval(mins => $2)",
+    )
+    .bind(tenant.as_ref())
+    .bind(minutes)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// The latest rotation of the secret pending, running or succeeded within the last `minutes`:
+/// what cooldown dedupe folds a new one into.
+pub async fn recent_of_secret(
+    tx: &mut Transaction<'_, Postgres>,
+    tenant: &TenantId,
+    secret_key: &str,
+    minutes: i64,
+) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "select rotation_id from rotations
+         where tenant_id = $1 and secret_key = $2 and status in ('pending', 'running', 'succeeded')
+           and requested_at > now() - make_interval(mins => $3)
+         order by requested_at desc limit 1",
+    )
+    .bind(tenant.as_ref())
+    .bind(secret_key)
+    .bind(minutes as i32)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// An automatic rotation job as the response decided it: `pending`, or `skipped` with why.
+pub struct NewAutomatic<'a> {
+    pub tenant: &'a TenantId,
+    pub incident_id: &'a str,
+    pub scope: &'a str,
+    pub tools: &'a str,
+    pub secret: Value,
+    pub secret_key: &'a str,
+    pub status: &'a str,
+    pub result: Option<&'a Value>,
+    pub detected_at: DateTime<Utc>,
+    pub event_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts an automatic rotation job (a skipped one finished at once); returns its id.
+pub async fn insert_automatic(tx: &mut Transaction<'_, Postgres>, job: NewAutomatic<'_>) -> sqlx::Result<String> {
+    let rotation_id = new_id("rot");
+    sqlx::query(
+        "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key,
+                                status, result, finished_at, detected_at, event_at)
+         values ($1, $2, $3, 'automatic', $4, $5, $6, $7, $8, $9,
+                 case when $8 = 'skipped' then now() end, $10, $11)",
+    )
+    .bind(&rotation_id)
+    .bind(job.tenant.as_ref())
+    .bind(job.incident_id)
+    .bind(job.scope)
+    .bind(job.tools)
+    .bind(&job.secret)
+    .bind(job.secret_key)
+    .bind(job.status)
+    .bind(job.result)
+    .bind(job.detected_at)
+    .bind(job.event_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(rotation_id)
 }
 
 /// Claims the oldest due job whose secret is not in `busy` (secrets being rotated right now)

@@ -1,9 +1,9 @@
 //! Suppressions (migration 0004): written with their audit entry, never deleted; lifting one
-//! early stamps `lifted_at`. The shard keeps the open ones in memory (`app::refresh_suppressions`).
+//! early stamps `lifted_at`. The shard keeps the open ones in memory (`Live::refresh_suppressions`).
 
 use super::audit::{self, Actor, NewEntry};
 use super::events::DbEvent;
-use super::incidents::new_id;
+use super::new_id;
 use crate::event::{TenantId, ToolCallEvent};
 use chrono::{DateTime, Utc};
 use serde_json::json;
