@@ -2,9 +2,9 @@
 //! holds only that policy rotates every Vault binding kind that follows the path convention,
 //! and the same token can neither read what it rotates nor reach beyond it nor widen itself.
 
-use crate::backends::{VaultDatabase, burst, existing_pg_roles, tenant_with_history};
-use crate::helpers::*;
+use crate::backends::{VaultDatabase, existing_pg_roles, settled_as};
 use serde_json::{Value, json};
+use vigil_test_support::*;
 
 const POLICY: &str = include_str!("../../deploy/vault-policy.hcl");
 
@@ -59,15 +59,9 @@ async fn vigils_least_privilege_policy_rotates_every_vault_kind_and_nothing_else
         {"backend": "vault", "kind": "kv2", "mount": "secret", "path": kv_path},
         {"backend": "vault", "kind": "lease_prefix", "prefix": format!("database/creds/{dynamic}")},
         {"backend": "vault", "kind": "database_static_role", "mount": "database", "role": static_role}]}]);
-    let ingest = tenant_with_history(&app, &acme, "db.query", bindings).await;
-    burst(&app, &ingest, "db.query").await;
+    app.warm_up_and_burst(&acme, "db.query", bindings).await;
 
-    let rotations = app.settled_rotations(&acme).await;
-    assert_eq!(rotations.len(), 3, "{rotations:#?}");
-    for rotation in &rotations {
-        assert_eq!(rotation["status"], "succeeded", "{rotation:#}");
-        assert_eq!(rotation["attempts"], 1, "{rotation:#}");
-    }
+    let rotations = settled_as(&app, &acme, 3, "succeeded").await;
     let result_of = |kind: &str| {
         rotations
             .iter()
