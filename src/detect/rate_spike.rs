@@ -37,17 +37,20 @@ pub(super) fn check(
     if learned.is_some_and(|t| t.is_retry(event)) {
         return;
     }
-    let tool_spike = learned.and_then(|t| spike(&t.rate, minute, config)).map(|o| {
-        let count = Count::minute(&o, config);
+    // Each spike below is one minute's count of `what` (the tool, or all the tenant's tools).
+    let spiked = |o: &Outlook, what: &str, subject: &str| {
         finding(
             Detector::RateSpike,
             event,
-            tool,
-            &count,
+            what,
+            &Count::minute(o, config),
             config,
-            &format!("{tool} was called"),
+            subject,
         )
-    });
+    };
+    let tool_spike = learned
+        .and_then(|t| spike(&t.rate, minute, config))
+        .map(|o| spiked(&o, tool, &format!("{tool} was called")));
     if let Some(f) = tool_spike {
         out.push(f);
         return;
@@ -61,14 +64,7 @@ pub(super) fn check(
         && !tool_spiked()
         && !agent.is_some_and(|(rate, _)| rate.spiked_in(minute, config))
     {
-        out.push(finding(
-            Detector::RateSpike,
-            event,
-            ALL_TOOLS,
-            &Count::minute(&o, config),
-            config,
-            "the tenant's tools were called",
-        ));
+        out.push(spiked(&o, ALL_TOOLS, "the tenant's tools were called"));
         return;
     }
     // One agent's calls over all its tools: a spike spread over tools by one agent stands out
@@ -87,14 +83,7 @@ pub(super) fn check(
         } else {
             format!("agent {who}'s tools were called")
         };
-        out.push(finding(
-            Detector::RateSpike,
-            event,
-            ALL_TOOLS,
-            &Count::minute(&o, config),
-            config,
-            &subject,
-        ));
+        out.push(spiked(&o, ALL_TOOLS, &subject));
     }
 }
 
