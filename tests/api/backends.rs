@@ -94,7 +94,15 @@ impl VaultDatabase {
         r.json::<Creds>().await.unwrap().data.username
     }
 
-    pub(crate) async fn static_role(&self, role: &str, pg_user: &str) {
+    /// A Postgres login `svc_<tenant>` (made here, on the test server) managed by the static
+    /// role `role`; returns the login.
+    pub(crate) async fn static_role(&self, pool: &sqlx::PgPool, role: &str, tenant: &str) -> String {
+        let pg_user = format!("svc_{}", tenant.replace('-', "_"));
+        // The name is generated above, never input: a role name cannot be a bind parameter.
+        sqlx::query(&format!("create role {pg_user} login password 'initial'"))
+            .execute(pool)
+            .await
+            .unwrap();
         self.vault
             .expect_ok(
                 "POST",
@@ -102,6 +110,18 @@ impl VaultDatabase {
                 Some(json!({"db_name": self.name, "username": pg_user, "rotation_period": "24h"})),
             )
             .await;
+        pg_user
+    }
+
+    /// Removes the static role `role` and its Postgres login.
+    pub(crate) async fn drop_static_role(&self, pool: &sqlx::PgPool, role: &str, pg_user: &str) {
+        self.vault
+            .expect_ok("DELETE", &format!("database/static-roles/{role}"), None)
+            .await;
+        sqlx::query(&format!("drop role {pg_user}"))
+            .execute(pool)
+            .await
+            .unwrap();
     }
 
     pub(crate) async fn last_vault_rotation(&self, role: &str) -> DateTime<Utc> {
@@ -230,14 +250,8 @@ async fn database_static_role_rotation_advances_vaults_last_rotation() {
     let app = spawn_app().await;
     let db = VaultDatabase::configure().await;
     let acme = unique_tenant("acme");
-    let pg_user = format!("svc_{}", acme.replace('-', "_"));
-    // The name is generated above, never input: a role name cannot be a bind parameter.
-    sqlx::query(&format!("create role {pg_user} login password 'initial'"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     let role = format!("static-{acme}");
-    db.static_role(&role, &pg_user).await;
+    let pg_user = db.static_role(&app.pool, &role, &acme).await;
     let before = db.last_vault_rotation(&role).await;
 
     let binding = json!([{"tools": "db.*", "secrets": [
@@ -264,14 +278,8 @@ async fn database_static_role_rotation_advances_vaults_last_rotation() {
         "only metadata is recorded: {rotation:#}"
     );
 
-    db.vault
-        .expect_ok("DELETE", &format!("database/static-roles/{role}"), None)
-        .await;
+    db.drop_static_role(&app.pool, &role, &pg_user).await;
     db.remove().await;
-    sqlx::query(&format!("drop role {pg_user}"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     app.stop().await;
 }
 

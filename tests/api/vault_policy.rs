@@ -45,14 +45,8 @@ async fn vigils_least_privilege_policy_rotates_every_vault_kind_and_nothing_else
     let dynamic = format!("tenant-{acme}");
     db.dynamic_role(&dynamic).await;
     let leased_user = db.lease(&dynamic).await;
-    let pg_user = format!("svc_{}", acme.replace('-', "_"));
-    // The name is generated above, never input: a role name cannot be a bind parameter.
-    sqlx::query(&format!("create role {pg_user} login password 'initial'"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     let static_role = format!("tenant-{acme}-app");
-    db.static_role(&static_role, &pg_user).await;
+    let pg_user = db.static_role(&app.pool, &static_role, &acme).await;
     let static_before = db.last_vault_rotation(&static_role).await;
 
     let bindings = json!([{"tools": "db.*", "secrets": [
@@ -154,12 +148,7 @@ async fn vigils_least_privilege_policy_rotates_every_vault_kind_and_nothing_else
         .await;
     root.expect_ok("DELETE", &format!("sys/policies/acl/{policy}"), None)
         .await;
-    root.expect_ok("DELETE", &format!("database/static-roles/{static_role}"), None)
-        .await;
+    db.drop_static_role(&app.pool, &static_role, &pg_user).await;
     db.remove().await;
-    sqlx::query(&format!("drop role {pg_user}"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     app.stop().await;
 }

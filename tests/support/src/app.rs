@@ -4,7 +4,7 @@
 use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 use vigil::app::App;
 use vigil::config::Config;
@@ -24,6 +24,11 @@ pub fn required_env(name: &str) -> String {
             "{name} is not set: run the tests through scripts/test.sh, which starts Postgres, OpenBao, moto and Alertmanager and exports it"
         )
     })
+}
+
+/// The repository's root (this crate is `tests/support` in it).
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Creates a fresh database on the test server and applies the migrations.
@@ -76,7 +81,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         vault_token: None,
         aws_endpoint_url: None,
         aws_region: None,
-        baselines_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("baselines"),
+        baselines_dir: repository().join("baselines"),
         shards: 2,
         shard_queue: 64,
         retention_days: 90,
