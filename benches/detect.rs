@@ -11,10 +11,11 @@
 
 use chrono::{DateTime, Duration, Utc};
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
-use serde_json::{Value, json};
+use serde_json::json;
 use vigil::baseline::TenantBaseline;
-use vigil::detect::{DetectConfig, TenantMarkers, cross_tenant, detect};
-use vigil::event::{EventId, Outcome, TenantId, ToolCallEvent, ToolName};
+use vigil::detect::{DetectConfig, TenantMarkers, cross_tenant};
+use vigil::event::{Outcome, TenantId, ToolCallEvent};
+use vigil_test_support::testing::{self, detect_then_observe, six_params};
 
 const TOOLS: usize = 20;
 /// Distinct parameter sets each tool cycles through: more than a value set holds, so the
@@ -24,36 +25,15 @@ const VARIANTS: usize = 40;
 const BATCHES: usize = 300;
 const BATCH: usize = 2_000;
 
-fn params(variant: usize) -> Value {
-    let table = ["orders", "users", "items", "invoices"][variant % 4];
-    let state = ["open", "closed"][variant % 2];
-    json!({
-        "table": table,
-        "limit": 10 + (variant * 7) % 41,
-        "query": format!("status-{variant} and created-after-2026-11-{:02}", 1 + variant % 28),
-        "dry_run": variant.is_multiple_of(2),
-        "ids": (0..variant % 5).collect::<Vec<_>>(),
-        "filter": {"state": state},
-    })
-}
-
+/// Call `variant` of tool `tool`, one in twenty failing.
 fn event(tool: usize, variant: usize, at: DateTime<Utc>) -> ToolCallEvent {
-    ToolCallEvent {
-        event_id: EventId::parse(&format!("e-{tool}-{variant}")).unwrap(),
-        timestamp: at,
-        tool: ToolName::parse(&format!("tool.number_{tool}")).unwrap(),
-        params: params(variant),
-        outcome: if variant.is_multiple_of(20) {
-            Outcome::Error
-        } else {
-            Outcome::Success
-        },
-        error_code: None,
-        duration_ms: None,
-        agent_id: None,
-        session_id: None,
-        credential_ref: None,
-    }
+    let outcome = if variant.is_multiple_of(20) {
+        Outcome::Error
+    } else {
+        Outcome::Success
+    };
+    let (id, name) = (format!("e-{tool}-{variant}"), format!("tool.number_{tool}"));
+    ToolCallEvent::sample(&id, &name, at, six_params(variant), outcome)
 }
 
 /// Calls round-robin over the tools, `per_tool_minute` calls per tool per minute.
@@ -66,7 +46,7 @@ struct Traffic {
 
 impl Traffic {
     fn new(per_tool_minute: i64, with_params: bool) -> Self {
-        let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+        let start = testing::start();
         Traffic {
             events: (0..TOOLS * VARIANTS)
                 .map(|i| {
@@ -93,9 +73,7 @@ impl Traffic {
 }
 
 fn step(baseline: &mut TenantBaseline, config: &DetectConfig, event: &ToolCallEvent) {
-    let findings = detect(baseline, event, config);
-    baseline.observe(event, if findings.is_empty() { 1.0 } else { 0.1 });
-    black_box(findings);
+    black_box(detect_then_observe(baseline, event, config));
 }
 
 fn bench(c: &mut Criterion) {

@@ -6,15 +6,12 @@
 //! backends provide it). Knobs: `LOAD_EVENTS` (default 200000), `LOAD_CLIENTS` (8),
 //! `LOAD_BATCH` (500), `LOAD_TENANTS` (20). Under `cargo test` it runs a small smoke load.
 
-#[allow(dead_code)]
-#[path = "../tests/api/helpers.rs"]
-mod helpers;
-
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection};
 use std::time::Instant;
 use vigil::app::App;
+use vigil_test_support as support;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -66,7 +63,7 @@ fn batches(tenants: usize, total: usize, batch: usize) -> Vec<(usize, Vec<Value>
 }
 
 async fn copy_baseline(rows: &[(usize, Vec<Value>)], tenants: usize) -> f64 {
-    let url = helpers::fresh_database().await;
+    let url = support::fresh_database().await;
     let mut conn = PgConnection::connect(&url).await.unwrap();
     for t in 0..tenants {
         sqlx::query("insert into tenants (tenant_id, display_name) values ($1, $1)")
@@ -108,27 +105,16 @@ async fn main() {
     let batch = knob("LOAD_BATCH", 500);
     let tenants = knob("LOAD_TENANTS", 20);
 
-    let url = helpers::fresh_database().await;
-    let mut config = helpers::test_config_without_vault(&url);
+    let url = support::fresh_database().await;
+    let mut config = support::test_config_without_vault(&url);
     config.shard_queue = 1024;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = App::build_with_listener(config, listener).await.unwrap();
-    let address = format!("http://{}", app.local_addr());
+    let api = support::Api::new(format!("http://{}", app.local_addr()));
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let client = reqwest::Client::new();
     let mut tokens = Vec::new();
     for t in 0..tenants {
-        let r: Value = client
-            .post(format!("{address}/v1/tenants"))
-            .bearer_auth(helpers::ADMIN_TOKEN)
-            .json(&json!({"id": format!("load-{t}")}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        tokens.push(r["ingest_token"].as_str().unwrap().to_owned());
+        tokens.push(api.create_tenant(&format!("load-{t}")).await);
     }
 
     let work = batches(tenants, total, batch);
@@ -137,7 +123,7 @@ async fn main() {
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..clients {
-        let (queue, client, tokens, address) = (queue.clone(), client.clone(), tokens.clone(), address.clone());
+        let (queue, api, tokens) = (queue.clone(), api.clone(), tokens.clone());
         handles.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
             loop {
@@ -146,14 +132,7 @@ async fn main() {
                 };
                 let body = serde_json::to_vec(&json!({ "events": events })).unwrap();
                 let sent = Instant::now();
-                let r = client
-                    .post(format!("{address}/v1/events"))
-                    .bearer_auth(&tokens[t])
-                    .header("content-type", "application/json")
-                    .body(body)
-                    .send()
-                    .await
-                    .unwrap();
+                let r = api.post_raw(&tokens[t], body).await;
                 assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
                 latencies.push(sent.elapsed().as_secs_f64() * 1000.0);
             }

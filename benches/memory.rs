@@ -19,8 +19,9 @@ use std::sync::atomic::{AtomicIsize, Ordering::Relaxed};
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Map, Value, json};
 use vigil::baseline::{Limits, TenantBaseline};
-use vigil::detect::{DetectConfig, detect};
-use vigil::event::{EventId, Outcome, ToolCallEvent, ToolName};
+use vigil::detect::DetectConfig;
+use vigil::event::{Outcome, ToolCallEvent};
+use vigil_test_support::testing::{self, detect_then_observe, six_params};
 
 /// Counts the bytes allocated and not yet freed.
 struct Counting;
@@ -54,9 +55,7 @@ fn fold(count: usize, config: &DetectConfig, make: impl Fn(usize) -> ToolCallEve
     let before = LIVE.load(Relaxed);
     let mut baseline = Box::new(TenantBaseline::new(config.rate));
     for n in 0..count {
-        let event = make(n);
-        let findings = detect(&baseline, &event, config);
-        baseline.observe_within(&event, if findings.is_empty() { 1.0 } else { 0.1 }, &config.limits);
+        detect_then_observe(&mut baseline, &make(n), config);
     }
     let bytes = (LIVE.load(Relaxed) - before) as usize;
     (*baseline, bytes)
@@ -64,22 +63,11 @@ fn fold(count: usize, config: &DetectConfig, make: impl Fn(usize) -> ToolCallEve
 
 /// Call `n`, one in ten failing.
 fn call(n: usize, tool: String, at: DateTime<Utc>, params: Value) -> ToolCallEvent {
-    ToolCallEvent {
-        event_id: EventId::parse(&format!("e-{n}")).unwrap(),
-        timestamp: at,
-        tool: ToolName::parse(&tool).unwrap(),
-        params,
-        outcome: if n.is_multiple_of(10) {
-            Outcome::Error
-        } else {
-            Outcome::Success
-        },
-        error_code: None,
-        duration_ms: None,
-        agent_id: None,
-        session_id: None,
-        credential_ref: None,
+    let mut event = testing::call(n, &tool, at, params);
+    if n.is_multiple_of(10) {
+        event.outcome = Outcome::Error;
     }
+    event
 }
 
 fn padded(prefix: String, len: usize) -> String {
@@ -92,29 +80,12 @@ fn padded(prefix: String, len: usize) -> String {
 
 fn main() {
     let config = DetectConfig::default();
-    let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
+    let start = testing::start();
 
     // Typical: 20 tools, 2 calls per tool-minute for two hours, six parameters.
     let (typical, bytes) = fold(20 * 2 * 120, &config, |n| {
-        let variant = n / 20;
-        let (table, state) = (
-            ["orders", "users", "items", "invoices"][variant % 4],
-            ["open", "closed"][variant % 2],
-        );
-        let params = json!({
-            "table": table,
-            "limit": 10 + (variant * 7) % 41,
-            "query": format!("status-{variant} and created-after-2026-11-{:02}", 1 + variant % 28),
-            "dry_run": variant.is_multiple_of(2),
-            "ids": (0..variant % 5).collect::<Vec<_>>(),
-            "filter": {"state": state},
-        });
-        call(
-            n,
-            format!("tool.number_{}", n % 20),
-            start + Duration::seconds(n as i64 * 3 / 2),
-            params,
-        )
+        let at = start + Duration::seconds(n as i64 * 3 / 2);
+        call(n, format!("tool.number_{}", n % 20), at, six_params(n / 20))
     });
     println!(
         "typical tenant ({} tools, {} parameter paths, {} events): {bytes} bytes ({:.0} KB)",
@@ -170,8 +141,7 @@ fn main() {
                 json!({ format!("new_{n}"): n }),
             )
         };
-        let findings = detect(&full, &event, &config);
-        full.observe_within(&event, if findings.is_empty() { 1.0 } else { 0.1 }, &config.limits);
+        detect_then_observe(&mut full, &event, &config);
     }
     let grown = LIVE.load(Relaxed) - before;
     println!(

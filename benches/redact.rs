@@ -4,19 +4,7 @@
 use criterion::{Criterion, black_box, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use vigil::redact::Redactor;
-
-/// Six parameters of every kind, as in the detect bench.
-fn ordinary(variant: usize) -> Value {
-    let table = ["orders", "users", "items", "invoices"][variant % 4];
-    json!({
-        "table": table,
-        "limit": 10 + (variant * 7) % 41,
-        "query": format!("status-{variant} and created-after-2026-11-{:02}", 1 + variant % 28),
-        "dry_run": variant.is_multiple_of(2),
-        "ids": (0..variant % 5).collect::<Vec<_>>(),
-        "filter": {"state": "open"},
-    })
-}
+use vigil_test_support::testing::six_params;
 
 /// What a busier tool sends: ids, hashes, a URL, a path and a paragraph of text.
 fn rich() -> Value {
@@ -50,7 +38,7 @@ fn image() -> Value {
 fn bench(c: &mut Criterion) {
     let redactor = Redactor::new(b"bench-fingerprint-key-0123456789");
     let cases = [
-        ("ordinary params (6)", ordinary(3)),
+        ("ordinary params (6)", six_params(3)),
         ("rich params (7, 1 KiB of text)", rich()),
         ("base64 image (48 KiB)", image()),
         (
@@ -76,7 +64,7 @@ fn bench(c: &mut Criterion) {
         });
     }
     // The clone alone, to subtract.
-    let params = ordinary(3);
+    let params = six_params(3);
     group.bench_function("clone of the ordinary params", |b| b.iter(|| black_box(params.clone())));
     group.finish();
 }

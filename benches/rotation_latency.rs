@@ -15,13 +15,10 @@
 //! secrets bound per tenant (2), `ROT_WAVE` tenants bursting at once (10). Under `cargo test`
 //! it runs a small smoke round.
 
-#[allow(dead_code)]
-#[path = "../tests/api/helpers.rs"]
-mod helpers;
-
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use std::time::Instant;
+use vigil_test_support as support;
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
@@ -54,9 +51,8 @@ async fn main() {
     let secrets = if full { knob("ROT_SECRETS", 2) } else { 1 };
     let wave = if full { knob("ROT_WAVE", 10) } else { 2 }.max(1);
 
-    let app = helpers::spawn_app().await;
+    let app = support::spawn_app().await;
     let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-    let end = helpers::this_minute() - Duration::minutes(1);
     let mut tokens = Vec::new();
     let warm = Instant::now();
     for t in 0..tenants {
@@ -65,38 +61,21 @@ async fn main() {
         let bound: Vec<_> = (0..secrets)
             .map(|s| json!({"backend": "vault", "kind": "kv2", "mount": "secret", "path": format!("bench/{tenant}/s{s}")}))
             .collect();
-        let r = app
-            .admin_send(
-                reqwest::Method::PUT,
-                &format!("/v1/tenants/{tenant}/bindings"),
-                Some(json!({"bindings": [{"tools": "db.*", "secrets": bound}]})),
-            )
+        app.put_bindings(&tenant, json!([{"tools": "db.*", "secrets": bound}]))
             .await;
-        assert_eq!(r.status(), 200);
-        app.post_history(&token, &helpers::steady_history("h", "db.query", 2, 90, end))
-            .await;
+        app.warm_up(&token, "db.query").await;
         tokens.push(token);
     }
     let warm_secs = warm.elapsed().as_secs_f64();
 
     let fired = Instant::now();
-    for (w, chunk) in tokens.chunks(wave).enumerate() {
+    for chunk in tokens.chunks(wave) {
         let mut bursts = Vec::new();
-        for (i, token) in chunk.iter().enumerate() {
-            let (client, url, token) = (app.client.clone(), app.url("/v1/events"), token.clone());
+        for token in chunk {
+            let (api, token) = (app.api.clone(), token.clone());
             bursts.push(tokio::spawn(async move {
-                let now = Utc::now();
-                let events: Vec<_> = (0..60)
-                    .map(|k| helpers::event(&format!("burst-{w}-{i}-{k}"), "db.query", now, json!({})))
-                    .collect();
-                let r = client
-                    .post(url)
-                    .bearer_auth(token)
-                    .json(&json!({ "events": events }))
-                    .send()
-                    .await
-                    .unwrap();
-                assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+                api.post_accepted(&token, &support::burst("db.query", |_| json!({})))
+                    .await;
             }));
         }
         for b in bursts {

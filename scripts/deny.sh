@@ -13,13 +13,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-CARGO_DENY_VERSION=0.20.2
-TOOLS="$ROOT/.tools"
-export PATH="$TOOLS/bin:$PATH"
-if ! cargo deny --version 2>/dev/null | grep -q "$CARGO_DENY_VERSION"; then
-  echo "[deny] installing cargo-deny $CARGO_DENY_VERSION into $TOOLS (one-time)" >&2
-  cargo install --quiet --locked --root "$TOOLS" cargo-deny --version "$CARGO_DENY_VERSION"
-fi
+. "$ROOT/scripts/lib/tools.sh"
+cargo_tool deny 0.20.2
 
 DB_DIR="${CARGO_HOME:-$HOME/.cargo}/advisory-dbs"
 if [ "${VIGIL_DENY_ADVISORIES:-0}" = 1 ]; then

@@ -16,13 +16,8 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SECS=${1:-${VIGIL_FUZZ_SECONDS:-20}}
 TARGETS=${FUZZ_TARGETS:-event otlp redact}
-CARGO_FUZZ_VERSION=0.13.2
-TOOLS="$ROOT/.tools"
-export PATH="$TOOLS/bin:$PATH"
-if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
-  echo "[fuzz] installing cargo-fuzz $CARGO_FUZZ_VERSION into $TOOLS (one-time)" >&2
-  cargo install --quiet --locked --root "$TOOLS" cargo-fuzz --version "$CARGO_FUZZ_VERSION"
-fi
+. "$ROOT/scripts/lib/tools.sh"
+cargo_tool fuzz 0.13.2
 export RUSTC_BOOTSTRAP=1
 # The fuzz build has its own target folder (instrumented artifacts never mix with the main ones).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/fuzz"

@@ -98,8 +98,8 @@ cargo fmt --all -- --check
 section "cargo deny (scripts/deny.sh: licenses, bans, sources; advisories when a RustSec database is at hand)"
 scripts/deny.sh
 
-section "cargo clippy --all-targets -- -D warnings"
-cargo clippy --all-targets -- -D warnings
+section "cargo clippy --workspace --all-targets -- -D warnings (Vigil and tests/support)"
+cargo clippy --workspace --all-targets -- -D warnings
 
 section "cargo test --all-targets"
 cargo test --all-targets

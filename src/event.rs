@@ -186,7 +186,7 @@ pub struct EventLimits {
 /// Serialized size limit of `params`.
 pub const MAX_PARAMS_BYTES: usize = 64 * 1024;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "test-support"))]
 impl ToolCallEvent {
     /// A call for tests: `tool` at `at` with `params`, ending in `outcome`, nothing optional.
     pub fn sample(id: &str, tool: &str, at: DateTime<Utc>, params: Value, outcome: Outcome) -> Self {

@@ -24,3 +24,5 @@ pub mod server;
 pub mod shard;
 pub mod simulate;
 pub mod store;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;

@@ -55,10 +55,18 @@ fn module_of(src: &Path, file: &Path) -> Option<String> {
     (!matches!(name, "lib" | "main")).then(|| name.to_owned())
 }
 
-/// The lines of a source that are code: whole-line comments (`//`, `///`, `//!`) dropped.
+/// The lines of a source that are product code: whole-line comments (`//`, `///`, `//!`)
+/// dropped, and nothing from the file's unit-test module (`#[cfg(test)]` then `mod tests`) on,
+/// whose imports (`crate::testing` among them) are the tests' and not the module's.
 fn code_lines(source: &str) -> impl Iterator<Item = (usize, &str)> {
-    source
-        .lines()
+    let lines: Vec<&str> = source.lines().collect();
+    let tests = lines
+        .windows(2)
+        .position(|w| w[0].trim() == "#[cfg(test)]" && w[1].trim_start().starts_with("mod tests"))
+        .unwrap_or(lines.len());
+    lines
+        .into_iter()
+        .take(tests)
         .enumerate()
         .filter(|(_, l)| !l.trim_start().starts_with("//"))
         .map(|(i, l)| (i + 1, l))
@@ -261,6 +269,10 @@ fn the_checks_see_what_they_look_for() {
     assert!(names("sqlx::query_as(\"select 1\")", "sqlx::query_as"));
     assert!(!names("sqlx::query_as(\"select 1\")", "sqlx::query"));
     assert_eq!(code_lines("/// crate::app\nuse crate::store;").count(), 1);
+    assert_eq!(
+        code_lines("use crate::store;\n#[cfg(test)]\nmod tests {\n    use crate::testing::call;\n}").count(),
+        1
+    );
 
     let site = || (PathBuf::from("x.rs"), 1);
     let mut graph = Graph::new();

@@ -102,12 +102,13 @@ fn finding(event: &ToolCallEvent, observed: usize, limit: usize, explanation: St
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Duration, Utc};
+    use chrono::Duration;
     use serde_json::json;
 
     use crate::baseline::{Limits, TenantBaseline};
-    use crate::detect::{DetectConfig, Detector, detect};
-    use crate::event::{Outcome, ToolCallEvent};
+    use crate::detect::{DetectConfig, Detector};
+    use crate::event::ToolCallEvent;
+    use crate::testing::{self, detect_then_observe, start};
 
     /// Folds `events` as the shard does, returning the cardinality findings' event ids.
     fn run(config: &DetectConfig, events: impl IntoIterator<Item = ToolCallEvent>) -> (TenantBaseline, Vec<String>) {
@@ -121,27 +122,20 @@ mod tests {
     ) -> (TenantBaseline, Vec<String>) {
         let mut raised = Vec::new();
         for e in events {
-            let findings = detect(&b, &e, config);
+            let findings = detect_then_observe(&mut b, &e, config);
             raised.extend(
                 findings
                     .iter()
                     .filter(|f| f.detector == Detector::CardinalityExceeded)
                     .map(|f| f.event_id.clone()),
             );
-            b.observe_within(&e, if findings.is_empty() { 1.0 } else { 0.1 }, &config.limits);
         }
         (b, raised)
     }
 
     fn call(n: i64, tool: &str, params: serde_json::Value) -> ToolCallEvent {
-        let start: DateTime<Utc> = "2026-11-26T08:00:00Z".parse().unwrap();
-        ToolCallEvent::sample(
-            &format!("e-{n}"),
-            tool,
-            start + Duration::seconds(n),
-            params,
-            Outcome::Success,
-        )
+        let at = start() + Duration::hours(8) + Duration::seconds(n);
+        testing::call(n, tool, at, params)
     }
 
     #[test]

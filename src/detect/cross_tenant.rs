@@ -272,7 +272,7 @@ pub fn cross_tenant_ingest(refused: &RefusedEvent<'_>) -> Vec<Finding> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventId, Outcome, ToolName};
+    use crate::testing::{call, start};
     use serde_json::json;
 
     fn markers() -> TenantMarkers {
@@ -294,18 +294,7 @@ mod tests {
     }
 
     fn event(params: Value) -> ToolCallEvent {
-        ToolCallEvent {
-            event_id: EventId::parse("e-9").unwrap(),
-            timestamp: "2026-11-26T12:00:00Z".parse().unwrap(),
-            tool: ToolName::parse("s3.get_object").unwrap(),
-            params,
-            outcome: Outcome::Success,
-            error_code: None,
-            duration_ms: None,
-            agent_id: None,
-            session_id: None,
-            credential_ref: None,
-        }
+        call(9, "s3.get_object", start() + chrono::Duration::hours(12), params)
     }
 
     /// `own` posts `params`: the explanation of the finding, or "" for none.

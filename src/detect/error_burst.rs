@@ -85,52 +85,42 @@ pub(super) fn check(
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Duration, Utc};
+    use chrono::Duration;
 
-    use crate::baseline::TenantBaseline;
-    use crate::detect::{DetectConfig, Detector, detect};
-    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+    use crate::detect::{DetectConfig, Detector};
+    use crate::event::{Outcome, ToolCallEvent};
+    use crate::testing::{Tenant, start};
 
     /// Minutes of `(calls, of which failing)` for one tool, fed through detect-then-observe;
     /// returns one line per `error_burst` finding.
     fn run(minutes: &[(u64, u64, i64)]) -> (Vec<String>, Vec<crate::detect::Finding>) {
-        let start: DateTime<Utc> = "2026-11-26T00:00:00Z".parse().unwrap();
-        let config = DetectConfig::default();
-        let mut baseline = TenantBaseline::default();
+        let mut tenant = Tenant::new(DetectConfig::default());
         let (mut minute, mut n) = (0i64, 0u64);
-        let (mut log, mut all) = (Vec::new(), Vec::new());
+        let mut log = Vec::new();
         for &(calls, failing, repeat) in minutes {
             for _ in 0..repeat {
                 for i in 0..calls {
                     n += 1;
-                    let event = ToolCallEvent {
-                        event_id: EventId::parse(&format!("e-{n}")).unwrap(),
-                        timestamp: start
-                            + Duration::minutes(minute)
-                            + Duration::milliseconds((i * 60_000 / calls) as i64),
-                        tool: ToolName::parse("vault.read").unwrap(),
-                        params: serde_json::json!({}),
-                        outcome: if i < failing { Outcome::Denied } else { Outcome::Success },
-                        error_code: (i < failing).then(|| "403".to_owned()),
-                        duration_ms: None,
-                        agent_id: None,
-                        session_id: None,
-                        credential_ref: None,
-                    };
-                    let found = detect(&baseline, &event, &config);
-                    for f in found.iter().filter(|f| f.detector == Detector::ErrorBurst) {
+                    let at = start() + Duration::minutes(minute) + Duration::milliseconds((i * 60_000 / calls) as i64);
+                    let outcome = if i < failing { Outcome::Denied } else { Outcome::Success };
+                    let id = format!("e-{n}");
+                    let mut event = ToolCallEvent::sample(&id, "vault.read", at, serde_json::json!({}), outcome);
+                    event.error_code = (i < failing).then(|| "403".to_owned());
+                    for f in tenant
+                        .call(&event)
+                        .iter()
+                        .filter(|f| f.detector == Detector::ErrorBurst)
+                    {
                         log.push(format!(
                             "minute {minute}: {} of {:.2} expected, k={}",
                             f.observed, f.expected, f.threshold
                         ));
                     }
-                    baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
-                    all.extend(found);
                 }
                 minute += 1;
             }
         }
-        (log, all)
+        (log, tenant.findings)
     }
 
     #[track_caller]

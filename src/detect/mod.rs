@@ -277,7 +277,6 @@ pub(crate) fn secret_rule(explanation: &str) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{EventId, Outcome, ToolName};
 
     #[test]
     fn names_round_trip_and_match_serde() {
@@ -295,18 +294,8 @@ mod tests {
 
     #[test]
     fn each_redaction_is_one_high_finding_that_says_where() {
-        let event = ToolCallEvent {
-            event_id: EventId::parse("e-7").unwrap(),
-            timestamp: "2026-11-26T12:03:10Z".parse().unwrap(),
-            tool: ToolName::parse("github.create_issue").unwrap(),
-            params: serde_json::json!({}),
-            outcome: Outcome::Success,
-            error_code: None,
-            duration_ms: None,
-            agent_id: None,
-            session_id: None,
-            credential_ref: None,
-        };
+        let at = "2026-11-26T12:03:10Z".parse().unwrap();
+        let event = crate::testing::call(7, "github.create_issue", at, serde_json::json!({}));
         let findings = secret_in_payload(&event, &[("github_token", "params.token"), ("aws_key", "params.env.K")]);
         let lines: Vec<String> = findings
             .iter()

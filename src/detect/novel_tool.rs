@@ -151,74 +151,54 @@ pub(super) fn check(
 
 #[cfg(test)]
 mod tests {
-    use chrono::{DateTime, Duration, Utc};
+    use chrono::Duration;
 
     use super::Declarations;
-    use crate::baseline::{TenantBaseline, Warmup};
-    use crate::detect::{DetectConfig, Detector, Finding, detect};
-    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+    use crate::baseline::Warmup;
+    use crate::detect::{DetectConfig, Detector, Finding};
+    use crate::testing::{Tenant, start};
 
-    struct Sim {
-        baseline: TenantBaseline,
-        config: DetectConfig,
-        start: DateTime<Utc>,
-        n: i64,
-        findings: Vec<Finding>,
+    /// A tenant past a short warm-up, with `search.*` declared known, `iam.*` and `*.delete_*`
+    /// sensitive.
+    fn tenant() -> Tenant {
+        let mut config = DetectConfig {
+            warmup: Warmup {
+                min_events: 100,
+                min_span_minutes: 60,
+            },
+            ..DetectConfig::default()
+        };
+        config.tools = Declarations {
+            known: vec!["search.*".into()],
+            sensitive: vec!["iam.*".into(), "*.delete_*".into()],
+        };
+        Tenant::new(config)
     }
 
-    impl Sim {
-        fn new() -> Self {
-            let mut config = DetectConfig {
-                warmup: Warmup {
-                    min_events: 100,
-                    min_span_minutes: 60,
-                },
-                ..DetectConfig::default()
-            };
-            config.tools = Declarations {
-                known: vec!["search.*".into()],
-                sensitive: vec!["iam.*".into(), "*.delete_*".into()],
-            };
-            Sim {
-                baseline: TenantBaseline::default(),
-                config,
-                start: "2026-11-26T00:00:00Z".parse().unwrap(),
-                n: 0,
-                findings: Vec::new(),
-            }
-        }
+    trait Sim {
+        /// One call a minute of `tool`, `minutes` times: call n at minute n after the start.
+        fn calls(&mut self, tool: &str, minutes: i64) -> &mut Self;
+        /// The `novel_tool` findings so far.
+        fn novel(&self) -> Vec<&Finding>;
+        fn lines(&self) -> Vec<String>;
+    }
 
-        /// One call a minute of `tool`, `minutes` times.
+    impl Sim for Tenant {
         fn calls(&mut self, tool: &str, minutes: i64) -> &mut Self {
             for _ in 0..minutes {
-                self.call(tool, self.n + 1);
+                let at = start() + Duration::minutes(self.calls as i64 + 1);
+                self.call_at(tool, at, serde_json::json!({}));
             }
             self
         }
 
-        /// One call of `tool` at `minute` after the start; later calls go on from there.
-        fn call(&mut self, tool: &str, minute: i64) {
-            self.n += 1;
-            let event = ToolCallEvent {
-                event_id: EventId::parse(&format!("e-{}", self.n)).unwrap(),
-                timestamp: self.start + Duration::minutes(minute),
-                tool: ToolName::parse(tool).unwrap(),
-                params: serde_json::json!({}),
-                outcome: Outcome::Success,
-                error_code: None,
-                duration_ms: None,
-                agent_id: None,
-                session_id: None,
-                credential_ref: None,
-            };
-            let found = detect(&self.baseline, &event, &self.config);
-            self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
-            self.findings
-                .extend(found.into_iter().filter(|f| f.detector == Detector::NovelTool));
+        fn novel(&self) -> Vec<&Finding> {
+            let all = self.findings.iter();
+            all.filter(|f| f.detector == Detector::NovelTool).collect()
         }
 
         fn lines(&self) -> Vec<String> {
-            self.findings
+            self.novel()
                 .iter()
                 .map(|f| format!("{} {} {}", f.at.format("%H:%M"), f.severity, f.tool))
                 .collect()
@@ -227,7 +207,7 @@ mod tests {
 
     #[track_caller]
     fn check(steps: &[(&str, i64)], expect: &[&str]) {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         for (tool, minutes) in steps {
             sim.calls(tool, *minutes);
         }
@@ -298,12 +278,13 @@ mod tests {
         // Busy from 09:00 to 17:00 only (a call every 5 minutes); reports.run twice a day from
         // its second day on. Settling by calls (100 without a new tool) judged the map settled
         // on that day's first hour; 10 hours of use are not enough evidence.
-        let mut sim = Sim::new();
+        let mut sim = tenant();
+        let at = |minute: i64| start() + Duration::minutes(minute);
         for day in 0..5 {
             for minute in (9 * 60..17 * 60).step_by(5) {
-                sim.call("crm.lookup", day * 24 * 60 + minute);
+                sim.call_at("crm.lookup", at(day * 24 * 60 + minute), serde_json::json!({}));
                 if day > 0 && [10 * 60 + 30, 15 * 60 + 30].contains(&minute) {
-                    sim.call("reports.run", day * 24 * 60 + minute + 1);
+                    sim.call_at("reports.run", at(day * 24 * 60 + minute + 1), serde_json::json!({}));
                 }
             }
         }
@@ -332,7 +313,7 @@ mod tests {
 
     #[test]
     fn a_new_tool_fires_once_an_hour_and_hours_of_it_do_not_make_it_normal() {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.calls("db.query", SETTLED)
             .calls("iam.create_user", 119)
             .calls("iam.create_user", 1);
@@ -345,7 +326,7 @@ mod tests {
             ]
         );
         assert!(
-            sim.findings[2]
+            sim.novel()[2]
                 .explanation
                 .contains("only in hours that raised findings (119 calls, trust 0.3 of 1)")
         );
@@ -355,24 +336,24 @@ mod tests {
     fn an_attacker_repeating_a_new_tool_is_flagged_every_hour_until_its_third_day() {
         // Every minute from 20:01 on day 0: flagged in every hour up to 00:00 on day 2, the
         // first observation of its third day, and never after.
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.calls("db.query", SETTLED).calls("iam.create_user", 30 * 60);
-        assert_eq!(sim.findings.len(), 29, "{:?}", sim.lines());
+        assert_eq!(sim.novel().len(), 29, "{:?}", sim.lines());
         assert_eq!(sim.lines().last().unwrap(), "00:00 critical iam.create_user");
-        assert_eq!((sim.findings[28].at - sim.findings[0].at).num_minutes(), 28 * 60 - 1);
+        assert_eq!((sim.novel()[28].at - sim.novel()[0].at).num_minutes(), 28 * 60 - 1);
     }
 
     #[test]
     fn the_explanation_says_what_was_seen_instead_and_the_p_value_its_chance() {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.calls("db.query", SETTLED).calls("iam.create_user", 1);
         assert_eq!(
-            sim.findings[0].explanation,
+            sim.novel()[0].explanation,
             "iam.create_user has never been called by this tenant in 1200 calls of 1 tool since 2026-11-26 \
              (21 hours of use, 0 tools seen in one hour only: a new tool about 4.3% of hours), and no \
              declaration lists it; it is declared sensitive (iam.*)"
         );
-        assert_eq!(sim.findings[0].p_value, Some(1.0 / 23.0));
+        assert_eq!(sim.novel()[0].p_value, Some(1.0 / 23.0));
     }
 
     #[test]

@@ -441,57 +441,30 @@ pub(super) fn quote(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::succeeds;
-    use chrono::{DateTime, Duration, Utc};
+    use chrono::Duration;
     use serde_json::{Value, json};
 
-    use crate::baseline::TenantBaseline;
-    use crate::detect::{DetectConfig, Detector, Finding, detect};
-    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+    use crate::detect::{DetectConfig, Detector};
+    use crate::testing::{Tenant, start};
 
-    /// Plays the caller for one tool: detect, then observe with 0.1 when anything was found.
-    struct Sim {
-        baseline: TenantBaseline,
-        config: DetectConfig,
-        start: DateTime<Utc>,
-        n: i64,
-        findings: Vec<Finding>,
+    /// One tool's caller: call n at minute n after the start.
+    trait Sim {
+        /// `count` calls, one a minute, with params from `params(i)`.
+        fn calls(&mut self, count: i64, params: impl Fn(i64) -> Value) -> &mut Self;
+        /// Normal traffic: a table from three, a limit from 10 to 50, a free-text query.
+        fn normal(&mut self, count: i64) -> &mut Self;
+        fn lines(&self) -> Vec<String>;
     }
 
-    impl Sim {
-        fn new() -> Self {
-            Sim {
-                baseline: TenantBaseline::default(),
-                config: DetectConfig::default(),
-                start: "2026-11-26T00:00:00Z".parse().unwrap(),
-                n: 0,
-                findings: Vec::new(),
-            }
-        }
-
-        /// `count` calls, one a minute, with params from `params(i)`.
+    impl Sim for Tenant {
         fn calls(&mut self, count: i64, params: impl Fn(i64) -> Value) -> &mut Self {
             for i in 0..count {
-                self.n += 1;
-                let event = ToolCallEvent {
-                    event_id: EventId::parse(&format!("e-{}", self.n)).unwrap(),
-                    timestamp: self.start + Duration::minutes(self.n),
-                    tool: ToolName::parse("db.query").unwrap(),
-                    params: params(i),
-                    outcome: Outcome::Success,
-                    error_code: None,
-                    duration_ms: None,
-                    agent_id: None,
-                    session_id: None,
-                    credential_ref: None,
-                };
-                let found = detect(&self.baseline, &event, &self.config);
-                self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
-                self.findings.extend(found);
+                let at = start() + Duration::minutes(self.calls as i64 + 1);
+                self.call_at("db.query", at, params(i));
             }
             self
         }
 
-        /// Normal traffic: a table from three, a limit from 10 to 50, a free-text query.
         fn normal(&mut self, count: i64) -> &mut Self {
             self.calls(count, |i| {
                 let table = ["orders", "users", "items"][i as usize % 3];
@@ -507,16 +480,20 @@ mod tests {
         }
     }
 
+    fn tenant() -> Tenant {
+        Tenant::new(DetectConfig::default())
+    }
+
     #[track_caller]
     fn check(attack: Value, expect: &[&str]) {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.normal(300).calls(1, |_| attack.clone());
         assert_eq!(sim.lines(), expect);
     }
 
     #[test]
     fn ordinary_calls_are_quiet() {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.normal(2_000);
         assert_eq!(sim.lines(), Vec::<String>::new());
         check(json!({"table": "users", "limit": 50, "q": "status-3"}), &[]);
@@ -545,7 +522,7 @@ mod tests {
 
     #[test]
     fn a_finding_on_a_number_carries_its_tail_probability() {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.normal(300)
             .calls(1, |_| json!({"table": "users", "limit": 75, "q": "status-1"}));
         let f = &sim.findings[..];
@@ -569,7 +546,7 @@ mod tests {
 
     #[test]
     fn the_next_step_of_a_forward_moving_value_is_no_news() {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         let versioned = |v: &'static str| {
             move |i: i64| {
                 let table = ["orders", "users"][i as usize % 2];
@@ -658,7 +635,7 @@ mod tests {
                 format!("late order {word}")
             }
         };
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.calls(300, |i| json!({"table": "users", "q": text(i)}));
         assert_eq!(sim.lines(), Vec::<String>::new());
         // Quotes, never seen in 240 samples since the digits, are news.
@@ -685,7 +662,7 @@ mod tests {
 
     #[test]
     fn keys_are_not_judged_while_the_tool_shows_its_optional_ones() {
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.normal(20).calls(1, |_| json!({"dump": true})).normal(100);
         assert_eq!(sim.lines(), Vec::<String>::new());
     }
@@ -701,7 +678,7 @@ mod tests {
     #[test]
     fn an_attack_repeated_for_an_hour_does_not_become_normal() {
         let attack = || json!({"table": "secrets", "limit": 100000, "q": "x; cat /etc/passwd", "dump": true});
-        let mut sim = Sim::new();
+        let mut sim = tenant();
         sim.normal(24 * 60);
         let before = sim.findings.len();
         assert_eq!(before, 0);

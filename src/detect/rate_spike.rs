@@ -37,17 +37,20 @@ pub(super) fn check(
     if learned.is_some_and(|t| t.is_retry(event)) {
         return;
     }
-    let tool_spike = learned.and_then(|t| spike(&t.rate, minute, config)).map(|o| {
-        let count = Count::minute(&o, config);
+    // Each spike below is one minute's count of `what` (the tool, or all the tenant's tools).
+    let spiked = |o: &Outlook, what: &str, subject: &str| {
         finding(
             Detector::RateSpike,
             event,
-            tool,
-            &count,
+            what,
+            &Count::minute(o, config),
             config,
-            &format!("{tool} was called"),
+            subject,
         )
-    });
+    };
+    let tool_spike = learned
+        .and_then(|t| spike(&t.rate, minute, config))
+        .map(|o| spiked(&o, tool, &format!("{tool} was called")));
     if let Some(f) = tool_spike {
         out.push(f);
         return;
@@ -61,14 +64,7 @@ pub(super) fn check(
         && !tool_spiked()
         && !agent.is_some_and(|(rate, _)| rate.spiked_in(minute, config))
     {
-        out.push(finding(
-            Detector::RateSpike,
-            event,
-            ALL_TOOLS,
-            &Count::minute(&o, config),
-            config,
-            "the tenant's tools were called",
-        ));
+        out.push(spiked(&o, ALL_TOOLS, "the tenant's tools were called"));
         return;
     }
     // One agent's calls over all its tools: a spike spread over tools by one agent stands out
@@ -87,14 +83,7 @@ pub(super) fn check(
         } else {
             format!("agent {who}'s tools were called")
         };
-        out.push(finding(
-            Detector::RateSpike,
-            event,
-            ALL_TOOLS,
-            &Count::minute(&o, config),
-            config,
-            &subject,
-        ));
+        out.push(spiked(&o, ALL_TOOLS, &subject));
     }
 }
 
@@ -183,8 +172,9 @@ mod tests {
     use chrono::{DateTime, Duration, Utc};
 
     use crate::baseline::{RateConfig, TenantBaseline};
-    use crate::detect::{DetectConfig, Detector, Finding, detect};
-    use crate::event::{EventId, Outcome, ToolCallEvent, ToolName};
+    use crate::detect::{DetectConfig, Detector, detect};
+    use crate::event::{Outcome, ToolCallEvent};
+    use crate::testing::{Tenant, start};
 
     /// What the tenant's agents do, minute by minute.
     enum Step {
@@ -206,28 +196,24 @@ mod tests {
 
     /// Plays the caller: detect, then observe with weight 0.1 if anything was found.
     struct Sim {
-        baseline: TenantBaseline,
-        config: DetectConfig,
+        tenant: Tenant,
         start: DateTime<Utc>,
         minute: i64,
         calls: u64,
         rng: u64,
         /// One line per finding: `minute call-in-minute tool observed/expected/k`.
         log: Vec<String>,
-        findings: Vec<Finding>,
     }
 
     impl Sim {
         fn new() -> Self {
             Sim {
-                baseline: TenantBaseline::default(),
-                config: DetectConfig::default(),
-                start: "2026-11-26T00:00:00Z".parse().unwrap(),
+                tenant: Tenant::new(DetectConfig::default()),
+                start: start(),
                 minute: 0,
                 calls: 0,
                 rng: 0x9E37_79B9_7F4A_7C15,
                 log: Vec::new(),
-                findings: Vec::new(),
             }
         }
 
@@ -314,20 +300,15 @@ mod tests {
             session_id: Option<String>,
         ) {
             self.calls += 1;
-            let event = ToolCallEvent {
-                event_id: EventId::parse(&format!("e-{}", self.calls)).unwrap(),
-                timestamp: at,
-                tool: ToolName::parse(tool).unwrap(),
-                params: serde_json::json!({}),
-                outcome,
-                error_code: None,
-                duration_ms: None,
-                agent_id: None,
-                session_id,
-                credential_ref: None,
-            };
-            let found = detect(&self.baseline, &event, &self.config);
-            for f in found.iter().filter(|f| f.detector == Detector::RateSpike) {
+            let id = format!("e-{}", self.calls);
+            let mut event = ToolCallEvent::sample(&id, tool, at, serde_json::json!({}), outcome);
+            event.session_id = session_id;
+            for f in self
+                .tenant
+                .call(&event)
+                .iter()
+                .filter(|f| f.detector == Detector::RateSpike)
+            {
                 if f.tool == tool && nth_in_minute > 0 {
                     // Fires on the k-th call of the minute: the index we counted ourselves.
                     assert_eq!(f.threshold, nth_in_minute as f64, "{}", f.explanation);
@@ -338,8 +319,6 @@ mod tests {
                     self.minute, f.tool, f.observed, f.expected, f.threshold
                 ));
             }
-            self.baseline.observe(&event, if found.is_empty() { 1.0 } else { 0.1 });
-            self.findings.extend(found);
         }
 
         /// Knuth's Poisson sampler on a 64-bit LCG: deterministic, no `rand`.
@@ -391,7 +370,7 @@ mod tests {
     fn the_explanation_gives_the_numbers() {
         let mut sim = Sim::new();
         sim.run(&[Steady(DB_2, 120), Steady(&[("db.query", 40)], 1)]);
-        let f = &sim.findings[0];
+        let f = &sim.tenant.findings[0];
         assert_eq!(
             f.explanation,
             "db.query was called 13 times in the minute from 02:00 UTC on 2026-11-26; \
@@ -412,7 +391,7 @@ mod tests {
         let mut sim = Sim::new();
         sim.run(&[Steady(QUIET, 120), Steady(BUSY, 1)]);
         assert_eq!(
-            sim.findings[0].explanation,
+            sim.tenant.findings[0].explanation,
             "the tenant's tools were called 29 times in the minute from 02:00 UTC on 2026-11-26; \
              10.0 expected, 29 or more has p < 1e-6 (p=7.6e-7)"
         );
@@ -431,10 +410,10 @@ mod tests {
             min_history_minutes: 30,
         };
         let mut precomputed = Sim::new();
-        precomputed.baseline = TenantBaseline::new(strict);
-        precomputed.config.rate = strict;
+        precomputed.tenant.baseline = TenantBaseline::new(strict);
+        precomputed.tenant.config.rate = strict;
         let mut recomputed = Sim::new();
-        recomputed.config.rate = strict;
+        recomputed.tenant.config.rate = strict;
         precomputed.run(STEPS);
         recomputed.run(STEPS);
         assert_eq!(recomputed.log, precomputed.log);
@@ -511,7 +490,7 @@ mod tests {
     fn an_attack_repeated_for_an_hour_still_fires_every_minute() {
         let mut sim = Sim::new();
         sim.run(&[Steady(DB_2, 120), Steady(&[("db.query", 40)], 60)]);
-        assert_eq!(sim.findings.len(), 60, "{}", sim.log.join("\n"));
+        assert_eq!(sim.tenant.findings.len(), 60, "{}", sim.log.join("\n"));
         let last = sim.log.last().unwrap();
         assert_eq!(last, "minute 179 db.query: 24 of 7.07 expected, k=24");
     }
@@ -534,8 +513,8 @@ mod tests {
         check(&[BURSTY, Steady(&[("db.query", 20)], 1)], "");
         let mut sim = Sim::new();
         sim.run(&[BURSTY, Steady(&[("db.query", 100)], 1)]);
-        assert_eq!(sim.findings.len(), 1, "{}", sim.log.join("\n"));
-        let f = &sim.findings[0];
+        assert_eq!(sim.tenant.findings.len(), 1, "{}", sim.log.join("\n"));
+        let f = &sim.tenant.findings[0];
         assert!(
             f.explanation.contains("expected, over-dispersed (variance")
                 && f.explanation.contains("negative binomial)"),
@@ -559,12 +538,12 @@ mod tests {
         let mut sim = Sim::new();
         sim.run(&steps);
         let mut per_day = [0usize; 9];
-        for f in &sim.findings {
+        for f in &sim.tenant.findings {
             per_day[((f.at - sim.start).num_minutes() / (24 * 60)) as usize] += 1;
         }
         assert!(per_day[..7].iter().all(|&n| n > 0), "{per_day:?}");
         assert_eq!(per_day[7..], [0, 0], "{per_day:?}");
-        assert!(sim.baseline.tool("db.query").unwrap().rate().is_seasonal());
+        assert!(sim.tenant.baseline.tool("db.query").unwrap().rate().is_seasonal());
     }
 
     /// A spike spread over four tools by one of six agents: each tool at three times its rate
@@ -596,23 +575,14 @@ mod tests {
             for (ms, tool, agent, attack) in calls {
                 sim.calls += 1;
                 attack_calls += usize::from(attack);
-                let event = ToolCallEvent {
-                    event_id: EventId::parse(&format!("e-{}", sim.calls)).unwrap(),
-                    timestamp: start + Duration::minutes(minute) + Duration::milliseconds(ms),
-                    tool: ToolName::parse(tool).unwrap(),
-                    params: serde_json::json!({}),
-                    outcome: Outcome::Success,
-                    error_code: None,
-                    duration_ms: None,
-                    agent_id: agents.then(|| format!("agent-{agent}")),
-                    session_id: None,
-                    credential_ref: None,
-                };
-                let found = detect(&sim.baseline, &event, &sim.config);
+                let at = start + Duration::minutes(minute) + Duration::milliseconds(ms);
+                let mut event = crate::testing::call(sim.calls, tool, at, serde_json::json!({}));
+                event.agent_id = agents.then(|| format!("agent-{agent}"));
+                let found = detect(&sim.tenant.baseline, &event, &sim.tenant.config);
                 if found.iter().any(|f| f.detector == Detector::RateSpike) {
                     return Some(attack_calls);
                 }
-                sim.baseline.observe(&event, 1.0);
+                sim.tenant.baseline.observe(&event, 1.0);
             }
         }
         None

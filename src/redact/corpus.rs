@@ -3,6 +3,7 @@
 //! `cargo test --lib redact::corpus -- --nocapture` prints the rates.
 
 use super::Redactor;
+use super::decode::encode_base64 as base64;
 use serde_json::{Value, json};
 
 const KEY: &[u8] = b"vigil-test-fingerprint-key";
@@ -78,28 +79,6 @@ const WORDS: &[&str] = &[
     "review",
     "ticket",
 ];
-
-fn base64(bytes: &[u8], url_safe: bool) -> String {
-    let alphabet: &[u8] = if url_safe {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-    } else {
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-    };
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-        if !url_safe {
-            out.push_str(&"=".repeat(3 - chunk.len()));
-        }
-    }
-    out
-}
 
 fn capitalised(word: &str) -> String {
     let mut c = word.chars();

@@ -257,6 +257,31 @@ pub(crate) fn is_text_or_file(encoded: &str) -> bool {
     base64(encoded).is_some_and(|bytes| MAGIC.iter().any(|m| bytes.starts_with(m)) || as_text(bytes).is_some())
 }
 
+#[cfg(any(test, feature = "test-support"))]
+/// `bytes` in base64: the URL-safe alphabet unpadded, or the standard one padded. For planting
+/// encoded credentials; Vigil itself only decodes.
+pub fn encode_base64(bytes: &[u8], url_safe: bool) -> String {
+    let alphabet: &[u8] = if url_safe {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(alphabet[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+        if !url_safe {
+            out.push_str(&"=".repeat(3 - chunk.len()));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

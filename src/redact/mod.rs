@@ -23,6 +23,9 @@ mod corpus;
 mod decode;
 mod rules;
 
+#[cfg(any(test, feature = "test-support"))]
+pub use decode::encode_base64;
+
 use std::fmt;
 use std::fmt::Write as _;
 

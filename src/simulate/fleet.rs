@@ -175,12 +175,7 @@ pub fn fold_world(plan: &Plan, policy: &Policy) -> Report {
     )
     .expect("the simulated markers are within bounds");
     let attacks = plan.attacks.len();
-    let mut observed = Observed {
-        attack_accepted: vec![0; attacks],
-        attack_refused_status: vec![None; attacks],
-        attack_api_detectors: vec![Vec::new(); attacks],
-        ..Observed::default()
-    };
+    let mut observed = Observed::for_attacks(attacks);
     let started = std::time::Instant::now();
     for (t, tenant) in ids.iter().enumerate() {
         let config = policy.detect_for(tenant);

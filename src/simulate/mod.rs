@@ -211,12 +211,7 @@ pub async fn run(options: &Options) -> anyhow::Result<Report> {
         });
     }
     let attacks = plan.attacks.len();
-    let mut observed = Observed {
-        attack_accepted: vec![0; attacks],
-        attack_refused_status: vec![None; attacks],
-        attack_api_detectors: vec![Vec::new(); attacks],
-        ..Observed::default()
-    };
+    let mut observed = Observed::for_attacks(attacks);
     while let Some(outcome) = tasks.join_next().await {
         let outcome = outcome??;
         observed.events_posted += outcome.posted;

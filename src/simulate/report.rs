@@ -46,6 +46,18 @@ pub struct Observed {
     pub seconds: f64,
 }
 
+impl Observed {
+    /// Nothing seen yet, with a slot for each of `attacks` attacks.
+    pub fn for_attacks(attacks: usize) -> Self {
+        Observed {
+            attack_accepted: vec![0; attacks],
+            attack_refused_status: vec![None; attacks],
+            attack_api_detectors: vec![Vec::new(); attacks],
+            ..Observed::default()
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub run: RunSummary,

@@ -2,20 +2,28 @@
 //! receiver written the way the README tells users to write one verifies every signature, no
 //! alert carries a secret value, and an unreachable Alertmanager only delays delivery.
 
-use crate::helpers::*;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
+use vigil_test_support::*;
 
 const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
 const AWS_CANARY: &str = "AKIAQZ7CANARY3XKD5WQ";
 
 /// The alerts Alertmanager holds for a tenant, through its own API.
+/// The test Alertmanager's URL and a config (on a fresh database) that alerts it.
+pub(crate) async fn alerting_config() -> (String, vigil::config::Config) {
+    let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
+    let mut config = test_config(&fresh_database().await);
+    config.alertmanager_url = Some(alertmanager.clone());
+    (alertmanager, config)
+}
+
 async fn alertmanager_alerts(client: &reqwest::Client, base: &str, tenant: &str) -> Vec<Value> {
     let url = format!("{base}/api/v2/alerts?filter=tenant=%22{tenant}%22");
     let r = client.get(&url).send().await.expect("Alertmanager answers");
@@ -128,13 +136,9 @@ impl Receiver {
 
 #[tokio::test]
 async fn an_incident_is_raised_in_alertmanager_and_resolved_there_when_a_person_resolves_it() {
-    let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
-    let mut config = test_config(&fresh_database().await);
-    config.alertmanager_url = Some(alertmanager.clone());
-    let app = spawn_app_with(config).await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
-    let incident = app.open_incident(&token, "e-1").await;
+    let (alertmanager, config) = alerting_config().await;
+    let Setup { app, tenant, token } = Setup::with_config(config, "acme").await;
+    let incident = app.leak_a_key(&token, "e-1", "s3.get", json!({})).await;
 
     let raised = wait_for_alert(&app.client, &alertmanager, &tenant, 10, |a| {
         a["labels"]["alertname"] == "VigilIncident"
@@ -198,30 +202,17 @@ async fn an_incident_is_raised_in_alertmanager_and_resolved_there_when_a_person_
 #[tokio::test]
 async fn webhooks_are_signed_over_timestamp_and_body_and_no_alert_carries_a_secret_value() {
     let receiver = Receiver::start().await;
-    let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
-    let mut config = test_config(&fresh_database().await);
+    let (alertmanager, mut config) = alerting_config().await;
     config.webhook_urls = vec![receiver.url.clone().into()];
     config.webhook_secret = Some(WEBHOOK_SECRET.to_owned().into());
-    config.alertmanager_url = Some(alertmanager.clone());
     let app = spawn_app_with(config).await;
     let tenant = unique_tenant("acme");
-    let path = format!("tenants/{tenant}/github");
-    app.vault.write_kv2(&path, json!({"token": "placeholder"})).await;
-    let token = app.create_tenant(&tenant).await;
-    app.bind_kv2(&tenant, "github.*", &path).await;
-    let end = this_minute() - Duration::minutes(1);
-    app.post_history(&token, &steady_history("h", "github.list_issues", 2, 90, end))
-        .await;
+    let (token, path) = app.warmed_up_tenant(&app.vault, &tenant, "github.*").await;
 
     // A burst, one call of which leaks a key: rate_spike and secret_in_payload, one rotation.
-    let now = Utc::now();
-    let mut burst: Vec<Value> = (0..60)
-        .map(|i| event(&format!("b-{i}"), "github.list_issues", now, json!({"repo": "web"})))
-        .collect();
+    let mut burst = burst("github.list_issues", |_| json!({"repo": "web"}));
     burst[5]["params"]["aws_access_key_id"] = AWS_CANARY.into();
-    let r = app.post_events(&token, &burst).await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
+    let body = app.post_accepted(&token, &burst).await;
     let incident = body["findings"][0]["incident_id"].as_str().unwrap().to_owned();
 
     let opened = receiver.wait_for("incident_opened").await;
@@ -332,7 +323,7 @@ async fn while_alertmanager_is_unreachable_alerts_wait_in_the_outbox_and_arrive_
     let app = spawn_app_with(config).await;
     let tenant = unique_tenant("acme");
     let token = app.create_tenant(&tenant).await;
-    let incident = app.open_incident(&token, "e-1").await;
+    let incident = app.leak_a_key(&token, "e-1", "s3.get", json!({})).await;
 
     let mut attempts = 0;
     for _ in 0..150 {

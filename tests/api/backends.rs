@@ -3,58 +3,28 @@
 //! with the same rotation id, and AWS Secrets Manager on moto. Each test drives Vigil through its
 //! HTTP API (tenant, bindings, warm-up history, a burst) and then reads the peer's own state.
 
-use crate::helpers::*;
 use aws_sdk_secretsmanager::Client as SecretsManager;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use vigil::secrets::{AwsBackend, AwsSettings, SecretRef, SecretsBackend, VaultBackend};
+use vigil_test_support::*;
 
-/// Creates the tenant, binds `tools` to `secrets`, and posts 90 minutes of steady `tool` calls
-/// (the warm-up a tenant needs before Vigil may rotate); returns the ingest token.
-pub(crate) async fn tenant_with_history(app: &TestApp, tenant: &str, tool: &str, bindings: Value) -> String {
-    let token = app.create_tenant(tenant).await;
-    let r = app
-        .client
-        .put(app.url(&format!("/v1/tenants/{tenant}/bindings")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({ "bindings": bindings }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "put bindings: {}", r.text().await.unwrap());
-    let end = this_minute() - Duration::minutes(1);
-    app.post_history(&token, &steady_history("h", tool, 2, 90, end)).await;
-    token
-}
-
-/// A burst of 60 calls in one minute: a rate spike whose policy action is `rotate`.
-pub(crate) async fn burst(app: &TestApp, token: &str, tool: &str) {
-    let now = Utc::now();
-    let calls: Vec<_> = (0..60)
-        .map(|i| event(&format!("burst-{i}"), tool, now, json!({})))
-        .collect();
-    let r = app.post_events(token, &calls).await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
-    assert!(
-        body["findings"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|f| f["detector"] == "rate_spike" && f["action"] == "rotate"),
-        "the burst should ask for a rotation: {body:#}"
-    );
+/// The tenant's `count` rotations, once settled; asserts each ended `status` at its first
+/// attempt (a failure there is one only a person can fix: it is not retried).
+pub(crate) async fn settled_as(app: &TestApp, tenant: &str, count: usize, status: &str) -> Vec<Value> {
+    let rotations = app.settled_rotations(tenant).await;
+    assert_eq!(rotations.len(), count, "{rotations:#?}");
+    for rotation in &rotations {
+        assert_eq!(rotation["status"], status, "{rotation:#}");
+        assert_eq!(rotation["attempts"], 1, "{rotation:#}");
+    }
+    rotations
 }
 
 /// The tenant's only rotation, once it has settled; asserts it succeeded.
-pub(crate) async fn succeeded_rotation(app: &TestApp, tenant: &str) -> Value {
-    let rotations = app.settled_rotations(tenant).await;
-    assert_eq!(rotations.len(), 1, "{rotations:#?}");
-    let rotation = rotations[0].clone();
-    assert_eq!(rotation["status"], "succeeded", "{rotation:#}");
-    assert_eq!(rotation["attempts"], 1, "{rotation:#}");
-    rotation
+async fn succeeded_rotation(app: &TestApp, tenant: &str) -> Value {
+    settled_as(app, tenant, 1, "succeeded").await.remove(0)
 }
 
 /// OpenBao's database engine, configured for one test against the test Postgres server.
@@ -124,7 +94,15 @@ impl VaultDatabase {
         r.json::<Creds>().await.unwrap().data.username
     }
 
-    pub(crate) async fn static_role(&self, role: &str, pg_user: &str) {
+    /// A Postgres login `svc_<tenant>` (made here, on the test server) managed by the static
+    /// role `role`; returns the login.
+    pub(crate) async fn static_role(&self, pool: &sqlx::PgPool, role: &str, tenant: &str) -> String {
+        let pg_user = format!("svc_{}", tenant.replace('-', "_"));
+        // The name is generated above, never input: a role name cannot be a bind parameter.
+        sqlx::query(&format!("create role {pg_user} login password 'initial'"))
+            .execute(pool)
+            .await
+            .unwrap();
         self.vault
             .expect_ok(
                 "POST",
@@ -132,6 +110,18 @@ impl VaultDatabase {
                 Some(json!({"db_name": self.name, "username": pg_user, "rotation_period": "24h"})),
             )
             .await;
+        pg_user
+    }
+
+    /// Removes the static role `role` and its Postgres login.
+    pub(crate) async fn drop_static_role(&self, pool: &sqlx::PgPool, role: &str, pg_user: &str) {
+        self.vault
+            .expect_ok("DELETE", &format!("database/static-roles/{role}"), None)
+            .await;
+        sqlx::query(&format!("drop role {pg_user}"))
+            .execute(pool)
+            .await
+            .unwrap();
     }
 
     pub(crate) async fn last_vault_rotation(&self, role: &str) -> DateTime<Utc> {
@@ -187,8 +177,7 @@ async fn lease_prefix_revokes_the_tenants_database_users_and_leaves_another_tena
     let prefix = format!("database/creds/{acme_role}");
     let binding =
         json!([{"tools": "db.*", "secrets": [{"backend": "vault", "kind": "lease_prefix", "prefix": prefix}]}]);
-    let token = tenant_with_history(&app, &acme, "db.query", binding).await;
-    burst(&app, &token, "db.query").await;
+    app.warm_up_and_burst(&acme, "db.query", binding).await;
 
     let rotation = succeeded_rotation(&app, &acme).await;
     assert_eq!(rotation["result"], json!({"leases_revoked": 2}));
@@ -240,8 +229,7 @@ async fn a_vault_token_allowed_only_to_revoke_still_revokes_without_counting() {
 
     let binding =
         json!([{"tools": "db.*", "secrets": [{"backend": "vault", "kind": "lease_prefix", "prefix": prefix}]}]);
-    let token = tenant_with_history(&app, &acme, "db.query", binding).await;
-    burst(&app, &token, "db.query").await;
+    app.warm_up_and_burst(&acme, "db.query", binding).await;
 
     let rotation = succeeded_rotation(&app, &acme).await;
     assert_eq!(rotation["result"]["leases_revoked"], Value::Null, "{rotation:#}");
@@ -262,20 +250,13 @@ async fn database_static_role_rotation_advances_vaults_last_rotation() {
     let app = spawn_app().await;
     let db = VaultDatabase::configure().await;
     let acme = unique_tenant("acme");
-    let pg_user = format!("svc_{}", acme.replace('-', "_"));
-    // The name is generated above, never input: a role name cannot be a bind parameter.
-    sqlx::query(&format!("create role {pg_user} login password 'initial'"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     let role = format!("static-{acme}");
-    db.static_role(&role, &pg_user).await;
+    let pg_user = db.static_role(&app.pool, &role, &acme).await;
     let before = db.last_vault_rotation(&role).await;
 
     let binding = json!([{"tools": "db.*", "secrets": [
         {"backend": "vault", "kind": "database_static_role", "mount": "database", "role": role}]}]);
-    let token = tenant_with_history(&app, &acme, "db.query", binding).await;
-    burst(&app, &token, "db.query").await;
+    app.warm_up_and_burst(&acme, "db.query", binding).await;
 
     let rotation = succeeded_rotation(&app, &acme).await;
     let after = db.last_vault_rotation(&role).await;
@@ -297,14 +278,8 @@ async fn database_static_role_rotation_advances_vaults_last_rotation() {
         "only metadata is recorded: {rotation:#}"
     );
 
-    db.vault
-        .expect_ok("DELETE", &format!("database/static-roles/{role}"), None)
-        .await;
+    db.drop_static_role(&app.pool, &role, &pg_user).await;
     db.remove().await;
-    sqlx::query(&format!("drop role {pg_user}"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     app.stop().await;
 }
 
@@ -390,24 +365,49 @@ fn aws_binding(secret_id: &str, method: &str) -> Value {
     json!([{"tools": "*", "secrets": [{"backend": "aws", "kind": "secret", "secret_id": secret_id, "method": method}]}])
 }
 
-#[tokio::test]
-async fn aws_rotate_immediately_makes_a_new_current_version() {
+/// A secret in Secrets Manager (moto) bound with `method` to a tenant that a burst of `tool`
+/// attacks, rotated once: its new current version is what the rotation reports.
+struct AwsRotated {
+    app: TestApp,
+    sm: SecretsManager,
+    tenant: String,
+    secret_id: String,
+    rotation: Value,
+    after: String,
+}
+
+async fn aws_rotated(name: &str, method: &str, tool: &str) -> AwsRotated {
     let app = spawn_app().await;
     let sm = moto().await;
-    let acme = unique_tenant("acme");
-    let secret_id = format!("tenants/{acme}/openai");
+    let tenant = unique_tenant("acme");
+    let secret_id = format!("tenants/{tenant}/{name}");
     let before = create_secret(&sm, &secret_id).await;
 
-    let token = tenant_with_history(&app, &acme, "llm.chat", aws_binding(&secret_id, "rotate_immediately")).await;
-    burst(&app, &token, "llm.chat").await;
+    app.warm_up_and_burst(&tenant, tool, aws_binding(&secret_id, method))
+        .await;
 
-    let rotation = succeeded_rotation(&app, &acme).await;
+    let rotation = succeeded_rotation(&app, &tenant).await;
     let after = current_version(&sm, &secret_id).await;
     assert_ne!(after, before);
     assert_eq!(
         rotation["result"],
         json!({"new_version": after, "previous_version": before})
     );
+    AwsRotated {
+        app,
+        sm,
+        tenant,
+        secret_id,
+        rotation,
+        after,
+    }
+}
+
+#[tokio::test]
+async fn aws_rotate_immediately_makes_a_new_current_version() {
+    let AwsRotated {
+        app, rotation, after, ..
+    } = aws_rotated("openai", "rotate_immediately", "llm.chat").await;
     assert_eq!(
         after,
         vigil::secrets::client_request_token(rotation["id"].as_str().unwrap()),
@@ -418,22 +418,14 @@ async fn aws_rotate_immediately_makes_a_new_current_version() {
 
 #[tokio::test]
 async fn aws_put_random_stores_a_fresh_value_as_the_current_version() {
-    let app = spawn_app().await;
-    let sm = moto().await;
-    let acme = unique_tenant("acme");
-    let secret_id = format!("tenants/{acme}/stripe");
-    let before = create_secret(&sm, &secret_id).await;
-
-    let token = tenant_with_history(&app, &acme, "billing.charge", aws_binding(&secret_id, "put_random")).await;
-    burst(&app, &token, "billing.charge").await;
-
-    let rotation = succeeded_rotation(&app, &acme).await;
-    let after = current_version(&sm, &secret_id).await;
-    assert_ne!(after, before);
-    assert_eq!(
-        rotation["result"],
-        json!({"new_version": after, "previous_version": before})
-    );
+    let AwsRotated {
+        app,
+        sm,
+        tenant: acme,
+        secret_id,
+        rotation,
+        after,
+    } = aws_rotated("stripe", "put_random", "billing.charge").await;
     let value = sm
         .get_secret_value()
         .secret_id(&secret_id)
@@ -495,21 +487,17 @@ async fn an_unfinished_aws_rotation_is_retried_with_a_message_naming_the_pending
         .version_id
         .unwrap();
 
-    let token = tenant_with_history(&app, &acme, "llm.chat", aws_binding(&secret_id, "rotate_immediately")).await;
-    burst(&app, &token, "llm.chat").await;
+    app.warm_up_and_burst(&acme, "llm.chat", aws_binding(&secret_id, "rotate_immediately"))
+        .await;
 
-    let mut rotation = Value::Null;
-    for _ in 0..200 {
-        let body = app.admin_json(&format!("/v1/rotations?tenant={acme}")).await;
-        rotation = body["rotations"][0].clone();
-        if rotation["error"].is_string() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let error = rotation["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no error recorded: {rotation:#}"));
+    let rotations = format!("/v1/rotations?tenant={acme}");
+    let body = app
+        .poll_until(&rotations, "an error recorded", |b| {
+            b["rotations"][0]["error"].is_string()
+        })
+        .await;
+    let rotation = &body["rotations"][0];
+    let error = rotation["error"].as_str().unwrap();
     assert!(
         matches!(rotation["status"].as_str(), Some("pending" | "running")),
         "retrying: {rotation:#}"
@@ -532,15 +520,9 @@ async fn bindings_to_missing_secrets_fail_at_once_with_the_backends_message() {
     let binding = json!([{"tools": "*", "secrets": [
         {"backend": "aws", "kind": "secret", "secret_id": secret_id, "method": "put_random"},
         {"backend": "vault", "kind": "database_static_role", "mount": "database", "role": role}]}]);
-    let token = tenant_with_history(&app, &acme, "db.query", binding).await;
-    burst(&app, &token, "db.query").await;
+    app.warm_up_and_burst(&acme, "db.query", binding).await;
 
-    let rotations = app.settled_rotations(&acme).await;
-    assert_eq!(rotations.len(), 2, "{rotations:#?}");
-    for rotation in &rotations {
-        assert_eq!(rotation["status"], "failed", "{rotation:#}");
-        assert_eq!(rotation["attempts"], 1, "not retried: only a person can fix it");
-    }
+    let rotations = settled_as(&app, &acme, 2, "failed").await;
     let error_of = |backend: &str| {
         rotations
             .iter()

@@ -2,12 +2,12 @@
 //! Vigil process past a stated bound, raises one `cardinality_exceeded` finding, and the
 //! baseline API and dashboard page answer one bounded page, quickly.
 
-use crate::helpers::*;
 use crate::process::Service;
 use crate::web::{csrf_of, form_body, set_cookie};
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use std::time::Instant;
+use vigil_test_support::*;
 
 /// Tool names the flood invents, in batches of [`BATCH`].
 const FLOOD: usize = 100_000;
@@ -90,28 +90,12 @@ async fn a_hundred_thousand_tool_names_stay_bounded_and_raise_one_finding() {
     let id = unique_tenant("flood");
     let token = service.create_tenant(&id).await;
     let client = reqwest::Client::new();
-    let post = |events: Vec<Value>| {
-        let client = client.clone();
-        let url = format!("{}/v1/events", service.address);
-        let token = token.clone();
-        async move {
-            let r = client
-                .post(url)
-                .bearer_auth(token)
-                .json(&json!({ "events": events }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 202);
-            r.json::<Value>().await.unwrap()
-        }
-    };
     // One ordinary batch first, so the process has served ingest before it is measured.
     let start = Utc::now() - Duration::minutes(30);
     let warm: Vec<Value> = (0..BATCH)
         .map(|i| event(&format!("w{i}"), "db.query", start, json!({"table": "orders"})))
         .collect();
-    post(warm).await;
+    service.post_accepted(&token, &warm).await;
     let before = rss_kb(service.pid());
 
     let mut cardinality = Vec::new();
@@ -123,7 +107,7 @@ async fn a_hundred_thousand_tool_names_stay_bounded_and_raise_one_finding() {
                 event(&format!("f{n}"), &format!("flood.tool_{n:06}"), at, json!({"n": n}))
             })
             .collect();
-        let answer = post(events).await;
+        let answer = service.post_accepted(&token, &events).await;
         cardinality.extend(
             answer["findings"]
                 .as_array()

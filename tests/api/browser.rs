@@ -6,14 +6,14 @@
 //!
 //! Every wait polls with a deadline; nothing sleeps in place of an assertion.
 
-use crate::helpers::*;
 use crate::web::*;
-use chrono::{Duration as Minutes, Utc};
+use chrono::Duration as Minutes;
 use fantoccini::key::Key;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use vigil_test_support::*;
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -257,7 +257,9 @@ async fn a_responder_sees_an_attack_arrive_opens_it_and_acknowledges_it_with_a_n
     add_user(&app, "ada", "responder").await;
     // Earlier today: a leaked key at another tenant, already resolved, and one at a tenant
     // still learning (alerted on, not rotated).
-    let earlier = leak_a_key(&app, &globex_token, "leak-1", "slack.post_message", json!({})).await;
+    let earlier = app
+        .leak_a_key(&globex_token, "leak-1", "slack.post_message", json!({}))
+        .await;
     let web = Web::login(&app, "ada").await;
     let r = web
         .act(&format!("/incidents/{earlier}/acknowledge"), &[("note", "On it.")])
@@ -272,7 +274,8 @@ async fn a_responder_sees_an_attack_arrive_opens_it_and_acknowledges_it_with_a_n
     assert_eq!(r.status(), 303);
     let initech = unique_tenant("initech");
     let initech_token = app.create_tenant(&initech).await;
-    leak_a_key(&app, &initech_token, "leak-1", "jira.create_ticket", json!({})).await;
+    app.leak_a_key(&initech_token, "leak-1", "jira.create_ticket", json!({}))
+        .await;
 
     let browser = start_browser().await;
     browser.log_in(&app, "ada").await;
@@ -283,19 +286,8 @@ async fn a_responder_sees_an_attack_arrive_opens_it_and_acknowledges_it_with_a_n
     );
 
     let before = app.vault.current_version(&path).await;
-    let burst: Vec<Value> = (0..60)
-        .map(|i| {
-            event(
-                &format!("burst-{i}"),
-                "github.list_issues",
-                Utc::now(),
-                json!({"repo": "web", "page": i}),
-            )
-        })
-        .collect();
-    let r = app.post_events(&acme_token, &burst).await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
+    let burst = burst("github.list_issues", |i| json!({"repo": "web", "page": i}));
+    let body = app.post_accepted(&acme_token, &burst).await;
     let incident = body["findings"][0]["incident_id"].as_str().unwrap().to_owned();
 
     // The list refreshes itself: the incident appears without a reload.

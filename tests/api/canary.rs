@@ -6,11 +6,11 @@
 //! column), the service's own log output, `/metrics`, any API response nor any dashboard page.
 //! Runs the real binary so its real log output is searched.
 
-use crate::helpers::*;
 use crate::process::Service;
 use crate::web::{PASSWORD, csrf_of, form_body, set_cookie};
 use chrono::Utc;
 use serde_json::{Value, json};
+use vigil_test_support::*;
 
 const AWS_CANARY: &str = "AKIAQZ7CANARY3XKD5WQ";
 /// A random 40-character token with no known prefix, sent under the neutral key `note`.
@@ -22,21 +22,6 @@ const OTLP_RANDOM_CANARY: &str = "Wd4Rk9PzX2mLq7TbN5vYh3JcF8sGa6EuK1oZi0Bn";
 /// The shape is in it twice, so that each half of a split one is unique too.
 fn github_canary(shape: &str) -> String {
     format!("ghp_{shape}Canary{shape}R2d2C3poBb8Yoda1ObiWanKenob1")
-}
-
-fn base64url(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut out = String::new();
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, &b)| n | (u32::from(b) << (16 - 8 * i)));
-        for i in 0..=chunk.len() {
-            out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
-        }
-    }
-    out
 }
 
 /// Every string that must not appear in any sink, with what it is.
@@ -94,7 +79,7 @@ async fn canary_secrets_in_every_shape_are_redacted_and_reach_no_sink() {
     canaries.add("second half of the split token", second);
     let encoded = github_canary("Base64");
     canaries.add("base64'd token", encoded.clone());
-    let base64 = canaries.add("base64 form", base64url(encoded.as_bytes()));
+    let base64 = canaries.add("base64 form", testing::base64(encoded.as_bytes(), true));
     let percent = github_canary("Percent");
     canaries.add("percent-encoded token", percent.clone());
     let percent: String = percent.bytes().map(|b| format!("%{b:02X}")).collect();
@@ -234,14 +219,7 @@ async fn canary_secrets_in_every_shape_are_redacted_and_reach_no_sink() {
                         {"key": "gen_ai.tool.name", "value": {"stringValue": otlp_tool}},
                         {"key": "gen_ai.tool.call.arguments", "value": {"stringValue": arguments}}],
          "status": {}}]}]}]});
-    let r = client
-        .post(url("/v1/traces"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(export.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = service.post_json("/v1/traces", token, export.to_string()).await;
     assert_eq!(r.status(), 200);
     responses.push_str(&r.text().await.unwrap());
 

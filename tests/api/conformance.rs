@@ -7,7 +7,6 @@
 //! attacks a burst, a never-seen sensitive tool with an underscore name, another tenant's
 //! marker and a planted secret, each reported once.
 
-use crate::helpers::*;
 use crate::otlp::python;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
@@ -15,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
+use vigil_test_support::*;
 
 struct Family {
     name: &'static str,
@@ -448,9 +448,7 @@ async fn genai_conventions_langchain_conform() {
 /// learning as soon as the shorter warm-up is met; a bad `[warmup]` is a 422 that changes nothing.
 #[tokio::test]
 async fn a_tenants_warmup_is_set_through_its_policy() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("warm");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("warm").await;
     let now = Utc::now();
     let events: Vec<Value> = (0..5)
         .map(|i| {

@@ -3,12 +3,12 @@
 //! a login throttle that nobody can turn against a responder, and an incident as tooling reads it
 //! (grouped, filed, bounded).
 
-use crate::helpers::*;
 use crate::web::*;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use vigil_test_support::*;
 
 /// Who calls.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -212,7 +212,7 @@ async fn a_session_acts_through_the_api_only_from_this_site_with_its_csrf_token(
     let app = spawn_app().await;
     let tenant = unique_tenant("csrf");
     let callers = callers(&app, &tenant).await;
-    let incident = leak_a_key(&app, &callers.ingest, "leak-1", "s3.get", json!({})).await;
+    let incident = app.leak_a_key(&callers.ingest, "leak-1", "s3.get", json!({})).await;
     let ack = app.url(&format!("/v1/incidents/{incident}/acknowledge"));
     let rita = &callers.responder;
     let post = || {
@@ -281,9 +281,7 @@ async fn send(request: reqwest::RequestBuilder) -> (u16, String, reqwest::header
 
 #[tokio::test]
 async fn every_refusal_is_the_json_envelope_and_every_answer_says_nosniff() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("env");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("env").await;
     let admin = |method: Method, path: &str| app.client.request(method, app.url(path)).bearer_auth(ADMIN_TOKEN);
     let events = |ct: Option<&str>, body: &str| {
         let r = app.client.post(app.url("/v1/events")).bearer_auth(&token);
@@ -543,28 +541,13 @@ async fn an_incident_groups_repeated_findings_files_them_and_stays_bounded() {
     // The 250-finding batch waits for its commit: a busy machine's slow commit is not a 503 here.
     let mut config = test_config(&fresh_database().await);
     config.database_timeout = std::time::Duration::from_secs(30);
-    let app = spawn_app_with(config).await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
-    let end = this_minute() - Duration::minutes(1);
-    app.post_history(&token, &steady_history("h", "github.list_issues", 2, 90, end))
-        .await;
+    let Setup { app, tenant, token } = Setup::with_config(config, "acme").await;
+    app.warm_up(&token, "github.list_issues").await;
     // A burst paging far past pages 0 and 1, then 250 calls leaking one key at one path.
-    let now = Utc::now();
-    let burst: Vec<Value> = (0..60)
-        .map(|i| {
-            event(
-                &format!("b-{i}"),
-                "github.list_issues",
-                now,
-                json!({"repo": "web", "page": i}),
-            )
-        })
-        .collect();
-    let r = app.post_events(&token, &burst).await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
+    let burst = burst("github.list_issues", |i| json!({"repo": "web", "page": i}));
+    let body = app.post_accepted(&token, &burst).await;
     let incident = body["findings"][0]["incident_id"].as_str().unwrap().to_owned();
+    let now = Utc::now();
     let leaks: Vec<Value> = (0..250)
         .map(|i| {
             event(

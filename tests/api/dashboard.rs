@@ -2,9 +2,33 @@
 //! transitions, retries and manual rotations, and escaping. The browser tests
 //! (`browser.rs`) cover what only a real browser can show.
 
-use crate::helpers::*;
 use crate::web::*;
 use serde_json::{Value, json};
+use vigil_test_support::*;
+
+/// A tenant past warm-up with one incident, a leaked key (`leak-1`), whose rotation has settled.
+struct Leaked {
+    tenant: String,
+    token: String,
+    incident: String,
+    rotation: String,
+}
+
+async fn leaked(app: &TestApp, prefix: &str) -> Leaked {
+    let tenant = unique_tenant(prefix);
+    let (token, _) = app.warmed_up_tenant(&app.vault, &tenant, "*").await;
+    let incident = app.leak_a_key(&token, "leak-1", "s3.get", json!({})).await;
+    let rotation = app.settled_rotations(&tenant).await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    Leaked {
+        tenant,
+        token,
+        incident,
+        rotation,
+    }
+}
 
 async fn incident_status(app: &TestApp, incident: &str) -> String {
     app.admin_json(&format!("/v1/incidents/{incident}")).await["status"]
@@ -16,13 +40,12 @@ async fn incident_status(app: &TestApp, incident: &str) -> String {
 #[tokio::test]
 async fn without_a_session_every_page_redirects_to_login_and_every_action_is_refused() {
     let app = spawn_app().await;
-    let tenant = unique_tenant("anon");
-    let (token, _) = warmed_up_tenant(&app, &tenant).await;
-    let incident = leak_a_key(&app, &token, "leak-1", "s3.get", json!({})).await;
-    let rotation = app.settled_rotations(&tenant).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Leaked {
+        tenant,
+        incident,
+        rotation,
+        ..
+    } = leaked(&app, "anon").await;
     let anonymous = Web::anonymous(&app);
 
     for page in [
@@ -73,13 +96,12 @@ async fn without_a_session_every_page_redirects_to_login_and_every_action_is_ref
 #[tokio::test]
 async fn a_viewer_sees_no_buttons_and_every_post_of_theirs_is_refused() {
     let app = spawn_app().await;
-    let tenant = unique_tenant("view");
-    let (token, _) = warmed_up_tenant(&app, &tenant).await;
-    let incident = leak_a_key(&app, &token, "leak-1", "s3.get", json!({})).await;
-    let rotation = app.settled_rotations(&tenant).await[0]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let Leaked {
+        tenant,
+        incident,
+        rotation,
+        ..
+    } = leaked(&app, "view").await;
     add_user(&app, "vera", "viewer").await;
     let viewer = Web::login(&app, "vera").await;
 
@@ -117,9 +139,7 @@ async fn a_viewer_sees_no_buttons_and_every_post_of_theirs_is_refused() {
 #[tokio::test]
 async fn a_form_without_the_sessions_csrf_token_is_refused() {
     let app = spawn_app().await;
-    let tenant = unique_tenant("csrf");
-    let (token, _) = warmed_up_tenant(&app, &tenant).await;
-    let incident = leak_a_key(&app, &token, "leak-1", "s3.get", json!({})).await;
+    let Leaked { incident, .. } = leaked(&app, "csrf").await;
     add_user(&app, "rita", "responder").await;
     add_user(&app, "otto", "responder").await;
     let rita = Web::login(&app, "rita").await;
@@ -290,9 +310,12 @@ async fn every_page_sends_a_strict_content_security_policy() {
 #[tokio::test]
 async fn incident_transitions_follow_the_lifecycle_and_each_is_audited_with_its_note() {
     let app = spawn_app().await;
-    let tenant = unique_tenant("life");
-    let (token, _) = warmed_up_tenant(&app, &tenant).await;
-    let first = leak_a_key(&app, &token, "leak-1", "s3.get", json!({})).await;
+    let Leaked {
+        tenant,
+        token,
+        incident: first,
+        ..
+    } = leaked(&app, "life").await;
     add_user(&app, "ravi", "responder").await;
     let ravi = Web::login(&app, "ravi").await;
     let path = |action: &str| format!("/incidents/{first}/{action}");
@@ -340,7 +363,7 @@ async fn incident_transitions_follow_the_lifecycle_and_each_is_audited_with_its_
 
     // Findings after the first incident closed open a second one; false positive from open,
     // suppressing its findings for a day (a bad duration changes nothing).
-    let second = leak_a_key(&app, &token, "leak-2", "s3.get", json!({})).await;
+    let second = app.leak_a_key(&token, "leak-2", "s3.get", json!({})).await;
     assert_ne!(second, first);
     let fp = format!("/incidents/{second}/false-positive");
     let r = ravi
@@ -430,20 +453,12 @@ async fn enable_kv2(mount: &str) {
 async fn a_failed_rotation_can_be_retried_once_the_backend_is_fixed() {
     let app = spawn_app().await;
     let tenant = unique_tenant("retry");
-    let (token, _) = warmed_up_tenant(&app, &tenant).await;
+    let (token, _) = app.warmed_up_tenant(&app.vault, &tenant, "*").await;
     let mount = format!("kv-{tenant}");
-    let body = json!({"bindings": [{"tools": "*", "secrets": [
-        {"backend": "vault", "kind": "kv2", "mount": mount, "path": "app"}]}]});
-    let r = app
-        .client
-        .put(app.url(&format!("/v1/tenants/{tenant}/bindings")))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let incident = leak_a_key(&app, &token, "leak-1", "s3.get", json!({})).await;
+    let secret = json!({"backend": "vault", "kind": "kv2", "mount": mount, "path": "app"});
+    app.put_bindings(&tenant, json!([{"tools": "*", "secrets": [secret]}]))
+        .await;
+    let incident = app.leak_a_key(&token, "leak-1", "s3.get", json!({})).await;
     let failed = app.settled_rotations(&tenant).await;
     assert_eq!(failed[0]["status"], "failed", "no such mount yet: {failed:#?}");
     let failed_id = failed[0]["id"].as_str().unwrap().to_owned();
@@ -491,7 +506,7 @@ async fn a_failed_rotation_can_be_retried_once_the_backend_is_fixed() {
 async fn a_responder_rotates_a_tenants_secrets_by_hand() {
     let app = spawn_app().await;
     let tenant = unique_tenant("hand");
-    let (_, path) = warmed_up_tenant(&app, &tenant).await;
+    let (_, path) = app.warmed_up_tenant(&app.vault, &tenant, "*").await;
     let before = app.vault.current_version(&path).await;
     add_user(&app, "hugo", "responder").await;
     let hugo = Web::login(&app, "hugo").await;

@@ -2,9 +2,9 @@
 //! finding rotates): the 202 names the right finding, with the severity and the action the
 //! shipped policy gives it, and the incident keeps the explanation. Plus the baseline API.
 
-use crate::helpers::*;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
+use vigil_test_support::*;
 
 /// A tenant out of warm-up whose tool map has settled: a `status.ping` an hour for the day
 /// before (22 hours of use in all, enough evidence that an hour seldom brings a new tool), then
@@ -50,9 +50,7 @@ async fn warm_tenant() -> Warm {
 impl Warm {
     /// Posts `events` now; returns the 202's findings.
     async fn post(&self, events: &[Value]) -> Vec<Value> {
-        let r = self.app.post_events(&self.token, events).await;
-        assert_eq!(r.status(), 202);
-        let body: Value = r.json().await.unwrap();
+        let body = self.app.post_accepted(&self.token, events).await;
         body["findings"].as_array().unwrap().clone()
     }
 

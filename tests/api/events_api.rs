@@ -2,11 +2,11 @@
 //! through them while ingest goes on, the filters, and that what comes back is what was
 //! stored — redacted, and escaped on the page.
 
-use crate::helpers::*;
 use crate::web::*;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use std::collections::HashSet;
+use vigil_test_support::*;
 
 /// `n` events of `tool` with ids `{prefix}-{i}`, event times a second apart ending a minute ago.
 fn calls(prefix: &str, tool: &str, n: usize) -> Vec<Value> {
@@ -40,9 +40,7 @@ fn ids(events: &[Value]) -> Vec<String> {
 
 #[tokio::test]
 async fn only_the_admin_token_or_a_dashboard_session_reads_events() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("evauth");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("evauth").await;
     app.post_history(&token, &calls("a", "db.query", 3)).await;
     let path = format!("/v1/events?tenant={tenant}");
 
@@ -71,9 +69,7 @@ async fn only_the_admin_token_or_a_dashboard_session_reads_events() {
 
 #[tokio::test]
 async fn pages_hold_every_event_once_newest_first_while_ingest_goes_on() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("evpage");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("evpage").await;
     let older = calls("old", "db.query", 60);
     let newer = calls("new", "db.query", 60);
     app.post_history(&token, &older).await;
@@ -209,9 +205,7 @@ async fn bad_parameters_are_refused_naming_the_field() {
 
 #[tokio::test]
 async fn a_planted_credential_comes_back_redacted_never_raw() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("evredact");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("evredact").await;
     let github = "ghp_aB3dE5fG7hI9jK1lM3nO5pQ7rS9tU1vW3xY5";
     let aws = "AKIAIOSFODNN7EXAMPLE";
     let r = app
@@ -249,9 +243,7 @@ async fn a_planted_credential_comes_back_redacted_never_raw() {
 
 #[tokio::test]
 async fn the_events_page_lists_a_tenants_events_escaped_and_filtered_by_tool() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("evpage");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("evpage").await;
     let at = Utc::now() - Duration::minutes(2);
     let mut batch = calls("plain", "db.query", 55);
     batch.push(

@@ -4,13 +4,12 @@
 //! the same port with integrated (raft) storage in a temporary folder — OpenBao 2 has no `file`
 //! storage — and is initialised with one unseal key and unsealed over HTTP, as an operator would.
 
-use crate::helpers::*;
 use crate::process::Service;
-use crate::restart::{Tenant, burst as burst_service, tenant_with_history};
-use chrono::{Duration, Utc};
+use crate::restart::{Tenant, burst_findings, tenant_with_history};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use vigil_test_support::*;
 
 /// The `bao` binary: `VIGIL_TEST_BAO`, else the one next to the test venv's python (where
 /// scripts/backends.sh installs it).
@@ -228,45 +227,12 @@ fn signal(child: &Child, name: &str) {
     assert!(status.success(), "kill -{name}");
 }
 
-/// Polls `GET path` (admin) at `address` every 20 ms until `done` holds (bounded, 10 s);
-/// returns the last answer.
-async fn poll_until(address: &str, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let client = reqwest::Client::new();
-    let mut last = Value::Null;
-    for _ in 0..500 {
-        last = client
-            .get(format!("{address}{path}"))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if done(&last) {
-            return last;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    panic!("{what}: not within 10 s; last GET {path}: {last:#}");
-}
-
 /// The audit actions of one target, oldest first.
-async fn history(address: &str, target: &str) -> Vec<Value> {
-    let body = poll_until(
-        address,
-        &format!("/v1/audit?target={target}&limit=500"),
-        "audit",
-        |_| true,
-    )
-    .await;
+async fn history(api: &Api, target: &str) -> Vec<Value> {
+    let body = api.admin_json(&format!("/v1/audit?target={target}&limit=500")).await;
     let mut entries = body["entries"].as_array().unwrap().clone();
     entries.reverse();
     entries
-}
-
-fn actions(entries: &[Value]) -> Vec<&str> {
-    entries.iter().map(|e| e["action"].as_str().unwrap()).collect()
 }
 
 /// OpenBao is stopped (SIGTERM, the process gone) after the warm-up and before the attack; it
@@ -282,42 +248,26 @@ async fn openbao_stopped_during_an_attack_is_retried_until_it_returns_and_the_in
     config.vault_token = Some(bao.root_token.clone().into());
     let app = spawn_app_with(config).await;
     let acme = unique_tenant("acme");
-    let path = format!("tenants/{acme}/github");
-    let before = vault.write_kv2(&path, json!({"token": "placeholder"})).await;
-    let token = app.create_tenant(&acme).await;
-    app.bind_kv2(&acme, "github.*", &path).await;
-    let end = this_minute() - Duration::minutes(1);
-    app.post_history(&token, &steady_history("h", "github.list_issues", 2, 90, end))
-        .await;
+    let (token, path) = app.warmed_up_tenant(&vault, &acme, "github.*").await;
+    let before = vault.current_version(&path).await;
 
     bao.stop().await;
-    let now = Utc::now();
-    let calls: Vec<_> = (0..60)
-        .map(|i| event(&format!("burst-{i}"), "github.list_issues", now, json!({})))
-        .collect();
-    let r = app.post_events(&token, &calls).await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
-    let spike = body["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["detector"] == "rate_spike" && f["action"] == "rotate")
-        .unwrap_or_else(|| panic!("the burst should ask for a rotation: {body:#}"))
-        .clone();
-    let incident_id = spike["incident_id"].as_str().unwrap();
+    let body = app
+        .post_accepted(&token, &burst("github.list_issues", |_| json!({})))
+        .await;
+    let incident_id = rotating_spike(&body["findings"])["incident_id"].as_str().unwrap();
     let incident = app.admin_json(&format!("/v1/incidents/{incident_id}")).await;
     let rotation_id = incident["rotations"][0]
         .as_str()
         .expect("the incident names its rotation");
 
-    let retrying = poll_until(
-        &app.address,
-        &format!("/v1/rotations/{rotation_id}"),
-        "a failed attempt, to be retried",
-        |r| r["status"] == "pending" && r["error"].is_string(),
-    )
-    .await;
+    let retrying = app
+        .poll_until(
+            &format!("/v1/rotations/{rotation_id}"),
+            "a failed attempt, to be retried",
+            |r| r["status"] == "pending" && r["error"].is_string(),
+        )
+        .await;
     assert!(retrying["attempts"].as_i64().unwrap() >= 1, "{retrying:#}");
     assert_eq!(retrying["result"], Value::Null, "{retrying:#}");
     let error = retrying["error"].as_str().unwrap();
@@ -344,7 +294,7 @@ async fn openbao_stopped_during_an_attack_is_retried_until_it_returns_and_the_in
     let listed = app.admin_json(&format!("/v1/rotations?incident={incident_id}")).await;
     assert_eq!(listed["rotations"][0]["status"], "succeeded");
     assert_eq!(listed["rotations"][0]["attempts"], attempts);
-    let entries = history(&app.address, rotation_id).await;
+    let entries = history(&app, rotation_id).await;
     let mut expected = vec!["rotation.pending"];
     for _ in 1..attempts {
         expected.extend(["rotation.running", "rotation.retrying"]);
@@ -364,7 +314,7 @@ async fn openbao_stopped_during_an_attack_is_retried_until_it_returns_and_the_in
     let succeeded = entries.last().unwrap();
     assert_eq!(succeeded["details"]["attempt"], attempts);
     assert_eq!(succeeded["details"]["result"], done["result"]);
-    let opened = history(&app.address, incident_id).await;
+    let opened = history(&app, incident_id).await;
     assert_eq!(actions(&opened), ["incident.opened"]);
     app.stop().await;
 }
@@ -388,20 +338,12 @@ async fn vigil_killed_with_a_committed_rotation_in_flight_rotates_exactly_once_a
     let before = vault.current_version(&path).await;
 
     bao.freeze();
-    let findings = burst_service(&first, &acme).await;
-    assert!(
-        findings
-            .iter()
-            .any(|f| f["detector"] == "rate_spike" && f["action"] == "rotate"),
-        "{findings:#?}"
-    );
-    let in_flight = poll_until(
-        &first.address,
-        &format!("/v1/rotations?tenant={}", acme.id),
-        "the job claimed",
-        |b| b["rotations"][0]["status"] == "running",
-    )
-    .await;
+    rotating_spike(&burst_findings(&first, &acme).await);
+    let in_flight = first
+        .poll_until(&format!("/v1/rotations?tenant={}", acme.id), "the job claimed", |b| {
+            b["rotations"][0]["status"] == "running"
+        })
+        .await;
     first.kill9();
     bao.thaw();
     let rotation_id = in_flight["rotations"][0]["id"].as_str().unwrap().to_owned();
@@ -419,18 +361,12 @@ async fn vigil_killed_with_a_committed_rotation_in_flight_rotates_exactly_once_a
     );
 
     let second = Service::start_with_env(&database_url, &env).await;
-    let done = poll_until(
-        &second.address,
-        &format!("/v1/rotations/{rotation_id}"),
-        "the rotation after restart",
-        |r| !matches!(r["status"].as_str(), Some("pending" | "running")),
-    )
-    .await;
+    let done = second.settled_rotation(&rotation_id).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["attempts"], 2, "{done:#}");
     assert_eq!(done["result"]["new_version"], (before + 1).to_string());
     assert_eq!(
-        actions(&history(&second.address, &rotation_id).await),
+        actions(&history(&second, &rotation_id).await),
         [
             "rotation.pending",
             "rotation.running",
@@ -443,23 +379,13 @@ async fn vigil_killed_with_a_committed_rotation_in_flight_rotates_exactly_once_a
     // Another tenant's rotation, queued after ours was done, runs to its end: the worker has
     // gone round again, and a clean stop drains whatever it held. Still one version more.
     let globex = tenant_with_history(&second, &vault).await;
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/tenants/{}/rotate", second.address, globex.id))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"reason": "barrier"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let barrier: Value = r.json().await.unwrap();
-    let barrier_id = barrier["rotations"][0]["id"].as_str().unwrap();
-    let barrier = poll_until(
-        &second.address,
-        &format!("/v1/rotations/{barrier_id}"),
-        "the later rotation",
-        |r| !matches!(r["status"].as_str(), Some("pending" | "running")),
-    )
-    .await;
+    let rotate = format!("/v1/tenants/{}/rotate", globex.id);
+    let barrier = second
+        .admin_post_expect(&rotate, json!({"reason": "barrier"}), 202)
+        .await;
+    let barrier = second
+        .settled_rotation(barrier["rotations"][0]["id"].as_str().unwrap())
+        .await;
     assert_eq!(barrier["status"], "succeeded", "{barrier:#}");
     second.stop();
 

@@ -1,50 +1,29 @@
 //! Every ingest refusal of the API contract: the status, the error code and field, and that
 //! nothing of the refused batch was stored.
 
-use crate::helpers::*;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
-
-struct Setup {
-    app: TestApp,
-    tenant: String,
-    token: String,
-}
-
-async fn setup() -> Setup {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
-    Setup { app, tenant, token }
-}
+use vigil_test_support::*;
 
 fn ok_event(id: &str) -> Value {
     event(id, "db.query", Utc::now(), json!({"q": "select 1"}))
 }
 
-impl Setup {
-    /// Asserts the refusal and that the events table is still empty.
-    async fn check_refused(&self, response: reqwest::Response, status: u16, code: &str, field: Option<&str>) {
-        assert_eq!(response.status(), status);
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], code, "{body}");
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
-        if let Some(field) = field {
-            assert_eq!(body["error"]["field"], field, "{body}");
-        }
-        assert_eq!(
-            self.app.count("select count(*) from events").await,
-            0,
-            "a refused batch stored nothing"
-        );
+/// Asserts a refusal of `POST /v1/events` that stored nothing: status, error code, a message,
+/// and the field at fault when there is one.
+async fn check_refused(s: &Setup, response: reqwest::Response, status: u16, code: &str, field: Option<&str>) {
+    let body = s.refused(response, status, code).await;
+    assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+    if let Some(field) = field {
+        assert_eq!(body["error"]["field"], field, "{body}");
     }
 }
 
 #[tokio::test]
 async fn unknown_or_missing_tokens_get_401_without_a_hint() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let r = s.app.post_events("vgl_not-a-token", &[ok_event("e1")]).await;
-    s.check_refused(r, 401, "unauthorized", None).await;
+    check_refused(&s, r, 401, "unauthorized", None).await;
     let r = s
         .app
         .client
@@ -53,14 +32,14 @@ async fn unknown_or_missing_tokens_get_401_without_a_hint() {
         .send()
         .await
         .unwrap();
-    s.check_refused(r, 401, "unauthorized", None).await;
+    check_refused(&s, r, 401, "unauthorized", None).await;
     let r = s.app.post_events(ADMIN_TOKEN, &[ok_event("e1")]).await;
-    s.check_refused(r, 401, "unauthorized", None).await;
+    check_refused(&s, r, 401, "unauthorized", None).await;
 }
 
 #[tokio::test]
 async fn an_ingest_token_opens_nothing_but_ingest() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     for path in [
         "/v1/tenants",
         "/v1/incidents",
@@ -81,37 +60,36 @@ async fn an_ingest_token_opens_nothing_but_ingest() {
 
 #[tokio::test]
 async fn a_batch_naming_another_tenant_is_refused_whole() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let mut foreign = ok_event("e2");
     foreign["tenant_id"] = json!("globex");
     let mut own = ok_event("e1");
     own["tenant_id"] = json!(s.tenant);
     let r = s.app.post_events(&s.token, &[own, foreign]).await;
-    s.check_refused(r, 403, "tenant_mismatch", Some("events[1].tenant_id"))
-        .await;
+    check_refused(&s, r, 403, "tenant_mismatch", Some("events[1].tenant_id")).await;
 }
 
 #[tokio::test]
 async fn oversize_bodies_get_413() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let big = "x".repeat(60 * 1024);
     let events: Vec<Value> = (0..20)
         .map(|i| event(&format!("e{i}"), "t", Utc::now(), json!({"blob": big})))
         .collect();
     let r = s.app.post_events(&s.token, &events).await;
-    s.check_refused(r, 413, "payload_too_large", None).await;
+    check_refused(&s, r, 413, "payload_too_large", None).await;
 }
 
 #[tokio::test]
 async fn malformed_json_gets_400() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let r = s.app.post_raw(&s.token, b"{\"events\": [".to_vec()).await;
-    s.check_refused(r, 400, "malformed_json", None).await;
+    check_refused(&s, r, 400, "malformed_json", None).await;
 }
 
 #[tokio::test]
 async fn an_invalid_field_gets_422_naming_it_and_nothing_of_the_batch_is_stored() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let cases: Vec<(Value, &str)> = vec![
         (
             json!({"event_id": "e9", "timestamp": Utc::now().to_rfc3339(), "outcome": "success"}),
@@ -136,26 +114,25 @@ async fn an_invalid_field_gets_422_naming_it_and_nothing_of_the_batch_is_stored(
     ];
     for (bad, field) in cases {
         let r = s.app.post_events(&s.token, &[ok_event("e1"), bad]).await;
-        s.check_refused(r, 422, "invalid_field", Some(field)).await;
+        check_refused(&s, r, 422, "invalid_field", Some(field)).await;
     }
     let r = s.app.post_raw(&s.token, br#"{"events": []}"#.to_vec()).await;
-    s.check_refused(r, 422, "invalid_field", Some("events")).await;
+    check_refused(&s, r, 422, "invalid_field", Some("events")).await;
     let r = s.app.post_raw(&s.token, br#"{"evnts": [1]}"#.to_vec()).await;
-    s.check_refused(r, 422, "invalid_field", Some("events")).await;
+    check_refused(&s, r, 422, "invalid_field", Some("events")).await;
 }
 
 #[tokio::test]
 async fn a_timestamp_more_than_five_minutes_ahead_gets_422() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let future = event("e1", "t", Utc::now() + Duration::minutes(6), json!({}));
     let r = s.app.post_events(&s.token, &[future]).await;
-    s.check_refused(r, 422, "invalid_field", Some("events[0].timestamp"))
-        .await;
+    check_refused(&s, r, 422, "invalid_field", Some("events[0].timestamp")).await;
 }
 
 #[tokio::test]
 async fn a_repeated_event_id_is_accepted_and_counted_once() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let r = s
         .app
         .post_events(&s.token, &[ok_event("e1"), ok_event("e2"), ok_event("e1")])
@@ -177,7 +154,7 @@ async fn a_repeated_event_id_is_accepted_and_counted_once() {
 
 #[tokio::test]
 async fn tenant_ids_are_validated_and_unique() {
-    let s = setup().await;
+    let s = Setup::new("acme").await;
     let post = |body: Value| {
         s.app
             .client

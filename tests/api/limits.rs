@@ -3,7 +3,6 @@
 //! get a 503 at once; a stalled or unreachable database answers 503 with `Retry-After` within
 //! its bound and `/readyz` follows the database's health.
 
-use crate::helpers::*;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection};
 use std::time::{Duration, Instant};
@@ -11,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use vigil::config::HttpLimits;
+use vigil_test_support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// How much later than its timeout a socket may be closed (scheduling on a busy machine).
@@ -310,9 +310,7 @@ async fn a_locked_events_table_gets_503_with_retry_after_within_the_bound_and_re
     }
     assert!(ready.is_some(), "/readyz did not recover within 5 s of the release");
     // The timed-out batch committed once the lock was gone: its retry is a duplicate.
-    let r = app.post_events(&token, &stalled).await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
+    let body = app.post_accepted(&token, &stalled).await;
     assert_eq!(
         (body["accepted"].as_u64(), body["duplicates"].as_u64()),
         (Some(0), Some(1)),

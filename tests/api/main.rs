@@ -11,7 +11,6 @@ mod dashboard;
 mod detectors;
 mod events_api;
 mod faults;
-mod helpers;
 mod ingest;
 mod limits;
 mod neighbour;

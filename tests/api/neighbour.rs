@@ -1,7 +1,6 @@
 //! Isolation between tenants: nothing one tenant sends fails, slows or fills another tenant's
 //! work. Tenants here are picked to hash to the same shard worker, the place they share.
 
-use crate::helpers::*;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use std::sync::Arc;
@@ -9,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Instant;
 use vigil::event::TenantId;
 use vigil::shard::shard_of;
+use vigil_test_support::*;
 
 /// `n` fresh tenant ids that hash to one shard of `shards`.
 fn same_shard_tenants(n: usize, shards: usize) -> Vec<String> {
@@ -42,17 +42,6 @@ fn ordinary_batch(prefix: &str, n: usize) -> Vec<u8> {
     serde_json::to_vec(&json!({ "events": events })).unwrap()
 }
 
-async fn post(client: &reqwest::Client, app: &TestApp, token: &str, body: Vec<u8>) -> reqwest::Response {
-    client
-        .post(app.url("/v1/events"))
-        .bearer_auth(token)
-        .header("content-type", "application/json")
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 /// 422 naming the field, and nothing stored.
 async fn check_refused(app: &TestApp, token: &str, events: Vec<Value>, field: &str) {
     let r = app.post_events(token, &events).await;
@@ -70,9 +59,7 @@ async fn check_refused(app: &TestApp, token: &str, events: Vec<Value>, field: &s
 
 #[tokio::test]
 async fn a_nul_character_anywhere_is_a_422_naming_where_and_stores_nothing() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("nul");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, token, .. } = Setup::new("nul").await;
     let ok = |id: &str| event(id, "db.query", Utc::now(), json!({"q": "select 1"}));
     let with = |id: &str, field: &str, value: Value| {
         let mut e = ok(id);
@@ -123,15 +110,7 @@ async fn a_nul_character_anywhere_is_a_422_naming_where_and_stores_nothing() {
     };
     let export = json!({"resourceSpans": [{"resource": {"attributes": []}, "scopeSpans": [{"spans": [
         span(1, r#"{"note": "a\u0000b"}"#), span(2, r#"{"note": "fine"}"#)]}]}]});
-    let r = app
-        .client
-        .post(app.url("/v1/traces"))
-        .bearer_auth(&token)
-        .header("content-type", "application/json")
-        .body(export.to_string())
-        .send()
-        .await
-        .unwrap();
+    let r = app.post_json("/v1/traces", &token, export.to_string()).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "1", "{body}");
@@ -174,44 +153,24 @@ async fn a_batch_the_database_refuses_fails_alone_in_its_group_commit() {
 
     let done = Arc::new(AtomicBool::new(false));
     let poisoner = {
-        let (client, url, token, done) = (
-            reqwest::Client::new(),
-            app.url("/v1/events"),
-            tokens[0].clone(),
-            done.clone(),
-        );
+        let (api, token, done) = (Api::new(app.address.clone()), tokens[0].clone(), done.clone());
         tokio::spawn(async move {
             let mut statuses = Vec::new();
             let mut n = 0;
             while !done.load(Ordering::Relaxed) {
                 n += 1;
-                let r = client
-                    .post(&url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(ordinary_batch(&format!("a{n}"), 50))
-                    .send()
-                    .await
-                    .unwrap();
+                let r = api.post_raw(&token, ordinary_batch(&format!("a{n}"), 50)).await;
                 statuses.push(r.status().as_u16());
             }
             statuses
         })
     };
     let innocent = |tenant: &str, token: &str| {
-        let (client, tenant, token) = (reqwest::Client::new(), tenant.to_owned(), token.to_owned());
-        let app_url = app.url("/v1/events");
+        let (api, tenant, token) = (Api::new(app.address.clone()), tenant.to_owned(), token.to_owned());
         tokio::spawn(async move {
             let mut statuses = Vec::new();
             for n in 0..150 {
-                let r = client
-                    .post(&app_url)
-                    .bearer_auth(&token)
-                    .header("content-type", "application/json")
-                    .body(ordinary_batch(&format!("{tenant}-{n}"), 5))
-                    .send()
-                    .await
-                    .unwrap();
+                let r = api.post_raw(&token, ordinary_batch(&format!("{tenant}-{n}"), 5)).await;
                 statuses.push(r.status().as_u16());
             }
             statuses
@@ -259,13 +218,8 @@ async fn a_flooding_tenant_gets_its_own_429_while_its_shard_mate_gets_202() {
         .map(|k| {
             let (app, token) = (app.clone(), a_token.clone());
             tokio::spawn(async move {
-                let r = post(
-                    &reqwest::Client::new(),
-                    &app,
-                    &token,
-                    ordinary_batch(&format!("a{k}"), 1000),
-                )
-                .await;
+                let api = Api::new(app.address.clone());
+                let r = api.post_raw(&token, ordinary_batch(&format!("a{k}"), 1000)).await;
                 let status = r.status().as_u16();
                 let retry_after = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_owned());
                 let body: Value = r.json().await.unwrap();
@@ -273,10 +227,10 @@ async fn a_flooding_tenant_gets_its_own_429_while_its_shard_mate_gets_202() {
             })
         })
         .collect();
-    let client = reqwest::Client::new();
+    let b = Api::new(app.address.clone());
     let mut b_statuses = Vec::new();
     for n in 0..20 {
-        let r = post(&client, &app, &b_token, ordinary_batch(&format!("b{n}"), 20)).await;
+        let r = b.post_raw(&b_token, ordinary_batch(&format!("b{n}"), 20)).await;
         b_statuses.push(r.status().as_u16());
     }
     let mut refused = 0;
@@ -294,15 +248,7 @@ async fn a_flooding_tenant_gets_its_own_429_while_its_shard_mate_gets_202() {
     }
     assert!(b_statuses.iter().all(|s| *s == 202), "B: {b_statuses:?}");
     assert!(refused > 0, "eight batches at once exceed A's share of one");
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     assert!(
         metrics.contains(&format!(
             "vigil_shard_refusals_total{{reason=\"tenant_share\"}} {refused}"
@@ -340,14 +286,14 @@ async fn innocent_traffic(
     min: usize,
     stop: Arc<AtomicBool>,
 ) -> Samples {
-    let client = reqwest::Client::new();
+    let api = Api::new(app.address.clone());
     let mut samples = Samples::default();
     let mut n = 0;
     while samples.ms.len() < min || !stop.load(Ordering::Relaxed) {
         n += 1;
         let body = ordinary_batch(&format!("{tenant}-{phase}-{n}"), 20);
         let started = Instant::now();
-        let r = post(&client, &app, &token, body).await;
+        let r = api.post_raw(&token, body).await;
         let status = r.status().as_u16();
         let _ = r.bytes().await;
         samples.ms.push(started.elapsed().as_secs_f64() * 1000.0);
@@ -478,10 +424,12 @@ async fn a_hostile_neighbour_costs_its_shard_mates_no_error_and_no_latency() {
     let innocent = [(ids[1].clone(), tokens[1].clone()), (ids[2].clone(), tokens[2].clone())];
 
     // Warm up: connections, token cache, baselines.
-    let client = reqwest::Client::new();
+    let api = Api::new(app.address.clone());
     for (tenant, token) in &innocent {
         for n in 0..10 {
-            let r = post(&client, &app, token, ordinary_batch(&format!("{tenant}-warm-{n}"), 20)).await;
+            let r = api
+                .post_raw(token, ordinary_batch(&format!("{tenant}-warm-{n}"), 20))
+                .await;
             assert_eq!(r.status(), 202);
         }
     }
@@ -580,15 +528,7 @@ async fn a_hostile_neighbour_costs_its_shard_mates_no_error_and_no_latency() {
         .filter(|((_, s), _)| *s == 429)
         .map(|(_, n)| n)
         .sum();
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics().await;
     let counted: usize = metrics
         .lines()
         .find_map(|l| l.strip_prefix("vigil_ingest_tenant_busy_total "))

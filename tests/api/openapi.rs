@@ -1,7 +1,7 @@
 //! The served OpenAPI document is the API contract's: every endpoint of API.md is in it.
 
-use crate::helpers::*;
 use serde_json::Value;
+use vigil_test_support::*;
 
 #[tokio::test]
 async fn the_openapi_document_describes_every_endpoint_of_the_contract() {

@@ -1,7 +1,6 @@
 //! `POST /v1/traces`: the real OpenTelemetry Python SDK exporting to a running Vigil, OTLP/JSON
 //! and gzip requests made by hand, and every refusal of the endpoint.
 
-use crate::helpers::*;
 use chrono::{DateTime, Duration, Utc};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -12,6 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
+use vigil_test_support::*;
 
 /// The venv's Python with the OpenTelemetry SDK: `VIGIL_TEST_PYTHON` (exported by
 /// scripts/backends.sh), else the repo's `.venv`.
@@ -119,42 +119,22 @@ struct StoredEvent {
     duration_ms: Option<i64>,
 }
 
-struct Setup {
-    app: TestApp,
-    tenant: String,
-    token: String,
-}
-
-async fn setup() -> Setup {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("otel");
-    let token = app.create_tenant(&tenant).await;
-    Setup { app, tenant, token }
-}
-
-impl Setup {
-    async fn events(&self) -> i64 {
-        self.app.count("select count(*) from events").await
-    }
-
-    /// Asserts a JSON refusal: status, Vigil's error code, OTLP's `Status` beside it, nothing stored.
-    async fn check_refused(&self, response: reqwest::Response, status: u16, code: &str) -> Value {
-        assert_eq!(response.status(), status);
-        assert_eq!(response.headers()["content-type"], "application/json");
-        let body: Value = response.json().await.unwrap();
-        assert_eq!(body["error"]["code"], code, "{body}");
-        assert!(
-            body["code"].is_i64() && body["message"].is_string(),
-            "a google.rpc.Status: {body}"
-        );
-        assert_eq!(self.events().await, 0, "a refused export stored nothing");
-        body
-    }
+/// Asserts a JSON refusal that stored nothing: status, Vigil's error code, OTLP's `Status`
+/// beside it.
+async fn check_refused(s: &Setup, response: reqwest::Response, status: u16, code: &str) -> Value {
+    let content_type = response.headers()["content-type"].clone();
+    let body = s.refused(response, status, code).await;
+    assert_eq!(content_type, "application/json");
+    assert!(
+        body["code"].is_i64() && body["message"].is_string(),
+        "a google.rpc.Status: {body}"
+    );
+    body
 }
 
 #[tokio::test]
 async fn execute_tool_spans_exported_by_the_python_sdk_become_events() {
-    let s = setup().await;
+    let s = Setup::new("otel").await;
     let at = Utc::now() - Duration::seconds(30);
     let plan = json!({
         "resource": {"service.name": "triage-bot"},
@@ -236,7 +216,7 @@ async fn execute_tool_spans_exported_by_the_python_sdk_become_events() {
 
 #[tokio::test]
 async fn a_burst_of_sdk_spans_after_warm_up_raises_a_rate_spike_and_rotates_the_tools_secret() {
-    let s = setup().await;
+    let s = Setup::new("otel").await;
     let path = format!("tenants/{}/github", s.tenant);
     s.app.vault.write_kv2(&path, json!({"token": "placeholder"})).await;
     s.app.bind_kv2(&s.tenant, "github.*", &path).await;
@@ -293,7 +273,7 @@ async fn a_burst_of_sdk_spans_after_warm_up_raises_a_rate_spike_and_rotates_the_
 
 #[tokio::test]
 async fn otlp_json_plain_or_gzip_is_accepted_and_answered_in_json() {
-    let s = setup().await;
+    let s = Setup::new("otel").await;
     let at = Utc::now();
     let plain = json_export(json!([]), vec![json_span("00f067aa0ba902b7", "db.query", at)]);
     let r = post_traces(&s.app, &s.token, JSON, plain).await;
@@ -333,7 +313,7 @@ async fn otlp_json_plain_or_gzip_is_accepted_and_answered_in_json() {
 
 #[tokio::test]
 async fn a_re_sent_json_export_is_stored_once() {
-    let s = setup().await;
+    let s = Setup::new("otel").await;
     let at = Utc::now();
     let body = json_export(
         json!([]),
@@ -351,7 +331,7 @@ async fn a_re_sent_json_export_is_stored_once() {
 
 #[tokio::test]
 async fn an_export_whose_resource_names_another_tenant_is_refused_whole() {
-    let s = setup().await;
+    let s = Setup::new("otel").await;
     let at = Utc::now();
     let other = json!([{"key": "tenant.id", "value": {"stringValue": "globex"}}]);
     let mut body: Value = serde_json::from_slice(&json_export(
@@ -368,7 +348,7 @@ async fn an_export_whose_resource_names_another_tenant_is_refused_whole() {
     body["resourceSpans"].as_array_mut().unwrap().push(foreign);
 
     let r = post_traces(&s.app, &s.token, JSON, body.to_string().into_bytes()).await;
-    let refused = s.check_refused(r, 403, "tenant_mismatch").await;
+    let refused = check_refused(&s, r, 403, "tenant_mismatch").await;
     assert_eq!(refused["code"], 7, "PERMISSION_DENIED");
     assert_eq!(
         refused["error"]["field"],
@@ -383,7 +363,7 @@ async fn an_export_whose_resource_names_another_tenant_is_refused_whole() {
 
 #[tokio::test]
 async fn spans_with_bad_ids_or_times_are_rejected_alone_in_partial_success() {
-    let s = setup().await;
+    let s = Setup::new("otel").await;
     let now = Utc::now();
     let mut empty_trace = json_span("00000000000000a3", "db.query", now);
     empty_trace["traceId"] = "".into();
@@ -417,11 +397,11 @@ async fn spans_with_bad_ids_or_times_are_rejected_alone_in_partial_success() {
 
 #[tokio::test]
 async fn undecodable_oversize_or_unauthorised_exports_are_refused() {
-    let s = setup().await;
+    let s = Setup::new("otel").await;
     let r = post_traces(&s.app, &s.token, JSON, b"{\"resourceSpans\": [".to_vec()).await;
-    s.check_refused(r, 400, "malformed_json").await;
+    check_refused(&s, r, 400, "malformed_json").await;
     let r = post_traces(&s.app, &s.token, JSON_GZIP, b"not gzip at all".to_vec()).await;
-    s.check_refused(r, 400, "malformed_gzip").await;
+    check_refused(&s, r, 400, "malformed_gzip").await;
 
     // Protobuf requests are answered with a protobuf google.rpc.Status.
     let r = post_traces(&s.app, &s.token, PROTOBUF, vec![0xff, 0xff, 0xff, 0xff]).await;
@@ -436,12 +416,12 @@ async fn undecodable_oversize_or_unauthorised_exports_are_refused() {
         vec![],
     );
     let r = post_traces(&s.app, &s.token, JSON, big.clone()).await;
-    s.check_refused(r, 413, "payload_too_large").await;
+    check_refused(&s, r, 413, "payload_too_large").await;
     let r = post_traces(&s.app, &s.token, JSON_GZIP, gzip(&big)).await;
-    s.check_refused(r, 413, "payload_too_large").await;
+    check_refused(&s, r, 413, "payload_too_large").await;
 
     let r = post_traces(&s.app, &s.token, &[("content-type", "text/plain")], b"{}".to_vec()).await;
-    s.check_refused(r, 415, "unsupported_content_type").await;
+    check_refused(&s, r, 415, "unsupported_content_type").await;
     let r = post_traces(
         &s.app,
         &s.token,
@@ -449,21 +429,21 @@ async fn undecodable_oversize_or_unauthorised_exports_are_refused() {
         b"{}".to_vec(),
     )
     .await;
-    s.check_refused(r, 415, "unsupported_encoding").await;
+    check_refused(&s, r, 415, "unsupported_encoding").await;
 
     let body = json_export(json!([]), vec![json_span("00f067aa0ba902b7", "db.query", Utc::now())]);
     let r = post_traces(&s.app, "vgl_not-a-token", JSON, body.clone()).await;
-    let refused = s.check_refused(r, 401, "unauthorized").await;
+    let refused = check_refused(&s, r, 401, "unauthorized").await;
     assert_eq!(refused["code"], 16, "UNAUTHENTICATED");
     let r = post_traces(&s.app, ADMIN_TOKEN, JSON, body).await;
-    s.check_refused(r, 401, "unauthorized").await;
+    check_refused(&s, r, 401, "unauthorized").await;
 }
 
-/// `google.rpc.Status`, as an OTLP client decodes an error body.
+/// `google.rpc.Status`, as an OTLP client decodes an error body (OTLP/HTTP's protobuf errors).
 #[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
+pub(crate) struct RpcStatus {
     #[prost(int32, tag = "1")]
-    code: i32,
+    pub(crate) code: i32,
     #[prost(string, tag = "2")]
-    message: String,
+    pub(crate) message: String,
 }

@@ -3,8 +3,7 @@
 //! overloaded Vigil answering "retry later" and the SDK retrying until stored; exports over
 //! `VIGIL_OTLP_MAX_BYTES` refused as the OTLP specification says. Each refusal is counted.
 
-use crate::helpers::*;
-use crate::otlp::python;
+use crate::otlp::{RpcStatus, python};
 use chrono::{Duration, Utc};
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -15,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Output, Stdio};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use vigil_test_support::*;
 
 /// The two transports as the SDK names them (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`), and
 /// where each is served.
@@ -215,15 +215,6 @@ async fn an_overloaded_vigil_answers_retry_later_and_the_sdk_retries_until_store
         );
     }
     app.stop().await;
-}
-
-/// `google.rpc.Status` as OTLP/HTTP sends it.
-#[derive(Clone, PartialEq, Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
 }
 
 #[tokio::test]

@@ -1,15 +1,24 @@
 //! The real `vigil` binary as a child process, for tests that need its log output or must
 //! crash it (SIGKILL) and start it again on the same database.
 
-use crate::helpers::*;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use vigil_test_support::*;
 
+/// The child process and its API (the methods of [`Api`], through `Deref`).
 pub struct Service {
     child: Child,
-    pub address: String,
+    api: Api,
     /// stdout and stderr of the process, both: the sink searched for canaries.
     log: std::path::PathBuf,
+}
+
+impl std::ops::Deref for Service {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Drop for Service {
@@ -52,16 +61,16 @@ impl Service {
             .stderr(Stdio::from(out))
             .spawn()
             .expect("start the vigil binary");
-        let address = format!("http://127.0.0.1:{port}");
-        let client = reqwest::Client::new();
+        let api = Api::new(format!("http://127.0.0.1:{port}"));
         for _ in 0..100 {
-            let ready = client
-                .get(format!("{address}/readyz"))
+            let ready = api
+                .client
+                .get(api.url("/readyz"))
                 .send()
                 .await
                 .map(|r| r.status() == 200);
             if ready.unwrap_or(false) {
-                return Service { child, address, log };
+                return Service { child, api, log };
             }
             assert!(
                 child.try_wait().unwrap().is_none(),
@@ -78,47 +87,6 @@ impl Service {
     /// The process id, e.g. to read its memory from `/proc/<pid>/status`.
     pub fn pid(&self) -> u32 {
         self.child.id()
-    }
-
-    /// `GET path` with the admin token; asserts 200.
-    pub async fn admin_json(&self, path: &str) -> serde_json::Value {
-        let r = reqwest::Client::new()
-            .get(format!("{}{path}", self.address))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "GET {path}");
-        r.json().await.unwrap()
-    }
-
-    /// Creates tenant `id`; returns its ingest token.
-    pub async fn create_tenant(&self, id: &str) -> String {
-        let r = reqwest::Client::new()
-            .post(format!("{}/v1/tenants", self.address))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&serde_json::json!({ "id": id }))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 201, "create tenant {id}");
-        let created: serde_json::Value = r.json().await.unwrap();
-        created["ingest_token"].as_str().unwrap().to_owned()
-    }
-
-    /// Posts `events` in batches of 500; asserts each 202.
-    pub async fn post_events(&self, token: &str, events: &[serde_json::Value]) {
-        let client = reqwest::Client::new();
-        for chunk in events.chunks(500) {
-            let r = client
-                .post(format!("{}/v1/events", self.address))
-                .bearer_auth(token)
-                .json(&serde_json::json!({ "events": chunk }))
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(r.status(), 202);
-        }
     }
 
     /// SIGTERM, wait for a clean exit, return everything it printed.

@@ -2,10 +2,10 @@
 //! pytest suite, installed from the repository path as a user would, run with this Vigil's URL,
 //! the admin token and a fresh tenant's ingest token.
 
-use crate::helpers::*;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::process::Command;
+use vigil_test_support::*;
 
 async fn run(command: &mut Command, what: &str) -> String {
     let output = tokio::time::timeout(Duration::from_secs(300), command.kill_on_drop(true).output())
@@ -44,9 +44,7 @@ async fn the_python_client_and_its_langchain_callback_pass_their_tests_against_v
     )
     .await;
 
-    let app = spawn_app().await;
-    let tenant = unique_tenant("py");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("py").await;
     let stdout = run(
         Command::new(&python)
             .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "clients/python/tests"])

@@ -2,42 +2,28 @@
 //! hand, retry — and what Vigil does on its own behalf: the circuit breaker, the audit trail,
 //! tokens and modes that change at once. Real Postgres, real OpenBao, real Alertmanager.
 
-use crate::helpers::*;
+use crate::alerts::alerting_config;
 use chrono::{Duration, Utc};
 use reqwest::Method;
 use serde_json::{Value, json};
+use vigil_test_support::*;
 
 fn rotations_of(body: &Value) -> Vec<Value> {
     body["rotations"].as_array().expect("a rotations array").clone()
 }
 
-fn actions(entries: &[Value]) -> Vec<(String, String)> {
-    entries
-        .iter()
-        .map(|e| {
-            (
-                e["action"].as_str().unwrap().to_owned(),
-                e["actor"].as_str().unwrap().to_owned(),
-            )
-        })
-        .collect()
-}
-
 #[track_caller]
 fn assert_has(entries: &[Value], action: &str, actor: &str) {
     assert!(
-        actions(entries).contains(&(action.to_owned(), actor.to_owned())),
-        "no {action} by {actor} in {:#?}",
-        actions(entries)
+        entries.iter().any(|e| e["action"] == action && e["actor"] == actor),
+        "no {action} by {actor} in {entries:#?}"
     );
 }
 
 #[tokio::test]
 async fn an_incident_is_acknowledged_then_resolved_and_any_other_step_is_a_409() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
-    let incident = app.open_incident(&token, "e-1").await;
+    let Setup { app, tenant, token } = Setup::new("acme").await;
+    let incident = app.leak_a_key(&token, "e-1", "s3.get", json!({})).await;
     let path = |action: &str| format!("/v1/incidents/{incident}/{action}");
 
     let err = app.admin_post_expect(&path("resolve"), json!({}), 409).await;
@@ -102,17 +88,15 @@ async fn an_incident_is_acknowledged_then_resolved_and_any_other_step_is_a_409()
 
 #[tokio::test]
 async fn an_incident_may_be_marked_a_false_positive_while_open_or_acknowledged() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
-    let open = app.open_incident(&token, "e-1").await;
+    let Setup { app, token, .. } = Setup::new("acme").await;
+    let open = app.leak_a_key(&token, "e-1", "s3.get", json!({})).await;
     let fp = app
         .admin_post_expect(&format!("/v1/incidents/{open}/false-positive"), json!({}), 200)
         .await;
     assert_eq!(fp["status"], "false_positive");
 
     // A new finding opens a new incident: a closed one is not reopened.
-    let acknowledged = app.open_incident(&token, "e-2").await;
+    let acknowledged = app.leak_a_key(&token, "e-2", "s3.get", json!({})).await;
     assert_ne!(acknowledged, open);
     app.admin_post_expect(&format!("/v1/incidents/{acknowledged}/acknowledge"), json!({}), 200)
         .await;
@@ -133,10 +117,8 @@ async fn an_incident_may_be_marked_a_false_positive_while_open_or_acknowledged()
 
 #[tokio::test]
 async fn transition_requests_are_bounded_and_need_the_admin_token() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
-    let incident = app.open_incident(&token, "e-1").await;
+    let Setup { app, token, .. } = Setup::new("acme").await;
+    let incident = app.leak_a_key(&token, "e-1", "s3.get", json!({})).await;
     let ack = format!("/v1/incidents/{incident}/acknowledge");
 
     let err = app
@@ -174,20 +156,15 @@ async fn transition_requests_are_bounded_and_need_the_admin_token() {
 
 #[tokio::test]
 async fn a_manual_rotation_rotates_the_named_bindings_at_once_even_within_the_cooldown() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
+    let Setup { app, tenant, .. } = Setup::new("acme").await;
     let github = format!("tenants/{tenant}/github");
     let db = format!("tenants/{tenant}/db");
     app.vault.write_kv2(&github, json!({"token": "placeholder"})).await;
     app.vault.write_kv2(&db, json!({"password": "placeholder"})).await;
-    app.create_tenant(&tenant).await;
-    let bindings = json!({"bindings": [
+    let bindings = json!([
         {"tools": "github.*", "secrets": [{"backend": "vault", "kind": "kv2", "mount": "secret", "path": github}]},
-        {"tools": "db.*", "secrets": [{"backend": "vault", "kind": "kv2", "mount": "secret", "path": db}]}]});
-    let r = app
-        .admin_send(Method::PUT, &format!("/v1/tenants/{tenant}/bindings"), Some(bindings))
-        .await;
-    assert_eq!(r.status(), 200);
+        {"tools": "db.*", "secrets": [{"backend": "vault", "kind": "kv2", "mount": "secret", "path": db}]}]);
+    app.put_bindings(&tenant, bindings).await;
     let rotate = format!("/v1/tenants/{tenant}/rotate");
     let github_before = app.vault.current_version(&github).await;
     let db_before = app.vault.current_version(&db).await;
@@ -247,18 +224,13 @@ async fn a_manual_rotation_rotates_the_named_bindings_at_once_even_within_the_co
 
 #[tokio::test]
 async fn retrying_a_rotation_queues_a_new_manual_rotation_of_the_same_secret() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
+    let Setup { app, tenant, .. } = Setup::new("acme").await;
     let path = format!("tenants/{tenant}/github");
-    app.create_tenant(&tenant).await;
     // A mount OpenBao does not have: the rotation fails for good (a 4xx is not retried).
-    let broken = json!({"bindings": [
+    let broken = json!([
         {"tools": "github.*", "secrets": [{"backend": "vault", "kind": "kv2", "mount": "no-such-mount", "path": path}]},
-        {"tools": "db.*", "secrets": [{"backend": "vault", "kind": "kv2", "mount": "secret", "path": path}]}]});
-    let r = app
-        .admin_send(Method::PUT, &format!("/v1/tenants/{tenant}/bindings"), Some(broken))
-        .await;
-    assert_eq!(r.status(), 200);
+        {"tools": "db.*", "secrets": [{"backend": "vault", "kind": "kv2", "mount": "secret", "path": path}]}]);
+    app.put_bindings(&tenant, broken).await;
     let queued = app
         .admin_post_expect(
             &format!("/v1/tenants/{tenant}/rotate"),
@@ -307,33 +279,16 @@ async fn retrying_a_rotation_queues_a_new_manual_rotation_of_the_same_secret() {
 
 #[tokio::test]
 async fn past_the_hourly_limit_the_circuit_breaker_holds_automatic_rotations_and_raises_a_critical_alert() {
-    let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
-    let mut config = test_config(&fresh_database().await);
-    config.alertmanager_url = Some(alertmanager.clone());
+    let (alertmanager, config) = alerting_config().await;
     let app = spawn_app_with(config).await;
     let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
     // Twelve secrets behind one tool: one burst plans twelve rotations; the default policy
     // lets ten run within the hour.
     let secrets: Vec<Value> = (0..12)
         .map(|i| json!({"backend": "vault", "kind": "kv2", "mount": "secret", "path": format!("tenants/{tenant}/db-{i}")}))
         .collect();
-    let r = app
-        .admin_send(
-            Method::PUT,
-            &format!("/v1/tenants/{tenant}/bindings"),
-            Some(json!({"bindings": [{"tools": "db.*", "secrets": secrets}]})),
-        )
-        .await;
-    assert_eq!(r.status(), 200);
-    let end = this_minute() - Duration::minutes(1);
-    app.post_history(&token, &steady_history("h", "db.query", 2, 90, end))
-        .await;
-    let now = Utc::now();
-    let burst: Vec<_> = (0..60)
-        .map(|i| event(&format!("b-{i}"), "db.query", now, json!({})))
-        .collect();
-    assert_eq!(app.post_events(&token, &burst).await.status(), 202);
+    let bindings = json!([{"tools": "db.*", "secrets": secrets}]);
+    app.warm_up_and_burst(&tenant, "db.query", bindings).await;
 
     let rotations = app.settled_rotations(&tenant).await;
     assert_eq!(rotations.len(), 12, "{rotations:#?}");
@@ -386,9 +341,11 @@ async fn past_the_hourly_limit_the_circuit_breaker_holds_automatic_rotations_and
 
 #[tokio::test]
 async fn a_revoked_token_is_refused_at_once_while_the_tenants_other_token_still_works() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let first = app.create_tenant(&tenant).await;
+    let Setup {
+        app,
+        tenant,
+        token: first,
+    } = Setup::new("acme").await;
     let created = app
         .admin_post_expect(&format!("/v1/tenants/{tenant}/tokens"), json!({}), 201)
         .await;
@@ -446,9 +403,7 @@ async fn a_revoked_token_is_refused_at_once_while_the_tenants_other_token_still_
 
 #[tokio::test]
 async fn a_patched_mode_applies_to_the_very_next_ingest_request() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("acme").await;
     let secret = json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"});
     let r = app
         .post_events(&token, &[event("e-1", "s3.get", Utc::now(), secret.clone())])
@@ -498,9 +453,7 @@ async fn a_patched_mode_applies_to_the_very_next_ingest_request() {
 
 #[tokio::test]
 async fn every_admin_action_and_state_change_is_in_the_append_only_audit_trail_with_its_actor() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("acme").await;
     app.bind_kv2(&tenant, "github.*", &format!("tenants/{tenant}/github"))
         .await;
     let created = app
@@ -519,7 +472,7 @@ async fn every_admin_action_and_state_change_is_in_the_append_only_audit_trail_w
         )
         .await;
     assert_eq!(r.status(), 200);
-    let incident = app.open_incident(&token, "e-1").await;
+    let incident = app.leak_a_key(&token, "e-1", "s3.get", json!({})).await;
     app.admin_post_expect(&format!("/v1/incidents/{incident}/acknowledge"), json!({}), 200)
         .await;
     app.admin_post_expect(&format!("/v1/incidents/{incident}/resolve"), json!({}), 200)
@@ -609,9 +562,7 @@ async fn every_admin_action_and_state_change_is_in_the_append_only_audit_trail_w
 /// retry would be a duplicate that detects nothing: the shard must retry the response itself.
 #[tokio::test]
 async fn a_response_the_database_refuses_for_a_moment_is_retried_not_lost() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("acme").await;
     sqlx::query("alter table incidents add constraint vigil_test_refuse check (false) not valid")
         .execute(&app.pool)
         .await
@@ -630,9 +581,7 @@ async fn a_response_the_database_refuses_for_a_moment_is_retried_not_lost() {
         Utc::now(),
         json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"}),
     );
-    let r = app.post_events(&token, &[leak]).await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
+    let body = app.post_accepted(&token, &[leak]).await;
     lift.await.unwrap();
     let finding = &body["findings"][0];
     assert_eq!(finding["detector"], "secret_in_payload", "{body:#}");

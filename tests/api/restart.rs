@@ -1,67 +1,27 @@
 //! Crash recovery: the event log is the source of truth, so a baseline survives a SIGKILL
 //! (replayed from the log) and a clean stop (snapshot, then replay after its watermark).
 
-use crate::helpers::*;
 use crate::process::Service;
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use serde_json::{Value, json};
+use vigil_test_support::*;
 
 pub(crate) struct Tenant {
     pub(crate) id: String,
     pub(crate) token: String,
 }
 
-/// Creates a tenant bound to `tenants/<id>/github` (written first in `vault`) and posts its
-/// warm-up history.
+/// A tenant past warm-up, bound to `tenants/<id>/github` (written first in `vault`).
 pub(crate) async fn tenant_with_history(service: &Service, vault: &Vault) -> Tenant {
-    let client = reqwest::Client::new();
     let id = unique_tenant("acme");
-    let path = format!("tenants/{id}/github");
-    vault.write_kv2(&path, json!({"token": "placeholder"})).await;
-    let token = service.create_tenant(&id).await;
-    let bindings = json!({"bindings": [{"tools": "github.*", "secrets": [
-        {"backend": "vault", "kind": "kv2", "mount": "secret", "path": path}]}]});
-    let r = client
-        .put(format!("{}/v1/tenants/{id}/bindings", service.address))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&bindings)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let history = steady_history("h", "github.list_issues", 2, 90, this_minute() - Duration::minutes(1));
-    service.post_events(&token, &history).await;
+    let (token, _) = service.warmed_up_tenant(vault, &id, "github.*").await;
     Tenant { id, token }
 }
 
 /// Posts a burst now and returns the findings of the 202.
-pub(crate) async fn burst(service: &Service, tenant: &Tenant) -> Vec<Value> {
-    let events: Vec<Value> = (0..40)
-        .map(|i| {
-            event(
-                &format!("burst-{i}"),
-                "github.list_issues",
-                Utc::now(),
-                json!({"repo": "web"}),
-            )
-        })
-        .collect();
-    let r = reqwest::Client::new()
-        .post(format!("{}/v1/events", service.address))
-        .bearer_auth(&tenant.token)
-        .json(&json!({ "events": events }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    r.json::<Value>().await.unwrap()["findings"].as_array().unwrap().clone()
-}
-
-#[track_caller]
-fn assert_rotating_spike(findings: &[Value], tenant: &Tenant) {
-    let spike = findings.iter().find(|f| f["detector"] == "rate_spike");
-    let spike = spike.unwrap_or_else(|| panic!("no rate_spike for {} after restart: {findings:?}", tenant.id));
-    assert_eq!(spike["action"], "rotate", "the restored baseline is out of warm-up");
+pub(crate) async fn burst_findings(service: &Service, tenant: &Tenant) -> Value {
+    let burst = burst("github.list_issues", |_| json!({"repo": "web"}));
+    service.post_accepted(&tenant.token, &burst).await["findings"].take()
 }
 
 #[tokio::test]
@@ -73,8 +33,7 @@ async fn a_baseline_survives_sigkill_and_a_burst_right_after_restart_still_fires
     first.kill9();
 
     let second = Service::start(&database_url).await;
-    let findings = burst(&second, &tenant).await;
-    assert_rotating_spike(&findings, &tenant);
+    rotating_spike(&burst_findings(&second, &tenant).await);
     let log = second.stop();
     assert!(log.contains("Baselines restored"), "start-up says what it restored");
 }
@@ -98,8 +57,7 @@ async fn a_clean_stop_snapshots_baselines_and_the_restart_resumes_from_them() {
     assert_eq!(watermark, max_seq, "the snapshot covers every event of the log");
 
     let second = Service::start(&database_url).await;
-    let findings = burst(&second, &tenant).await;
-    assert_rotating_spike(&findings, &tenant);
+    rotating_spike(&burst_findings(&second, &tenant).await);
     let log = second.stop();
     assert!(
         log.contains(r#""snapshots":1"#) && log.contains(r#""replayed_events":0"#),
@@ -150,7 +108,7 @@ async fn a_baseline_rebuilt_after_a_stop_and_a_sigkill_equals_one_that_never_sto
     // Never stopped: every event through one process.
     let steady = Service::start(&fresh_database().await).await;
     let token = steady.create_tenant(&id).await;
-    steady.post_events(&token, &history).await;
+    steady.post_history(&token, &history).await;
     let expected = steady.admin_json(&format!("/v1/tenants/{id}/baseline")).await;
     steady.stop();
 
@@ -158,10 +116,10 @@ async fn a_baseline_rebuilt_after_a_stop_and_a_sigkill_equals_one_that_never_sto
     let database_url = fresh_database().await;
     let first = Service::start(&database_url).await;
     let token = first.create_tenant(&id).await;
-    first.post_events(&token, first_half).await;
+    first.post_history(&token, first_half).await;
     first.stop();
     let second = Service::start(&database_url).await;
-    second.post_events(&token, second_half).await;
+    second.post_history(&token, second_half).await;
     second.kill9();
     let third = Service::start(&database_url).await;
     let restored = third.admin_json(&format!("/v1/tenants/{id}/baseline")).await;

@@ -3,9 +3,9 @@
 //! then judges its first calls against it. A bad file is refused field by field and changes
 //! nothing.
 
-use crate::helpers::*;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
+use vigil_test_support::*;
 /// Runs the `vigil` binary against `app` (asynchronously: the app serves on this runtime).
 async fn vigil(app: &TestApp, args: &[&str]) -> std::process::Output {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_vigil"))
@@ -19,9 +19,11 @@ async fn vigil(app: &TestApp, args: &[&str]) -> std::process::Output {
 
 #[tokio::test]
 async fn an_exported_baseline_reviewed_and_imported_seeds_a_new_tenant() {
-    let app = spawn_app().await;
-    let learned = unique_tenant("acme");
-    let token = app.create_tenant(&learned).await;
+    let Setup {
+        app,
+        tenant: learned,
+        token,
+    } = Setup::new("acme").await;
     let end = this_minute() - Duration::minutes(1);
     let history: Vec<Value> = (0..180i64)
         .map(|i| {
@@ -138,14 +140,8 @@ async fn an_exported_baseline_reviewed_and_imported_seeds_a_new_tenant() {
 
 #[tokio::test]
 async fn a_bad_baseline_file_is_refused_with_its_field_and_changes_nothing() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("acme");
-    let token = app.create_tenant(&tenant).await;
-    app.post_history(
-        &token,
-        &steady_history("h", "db.query", 2, 90, this_minute() - Duration::minutes(1)),
-    )
-    .await;
+    let Setup { app, tenant, token } = Setup::new("acme").await;
+    app.warm_up(&token, "db.query").await;
     let path = format!("/v1/tenants/{tenant}/baseline");
     let before = app.admin_json(&path).await;
 

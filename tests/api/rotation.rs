@@ -1,43 +1,22 @@
 //! The walking skeleton end to end: a burst in one tenant rotates that tenant's bound secret in
 //! OpenBao, and nothing of another tenant's.
 
-use crate::helpers::*;
 use chrono::{Duration, Utc};
 use serde_json::json;
+use vigil_test_support::*;
 
 #[tokio::test]
 async fn burst_after_warm_up_rotates_only_the_bursting_tenants_secret() {
     let app = spawn_app().await;
     let acme = unique_tenant("acme");
     let globex = unique_tenant("globex");
-    let acme_path = format!("tenants/{acme}/github");
-    let globex_path = format!("tenants/{globex}/github");
-    app.vault
-        .write_kv2(&acme_path, json!({"token": "placeholder-acme"}))
-        .await;
-    app.vault
-        .write_kv2(&globex_path, json!({"token": "placeholder-globex"}))
-        .await;
-    let acme_token = app.create_tenant(&acme).await;
-    let globex_token = app.create_tenant(&globex).await;
-    app.bind_kv2(&acme, "github.*", &acme_path).await;
-    app.bind_kv2(&globex, "github.*", &globex_path).await;
-
-    let end = this_minute() - Duration::minutes(1);
-    app.post_history(&acme_token, &steady_history("a", "github.list_issues", 2, 90, end))
-        .await;
-    app.post_history(&globex_token, &steady_history("g", "github.list_issues", 2, 90, end))
-        .await;
+    let (acme_token, acme_path) = app.warmed_up_tenant(&app.vault, &acme, "github.*").await;
+    let (_, globex_path) = app.warmed_up_tenant(&app.vault, &globex, "github.*").await;
     let acme_before = app.vault.current_version(&acme_path).await;
     let globex_before = app.vault.current_version(&globex_path).await;
 
-    let now = Utc::now();
-    let burst: Vec<_> = (0..60)
-        .map(|i| event(&format!("burst-{i}"), "github.list_issues", now, json!({"repo": "web"})))
-        .collect();
-    let response = app.post_events(&acme_token, &burst).await;
-    assert_eq!(response.status(), 202);
-    let body: serde_json::Value = response.json().await.unwrap();
+    let burst = burst("github.list_issues", |_| json!({"repo": "web"}));
+    let body = app.post_accepted(&acme_token, &burst).await;
     assert_eq!(body["accepted"], 60);
     let findings = body["findings"].as_array().unwrap();
     let spike = findings
@@ -62,7 +41,7 @@ async fn burst_after_warm_up_rotates_only_the_bursting_tenants_secret() {
     assert!(
         rotated["token"]
             .as_str()
-            .is_some_and(|v| v.len() >= 32 && v != "placeholder-acme"),
+            .is_some_and(|v| v.len() >= 32 && v != "placeholder"),
         "the field name is kept with a fresh value"
     );
 
@@ -123,16 +102,16 @@ async fn a_second_burst_within_the_cooldown_is_deduplicated_into_the_first_rotat
 
 #[tokio::test]
 async fn a_tenant_still_learning_is_alerted_on_but_not_rotated() {
-    let app = spawn_app().await;
-    let acme = unique_tenant("acme");
-    let token = app.create_tenant(&acme).await;
+    let Setup {
+        app,
+        tenant: acme,
+        token,
+    } = Setup::new("acme").await;
     app.bind_kv2(&acme, "*", &format!("tenants/{acme}/never")).await;
     let secret = json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"});
-    let r = app
-        .post_events(&token, &[event("e1", "s3.get", Utc::now(), secret)])
+    let body = app
+        .post_accepted(&token, &[event("e1", "s3.get", Utc::now(), secret)])
         .await;
-    assert_eq!(r.status(), 202);
-    let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["findings"][0]["detector"], "secret_in_payload");
     assert_eq!(
         body["findings"][0]["action"], "alert",

@@ -2,9 +2,9 @@
 //! with the admin token on every admin operation and with an ingest token on ingest. Any 5xx,
 //! an undocumented status or content type, or an answer that breaks its schema fails the test.
 
-use crate::helpers::*;
 use std::path::PathBuf;
 use std::time::Instant;
+use vigil_test_support::*;
 
 /// The venv's Python with schemathesis: `VIGIL_TEST_PYTHON` (exported by scripts/backends.sh),
 /// else the repo's `.venv`.

@@ -2,12 +2,12 @@
 //! report is well-formed and scores what the detectors on this branch can see, and a replay
 //! accounts for every line of its file.
 
-use crate::helpers::*;
 use chrono::{Duration, Utc};
 use serde_json::{Value, json};
 use vigil::simulate::model::{AttackClass, CANARIES, SimConfig};
 use vigil::simulate::replay::{self, ReplayOptions};
 use vigil::simulate::{self as sim, Options};
+use vigil_test_support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_simulated_day_hides_every_attack_class_and_the_report_scores_each() {
@@ -113,9 +113,7 @@ impl Drop for TempFile {
 
 #[tokio::test]
 async fn replay_posts_a_file_in_batches_and_accounts_for_every_line() {
-    let app = spawn_app().await;
-    let tenant = unique_tenant("replay");
-    let token = app.create_tenant(&tenant).await;
+    let Setup { app, tenant, token } = Setup::new("replay").await;
     let mut lines = vec![
         line("e1", json!({})),
         String::new(),
@@ -167,9 +165,7 @@ async fn replay_posts_a_file_in_batches_and_accounts_for_every_line() {
 
 #[tokio::test]
 async fn replay_stops_when_the_token_is_not_the_named_tenants() {
-    let app = spawn_app().await;
-    let owner = unique_tenant("owner");
-    let token = app.create_tenant(&owner).await;
+    let Setup { app, token, .. } = Setup::new("owner").await;
     let file = TempFile::new(&[line("e1", json!({}))]);
     let error = replay::run(&ReplayOptions {
         file: file.0.clone(),

@@ -1,7 +1,7 @@
 //! `vigil serve` refuses to start, with a message that says why, rather than run unsafely.
 
-use crate::helpers::*;
 use std::process::Command;
+use vigil_test_support::*;
 
 #[track_caller]
 fn check_refused(env: &[(&str, &str)], expect: &str) {

@@ -2,9 +2,9 @@
 //! holds only that policy rotates every Vault binding kind that follows the path convention,
 //! and the same token can neither read what it rotates nor reach beyond it nor widen itself.
 
-use crate::backends::{VaultDatabase, burst, existing_pg_roles, tenant_with_history};
-use crate::helpers::*;
+use crate::backends::{VaultDatabase, existing_pg_roles, settled_as};
 use serde_json::{Value, json};
+use vigil_test_support::*;
 
 const POLICY: &str = include_str!("../../deploy/vault-policy.hcl");
 
@@ -45,29 +45,17 @@ async fn vigils_least_privilege_policy_rotates_every_vault_kind_and_nothing_else
     let dynamic = format!("tenant-{acme}");
     db.dynamic_role(&dynamic).await;
     let leased_user = db.lease(&dynamic).await;
-    let pg_user = format!("svc_{}", acme.replace('-', "_"));
-    // The name is generated above, never input: a role name cannot be a bind parameter.
-    sqlx::query(&format!("create role {pg_user} login password 'initial'"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     let static_role = format!("tenant-{acme}-app");
-    db.static_role(&static_role, &pg_user).await;
+    let pg_user = db.static_role(&app.pool, &static_role, &acme).await;
     let static_before = db.last_vault_rotation(&static_role).await;
 
     let bindings = json!([{"tools": "db.*", "secrets": [
         {"backend": "vault", "kind": "kv2", "mount": "secret", "path": kv_path},
         {"backend": "vault", "kind": "lease_prefix", "prefix": format!("database/creds/{dynamic}")},
         {"backend": "vault", "kind": "database_static_role", "mount": "database", "role": static_role}]}]);
-    let ingest = tenant_with_history(&app, &acme, "db.query", bindings).await;
-    burst(&app, &ingest, "db.query").await;
+    app.warm_up_and_burst(&acme, "db.query", bindings).await;
 
-    let rotations = app.settled_rotations(&acme).await;
-    assert_eq!(rotations.len(), 3, "{rotations:#?}");
-    for rotation in &rotations {
-        assert_eq!(rotation["status"], "succeeded", "{rotation:#}");
-        assert_eq!(rotation["attempts"], 1, "{rotation:#}");
-    }
+    let rotations = settled_as(&app, &acme, 3, "succeeded").await;
     let result_of = |kind: &str| {
         rotations
             .iter()
@@ -160,12 +148,7 @@ async fn vigils_least_privilege_policy_rotates_every_vault_kind_and_nothing_else
         .await;
     root.expect_ok("DELETE", &format!("sys/policies/acl/{policy}"), None)
         .await;
-    root.expect_ok("DELETE", &format!("database/static-roles/{static_role}"), None)
-        .await;
+    db.drop_static_role(&app.pool, &static_role, &pg_user).await;
     db.remove().await;
-    sqlx::query(&format!("drop role {pg_user}"))
-        .execute(&app.pool)
-        .await
-        .unwrap();
     app.stop().await;
 }

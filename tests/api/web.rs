@@ -1,10 +1,10 @@
 //! A person at the dashboard, over plain HTTP: logs in with the login form, keeps the session
 //! cookie, reads pages and sends forms. Redirects are not followed, so tests see them.
 
-use crate::helpers::TestApp;
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use regex::Regex;
-use serde_json::{Value, json};
+use serde_json::json;
+use vigil_test_support::*;
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
@@ -172,37 +172,6 @@ impl Web {
     }
 }
 
-/// A tenant past warm-up whose tools `*` are bound to a KV v2 secret in OpenBao, with an hour
-/// of normal `github.list_issues` calls; returns (ingest token, secret path).
-pub async fn warmed_up_tenant(app: &TestApp, tenant: &str) -> (String, String) {
-    let path = format!("tenants/{tenant}/github");
-    app.vault.write_kv2(&path, json!({"token": "placeholder"})).await;
-    let token = app.create_tenant(tenant).await;
-    app.bind_kv2(tenant, "*", &path).await;
-    let end = crate::helpers::this_minute() - Duration::minutes(1);
-    app.post_history(
-        &token,
-        &crate::helpers::steady_history("h", "github.list_issues", 1, 70, end),
-    )
-    .await;
-    (token, path)
-}
-
-/// An AWS access key in a call's parameters: a `secret_in_payload` finding that rotates.
-pub async fn leak_a_key(app: &TestApp, token: &str, event_id: &str, tool: &str, params: Value) -> String {
-    let mut params = params;
-    params["aws_access_key_id"] = json!("AKIAIOSFODNN7EXAMPLE");
-    let r = app
-        .post_events(token, &[crate::helpers::event(event_id, tool, Utc::now(), params)])
-        .await;
-    assert_eq!(r.status(), 202);
-    let body: Value = r.json().await.unwrap();
-    body["findings"][0]["incident_id"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an incident: {body}"))
-        .to_owned()
-}
-
 /// Markup an attacker-controlled agent might send, one per way a page could turn it live.
 pub const TOOL_SCRIPT: &str = "<script>window.__xss=1;alert(1)</script>";
 pub const TOOL_HANDLER: &str = "<img src=x onerror=\"window.__xss=2;alert(2)\">";
@@ -217,19 +186,9 @@ pub const BINDING_GLOB: &str = "<img src=x onerror=\"window.__xss=2;alert(2)\">*
 /// An incident whose findings, evidence and rotation carry the payloads above: a warmed-up
 /// tenant whose agent leaks keys through tools named like markup. Returns (tenant, incident).
 pub async fn hostile_incident(app: &TestApp) -> (String, String) {
-    let tenant = crate::helpers::unique_tenant("xss");
-    let (token, path) = warmed_up_tenant(app, &tenant).await;
-    let body = json!({"bindings": [{"tools": BINDING_GLOB, "secrets": [
-        {"backend": "vault", "kind": "kv2", "mount": "secret", "path": path}]}]});
-    let r = app
-        .client
-        .put(app.url(&format!("/v1/tenants/{tenant}/bindings")))
-        .bearer_auth(crate::helpers::ADMIN_TOKEN)
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
+    let tenant = unique_tenant("xss");
+    let (token, path) = app.warmed_up_tenant(&app.vault, &tenant, "*").await;
+    app.bind_kv2(&tenant, BINDING_GLOB, &path).await;
     let mut incident = String::new();
     for (i, tool) in [TOOL_SCRIPT, TOOL_HANDLER, TOOL_URL].into_iter().enumerate() {
         let events = [
@@ -238,9 +197,7 @@ pub async fn hostile_incident(app: &TestApp) -> (String, String) {
             "credential_ref": TOOL_URL,
             "params": {PARAM_KEY: "AKIAIOSFODNN7EXAMPLE", "q": PARAM_VALUE, "next": TOOL_URL}}),
         ];
-        let r = app.post_events(&token, &events).await;
-        assert_eq!(r.status(), 202);
-        let body: Value = r.json().await.unwrap();
+        let body = app.post_accepted(&token, &events).await;
         incident = body["findings"][0]["incident_id"]
             .as_str()
             .expect("an incident")

@@ -1,13 +1,16 @@
 //! `spawn_app()`: each test gets its own migrated database, a Vigil on a random port, and
-//! typed helpers for the API and for reading OpenBao directly.
+//! typed helpers for the API.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Utc;
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor, PgConnection, PgPool};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
 use vigil::app::App;
 use vigil::config::Config;
+
+use crate::traffic::{burst, event, rotating_spike, warm_up_history};
+use crate::vault::Vault;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789abcdef0123456789";
 pub const REDACTION_KEY: &str = "test-redaction-key-0123456789";
@@ -21,6 +24,11 @@ pub fn required_env(name: &str) -> String {
             "{name} is not set: run the tests through scripts/test.sh, which starts Postgres, OpenBao, moto and Alertmanager and exports it"
         )
     })
+}
+
+/// The repository's root (this crate is `tests/support` in it).
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// Creates a fresh database on the test server and applies the migrations.
@@ -73,7 +81,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         vault_token: None,
         aws_endpoint_url: None,
         aws_region: None,
-        baselines_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("baselines"),
+        baselines_dir: repository().join("baselines"),
         shards: 2,
         shard_queue: 64,
         retention_days: 90,
@@ -93,15 +101,24 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
     }
 }
 
+/// A Vigil in this process: its API (the methods of [`Api`], through `Deref`), its database
+/// and the OpenBao it rotates in.
 pub struct TestApp {
-    pub address: String,
+    pub api: Api,
     /// OTLP/gRPC's `http://host:port`, when the config serves it.
     pub grpc_address: Option<String>,
     pub pool: PgPool,
-    pub client: reqwest::Client,
     pub vault: Vault,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl std::ops::Deref for TestApp {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -122,10 +139,9 @@ pub async fn spawn_app_with(config: Config) -> TestApp {
         let _ = stopped.await;
     }));
     TestApp {
-        address,
+        api: Api::new(address),
         grpc_address,
         pool,
-        client: reqwest::Client::new(),
         vault: Vault::from_env(),
         shutdown: Some(shutdown),
         server: Some(server),
@@ -138,6 +154,38 @@ pub fn unique_tenant(prefix: &str) -> String {
 }
 
 impl TestApp {
+    /// Stops the service gracefully and waits until it has drained.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
+    }
+}
+
+/// A Vigil's HTTP API as the tests and benches call it, in process ([`TestApp`]) or a child
+/// process alike.
+#[derive(Clone)]
+pub struct Api {
+    /// `http://host:port`.
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl Api {
+    pub fn new(address: String) -> Api {
+        Api {
+            address,
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// The Prometheus text of `GET /metrics`.
     pub async fn metrics(&self) -> String {
         self.client
@@ -148,16 +196,6 @@ impl TestApp {
             .text()
             .await
             .unwrap()
-    }
-
-    /// Stops the service gracefully and waits until it has drained.
-    pub async fn stop(mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(server) = self.server.take() {
-            server.await.unwrap().unwrap();
-        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -201,19 +239,48 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Replaces the tenant's credential bindings with `bindings` (the API's array).
+    pub async fn put_bindings(&self, tenant: &str, bindings: Value) {
+        let path = format!("/v1/tenants/{tenant}/bindings");
+        let r = self
+            .admin_send(reqwest::Method::PUT, &path, Some(json!({ "bindings": bindings })))
+            .await;
+        assert_eq!(r.status(), 200, "put bindings: {}", r.text().await.unwrap());
+    }
+
     /// Binds `tools` of the tenant to one KV v2 secret at `secret/<path>`.
     pub async fn bind_kv2(&self, tenant: &str, tools: &str, path: &str) {
-        let body = json!({"bindings": [{"tools": tools, "secrets": [
-            {"backend": "vault", "kind": "kv2", "mount": "secret", "path": path}]}]});
-        let r = self
-            .client
-            .put(self.url(&format!("/v1/tenants/{tenant}/bindings")))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200, "put bindings: {}", r.text().await.unwrap());
+        let secret = json!({"backend": "vault", "kind": "kv2", "mount": "secret", "path": path});
+        self.put_bindings(tenant, json!([{"tools": tools, "secrets": [secret]}]))
+            .await;
+    }
+
+    /// Posts the tenant's warm-up ([`warm_up_history`] of `tool`): past it, the policy may rotate.
+    pub async fn warm_up(&self, token: &str, tool: &str) {
+        self.post_history(token, &warm_up_history(tool)).await;
+    }
+
+    /// A tenant past warm-up whose `tools` are bound to a KV v2 secret at
+    /// `tenants/<tenant>/github` in `vault` (written first), warmed up on `github.list_issues`;
+    /// returns (ingest token, secret path).
+    pub async fn warmed_up_tenant(&self, vault: &Vault, tenant: &str, tools: &str) -> (String, String) {
+        let path = format!("tenants/{tenant}/github");
+        vault.write_kv2(&path, json!({"token": "placeholder"})).await;
+        let token = self.create_tenant(tenant).await;
+        self.bind_kv2(tenant, tools, &path).await;
+        self.warm_up(&token, "github.list_issues").await;
+        (token, path)
+    }
+
+    /// An attack on a bound tenant: `tenant` created with `bindings`, warmed up on `tool`,
+    /// then a [`burst`] of `tool`, asserted to ask for a rotation. Returns the ingest token.
+    pub async fn warm_up_and_burst(&self, tenant: &str, tool: &str, bindings: Value) -> String {
+        let token = self.create_tenant(tenant).await;
+        self.put_bindings(tenant, bindings).await;
+        self.warm_up(&token, tool).await;
+        let body = self.post_accepted(&token, &burst(tool, |_| json!({}))).await;
+        rotating_spike(&body["findings"]);
+        token
     }
 
     pub async fn post_events(&self, token: &str, events: &[Value]) -> reqwest::Response {
@@ -221,15 +288,29 @@ impl TestApp {
             .await
     }
 
-    pub async fn post_raw(&self, token: &str, body: Vec<u8>) -> reqwest::Response {
+    pub async fn post_raw(&self, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.post_json("/v1/events", token, body).await
+    }
+
+    /// `POST path` with the ingest `token` and `body` as it is, declared JSON.
+    pub async fn post_json(&self, path: &str, token: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
         self.client
-            .post(self.url("/v1/events"))
+            .post(self.url(path))
             .bearer_auth(token)
             .header("content-type", "application/json")
             .body(body)
             .send()
             .await
             .unwrap()
+    }
+
+    /// Posts `events`, asserts they were accepted (202) and returns the answer.
+    pub async fn post_accepted(&self, token: &str, events: &[Value]) -> Value {
+        let r = self.post_events(token, events).await;
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert_eq!(status, 202, "{text}");
+        serde_json::from_str(&text).unwrap()
     }
 
     /// Posts `events` in batches of 500 and asserts each is accepted.
@@ -240,21 +321,30 @@ impl TestApp {
         }
     }
 
-    /// Polls the rotations of a tenant until none is pending or running (bounded).
-    pub async fn settled_rotations(&self, tenant: &str) -> Vec<Value> {
-        for _ in 0..200 {
-            let body = self.admin_json(&format!("/v1/rotations?tenant={tenant}")).await;
-            let rotations = body["rotations"].as_array().unwrap().clone();
-            if !rotations.is_empty()
-                && rotations
-                    .iter()
-                    .all(|r| !matches!(r["status"].as_str(), Some("pending" | "running")))
-            {
-                return rotations;
+    /// Polls `GET path` (admin) every 20 ms until `done` holds (bounded: 10 s); returns the
+    /// last answer.
+    pub async fn poll_until(&self, path: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut last = Value::Null;
+        for _ in 0..500 {
+            last = self.admin_json(path).await;
+            if done(&last) {
+                return last;
             }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
-        panic!("rotations of {tenant} did not settle within 10 s");
+        panic!("{what}: not within 10 s; last GET {path}: {last:#}");
+    }
+
+    /// Polls the rotations of a tenant until there is one and none is pending or running.
+    pub async fn settled_rotations(&self, tenant: &str) -> Vec<Value> {
+        let path = format!("/v1/rotations?tenant={tenant}");
+        let body = self
+            .poll_until(&path, &format!("the rotations of {tenant}"), |b| {
+                let rotations = b["rotations"].as_array().unwrap();
+                !rotations.is_empty() && rotations.iter().all(settled)
+            })
+            .await;
+        body["rotations"].as_array().unwrap().clone()
     }
 
     /// An admin request with a JSON body (`None`: no body).
@@ -283,148 +373,70 @@ impl TestApp {
             .clone()
     }
 
-    /// Opens an incident for a tenant still learning: an AWS key in a payload is a
-    /// `secret_in_payload` finding, alerted on but not rotated. Returns the incident id.
-    pub async fn open_incident(&self, token: &str, event_id: &str) -> String {
-        let params = json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"});
-        let r = self
-            .post_events(token, &[event(event_id, "s3.get", Utc::now(), params)])
+    /// A call of `tool` whose `params` carry an AWS access key: a `secret_in_payload` finding,
+    /// rotated past warm-up, alerted on (not rotated) while the tenant is still learning.
+    /// Returns the id of the incident it opened.
+    pub async fn leak_a_key(&self, token: &str, event_id: &str, tool: &str, params: Value) -> String {
+        let mut params = params;
+        params["aws_access_key_id"] = json!("AKIAIOSFODNN7EXAMPLE");
+        let body = self
+            .post_accepted(token, &[event(event_id, tool, Utc::now(), params)])
             .await;
-        assert_eq!(r.status(), 202);
-        let body: Value = r.json().await.unwrap();
         body["findings"][0]["incident_id"]
             .as_str()
-            .expect("the finding names its incident")
+            .unwrap_or_else(|| panic!("the finding names its incident: {body}"))
             .to_owned()
     }
 
-    /// Polls one rotation until it is neither pending nor running (bounded).
+    /// Polls one rotation until it is neither pending nor running.
     pub async fn settled_rotation(&self, id: &str) -> Value {
-        for _ in 0..200 {
-            let r = self.admin_json(&format!("/v1/rotations/{id}")).await;
-            if !matches!(r["status"].as_str(), Some("pending" | "running")) {
-                return r;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-        panic!("rotation {id} did not settle within 10 s");
-    }
-
-    pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
-    }
-}
-
-/// Normal traffic: `per_minute` calls of `tool` every minute for `minutes`, ending at `end`.
-pub fn steady_history(prefix: &str, tool: &str, per_minute: usize, minutes: i64, end: DateTime<Utc>) -> Vec<Value> {
-    let mut events = Vec::new();
-    for m in 0..minutes {
-        let minute = end - Duration::minutes(minutes - m);
-        for i in 0..per_minute {
-            let at = minute + Duration::seconds((i as i64 * 60 / per_minute as i64) + 1);
-            events.push(event(
-                &format!("{prefix}-h{m}-{i}"),
-                tool,
-                at,
-                json!({"repo": "web", "page": i}),
-            ));
-        }
-    }
-    events
-}
-
-pub fn event(id: &str, tool: &str, at: DateTime<Utc>, params: Value) -> Value {
-    json!({"event_id": id, "timestamp": at.to_rfc3339(), "tool": tool, "outcome": "success", "params": params})
-}
-
-/// The current minute's start, so a burst lands in one event-time bucket.
-pub fn this_minute() -> DateTime<Utc> {
-    let now = Utc::now();
-    now - Duration::seconds(now.timestamp() % 60) - Duration::nanoseconds(now.timestamp_subsec_nanos() as i64)
-}
-
-/// OpenBao, read directly so tests check the peer's state, not Vigil's account of it.
-pub struct Vault {
-    addr: String,
-    token: String,
-    client: reqwest::Client,
-}
-
-impl Vault {
-    pub fn from_env() -> Self {
-        Vault::new(
-            &required_env("VIGIL_TEST_VAULT_ADDR"),
-            &required_env("VIGIL_TEST_VAULT_TOKEN"),
-        )
-    }
-
-    /// Another OpenBao (a private one), or the shared one as another token sees it.
-    pub fn new(addr: &str, token: &str) -> Self {
-        Vault {
-            addr: addr.to_owned(),
-            token: token.to_owned(),
-            client: reqwest::Client::new(),
-        }
-    }
-
-    pub async fn write_kv2(&self, path: &str, data: Value) -> u64 {
-        let r = self
-            .client
-            .post(format!("{}/v1/secret/data/{path}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .json(&json!({ "data": data }))
-            .send()
+        self.poll_until(&format!("/v1/rotations/{id}"), &format!("rotation {id}"), settled)
             .await
-            .unwrap();
-        assert!(r.status().is_success(), "vault write {path}: {}", r.status());
-        r.json::<Value>().await.unwrap()["data"]["version"].as_u64().unwrap()
+    }
+}
+
+/// Whether a rotation is done: neither pending nor running.
+pub fn settled(rotation: &Value) -> bool {
+    !matches!(rotation["status"].as_str(), Some("pending" | "running"))
+}
+
+/// The actions of audit entries, in their order.
+pub fn actions(entries: &[Value]) -> Vec<&str> {
+    entries.iter().map(|e| e["action"].as_str().unwrap()).collect()
+}
+
+/// A Vigil of its own with one new tenant: where most tests of one tenant start.
+pub struct Setup {
+    pub app: TestApp,
+    pub tenant: String,
+    pub token: String,
+}
+
+impl Setup {
+    /// [`spawn_app`] and a tenant [`unique_tenant`]`(prefix)`.
+    pub async fn new(prefix: &str) -> Setup {
+        Setup::with_config(test_config(&fresh_database().await), prefix).await
     }
 
-    pub async fn current_version(&self, path: &str) -> u64 {
-        let r = self
-            .client
-            .get(format!("{}/v1/secret/metadata/{path}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .send()
-            .await
-            .unwrap();
-        assert!(r.status().is_success(), "vault metadata {path}: {}", r.status());
-        r.json::<Value>().await.unwrap()["data"]["current_version"]
-            .as_u64()
-            .unwrap()
+    /// The same with a Vigil on `config`.
+    pub async fn with_config(config: Config, prefix: &str) -> Setup {
+        let app = spawn_app_with(config).await;
+        let tenant = unique_tenant(prefix);
+        let token = app.create_tenant(&tenant).await;
+        Setup { app, tenant, token }
     }
 
-    pub async fn read_kv2(&self, path: &str) -> Value {
-        let r = self
-            .client
-            .get(format!("{}/v1/secret/data/{path}", self.addr))
-            .header("X-Vault-Token", &self.token)
-            .send()
-            .await
-            .unwrap();
-        r.json::<Value>().await.unwrap()["data"]["data"].clone()
+    /// The events stored, every tenant's.
+    pub async fn events(&self) -> i64 {
+        self.app.count("select count(*) from events").await
     }
 
-    /// Any Vault API call, for tests that set up or read engines the helpers do not cover.
-    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> reqwest::Response {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-        let mut request = self
-            .client
-            .request(method, format!("{}/v1/{path}", self.addr))
-            .header("X-Vault-Token", &self.token);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.unwrap()
-    }
-
-    pub async fn expect_ok(&self, method: &str, path: &str, body: Option<Value>) {
-        let r = self.call(method, path, body).await;
-        let status = r.status();
-        assert!(
-            status.is_success(),
-            "{method} {path}: {status} {}",
-            r.text().await.unwrap()
-        );
+    /// Asserts a refusal (`status`, Vigil's error `code`) that stored nothing; returns its body.
+    pub async fn refused(&self, response: reqwest::Response, status: u16, code: &str) -> Value {
+        assert_eq!(response.status(), status);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{body}");
+        assert_eq!(self.events().await, 0, "a refused request stored nothing");
+        body
     }
 }
