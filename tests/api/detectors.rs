@@ -369,11 +369,13 @@ async fn the_baseline_api_shows_what_was_learned() {
     let view = w.app.admin_json(&format!("/v1/tenants/{}/baseline", w.tenant)).await;
     assert_eq!(view["tenant_id"], w.tenant.as_str());
     assert_eq!(view["learning"], false);
-    assert_eq!(view["events_seen"], 180);
+    assert_eq!(view["events_seen"], 200);
     assert!(view["since"].as_str().is_some());
     let tools = view["tools"].as_array().unwrap();
-    assert_eq!(tools.len(), 1);
-    let tool = &tools[0];
+    let names: Vec<&str> = tools.iter().map(|t| t["tool"].as_str().unwrap()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.contains(&"status.ping"), "{names:?}");
+    let tool = tools.iter().find(|t| t["tool"] == "db.query").unwrap();
     assert_eq!(
         (&tool["tool"], &tool["calls"], &tool["error_rate"]),
         (&json!("db.query"), &json!(180), &json!(0.0))
