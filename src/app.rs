@@ -27,7 +27,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use secrecy::ExposeSecret;
-use serde_json::json;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::future::Future;
@@ -456,10 +455,10 @@ impl App {
 
 pub fn routes(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
+        .route("/v1/openapi.json", get(api::openapi::serve))
         .route("/v1/events", post(ingest::post_events).get(api::events::list_events))
         .route("/v1/traces", post(ingest::otlp::post_traces))
         .route("/v1/tenants", post(api::create_tenant).get(api::list_tenants))
@@ -491,7 +490,9 @@ pub fn routes(state: AppState) -> axum::Router {
         )
         .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::get_incident))
-        .route("/v1/incidents/{id}/{action}", post(api::respond::transition_incident))
+        .route("/v1/incidents/{id}/acknowledge", post(api::respond::acknowledge_incident))
+        .route("/v1/incidents/{id}/resolve", post(api::respond::resolve_incident))
+        .route("/v1/incidents/{id}/false-positive", post(api::respond::mark_false_positive))
         .route("/v1/rotations", get(api::list_rotations))
         .route("/v1/rotations/{id}", get(api::get_rotation))
         .route("/v1/rotations/{id}/retry", post(api::respond::retry_rotation))
@@ -507,10 +508,45 @@ pub fn routes(state: AppState) -> axum::Router {
         .with_state(state)
 }
 
+/// The process is up.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+#[utoipa::path(get, path = "/healthz", operation_id = "getHealth", tag = "ops",
+    summary = "The process is up",
+    responses((status = 200, description = "Up", body = Health)),
+    security(()))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Each of readiness's checks, and their conjunction.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct Readiness {
+    pub ready: bool,
+    /// Postgres and the events table answer within 400 ms.
+    pub database: bool,
+    pub migrations: bool,
+    /// No shard queue is full.
+    pub queues: bool,
+    /// Shutdown has not begun.
+    pub workers: bool,
+}
+
 /// Ready while the database answers within [`READY_PROBE_TIMEOUT`] (the events table
 /// included, so a lock that stalls ingest shows here), the migrations are applied, every shard
 /// can take a batch, and shutdown has not begun. Each check recovers by itself.
-async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/readyz", operation_id = "getReadiness", tag = "ops",
+    summary = "Postgres reachable, migrations applied, shard queues not full, not shutting down",
+    responses(
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready: `ready` is false and the failing check says why", body = Readiness),
+    ),
+    security(()))]
+pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let db = store::readiness(&app.pool, READY_PROBE_TIMEOUT).await;
     if !db.database {
         app.metrics.database_timeouts.with_label_values(&["readiness"]).inc();
@@ -525,25 +561,21 @@ async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
     };
     (
         status,
-        Json(json!({
-            "ready": ready,
-            "database": db.database,
-            "migrations": db.migrations,
-            "queues": queues,
-            "workers": accepting,
-        })),
+        Json(Readiness {
+            ready,
+            database: db.database,
+            migrations: db.migrations,
+            queues,
+            workers: accepting,
+        }),
     )
 }
 
-/// The OpenAPI document of the HTTP contract, served as written.
-async fn openapi() -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("api/openapi.json"),
-    )
-}
-
-async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", operation_id = "getMetrics", tag = "ops",
+    summary = "Prometheus text format: ingest, findings by detector, rotations, alerts, queues",
+    responses((status = 200, description = "The metrics", body = String, content_type = "text/plain; version=0.0.4")),
+    security(()))]
+pub async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
     (
         [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         app.metrics.render(),

@@ -106,7 +106,7 @@ pub type SharedPolicy = Arc<RwLock<Arc<Policy>>>;
 pub type SharedSuppressions = Arc<RwLock<Arc<Suppressions>>>;
 
 /// What the 202 reports.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct BatchOutcome {
     pub accepted: usize,
     pub duplicates: usize,
@@ -130,7 +130,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReportedFinding {
     pub event_id: String,
     pub detector: Detector,
