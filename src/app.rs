@@ -490,9 +490,15 @@ pub fn routes(state: AppState) -> axum::Router {
         )
         .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::get_incident))
-        .route("/v1/incidents/{id}/acknowledge", post(api::respond::acknowledge_incident))
+        .route(
+            "/v1/incidents/{id}/acknowledge",
+            post(api::respond::acknowledge_incident),
+        )
         .route("/v1/incidents/{id}/resolve", post(api::respond::resolve_incident))
-        .route("/v1/incidents/{id}/false-positive", post(api::respond::mark_false_positive))
+        .route(
+            "/v1/incidents/{id}/false-positive",
+            post(api::respond::mark_false_positive),
+        )
         .route("/v1/rotations", get(api::list_rotations))
         .route("/v1/rotations/{id}", get(api::get_rotation))
         .route("/v1/rotations/{id}/retry", post(api::respond::retry_rotation))

@@ -3,21 +3,21 @@
 //! cache at once, so it applies to the very next request.
 
 use super::auth::{self, Admin, Reader};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::{
-    JsonObject, TenantWithTokensView, limits_of, parse_display_name, parse_markers, parse_mode, parse_tenant_path,
-    tenant_view_with_tokens,
+    JsonObject, TenantPatchBody, TenantWithTokensView, limits_of, parse_display_name, parse_markers, parse_mode,
+    parse_tenant_path, tenant_view_with_tokens,
 };
 use crate::app::{self, AppState};
+use crate::baseline::{Limits, Warmup};
+use crate::detect::Declarations;
 use crate::event::TenantId;
+use crate::policy::Rule;
 use crate::store;
 use crate::store::tenants::TenantPatch;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use crate::baseline::{Limits, Warmup};
-use crate::detect::Declarations;
-use crate::policy::Rule;
 use axum::http::StatusCode;
 use serde::Serialize;
 use std::collections::BTreeMap;

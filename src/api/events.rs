@@ -2,7 +2,7 @@
 //! so an integrator can see exactly what arrived without reading Postgres.
 
 use super::auth::Reader;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::{ListQuery, db_enum, next_cursor};
 use crate::app::AppState;
 use crate::event::{Outcome, ToolName};

@@ -92,10 +92,7 @@ impl Modify for SecuritySchemes {
             "ingestToken",
             bearer("A tenant's ingest token (vgl_…): ingest for that tenant only."),
         );
-        components.add_security_scheme(
-            "adminToken",
-            bearer("The operator's admin token (VIGIL_ADMIN_TOKEN)."),
-        );
+        components.add_security_scheme("adminToken", bearer("The operator's admin token (VIGIL_ADMIN_TOKEN)."));
         components.add_security_scheme(
             "session",
             SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
@@ -110,7 +107,8 @@ impl Modify for SecuritySchemes {
 }
 
 /// The document, rendered once.
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| ApiDoc::openapi().to_json().expect("the OpenAPI document renders"));
+static DOCUMENT: LazyLock<String> =
+    LazyLock::new(|| ApiDoc::openapi().to_json().expect("the OpenAPI document renders"));
 
 #[utoipa::path(get, path = "/v1/openapi.json", operation_id = "getOpenApi", tag = "ops",
     summary = "This contract, machine-readable (OpenAPI 3.1)",

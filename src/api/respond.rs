@@ -3,7 +3,7 @@
 //! shared with the dashboard.
 
 use super::auth::{Reader, Responder};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::{
     IncidentView, JsonObject, ListQuery, RotationView, db_enum, incident_views, next_cursor, parse_tenant_path,
     rotation_view,

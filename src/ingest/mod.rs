@@ -9,10 +9,10 @@ pub mod otlp;
 
 use crate::api::auth::IngestTenant;
 use crate::api::error::ApiError;
+use crate::api::error::ErrorEnvelope;
 use crate::app::{self, AppState};
 use crate::detect::{self, Finding, RefusedEvent};
 use crate::event::{EventId, EventLimits, TenantId, ToolCallEvent, ToolName};
-use crate::api::error::ErrorEnvelope;
 use crate::shard::{Batch, BatchOutcome, Overloaded};
 use axum::Json;
 use axum::body::Body;

@@ -79,11 +79,11 @@ async fn the_openapi_document_describes_every_endpoint_of_the_contract() {
         );
     }
     let documented: BTreeSet<(String, String)> = operations(&doc).into_iter().map(|(p, m, _)| (p, m)).collect();
-    let contract: BTreeSet<(String, String)> = OPERATIONS
-        .iter()
-        .map(|(p, m)| (p.to_string(), m.to_string()))
-        .collect();
-    assert_eq!(documented, contract, "the document has operations the contract does not list");
+    let contract: BTreeSet<(String, String)> = OPERATIONS.iter().map(|(p, m)| (p.to_string(), m.to_string())).collect();
+    assert_eq!(
+        documented, contract,
+        "the document has operations the contract does not list"
+    );
     app.stop().await;
 }
 
@@ -96,10 +96,43 @@ async fn every_openapi_operation_is_named_tagged_secured_and_every_answer_has_a_
         schemes.keys().map(String::as_str).collect::<BTreeSet<_>>(),
         BTreeSet::from(["adminToken", "ingestToken", "session"])
     );
+    // docs/api.md lists every operation with its tag and operationId, as the document has them.
+    let api_md = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let listed: BTreeSet<(String, String, String, String)> = api_md
+        .split("## Operation ids")
+        .nth(1)
+        .expect("docs/api.md has an Operation ids section")
+        .lines()
+        .filter_map(|line| {
+            let cells: Vec<&str> = line.split('|').map(|c| c.trim().trim_matches('`')).collect();
+            let (method, path) = cells.get(2)?.split_once(' ')?;
+            Some((
+                cells[1].to_owned(),
+                method.to_lowercase(),
+                path.to_owned(),
+                cells[3].to_owned(),
+            ))
+        })
+        .collect();
+    let documented: BTreeSet<(String, String, String, String)> = operations(&doc)
+        .into_iter()
+        .map(|(path, method, op)| {
+            let tag = op["tags"][0].as_str().unwrap_or_default().to_owned();
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            (tag, method, path, id)
+        })
+        .collect();
+    assert_eq!(
+        listed, documented,
+        "docs/api.md's Operation ids table and the document disagree"
+    );
+
     let mut ids = HashSet::new();
     for (path, method, op) in operations(&doc) {
         let what = format!("{method} {path}");
-        let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{what}: no operationId"));
+        let id = op["operationId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: no operationId"));
         assert!(ids.insert(id.to_owned()), "{what}: operationId {id} is not unique");
         let tags = op["tags"].as_array().unwrap_or_else(|| panic!("{what}: no tags"));
         assert!(!tags.is_empty(), "{what}: no tags");
@@ -110,7 +143,9 @@ async fn every_openapi_operation_is_named_tagged_secured_and_every_answer_has_a_
             );
         }
 
-        let security = op["security"].as_array().unwrap_or_else(|| panic!("{what}: no security"));
+        let security = op["security"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: no security"));
         let names: BTreeSet<&str> = security
             .iter()
             .flat_map(|requirement| requirement.as_object().unwrap().keys().map(String::as_str))
@@ -169,8 +204,6 @@ async fn every_openapi_operation_is_named_tagged_secured_and_every_answer_has_a_
 /// operation and status.
 struct Checker {
     doc: Value,
-    client: reqwest::Client,
-    base: String,
     /// (method, path template, status) of every answer checked.
     seen: BTreeSet<(String, String, u16)>,
     disagreements: Vec<String>,
@@ -180,10 +213,11 @@ impl Checker {
     /// Sends `request` for the operation `method template`; returns the status and the body
     /// (JSON, or the text as a JSON string).
     async fn check(&mut self, template: &str, request: reqwest::RequestBuilder) -> (u16, Value) {
-        let request = request.build().unwrap();
+        let (client, request) = request.build_split();
+        let request = request.unwrap();
         let method = request.method().as_str().to_lowercase();
         let what = format!("{method} {} ({template})", request.url().path());
-        let response = self.client.execute(request).await.unwrap();
+        let response = client.execute(request).await.unwrap();
         let status = response.status().as_u16();
         let media = response
             .headers()
@@ -215,8 +249,9 @@ impl Checker {
                 }
             }
             (media, _) => {
-                self.disagreements
-                    .push(format!("{what} {status}: {media:?} with {text:?} is not what is documented"));
+                self.disagreements.push(format!(
+                    "{what} {status}: {media:?} with {text:?} is not what is documented"
+                ));
                 return (status, Value::Null);
             }
         };
@@ -224,7 +259,8 @@ impl Checker {
             match serde_json::from_str(&text) {
                 Ok(body) => body,
                 Err(e) => {
-                    self.disagreements.push(format!("{what} {status}: not JSON ({e}): {text}"));
+                    self.disagreements
+                        .push(format!("{what} {status}: not JSON ({e}): {text}"));
                     return (status, Value::Null);
                 }
             }
@@ -248,7 +284,15 @@ impl Checker {
         }
         (status, body)
     }
+}
 
+/// Builds requests as each kind of caller sends them.
+struct Caller {
+    client: reqwest::Client,
+    base: String,
+}
+
+impl Caller {
     fn admin(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.client
             .request(method, format!("{}{path}", self.base))
@@ -270,10 +314,12 @@ impl Checker {
 async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_document() {
     let app = spawn_app().await;
     let doc = served_document(&app).await;
-    let mut c = Checker {
-        doc,
+    let rq = Caller {
         client: reqwest::Client::new(),
         base: app.address.clone(),
+    };
+    let mut c = Checker {
+        doc,
         seen: BTreeSet::new(),
         disagreements: Vec::new(),
     };
@@ -286,57 +332,89 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
     let (status, created) = c
         .check(
             "/v1/tenants",
-            c.admin(Method::POST, "/v1/tenants")
+            rq.admin(Method::POST, "/v1/tenants")
                 .json(&json!({"id": tenant, "markers": ["oas-marker"], "mode": "rotate"})),
         )
         .await;
     assert_eq!(status, 201);
     let token = created["ingest_token"].as_str().unwrap().to_owned();
     for (request, expected) in [
-        (c.admin(Method::POST, "/v1/tenants").json(&json!({"id": tenant})), 409),
-        (c.admin(Method::POST, "/v1/tenants").json(&json!({"id": "Not A Tenant"})), 422),
+        (rq.admin(Method::POST, "/v1/tenants").json(&json!({"id": tenant})), 409),
         (
-            c.admin(Method::POST, "/v1/tenants")
+            rq.admin(Method::POST, "/v1/tenants")
+                .json(&json!({"id": "Not A Tenant"})),
+            422,
+        ),
+        (
+            rq.admin(Method::POST, "/v1/tenants")
                 .header("content-type", "application/json")
                 .body("{"),
             400,
         ),
         (
-            c.admin(Method::POST, "/v1/tenants")
+            rq.admin(Method::POST, "/v1/tenants")
                 .header("content-type", "text/plain")
                 .body("{}"),
             415,
         ),
-        (c.anonymous(Method::POST, "/v1/tenants").json(&json!({"id": "x"})), 401),
-        (c.session(&viewer, Method::POST, "/v1/tenants").json(&json!({"id": "x"})), 403),
+        (rq.anonymous(Method::POST, "/v1/tenants").json(&json!({"id": "x"})), 401),
+        (
+            rq.session(&viewer, Method::POST, "/v1/tenants")
+                .json(&json!({"id": "x"})),
+            403,
+        ),
     ] {
         assert_eq!(c.check("/v1/tenants", request).await.0, expected);
     }
-    assert_eq!(c.check("/v1/tenants", c.admin(Method::GET, "/v1/tenants")).await.0, 200);
-    assert_eq!(c.check("/v1/tenants", c.session(&viewer, Method::GET, "/v1/tenants")).await.0, 403);
-    assert_eq!(c.check("/v1/tenants/{id}", c.admin(Method::GET, &t)).await.0, 200);
-    assert_eq!(c.check("/v1/tenants/{id}", c.admin(Method::GET, "/v1/tenants/ghost")).await.0, 404);
-    assert_eq!(c.check("/v1/tenants/{id}", c.anonymous(Method::GET, &t)).await.0, 401);
+    assert_eq!(
+        c.check("/v1/tenants", rq.admin(Method::GET, "/v1/tenants")).await.0,
+        200
+    );
+    assert_eq!(
+        c.check("/v1/tenants", rq.session(&viewer, Method::GET, "/v1/tenants"))
+            .await
+            .0,
+        403
+    );
+    assert_eq!(c.check("/v1/tenants/{id}", rq.admin(Method::GET, &t)).await.0, 200);
+    assert_eq!(
+        c.check("/v1/tenants/{id}", rq.admin(Method::GET, "/v1/tenants/ghost"))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(c.check("/v1/tenants/{id}", rq.anonymous(Method::GET, &t)).await.0, 401);
     for (body, expected) in [
         (json!({"display_name": "Schema"}), 200),
         (json!({"mode": "loud"}), 422),
         (json!({}), 422),
     ] {
         assert_eq!(
-            c.check("/v1/tenants/{id}", c.admin(Method::PATCH, &t).json(&body)).await.0,
+            c.check("/v1/tenants/{id}", rq.admin(Method::PATCH, &t).json(&body))
+                .await
+                .0,
             expected
         );
     }
     let (status, made) = c
-        .check("/v1/tenants/{id}/tokens", c.admin(Method::POST, &format!("{t}/tokens")))
+        .check(
+            "/v1/tenants/{id}/tokens",
+            rq.admin(Method::POST, &format!("{t}/tokens")),
+        )
         .await;
     assert_eq!(status, 201);
     let tokens = "/v1/tenants/{id}/tokens/{token_id}";
     let revoke = format!("{t}/tokens/{}", made["token_id"].as_str().unwrap());
-    assert_eq!(c.check(tokens, c.admin(Method::DELETE, &revoke)).await.0, 204);
-    assert_eq!(c.check(tokens, c.admin(Method::DELETE, &revoke)).await.0, 404);
+    assert_eq!(c.check(tokens, rq.admin(Method::DELETE, &revoke)).await.0, 204);
+    let missing = format!("{t}/tokens/tok_missing");
+    assert_eq!(c.check(tokens, rq.admin(Method::DELETE, &missing)).await.0, 404);
     assert_eq!(
-        c.check("/v1/tenants/{id}/tokens", c.admin(Method::POST, "/v1/tenants/ghost/tokens")).await.0,
+        c.check(
+            "/v1/tenants/{id}/tokens",
+            rq.admin(Method::POST, "/v1/tenants/ghost/tokens")
+        )
+        .await
+        .0,
         404
     );
 
@@ -350,21 +428,24 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
         (json!({"bindings": [{"tools": "", "secrets": []}]}), 422),
     ] {
         assert_eq!(
-            c.check("/v1/tenants/{id}/bindings", c.admin(Method::PUT, &b).json(&body)).await.0,
+            c.check("/v1/tenants/{id}/bindings", rq.admin(Method::PUT, &b).json(&body))
+                .await
+                .0,
             expected
         );
     }
-    assert_eq!(c.check("/v1/tenants/{id}/bindings", c.admin(Method::GET, &b)).await.0, 200);
+    assert_eq!(
+        c.check("/v1/tenants/{id}/bindings", rq.admin(Method::GET, &b)).await.0,
+        200
+    );
 
     // Ingest, and the incidents it opens.
     let events = |id: &str, params: Value| json!({"events": [event(id, "s3.get", Utc::now(), params)]});
-    let ingest = |body: &Value, token: &str| {
-        c.anonymous(Method::POST, "/v1/events")
-            .bearer_auth(token)
-            .json(body)
-    };
+    let ingest = |body: &Value, token: &str| rq.anonymous(Method::POST, "/v1/events").bearer_auth(token).json(body);
     let secret = json!({"aws_access_key_id": "AKIAIOSFODNN7EXAMPLE"});
-    let (status, first) = c.check("/v1/events", ingest(&events("e-1", secret.clone()), &token)).await;
+    let (status, first) = c
+        .check("/v1/events", ingest(&events("e-1", secret.clone()), &token))
+        .await;
     assert_eq!(status, 202);
     let incident = first["findings"][0]["incident_id"].as_str().unwrap().to_owned();
     for (body, token, expected) in [
@@ -381,7 +462,7 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
         assert_eq!(c.check("/v1/events", ingest(&body, token)).await.0, expected);
     }
     let raw = |content_type: &str, body: &str| {
-        c.anonymous(Method::POST, "/v1/events")
+        rq.anonymous(Method::POST, "/v1/events")
             .bearer_auth(&token)
             .header("content-type", content_type)
             .body(body.to_owned())
@@ -395,14 +476,14 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
         (format!("/v1/events?tenant={tenant}&tool=s3.get"), 200),
         ("/v1/events?until=yesterday".to_owned(), 422),
     ] {
-        assert_eq!(c.check(ev, c.admin(Method::GET, &path)).await.0, expected);
+        assert_eq!(c.check(ev, rq.admin(Method::GET, &path)).await.0, expected);
     }
-    assert_eq!(c.check(ev, c.session(&viewer, Method::GET, ev)).await.0, 200);
-    assert_eq!(c.check(ev, c.anonymous(Method::GET, ev)).await.0, 401);
+    assert_eq!(c.check(ev, rq.session(&viewer, Method::GET, ev)).await.0, 200);
+    assert_eq!(c.check(ev, rq.anonymous(Method::GET, ev)).await.0, 401);
 
     // OTLP/HTTP.
     let traces = |token: &str, content_type: &str, body: &str| {
-        c.anonymous(Method::POST, "/v1/traces")
+        rq.anonymous(Method::POST, "/v1/traces")
             .bearer_auth(token)
             .header("content-type", content_type)
             .body(body.to_owned())
@@ -420,7 +501,10 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
         (token.as_str(), "text/plain", "{}", 415),
         ("vgl_unknown", "application/json", "{}", 401),
     ] {
-        assert_eq!(c.check("/v1/traces", traces(token, content_type, body)).await.0, expected);
+        assert_eq!(
+            c.check("/v1/traces", traces(token, content_type, body)).await.0,
+            expected
+        );
     }
 
     let inc = format!("/v1/incidents/{incident}");
@@ -429,78 +513,137 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
         ("/v1/incidents?status=open&severity=high&limit=2".to_owned(), 200),
         ("/v1/incidents?status=closed".to_owned(), 422),
     ] {
-        assert_eq!(c.check("/v1/incidents", c.admin(Method::GET, &path)).await.0, expected);
+        assert_eq!(c.check("/v1/incidents", rq.admin(Method::GET, &path)).await.0, expected);
     }
-    assert_eq!(c.check("/v1/incidents", c.anonymous(Method::GET, "/v1/incidents")).await.0, 401);
-    assert_eq!(c.check("/v1/incidents/{id}", c.admin(Method::GET, &inc)).await.0, 200);
-    assert_eq!(c.check("/v1/incidents/{id}", c.session(&viewer, Method::GET, &inc)).await.0, 200);
     assert_eq!(
-        c.check("/v1/incidents/{id}", c.admin(Method::GET, "/v1/incidents/inc_missing")).await.0,
+        c.check("/v1/incidents", rq.anonymous(Method::GET, "/v1/incidents"))
+            .await
+            .0,
+        401
+    );
+    assert_eq!(c.check("/v1/incidents/{id}", rq.admin(Method::GET, &inc)).await.0, 200);
+    assert_eq!(
+        c.check("/v1/incidents/{id}", rq.session(&viewer, Method::GET, &inc))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        c.check("/v1/incidents/{id}", rq.admin(Method::GET, "/v1/incidents/inc_missing"))
+            .await
+            .0,
         404
     );
     let ack = "/v1/incidents/{id}/acknowledge";
     let note = json!({"note": "looking"});
     assert_eq!(
-        c.check(ack, c.session(&viewer, Method::POST, &format!("{inc}/acknowledge")).json(&note)).await.0,
+        c.check(
+            ack,
+            rq.session(&viewer, Method::POST, &format!("{inc}/acknowledge"))
+                .json(&note)
+        )
+        .await
+        .0,
         403
     );
-    assert_eq!(c.check(ack, c.admin(Method::POST, &format!("{inc}/acknowledge")).json(&note)).await.0, 200);
-    assert_eq!(c.check(ack, c.admin(Method::POST, &format!("{inc}/acknowledge")).json(&note)).await.0, 409);
     assert_eq!(
-        c.check(ack, c.admin(Method::POST, &format!("{inc}/acknowledge")).json(&json!({"note": 7}))).await.0,
+        c.check(ack, rq.admin(Method::POST, &format!("{inc}/acknowledge")).json(&note))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        c.check(ack, rq.admin(Method::POST, &format!("{inc}/acknowledge")).json(&note))
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        c.check(
+            ack,
+            rq.admin(Method::POST, &format!("{inc}/acknowledge"))
+                .json(&json!({"note": 7}))
+        )
+        .await
+        .0,
         422
     );
     assert_eq!(
-        c.check(ack, c.admin(Method::POST, "/v1/incidents/inc_missing/acknowledge")).await.0,
+        c.check(ack, rq.admin(Method::POST, "/v1/incidents/inc_missing/acknowledge"))
+            .await
+            .0,
         404
     );
     assert_eq!(
-        c.check("/v1/incidents/{id}/resolve", c.admin(Method::POST, &format!("{inc}/resolve"))).await.0,
+        c.check(
+            "/v1/incidents/{id}/resolve",
+            rq.admin(Method::POST, &format!("{inc}/resolve"))
+        )
+        .await
+        .0,
         200
     );
     // Another incident, told a false positive with a suppression.
-    let (_, second) = c.check("/v1/events", ingest(&events("e-3", secret.clone()), &token)).await;
+    let (_, second) = c
+        .check("/v1/events", ingest(&events("e-3", secret.clone()), &token))
+        .await;
     let other = second["findings"][0]["incident_id"].as_str().unwrap().to_owned();
     let fp = "/v1/incidents/{id}/false-positive";
     let (status, marked) = c
         .check(
             fp,
-            c.admin(Method::POST, &format!("/v1/incidents/{other}/false-positive"))
+            rq.admin(Method::POST, &format!("/v1/incidents/{other}/false-positive"))
                 .json(&json!({"note": "a test key", "suppress_minutes": 5})),
         )
         .await;
     assert_eq!(status, 200);
-    assert!(marked["suppressions"].as_array().is_some_and(|s| !s.is_empty()), "{marked}");
-    assert_eq!(c.check(fp, c.admin(Method::POST, &format!("{inc}/false-positive"))).await.0, 409);
+    assert!(
+        marked["suppressions"].as_array().is_some_and(|s| !s.is_empty()),
+        "{marked}"
+    );
+    assert_eq!(
+        c.check(fp, rq.admin(Method::POST, &format!("{inc}/false-positive")))
+            .await
+            .0,
+        409
+    );
 
     // Suppressions.
     let s = format!("{t}/suppressions");
     let sup = "/v1/tenants/{id}/suppressions";
     let new = json!({"detector": "novel_tool", "tool": "x.*", "minutes": 5, "reason": "schema"});
-    let (status, made) = c.check(sup, c.admin(Method::POST, &s).json(&new)).await;
+    let (status, made) = c.check(sup, rq.admin(Method::POST, &s).json(&new)).await;
     assert_eq!(status, 201);
     assert_eq!(
-        c.check(sup, c.admin(Method::POST, &s).json(&json!({"detector": "nope"}))).await.0,
+        c.check(sup, rq.admin(Method::POST, &s).json(&json!({"detector": "nope"})))
+            .await
+            .0,
         422
     );
-    assert_eq!(c.check(sup, c.session(&viewer, Method::POST, &s).json(&new)).await.0, 403);
-    assert_eq!(c.check(sup, c.admin(Method::GET, &s)).await.0, 200);
+    assert_eq!(
+        c.check(sup, rq.session(&viewer, Method::POST, &s).json(&new)).await.0,
+        403
+    );
+    assert_eq!(c.check(sup, rq.admin(Method::GET, &s)).await.0, 200);
     let lift = format!("{s}/{}", made["id"].as_str().unwrap());
     let one = "/v1/tenants/{id}/suppressions/{suppression_id}";
-    assert_eq!(c.check(one, c.admin(Method::DELETE, &lift)).await.0, 204);
-    assert_eq!(c.check(one, c.admin(Method::DELETE, &lift)).await.0, 404);
+    assert_eq!(c.check(one, rq.admin(Method::DELETE, &lift)).await.0, 204);
+    assert_eq!(c.check(one, rq.admin(Method::DELETE, &lift)).await.0, 404);
 
     // Rotations.
     let rotate = "/v1/tenants/{id}/rotate";
     let (status, requested) = c
         .check(
             rotate,
-            c.admin(Method::POST, &format!("{t}/rotate")).json(&json!({"tools": "s3.*", "reason": "schema"})),
+            rq.admin(Method::POST, &format!("{t}/rotate"))
+                .json(&json!({"tools": "s3.*", "reason": "schema"})),
         )
         .await;
     assert_eq!(status, 202);
     assert_eq!(
-        c.check(rotate, c.admin(Method::POST, "/v1/tenants/ghost/rotate")).await.0,
+        c.check(rotate, rq.admin(Method::POST, "/v1/tenants/ghost/rotate"))
+            .await
+            .0,
         404
     );
     let rotation = requested["rotations"][0]["id"].as_str().unwrap().to_owned();
@@ -509,57 +652,77 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
         (format!("/v1/rotations?tenant={tenant}"), 200),
         ("/v1/rotations?status=done".to_owned(), 422),
     ] {
-        assert_eq!(c.check("/v1/rotations", c.admin(Method::GET, &path)).await.0, expected);
+        assert_eq!(c.check("/v1/rotations", rq.admin(Method::GET, &path)).await.0, expected);
     }
     let r = format!("/v1/rotations/{rotation}");
-    assert_eq!(c.check("/v1/rotations/{id}", c.admin(Method::GET, &r)).await.0, 200);
+    assert_eq!(c.check("/v1/rotations/{id}", rq.admin(Method::GET, &r)).await.0, 200);
     assert_eq!(
-        c.check("/v1/rotations/{id}", c.admin(Method::GET, "/v1/rotations/rot_missing")).await.0,
+        c.check("/v1/rotations/{id}", rq.admin(Method::GET, "/v1/rotations/rot_missing"))
+            .await
+            .0,
         404
     );
     let retry = "/v1/rotations/{id}/retry";
-    let (status, retried) = c.check(retry, c.admin(Method::POST, &format!("{r}/retry"))).await;
+    let (status, retried) = c.check(retry, rq.admin(Method::POST, &format!("{r}/retry"))).await;
     assert_eq!(status, 202);
     let again = format!("/v1/rotations/{}/retry", retried["id"].as_str().unwrap());
-    let (status, _) = c.check(retry, c.admin(Method::POST, &again)).await;
+    let (status, _) = c.check(retry, rq.admin(Method::POST, &again)).await;
     assert!(matches!(status, 202 | 409), "{status}");
-    assert_eq!(c.check(retry, c.admin(Method::POST, "/v1/rotations/rot_missing/retry")).await.0, 404);
+    assert_eq!(
+        c.check(retry, rq.admin(Method::POST, "/v1/rotations/rot_missing/retry"))
+            .await
+            .0,
+        404
+    );
 
     // Baseline and policy.
     let base = format!("{t}/baseline");
     let bl = "/v1/tenants/{id}/baseline";
-    let (status, learned) = c.check(bl, c.admin(Method::GET, &base)).await;
+    let (status, learned) = c.check(bl, rq.admin(Method::GET, &base)).await;
     assert_eq!(status, 200);
-    assert_eq!(c.check(bl, c.admin(Method::GET, &format!("{base}?cursor=zz"))).await.0, 422);
-    assert_eq!(c.check(bl, c.admin(Method::GET, "/v1/tenants/ghost/baseline")).await.0, 404);
-    assert_eq!(c.check(bl, c.admin(Method::PUT, &base).json(&learned)).await.0, 200);
     assert_eq!(
-        c.check(bl, c.admin(Method::PUT, &base).json(&json!({"tenant_id": tenant}))).await.0,
+        c.check(bl, rq.admin(Method::GET, &format!("{base}?cursor=zz"))).await.0,
+        422
+    );
+    assert_eq!(
+        c.check(bl, rq.admin(Method::GET, "/v1/tenants/ghost/baseline")).await.0,
+        404
+    );
+    assert_eq!(c.check(bl, rq.admin(Method::PUT, &base).json(&learned)).await.0, 200);
+    assert_eq!(
+        c.check(bl, rq.admin(Method::PUT, &base).json(&json!({"tenant_id": tenant})))
+            .await
+            .0,
         422
     );
     let p = format!("{t}/policy");
     let pol = "/v1/tenants/{id}/policy";
-    assert_eq!(c.check(pol, c.admin(Method::GET, &p)).await.0, 200);
+    assert_eq!(c.check(pol, rq.admin(Method::GET, &p)).await.0, 200);
     let toml = |text: &str| {
-        c.admin(Method::PUT, &p)
+        rq.admin(Method::PUT, &p)
             .header("content-type", "application/toml")
             .body(text.to_owned())
     };
-    assert_eq!(c.check(pol, toml("[detectors.novel_tool]\naction = \"alert\"\n")).await.0, 200);
+    assert_eq!(
+        c.check(pol, toml("[detectors.novel_tool]\naction = \"alert\"\n"))
+            .await
+            .0,
+        200
+    );
     assert_eq!(c.check(pol, toml("[detectors.nonsense]\n")).await.0, 422);
-    assert_eq!(c.check(pol, c.admin(Method::DELETE, &p)).await.0, 204);
-    assert_eq!(c.check(pol, c.admin(Method::DELETE, &p)).await.0, 404);
-    assert_eq!(c.check(pol, c.session(&viewer, Method::DELETE, &p)).await.0, 403);
+    assert_eq!(c.check(pol, rq.admin(Method::DELETE, &p)).await.0, 204);
+    assert_eq!(c.check(pol, rq.admin(Method::DELETE, &p)).await.0, 404);
+    assert_eq!(c.check(pol, rq.session(&viewer, Method::DELETE, &p)).await.0, 403);
 
     // Audit and operations.
     for (path, expected) in [
         (format!("/v1/audit?tenant={tenant}&limit=3"), 200),
         ("/v1/audit?since=never".to_owned(), 422),
     ] {
-        assert_eq!(c.check("/v1/audit", c.admin(Method::GET, &path)).await.0, expected);
+        assert_eq!(c.check("/v1/audit", rq.admin(Method::GET, &path)).await.0, expected);
     }
     for path in ["/healthz", "/readyz", "/metrics", "/v1/openapi.json"] {
-        assert_eq!(c.check(path, c.anonymous(Method::GET, path)).await.0, 200);
+        assert_eq!(c.check(path, rq.anonymous(Method::GET, path)).await.0, 200);
     }
 
     assert!(
