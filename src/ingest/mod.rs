@@ -44,26 +44,28 @@ pub struct EventInput {
     #[schema(min_length = 1, max_length = 128)]
     pub event_id: String,
     /// If present, the token's tenant (else 403 `tenant_mismatch` for the whole batch).
+    #[schema(nullable = false)]
     pub tenant_id: Option<String>,
     /// When the call started: at most 5 minutes ahead, not older than the retention.
     pub timestamp: chrono::DateTime<chrono::Utc>,
     #[schema(min_length = 1, max_length = 200)]
     pub tool: String,
     /// The call's arguments (nested JSON, at most 64 KiB).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Object, required = false)]
     pub params: Option<Value>,
+    #[schema(inline)]
     pub outcome: crate::event::Outcome,
     /// An HTTP status or provider code.
-    #[schema(max_length = 64)]
+    #[schema(max_length = 64, nullable = false)]
     pub error_code: Option<String>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, nullable = false)]
     pub duration_ms: Option<i64>,
-    #[schema(max_length = 128)]
+    #[schema(max_length = 128, nullable = false)]
     pub agent_id: Option<String>,
-    #[schema(max_length = 128)]
+    #[schema(max_length = 128, nullable = false)]
     pub session_id: Option<String>,
     /// The id of the credential used (a reference, never the value).
-    #[schema(max_length = 256)]
+    #[schema(max_length = 256, nullable = false)]
     pub credential_ref: Option<String>,
 }
 
@@ -73,7 +75,7 @@ pub struct EventInput {
     operation_id = "ingestEvents",
     tag = "ingest",
     summary = "Post a batch of tool-call events; answered once durable and detected",
-    request_body(content = EventBatch, content_type = "application/json"),
+    request_body(content = inline(EventBatch), content_type = "application/json"),
     responses(
         (status = 202, description = "Accepted: what the batch raised", body = BatchOutcome),
         (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
