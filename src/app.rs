@@ -21,13 +21,10 @@ use crate::server;
 use crate::shard::{self, Pipeline, TenantState};
 use crate::store;
 use anyhow::Context;
-use axum::Json;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::IntoResponse;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, header};
 use axum::routing::{delete, get, post};
 use secrecy::ExposeSecret;
-use serde_json::json;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::future::Future;
@@ -38,10 +35,6 @@ use tokio::net::TcpListener;
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinHandle;
 use tower_http::set_header::SetResponseHeaderLayer;
-
-/// How long `/readyz` waits for the database before calling it unready: under the one-second
-/// timeout orchestrators give a probe by default.
-const READY_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(400);
 
 pub struct App {
     listener: TcpListener,
@@ -266,10 +259,10 @@ impl App {
 
 pub fn routes(state: AppState) -> axum::Router {
     axum::Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
+        .route("/healthz", get(api::ops::healthz))
+        .route("/readyz", get(api::ops::readyz))
+        .route("/metrics", get(api::ops::metrics))
+        .route("/v1/openapi.json", get(crate::openapi::serve))
         .route("/v1/events", post(ingest::post_events).get(api::events::list_events))
         .route("/v1/traces", post(ingest::otlp::post_traces))
         .route("/v1/tenants", post(api::create_tenant).get(api::list_tenants))
@@ -301,7 +294,15 @@ pub fn routes(state: AppState) -> axum::Router {
         )
         .route("/v1/incidents", get(api::list_incidents))
         .route("/v1/incidents/{id}", get(api::get_incident))
-        .route("/v1/incidents/{id}/{action}", post(api::respond::transition_incident))
+        .route(
+            "/v1/incidents/{id}/acknowledge",
+            post(api::respond::acknowledge_incident),
+        )
+        .route("/v1/incidents/{id}/resolve", post(api::respond::resolve_incident))
+        .route(
+            "/v1/incidents/{id}/false-positive",
+            post(api::respond::mark_false_positive),
+        )
         .route("/v1/rotations", get(api::list_rotations))
         .route("/v1/rotations/{id}", get(api::get_rotation))
         .route("/v1/rotations/{id}/retry", post(api::respond::retry_rotation))
@@ -315,47 +316,4 @@ pub fn routes(state: AppState) -> axum::Router {
             HeaderValue::from_static("nosniff"),
         ))
         .with_state(state)
-}
-
-/// Ready while the database answers within [`READY_PROBE_TIMEOUT`] (the events table
-/// included, so a lock that stalls ingest shows here), the migrations are applied, every shard
-/// can take a batch, and shutdown has not begun. Each check recovers by itself.
-async fn readyz(State(app): State<AppState>) -> impl IntoResponse {
-    let db = store::readiness(&app.pool, READY_PROBE_TIMEOUT).await;
-    if !db.database {
-        app.metrics.database_timeouts.with_label_values(&["readiness"]).inc();
-    }
-    let queues = app.router.saturated_shards() == 0;
-    let accepting = app.accepting.load(Ordering::SeqCst);
-    let ready = db.database && db.migrations && queues && accepting;
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        status,
-        Json(json!({
-            "ready": ready,
-            "database": db.database,
-            "migrations": db.migrations,
-            "queues": queues,
-            "workers": accepting,
-        })),
-    )
-}
-
-/// The OpenAPI document of the HTTP contract, served as written.
-async fn openapi() -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        include_str!("api/openapi.json"),
-    )
-}
-
-async fn metrics(State(app): State<AppState>) -> impl IntoResponse {
-    (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
 }

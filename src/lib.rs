@@ -15,6 +15,7 @@ pub mod http;
 pub mod ingest;
 pub mod live;
 pub mod metrics;
+pub mod openapi;
 pub mod policy;
 pub mod redact;
 pub mod respond;

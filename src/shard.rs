@@ -93,7 +93,7 @@ pub enum ShardMsg {
 pub type Update = Box<dyn FnOnce(&mut TenantBaseline) + Send>;
 
 /// What the 202 reports.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct BatchOutcome {
     pub accepted: usize,
     pub duplicates: usize,
@@ -117,7 +117,7 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ReportedFinding {
     pub event_id: String,
     pub detector: Detector,

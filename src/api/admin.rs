@@ -3,27 +3,56 @@
 //! cache at once, so it applies to the very next request.
 
 use super::auth::{self, Admin, Reader};
-use super::error::ApiError;
+use super::error::{ApiError, ErrorEnvelope};
 use super::{
-    JsonObject, limits_of, parse_display_name, parse_markers, parse_mode, parse_tenant_path, tenant_view_with_tokens,
+    JsonObject, TenantPatchBody, TenantWithTokensView, limits_of, parse_display_name, parse_markers, parse_mode,
+    parse_tenant_path, tenant_view_with_tokens,
 };
+use crate::baseline::{Limits, Warmup};
+use crate::detect::Declarations;
 use crate::event::TenantId;
 use crate::http::AppState;
+use crate::policy::Rule;
 use crate::store;
 use crate::store::tenants::TenantPatch;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use serde_json::{Value, json};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
 
 /// `PATCH /v1/tenants/{id}` with any of `display_name`, `markers`, `mode` → 200 tenant.
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{id}",
+    operation_id = "updateTenant",
+    tag = "tenants",
+    summary = "Change a tenant's display name, markers or mode",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    request_body(content = TenantPatchBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The tenant as it is now", body = TenantWithTokensView),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn patch_tenant(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
     JsonObject(body): JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantWithTokensView>, ApiError> {
     let tenant = parse_tenant_path(&id)?;
     if let Some(unknown) = body
         .keys()
@@ -61,26 +90,76 @@ pub async fn patch_tenant(
         super::refresh_markers(&app, &tenant).await;
     }
     let tokens = store::tenants::tokens(&app.pool, &tenant).await?;
-    Ok(Json(tenant_view_with_tokens(&updated, &tokens)))
+    Ok(Json(tenant_view_with_tokens(&updated, &tokens)?))
+}
+
+/// A new ingest token of a tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedToken {
+    pub tenant_id: String,
+    pub token_id: String,
+    /// `vgl_…`: stored hashed, never shown again.
+    pub ingest_token: String,
 }
 
 /// `POST /v1/tenants/{id}/tokens` → 201 `{"token_id", "ingest_token"}`, the token shown once.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{id}/tokens",
+    operation_id = "createToken",
+    tag = "tenants",
+    summary = "Add an ingest token to a tenant; shown once",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 201, description = "The new token", body = CreatedToken),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn create_token(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedToken>), ApiError> {
     let tenant = parse_tenant_path(&id)?;
     let (token_id, token) = auth::create_token(&app.pool, &tenant, &admin.actor())
         .await?
         .ok_or_else(|| ApiError::not_found("tenant"))?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"tenant_id": tenant.as_ref(), "token_id": token_id, "ingest_token": token})),
+        Json(CreatedToken {
+            tenant_id: tenant.to_string(),
+            token_id,
+            ingest_token: token,
+        }),
     ))
 }
 
 /// `DELETE /v1/tenants/{id}/tokens/{token_id}` → 204; the token gets 401 from now on.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{id}/tokens/{token_id}",
+    operation_id = "revokeToken",
+    tag = "tenants",
+    summary = "Revoke an ingest token: it gets 401 from now on",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+        ("token_id" = String, Path, description = "The token's id"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant or token", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn revoke_token(
     State(app): State<AppState>,
     admin: Admin,
@@ -100,45 +179,110 @@ const MAX_POLICY_BYTES: usize = 64 * 1024;
 /// `GET /v1/tenants/{id}/policy` → what applies to the tenant: every detector's rule, the
 /// tool declarations and the limits, and where they come from (`api`, `file` or `default`), with the stored
 /// TOML when set through the API.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/policy",
+    operation_id = "getPolicy",
+    tag = "policies",
+    summary = "The policy in force for the tenant and where it comes from",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 200, description = "The policy", body = PolicyView),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []), ("session" = []))
+)]
 pub async fn get_policy(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyView>, ApiError> {
     let tenant = parse_tenant_path(&id)?;
     super::existing_tenant(&app, &tenant).await?;
     policy_view(&app, &tenant).await
 }
 
-async fn policy_view(app: &AppState, tenant: &TenantId) -> Result<Json<Value>, ApiError> {
+/// Where a tenant's policy comes from.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicySource {
+    /// Set with `PUT /v1/tenants/{id}/policy`.
+    Api,
+    /// `baselines/tenants/<id>.toml`.
+    File,
+    /// `baselines/default.toml` alone.
+    Default,
+}
+
+/// The policy in force for a tenant.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Policy)]
+pub struct PolicyView {
+    pub tenant_id: String,
+    pub source: PolicySource,
+    /// The TOML set through the API, or null.
+    pub policy: Option<String>,
+    /// Every detector's rule, by detector.
+    pub detectors: BTreeMap<&'static str, Rule>,
+    pub tools: Declarations,
+    pub warmup: Warmup,
+    pub limits: Limits,
+}
+
+async fn policy_view(app: &AppState, tenant: &TenantId) -> Result<Json<PolicyView>, ApiError> {
     let stored = store::policies::get(&app.pool, tenant).await?;
     let view = app.live.policy().tenant_view(tenant);
     let source = match (&stored, app.live.file_policy().tenant_view(tenant).tenant_override) {
-        (Some(_), _) => "api",
-        (None, true) => "file",
-        (None, false) => "default",
+        (Some(_), _) => PolicySource::Api,
+        (None, true) => PolicySource::File,
+        (None, false) => PolicySource::Default,
     };
-    Ok(Json(json!({
-        "tenant_id": tenant.as_ref(),
-        "source": source,
-        "policy": stored,
-        "detectors": view.detectors,
-        "tools": view.tools,
-        "warmup": view.warmup,
-        "limits": view.limits,
-    })))
+    Ok(Json(PolicyView {
+        tenant_id: tenant.to_string(),
+        source,
+        policy: stored,
+        detectors: view.detectors,
+        tools: view.tools,
+        warmup: view.warmup,
+        limits: view.limits,
+    }))
 }
 
 /// `PUT /v1/tenants/{id}/policy` with the TOML of a `baselines/tenants/<id>.toml` file → 200 the
 /// policy now in force. It replaces the tenant's file (if any) and applies to the next batch;
 /// it is stored, so it survives restarts. A file that does not load is a 422 and changes
 /// nothing.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{id}/policy",
+    operation_id = "putPolicy",
+    tag = "policies",
+    summary = "Set the tenant's policy (the TOML of a tenant policy file) from the next batch on",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    request_body(content = String, content_type = "application/toml", description = "A tenant policy file, UTF-8, at most 64 KiB"),
+    responses(
+        (status = 200, description = "The policy now in force", body = PolicyView),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
+        (status = 422, description = "The policy does not load (`field`: `policy`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn put_policy(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyView>, ApiError> {
     let tenant = parse_tenant_path(&id)?;
     super::existing_tenant(&app, &tenant).await?;
     if body.len() > MAX_POLICY_BYTES {
@@ -157,6 +301,24 @@ pub async fn put_policy(
 
 /// `DELETE /v1/tenants/{id}/policy` → 204: the tenant's file (or the default) applies again;
 /// 404 when it had no override set through the API.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{id}/policy",
+    operation_id = "deletePolicy",
+    tag = "policies",
+    summary = "Remove the override set through the API: the tenant's file or the default applies again",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "The tenant has no override set through the API", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn delete_policy(
     State(app): State<AppState>,
     admin: Admin,

@@ -6,7 +6,25 @@ use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// Every refusal's body: `{"error": {"code", "message", "field"?}}`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorEnvelope {
+    pub error: ErrorBody,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// Stable snake_case: `invalid_field`, `not_found`, `unauthorized`, … (docs/api.md lists them).
+    pub code: &'static str,
+    pub message: String,
+    /// The one field at fault, where there is one (`events[3].tool`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -175,6 +193,15 @@ impl ApiError {
     pub fn retry_after(&self) -> Option<u32> {
         self.retry_after
     }
+
+    /// The `error` object of the envelope (OTLP/JSON answers carry it beside `google.rpc.Status`).
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            code: self.code,
+            message: self.message.clone(),
+            field: self.field.clone(),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
@@ -201,11 +228,8 @@ impl From<anyhow::Error> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"code": self.code, "message": self.message});
-        if let Some(field) = self.field {
-            body["field"] = field.into();
-        }
-        let mut response = (self.status, Json(json!({ "error": body }))).into_response();
+        let body = ErrorEnvelope { error: self.body() };
+        let mut response = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
                 .headers_mut()

@@ -1,17 +1,20 @@
 //! `GET /v1/events`: the events Vigil stored, as they were accepted (redacted), newest first,
 //! so an integrator can see exactly what arrived without reading Postgres.
 
-use super::ListQuery;
 use super::auth::Reader;
-use super::error::ApiError;
-use crate::event::ToolName;
+use super::error::{ApiError, ErrorEnvelope};
+use super::{ListQuery, db_enum, next_cursor};
+use crate::event::{Outcome, ToolName};
 use crate::http::AppState;
 use crate::store;
 use crate::store::events::{EventFilter, StoredEvent};
 use axum::Json;
 use axum::extract::{Query, State};
-use serde_json::{Value, json};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::Value;
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 /// A page cursor is the last event's place in the log behind this prefix: opaque to clients,
 /// and a page cut there stays put while ingest goes on.
@@ -30,20 +33,84 @@ pub(crate) fn parse_cursor(cursor: &str) -> Option<i64> {
     digits.parse().ok().filter(|seq| *seq > 0)
 }
 
-fn event_view(e: &StoredEvent) -> Value {
-    json!({"tenant_id": e.tenant_id, "event_id": e.event_id, "timestamp": e.ts, "tool": e.tool,
-           "params": e.params, "outcome": e.outcome, "error_code": e.error_code, "duration_ms": e.duration_ms,
-           "agent_id": e.agent_id, "session_id": e.session_id, "credential_ref": e.credential_ref,
-           "received_at": e.received_at})
+/// An event as Vigil stored it: every string an agent sent is redacted
+/// (`[REDACTED:<rule>:<fingerprint>]`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StoredEvent)]
+pub struct EventView {
+    pub tenant_id: String,
+    pub event_id: String,
+    /// Event time: when the call started.
+    pub timestamp: DateTime<Utc>,
+    pub tool: String,
+    /// The call's arguments, as stored.
+    #[schema(value_type = Object)]
+    pub params: Value,
+    pub outcome: Outcome,
+    pub error_code: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub agent_id: Option<String>,
+    pub session_id: Option<String>,
+    pub credential_ref: Option<String>,
+    /// When Vigil stored it.
+    pub received_at: DateTime<Utc>,
+}
+
+fn event_view(e: &StoredEvent) -> Result<EventView, ApiError> {
+    Ok(EventView {
+        tenant_id: e.tenant_id.clone(),
+        event_id: e.event_id.clone(),
+        timestamp: e.ts,
+        tool: e.tool.clone(),
+        params: e.params.clone(),
+        outcome: db_enum("events.outcome", &e.outcome)?,
+        error_code: e.error_code.clone(),
+        duration_ms: e.duration_ms,
+        agent_id: e.agent_id.clone(),
+        session_id: e.session_id.clone(),
+        credential_ref: e.credential_ref.clone(),
+        received_at: e.received_at,
+    })
+}
+
+/// One page of stored events, newest accepted first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventList {
+    pub events: Vec<EventView>,
+    /// The next page's `cursor` when this page is full; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/events?tenant=&tool=&since=&until=&limit=&cursor=` → `{"events", "next_cursor"}`.
 /// `since` and `until` bound the event time (`since` ≤ t < `until`); the order is the log's.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    operation_id = "listEvents",
+    tag = "events",
+    summary = "The events Vigil stored, redacted, newest accepted first",
+    params(
+        ("tenant" = Option<String>, Query, pattern = "^[a-z0-9_-]{1,64}$", description = "Only this tenant's"),
+        ("tool" = Option<String>, Query, description = "Only this tool (an exact name)"),
+        ("since" = Option<DateTime<Utc>>, Query, description = "Only from this time on (RFC 3339)"),
+        ("until" = Option<DateTime<Utc>>, Query, description = "Only before this event time (RFC 3339)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of events", body = EventList),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []), ("session" = []))
+)]
 pub async fn list_events(
     State(app): State<AppState>,
     _: Reader,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EventList>, ApiError> {
     let q = ListQuery(q);
     let tool =
         q.0.get("tool")
@@ -67,15 +134,10 @@ pub async fn list_events(
         return Err(ApiError::invalid("until", "until must be later than since"));
     }
     let events = store::events::list(&app.pool, &filter).await?;
-    // A full page may be the last: the next one is then empty (as for the other lists).
-    let next_cursor = match events.last() {
-        Some(last) if events.len() as i64 == filter.limit => Value::String(cursor(last)),
-        _ => Value::Null,
-    };
-    Ok(Json(json!({
-        "events": events.iter().map(event_view).collect::<Vec<_>>(),
-        "next_cursor": next_cursor,
-    })))
+    Ok(Json(EventList {
+        events: events.iter().map(event_view).collect::<Result<_, _>>()?,
+        next_cursor: next_cursor(&events, filter.limit, cursor),
+    }))
 }
 
 #[cfg(test)]

@@ -5,16 +5,17 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod events;
+pub mod ops;
 pub mod respond;
 
 use crate::baseline::{self, BaselineSummary, TenantBaseline};
-use crate::detect::{Detector, taxonomy};
+use crate::detect::{Detector, Severity, taxonomy};
 use crate::event::TenantId;
 use crate::http::AppState;
-use crate::policy::Mode;
+use crate::policy::{Action, Mode};
 use crate::secrets::SecretRef;
 use crate::store;
-use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter};
+use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter, TimelineEntry};
 use crate::store::rotations::{DbRotation, RotationFilter};
 use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant, DbToken};
 use auth::{Admin, Reader};
@@ -23,25 +24,120 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
-use error::ApiError;
+use error::{ApiError, ErrorEnvelope};
+use respond::SuppressionView;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
+use utoipa::ToSchema;
 
 const MAX_BINDINGS: usize = 100;
 const MAX_SECRETS_PER_BINDING: usize = 50;
 
-fn tenant_view(t: &DbTenant) -> Value {
-    json!({"id": t.tenant_id, "display_name": t.display_name, "markers": t.markers, "mode": t.mode,
-           "created_at": t.created_at, "updated_at": t.updated_at})
+/// A value the database keeps as text, under a CHECK constraint naming the values, as the
+/// API's enum for it (a value outside them is a 500, logged).
+fn db_enum<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, ApiError> {
+    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
+        .map_err(|e| ApiError::internal(format!("{column} {text:?}: {e}")))
 }
 
-fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> Value {
-    let mut view = tenant_view(t);
-    view["tokens"] = tokens
-        .iter()
-        .map(|k| json!({"id": k.token_id, "created_at": k.created_at, "revoked_at": k.revoked_at}))
-        .collect();
-    view
+/// A tenant, as every tenant endpoint shows it (never a token).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Tenant)]
+pub struct TenantView {
+    pub id: String,
+    pub display_name: String,
+    /// Strings that identify this tenant's resources inside other tenants' parameters.
+    pub markers: Vec<String>,
+    pub mode: Mode,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TenantView {
+    fn of(t: &DbTenant) -> Result<Self, ApiError> {
+        Ok(TenantView {
+            id: t.tenant_id.clone(),
+            display_name: t.display_name.clone(),
+            markers: t.markers.clone(),
+            mode: db_enum("tenants.mode", &t.mode)?,
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+        })
+    }
+}
+
+/// A tenant with its ingest tokens' ids (`GET`/`PATCH /v1/tenants/{id}`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = TenantWithTokens)]
+pub struct TenantWithTokensView {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    pub tokens: Vec<TokenView>,
+}
+
+/// An ingest token by its id; the token itself is shown once, when made.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Token)]
+pub struct TokenView {
+    pub id: String,
+    pub created_at: DateTime<Utc>,
+    /// Set once revoked: the token gets 401 from then on.
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> Result<TenantWithTokensView, ApiError> {
+    Ok(TenantWithTokensView {
+        tenant: TenantView::of(t)?,
+        tokens: tokens
+            .iter()
+            .map(|k| TokenView {
+                id: k.token_id.clone(),
+                created_at: k.created_at,
+                revoked_at: k.revoked_at,
+            })
+            .collect(),
+    })
+}
+
+/// The answer to `POST /v1/tenants`: the tenant and its first ingest token, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CreatedTenant)]
+pub struct CreatedTenantView {
+    #[serde(flatten)]
+    pub tenant: TenantView,
+    /// `vgl_…`: stored hashed, never shown again.
+    pub ingest_token: String,
+}
+
+/// `GET /v1/tenants`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TenantList {
+    pub tenants: Vec<TenantView>,
+}
+
+/// `POST /v1/tenants`: only `id` is required.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct NewTenantBody {
+    /// 1-64 of `[a-z0-9_-]`, unique.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
+    pub id: String,
+    /// 1-200 printable characters; the id when absent.
+    pub display_name: Option<String>,
+    /// At most the policy's `limits.markers`, each of at most `limits.marker_len` characters.
+    pub markers: Option<Vec<String>>,
+    /// `rotate` when absent.
+    pub mode: Option<Mode>,
+}
+
+/// `PATCH /v1/tenants/{id}`: at least one of the fields.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(min_properties = 1)]
+pub struct TenantPatchBody {
+    pub display_name: Option<String>,
+    pub markers: Option<Vec<String>>,
+    pub mode: Option<Mode>,
 }
 
 fn parse_tenant_path(id: &str) -> Result<TenantId, ApiError> {
@@ -168,11 +264,31 @@ async fn refresh_markers(app: &AppState, tenant: &TenantId) {
 }
 
 /// `POST /v1/tenants` → 201 with the ingest token, shown this once.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants",
+    operation_id = "createTenant",
+    tag = "tenants",
+    summary = "Create a tenant; its first ingest token is shown once",
+    request_body(content = NewTenantBody, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Created, with the ingest token", body = CreatedTenantView),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 409, description = "The id is taken (`tenant_exists`)", body = ErrorEnvelope),
+        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn create_tenant(
     State(app): State<AppState>,
     admin: Admin,
     JsonObject(body): JsonObject,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedTenantView>), ApiError> {
     let id = body.get("id").unwrap_or(&Value::Null);
     let id = TenantId::parse(string_field(id, "id")?).map_err(|e| ApiError::invalid("id", e.message))?;
     let display_name = match body.get("display_name") {
@@ -193,31 +309,65 @@ pub async fn create_tenant(
         CreateOutcome::Created(t) => {
             // The new tenant's markers protect it from the others' agents from now on.
             refresh_markers(&app, &id).await;
-            let mut view = tenant_view(&t);
-            view["ingest_token"] = token.into();
+            let view = CreatedTenantView {
+                tenant: TenantView::of(&t)?,
+                ingest_token: token,
+            };
             Ok((StatusCode::CREATED, Json(view)))
         }
     }
 }
 
 /// `GET /v1/tenants`.
-pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(
+    get,
+    path = "/v1/tenants",
+    operation_id = "listTenants",
+    tag = "tenants",
+    summary = "List tenants (never a token)",
+    responses(
+        (status = 200, description = "Every tenant", body = TenantList),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
+pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<TenantList>, ApiError> {
     let tenants = store::tenants::list(&app.pool).await?;
-    Ok(Json(
-        json!({"tenants": tenants.iter().map(tenant_view).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(TenantList {
+        tenants: tenants.iter().map(TenantView::of).collect::<Result<_, _>>()?,
+    }))
 }
 
 /// `GET /v1/tenants/{id}`: the tenant and its tokens' ids (never the tokens).
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}",
+    operation_id = "getTenant",
+    tag = "tenants",
+    summary = "A tenant and its tokens' ids",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 200, description = "The tenant", body = TenantWithTokensView),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn get_tenant(
     State(app): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantWithTokensView>, ApiError> {
     let id = parse_tenant_path(&id)?;
     let tenant = existing_tenant(&app, &id).await?;
     let tokens = store::tenants::tokens(&app.pool, &id).await?;
-    Ok(Json(tenant_view_with_tokens(&tenant, &tokens)))
+    Ok(Json(tenant_view_with_tokens(&tenant, &tokens)?))
 }
 
 /// The tenant, or a 404.
@@ -230,12 +380,34 @@ pub(crate) async fn existing_tenant(app: &AppState, id: &TenantId) -> Result<DbT
 /// `GET /v1/tenants/{id}/baseline?limit=&cursor=`: one page of what Vigil has learned about
 /// the tenant, tools in name order, asked of the shard worker that owns it (which builds only
 /// that page). A tenant without events has an empty baseline, still learning.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/baseline",
+    operation_id = "getBaseline",
+    tag = "baselines",
+    summary = "One page of what Vigil has learned about the tenant, tools in name order",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of a page: the page after it"),
+        ("before" = Option<String>, Query, description = "`prev_cursor` of a page: the page before it"),
+    ),
+    responses(
+        (status = 200, description = "One page of the baseline", body = BaselineView),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []), ("session" = []))
+)]
 pub async fn get_baseline(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BaselineView>, ApiError> {
     let id = parse_tenant_path(&id)?;
     let q = ListQuery(q);
     let page = baseline::Page {
@@ -247,7 +419,17 @@ pub async fn get_baseline(
     baseline_view(&app, &id, page).await.map(Json)
 }
 
-async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> Result<Value, ApiError> {
+/// One page of a tenant's baseline with its open suppressions.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Baseline)]
+pub struct BaselineView {
+    #[serde(flatten)]
+    pub summary: BaselineSummary,
+    /// The tenant's open suppressions.
+    pub suppressions: Vec<SuppressionView>,
+}
+
+async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> Result<BaselineView, ApiError> {
     let answer = app
         .router
         .baseline(id, page.clone())
@@ -266,23 +448,47 @@ async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> R
                 &page,
             )
         });
-    let mut view = serde_json::to_value(summary).map_err(ApiError::internal)?;
     let open = store::suppressions::open(&app.pool, Some(id)).await?;
-    view["suppressions"] = open.iter().map(respond::suppression_view).collect();
-    Ok(view)
+    Ok(BaselineView {
+        summary,
+        suppressions: open.iter().map(SuppressionView::of).collect::<Result<_, _>>()?,
+    })
 }
 
 /// `PUT /v1/tenants/{id}/baseline` with a baseline as `GET` shows it (a reviewed
 /// `vigil baseline export`) → 200 the baseline now learned. Replaces what the tenant has
 /// learned; learning goes on from there. Every field is checked first: a bad file changes
 /// nothing.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{id}/baseline",
+    operation_id = "putBaseline",
+    tag = "baselines",
+    summary = "Replace what the tenant has learned with a reviewed baseline (the body GET returns)",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    request_body(content = BaselineSummary, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The baseline now learned", body = BaselineView),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn put_baseline(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BaselineView>, ApiError> {
     let id = parse_tenant_path(&id)?;
     require_json(&headers, &body)?;
     existing_tenant(&app, &id).await?;
@@ -314,17 +520,65 @@ pub async fn put_baseline(
     baseline_view(&app, &id, baseline::Page::default()).await.map(Json)
 }
 
-fn bindings_view(bindings: &[DbBinding]) -> Value {
-    json!({"bindings": bindings.iter().map(|b| json!({"tools": b.tools, "secrets": b.secrets})).collect::<Vec<_>>()})
+/// A tenant's credential bindings: the body of `PUT` and the answer of both methods.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Bindings {
+    #[schema(max_items = 100)]
+    pub bindings: Vec<Binding>,
+}
+
+/// Calls of tools matching `tools` use `secrets`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Binding {
+    /// A glob over tool names (`github.*`; `~` is a word boundary), 1-200 characters.
+    pub tools: String,
+    /// 1-50 secrets, as stored (checked when put).
+    #[schema(value_type = Vec<SecretRef>, min_items = 1, max_items = 50)]
+    pub secrets: Value,
+}
+
+fn bindings_view(bindings: &[DbBinding]) -> Bindings {
+    Bindings {
+        bindings: bindings
+            .iter()
+            .map(|b| Binding {
+                tools: b.tools.clone(),
+                secrets: b.secrets.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// `PUT /v1/tenants/{id}/bindings`: replaces the tenant's bindings.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{id}/bindings",
+    operation_id = "putBindings",
+    tag = "bindings",
+    summary = "Replace the tenant's credential bindings",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    request_body(content = Bindings, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The bindings now in force", body = Bindings),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn put_bindings(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
     JsonObject(body): JsonObject,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Bindings>, ApiError> {
     let id = parse_tenant_path(&id)?;
     existing_tenant(&app, &id).await?;
     let items = body
@@ -373,11 +627,29 @@ pub async fn put_bindings(
 }
 
 /// `GET /v1/tenants/{id}/bindings`.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{id}/bindings",
+    operation_id = "getBindings",
+    tag = "bindings",
+    summary = "The tenant's credential bindings",
+    params(
+        ("id" = String, Path, description = "The tenant's id"),
+    ),
+    responses(
+        (status = 200, description = "The bindings", body = Bindings),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
+        (status = 404, description = "No such tenant", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []))
+)]
 pub async fn get_bindings(
     State(app): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Bindings>, ApiError> {
     let id = parse_tenant_path(&id)?;
     existing_tenant(&app, &id).await?;
     Ok(Json(bindings_view(&store::tenants::bindings(&app.pool, &id).await?)))
@@ -460,58 +732,187 @@ impl ListQuery {
     }
 }
 
-pub(crate) fn next_cursor<T>(items: &[T], limit: i64, id: impl Fn(&T) -> &str) -> Value {
-    match items.last() {
-        Some(last) if items.len() as i64 == limit => Value::String(id(last).to_owned()),
-        _ => Value::Null,
-    }
+/// The cursor of the page after `items`: the last item's, when the page is full (the next
+/// page may then be empty), else none.
+pub(crate) fn next_cursor<T>(items: &[T], limit: i64, cursor: impl Fn(&T) -> String) -> Option<String> {
+    items.last().filter(|_| items.len() as i64 == limit).map(cursor)
 }
 
-/// A detector's OWASP category and ATLAS technique (`null` where none applies) as JSON.
-fn taxonomy_view(detector: &str) -> (Value, Value) {
-    match Detector::parse(detector) {
-        Some(d) => (json!(taxonomy::owasp(d)), json!(taxonomy::atlas(d))),
-        None => (Value::Null, Value::Null),
-    }
+/// A finding's detector, and what a SOC files it under.
+fn classified(detector: &str) -> Result<(Detector, taxonomy::Tag, Option<taxonomy::Tag>), ApiError> {
+    let d = db_enum("detector", detector)?;
+    Ok((d, taxonomy::owasp(d), taxonomy::atlas(d)))
 }
 
-fn finding_view(f: &DbFinding) -> Value {
-    let (owasp, atlas) = taxonomy_view(&f.detector);
-    json!({"id": f.finding_id, "detector": f.detector, "severity": f.severity, "action": f.action, "tool": f.tool,
-           "subject": f.subject, "event_id": f.event_id, "observed": f.observed, "expected": f.expected,
-           "threshold": f.threshold, "p_value": f.p_value, "confidence": f.confidence(), "owasp": owasp,
-           "atlas": atlas, "explanation": f.explanation, "at": f.at})
+/// One finding of an incident, with the numbers behind it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Finding)]
+pub struct FindingView {
+    pub id: String,
+    pub detector: Detector,
+    pub severity: Severity,
+    pub action: Action,
+    pub tool: String,
+    /// What inside the tool the finding is about (a parameter path such as `params.page`),
+    /// where narrower than the tool.
+    pub subject: Option<String>,
+    pub event_id: String,
+    pub observed: f64,
+    pub expected: f64,
+    pub threshold: f64,
+    pub p_value: Option<f64>,
+    /// How sure Vigil is, in [0, 1], comparable across detectors (docs/detection.md).
+    #[schema(minimum = 0, maximum = 1)]
+    pub confidence: f64,
+    pub owasp: taxonomy::Tag,
+    pub atlas: Option<taxonomy::Tag>,
+    pub explanation: String,
+    pub at: DateTime<Utc>,
 }
 
-fn finding_group_view(g: &DbFindingGroup) -> Value {
-    let (owasp, atlas) = taxonomy_view(&g.detector);
-    json!({"detector": g.detector, "tool": g.tool, "subject": g.subject, "count": g.count,
-           "first_at": g.first_at, "last_at": g.last_at, "observed_min": g.observed_min,
-           "observed_max": g.observed_max, "severity": g.severity, "action": g.action,
-           "confidence": g.confidence(), "owasp": owasp, "atlas": atlas, "explanation": g.explanation})
+fn finding_view(f: &DbFinding) -> Result<FindingView, ApiError> {
+    let (detector, owasp, atlas) = classified(&f.detector)?;
+    Ok(FindingView {
+        id: f.finding_id.clone(),
+        detector,
+        severity: db_enum("findings.severity", &f.severity)?,
+        action: db_enum("findings.action", &f.action)?,
+        tool: f.tool.clone(),
+        subject: f.subject.clone(),
+        event_id: f.event_id.clone(),
+        observed: f.observed,
+        expected: f.expected,
+        threshold: f.threshold,
+        p_value: f.p_value,
+        confidence: f.confidence(),
+        owasp,
+        atlas,
+        explanation: f.explanation.clone(),
+        at: f.at,
+    })
 }
 
-pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<Value>, ApiError> {
+/// Every finding of one detector on one tool and subject within the incident: how many, the
+/// first and last event time, the range of observed values, the worst severity, the strongest
+/// action, the highest confidence and the explanation of the worst (latest among equals).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = FindingGroup)]
+pub struct FindingGroupView {
+    pub detector: Detector,
+    pub tool: String,
+    pub subject: Option<String>,
+    #[schema(minimum = 1)]
+    pub count: i64,
+    pub first_at: DateTime<Utc>,
+    pub last_at: DateTime<Utc>,
+    pub observed_min: f64,
+    pub observed_max: f64,
+    pub severity: Severity,
+    pub action: Action,
+    #[schema(minimum = 0, maximum = 1)]
+    pub confidence: f64,
+    pub owasp: taxonomy::Tag,
+    pub atlas: Option<taxonomy::Tag>,
+    pub explanation: String,
+}
+
+fn finding_group_view(g: &DbFindingGroup) -> Result<FindingGroupView, ApiError> {
+    let (detector, owasp, atlas) = classified(&g.detector)?;
+    Ok(FindingGroupView {
+        detector,
+        tool: g.tool.clone(),
+        subject: g.subject.clone(),
+        count: g.count,
+        first_at: g.first_at,
+        last_at: g.last_at,
+        observed_min: g.observed_min,
+        observed_max: g.observed_max,
+        severity: db_enum("findings.severity", &g.severity)?,
+        action: db_enum("findings.action", &g.action)?,
+        confidence: g.confidence(),
+        owasp,
+        atlas,
+        explanation: g.explanation.clone(),
+    })
+}
+
+/// Where an incident stands: `open` → `acknowledged` → `resolved`, or `false_positive` from
+/// open or acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    Open,
+    Acknowledged,
+    Resolved,
+    FalsePositive,
+}
+
+/// An incident: what Vigil saw, what it expected, and what it did.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Incident)]
+pub struct IncidentView {
+    pub id: String,
+    pub tenant_id: String,
+    pub status: IncidentStatus,
+    pub severity: Severity,
+    pub opened_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub summary: String,
+    /// The incident's story, oldest first, at most 20 entries.
+    #[schema(max_items = 20)]
+    pub timeline: Vec<TimelineEntry>,
+    /// Worst first, at most 100.
+    #[schema(max_items = 100)]
+    pub finding_groups: Vec<FindingGroupView>,
+    /// Groups beyond the 100 shown.
+    #[schema(minimum = 0)]
+    pub finding_groups_truncated: i64,
+    /// The first 200 findings in event time.
+    #[schema(max_items = 200)]
+    pub findings: Vec<FindingView>,
+    /// Findings beyond the 200 listed (`finding_groups` count them all).
+    #[schema(minimum = 0)]
+    pub findings_truncated: i64,
+    /// The ids of the incident's rotations.
+    pub rotations: Vec<String>,
+    /// The suppressions a false positive with `suppress_minutes` opened (only in that answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub suppressions: Option<Vec<SuppressionView>>,
+}
+
+pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<IncidentView>, ApiError> {
     let ids: Vec<String> = incidents.iter().map(|i| i.incident_id.clone()).collect();
     let details = store::incidents::details(&app.pool, &ids).await?;
-    Ok(incidents
+    incidents
         .iter()
         .map(|i| {
             let id = i.incident_id.as_str();
-            let findings: Vec<Value> = details.findings_of(id).map(finding_view).collect();
+            let findings: Vec<FindingView> = details.findings_of(id).map(finding_view).collect::<Result<_, _>>()?;
             let groups: Vec<&DbFindingGroup> = details.groups_of(id).collect();
             let activity: Vec<_> = details.activity.iter().filter(|a| a.incident_id == id).collect();
-            let findings_truncated = details.findings_total(id) - findings.len() as i64;
-            let groups_truncated = details.groups_total(id) - groups.len() as i64;
-            json!({"id": id, "tenant_id": i.tenant_id, "status": i.status, "severity": i.severity,
-                   "opened_at": i.opened_at, "updated_at": i.updated_at, "summary": i.summary,
-                   "timeline": store::incidents::timeline(i, &groups, &activity),
-                   "finding_groups": groups.iter().map(|g| finding_group_view(g)).collect::<Vec<_>>(),
-                   "finding_groups_truncated": groups_truncated,
-                   "findings": findings, "findings_truncated": findings_truncated,
-                   "rotations": details.rotations.iter().filter(|(inc, _)| inc == id).map(|(_, r)| r).collect::<Vec<_>>()})
+            Ok(IncidentView {
+                id: id.to_owned(),
+                tenant_id: i.tenant_id.clone(),
+                status: db_enum("incidents.status", &i.status)?,
+                severity: db_enum("incidents.severity", &i.severity)?,
+                opened_at: i.opened_at,
+                updated_at: i.updated_at,
+                summary: i.summary.clone(),
+                timeline: store::incidents::timeline(i, &groups, &activity),
+                finding_groups: groups.iter().map(|g| finding_group_view(g)).collect::<Result<_, _>>()?,
+                finding_groups_truncated: details.groups_total(id) - groups.len() as i64,
+                findings_truncated: details.findings_total(id) - findings.len() as i64,
+                findings,
+                rotations: details
+                    .rotations
+                    .iter()
+                    .filter(|(inc, _)| inc == id)
+                    .map(|(_, r)| r.clone())
+                    .collect(),
+                suppressions: None,
+            })
         })
-        .collect())
+        .collect()
 }
 
 const STATUSES: &[&str] = &["open", "acknowledged", "resolved", "false_positive"];
@@ -519,11 +920,34 @@ const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
 const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "skipped"];
 
 /// `GET /v1/incidents?tenant=&status=&severity=&since=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/v1/incidents",
+    operation_id = "listIncidents",
+    tag = "incidents",
+    summary = "Incidents, newest first",
+    params(
+        ("tenant" = Option<String>, Query, pattern = "^[a-z0-9_-]{1,64}$", description = "Only this tenant's"),
+        ("status" = Option<IncidentStatus>, Query),
+        ("severity" = Option<Severity>, Query),
+        ("since" = Option<DateTime<Utc>>, Query, description = "Only from this time on (RFC 3339)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of incidents", body = IncidentList),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []), ("session" = []))
+)]
 pub async fn list_incidents(
     State(app): State<AppState>,
     _: Reader,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentList>, ApiError> {
     let q = ListQuery(q);
     let filter = IncidentFilter {
         tenant: q.tenant()?,
@@ -534,18 +958,43 @@ pub async fn list_incidents(
         limit: q.limit()?,
     };
     let incidents = store::incidents::list(&app.pool, &filter).await?;
-    let views = incident_views(&app, &incidents).await?;
-    Ok(Json(
-        json!({"incidents": views, "next_cursor": next_cursor(&incidents, filter.limit, |i| &i.incident_id)}),
-    ))
+    Ok(Json(IncidentList {
+        incidents: incident_views(&app, &incidents).await?,
+        next_cursor: next_cursor(&incidents, filter.limit, |i| i.incident_id.clone()),
+    }))
+}
+
+/// One page of incidents, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IncidentList {
+    pub incidents: Vec<IncidentView>,
+    /// The next page's `cursor` when this page is full; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/incidents/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/incidents/{id}",
+    operation_id = "getIncident",
+    tag = "incidents",
+    summary = "One incident",
+    params(
+        ("id" = String, Path, description = "The incident's id"),
+    ),
+    responses(
+        (status = 200, description = "The incident", body = IncidentView),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 404, description = "No such incident", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []), ("session" = []))
+)]
 pub async fn get_incident(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IncidentView>, ApiError> {
     let incident = store::incidents::get(&app.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("incident"))?;
@@ -553,20 +1002,114 @@ pub async fn get_incident(
     Ok(Json(views.remove(0)))
 }
 
-pub(crate) fn rotation_view(r: &DbRotation) -> Value {
-    json!({"id": r.rotation_id, "tenant_id": r.tenant_id, "incident_id": r.incident_id, "trigger": r.trigger,
-           "scope": r.scope, "tools": r.tools, "secret": r.secret, "status": r.status, "attempts": r.attempts,
-           "requested_at": r.requested_at, "started_at": r.started_at, "finished_at": r.finished_at,
-           "result": r.result, "error": r.error, "requested_by": r.requested_by, "reason": r.reason,
-           "retry_of": r.retry_of})
+/// Where a rotation stands: `pending` → `running` → `succeeded` | `failed` (retries
+/// exhausted) | `skipped` (deduplicated within the cooldown, or held by the circuit breaker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+}
+
+/// Who asked for a rotation: a finding's policy, or a person.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RotationTrigger {
+    Automatic,
+    Manual,
+}
+
+/// One secret's rotation.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = Rotation)]
+pub struct RotationView {
+    pub id: String,
+    pub tenant_id: String,
+    pub incident_id: Option<String>,
+    pub trigger: RotationTrigger,
+    pub scope: crate::policy::Scope,
+    /// The tool glob the rotation covers.
+    pub tools: String,
+    #[schema(value_type = SecretRef)]
+    pub secret: Value,
+    pub status: RotationStatus,
+    pub attempts: i32,
+    pub requested_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// What the backend returned (`new_version`, `leases_revoked`, `deduplicated_into`,
+    /// `circuit_open`); never a secret value.
+    #[schema(value_type = Option<Object>)]
+    pub result: Option<Value>,
+    pub error: Option<String>,
+    /// `vigil` (automatic), `admin-token` or `user:<name>`.
+    pub requested_by: String,
+    pub reason: Option<String>,
+    /// The rotation this one retries.
+    pub retry_of: Option<String>,
+}
+
+pub(crate) fn rotation_view(r: &DbRotation) -> Result<RotationView, ApiError> {
+    Ok(RotationView {
+        id: r.rotation_id.clone(),
+        tenant_id: r.tenant_id.clone(),
+        incident_id: r.incident_id.clone(),
+        trigger: db_enum("rotations.trigger", &r.trigger)?,
+        scope: db_enum("rotations.scope", &r.scope)?,
+        tools: r.tools.clone(),
+        secret: r.secret.clone(),
+        status: db_enum("rotations.status", &r.status)?,
+        attempts: r.attempts,
+        requested_at: r.requested_at,
+        started_at: r.started_at,
+        finished_at: r.finished_at,
+        result: r.result.clone(),
+        error: r.error.clone(),
+        requested_by: r.requested_by.clone(),
+        reason: r.reason.clone(),
+        retry_of: r.retry_of.clone(),
+    })
+}
+
+/// One page of rotations, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RotationList {
+    pub rotations: Vec<RotationView>,
+    /// The next page's `cursor` when this page is full; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /v1/rotations?tenant=&status=&incident=&limit=&cursor=`.
+#[utoipa::path(
+    get,
+    path = "/v1/rotations",
+    operation_id = "listRotations",
+    tag = "rotations",
+    summary = "Rotations, newest first",
+    params(
+        ("tenant" = Option<String>, Query, pattern = "^[a-z0-9_-]{1,64}$", description = "Only this tenant's"),
+        ("status" = Option<RotationStatus>, Query),
+        ("incident" = Option<String>, Query, description = "Only this incident's"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 500, description = "Page size (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+    ),
+    responses(
+        (status = 200, description = "One page of rotations", body = RotationList),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []), ("session" = []))
+)]
 pub async fn list_rotations(
     State(app): State<AppState>,
     _: Reader,
     Query(q): Query<HashMap<String, String>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RotationList>, ApiError> {
     let q = ListQuery(q);
     let filter = RotationFilter {
         tenant: q.tenant()?,
@@ -576,20 +1119,37 @@ pub async fn list_rotations(
         limit: q.limit()?,
     };
     let rotations = store::rotations::list(&app.pool, &filter).await?;
-    Ok(Json(
-        json!({"rotations": rotations.iter().map(rotation_view).collect::<Vec<_>>(),
-                   "next_cursor": next_cursor(&rotations, filter.limit, |r| &r.rotation_id)}),
-    ))
+    Ok(Json(RotationList {
+        rotations: rotations.iter().map(rotation_view).collect::<Result<_, _>>()?,
+        next_cursor: next_cursor(&rotations, filter.limit, |r| r.rotation_id.clone()),
+    }))
 }
 
 /// `GET /v1/rotations/{id}`.
+#[utoipa::path(
+    get,
+    path = "/v1/rotations/{id}",
+    operation_id = "getRotation",
+    tag = "rotations",
+    summary = "One rotation",
+    params(
+        ("id" = String, Path, description = "The rotation's id"),
+    ),
+    responses(
+        (status = 200, description = "The rotation", body = RotationView),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 404, description = "No such rotation", body = ErrorEnvelope),
+        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+    ),
+    security(("adminToken" = []), ("session" = []))
+)]
 pub async fn get_rotation(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RotationView>, ApiError> {
     let rotation = store::rotations::get(&app.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("rotation"))?;
-    Ok(Json(rotation_view(&rotation)))
+    Ok(Json(rotation_view(&rotation)?))
 }

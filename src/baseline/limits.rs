@@ -11,7 +11,7 @@
 use serde::{Deserialize, Serialize};
 
 /// Bounds on one tenant's learned state and declarations.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Limits {
     /// Distinct tools learned per tenant.

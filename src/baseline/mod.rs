@@ -343,7 +343,7 @@ impl ToolBaseline {
 }
 
 /// When a tenant's baseline has seen enough to be trusted with consequences (rotation).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct Warmup {
     pub min_events: u64,
     pub min_span_minutes: i64,

@@ -14,7 +14,7 @@ use super::stats::NumberStats;
 use super::{RateBaseline, TenantBaseline, ToolBaseline};
 use crate::event::TenantId;
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BaselineSummary {
     pub tenant_id: String,
     /// Still in warm-up: findings are recorded and alerted on, never rotated.
@@ -42,13 +42,13 @@ pub struct BaselineSummary {
 }
 
 /// The bounds of the tenant's policy (`[limits]`) against what it has learned.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BoundsView {
     pub tools: BoundView,
     pub keys: BoundView,
 }
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct BoundView {
     pub learned: usize,
     pub limit: usize,
@@ -102,7 +102,7 @@ pub fn tool_of_cursor(cursor: &str) -> Option<String> {
     String::from_utf8(bytes).ok()
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct RateView {
     pub mean: f64,
     pub variance: f64,
@@ -117,7 +117,7 @@ impl From<&RateBaseline> for RateView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ToolSummary {
     pub tool: String,
     pub calls: u64,
@@ -136,7 +136,7 @@ pub struct ToolSummary {
     pub params_total: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ParamSummary {
     pub path: String,
     /// `number`, `category`, `text`, `mixed` (more than one of those) or `empty` (only
@@ -153,7 +153,7 @@ pub struct ParamSummary {
     pub text: Option<TextView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct NumberView {
     pub mean: f64,
     pub variance: f64,
@@ -194,20 +194,20 @@ impl NumberView {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ValuesView {
     /// New values are `novel_param_value` once the set is stable.
     pub stable: bool,
     pub values: Vec<ValueView>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct ValueView {
     pub value: String,
     pub known: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct TextView {
     pub length: NumberView,
     /// The character classes trusted for this path.

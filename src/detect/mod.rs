@@ -37,7 +37,7 @@ pub use novel_tool::Declarations;
 pub use rate_spike::ALL_TOOLS;
 
 /// Which detector raised a finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Detector {
     /// Too many calls in one minute for a tool, or for the tenant over all tools.
@@ -105,7 +105,7 @@ impl fmt::Display for Detector {
 }
 
 /// How bad a finding is; ordered, so policy can say "High and above".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     Low,

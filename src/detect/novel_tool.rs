@@ -19,7 +19,7 @@ use crate::event::ToolCallEvent;
 use crate::event::glob_matches;
 
 /// Tool declarations: globs over tool names (`github.*`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Declarations {
     /// Tools a tenant may call without it being new.

@@ -9,7 +9,7 @@ use super::{Detector, secret_rule};
 use serde::Serialize;
 
 /// A category or technique: its id and its name as the list spells them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Tag {
     pub id: &'static str,
     pub name: &'static str,

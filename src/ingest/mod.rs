@@ -7,6 +7,7 @@ pub mod grpc;
 pub mod otlp;
 
 use crate::api::error::ApiError;
+use crate::api::error::ErrorEnvelope;
 use crate::detect::{self, Finding, RefusedEvent};
 use crate::event::{EventId, EventLimits, TenantId, ToolCallEvent, ToolName};
 use crate::http::AppState;
@@ -27,11 +28,72 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Most events in one batch.
 pub const MAX_EVENTS: usize = 1000;
 
+/// The body of `POST /v1/events`.
+#[derive(Debug, utoipa::ToSchema)]
+pub struct EventBatch {
+    #[schema(min_items = 1, max_items = 1000)]
+    pub events: Vec<EventInput>,
+}
+
+/// One tool call as a runtime sends it; `ToolCallEvent::parse` checks every rule. The NUL
+/// character (U+0000) is refused wherever it is.
+#[derive(Debug, utoipa::ToSchema)]
+#[schema(as = Event)]
+pub struct EventInput {
+    /// Unique per tenant: a repeat is accepted and ignored (idempotent retries).
+    #[schema(min_length = 1, max_length = 128)]
+    pub event_id: String,
+    /// If present, the token's tenant (else 403 `tenant_mismatch` for the whole batch).
+    #[schema(nullable = false)]
+    pub tenant_id: Option<String>,
+    /// When the call started: at most 5 minutes ahead, not older than the retention.
+    pub timestamp: chrono::DateTime<chrono::Utc>,
+    #[schema(min_length = 1, max_length = 200)]
+    pub tool: String,
+    /// The call's arguments (nested JSON, at most 64 KiB).
+    #[schema(value_type = Object, required = false)]
+    pub params: Option<Value>,
+    #[schema(inline)]
+    pub outcome: crate::event::Outcome,
+    /// An HTTP status or provider code.
+    #[schema(max_length = 64, nullable = false)]
+    pub error_code: Option<String>,
+    #[schema(minimum = 0, nullable = false)]
+    pub duration_ms: Option<i64>,
+    #[schema(max_length = 128, nullable = false)]
+    pub agent_id: Option<String>,
+    #[schema(max_length = 128, nullable = false)]
+    pub session_id: Option<String>,
+    /// The id of the credential used (a reference, never the value).
+    #[schema(max_length = 256, nullable = false)]
+    pub credential_ref: Option<String>,
+}
+
+#[utoipa::path(
+    post,
+    path = "/v1/events",
+    operation_id = "ingestEvents",
+    tag = "ingest",
+    summary = "Post a batch of tool-call events; answered once durable and detected",
+    request_body(content = inline(EventBatch), content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: what the batch raised", body = BatchOutcome),
+        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
+        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
+        (status = 403, description = "The batch names a tenant other than the token's (`tenant_mismatch`)", body = ErrorEnvelope),
+        (status = 413, description = "The body is over 1 MiB (`payload_too_large`)", body = ErrorEnvelope),
+        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
+        (status = 422, description = "An event breaks a rule; `field` names it (`events[3].tool`)", body = ErrorEnvelope),
+        (status = 429, description = "This tenant has its share of ingest in flight or queued (`tenant_busy`); retry after `Retry-After`", body = ErrorEnvelope),
+        (status = 503, description = "The queue is full or the batch was not confirmed durable in time; retry after `Retry-After` with the same event ids", body = ErrorEnvelope),
+    ),
+    security(("ingestToken" = []))
+)]
 pub async fn post_events(
     State(app): State<AppState>,
     headers: HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<BatchOutcome>), ApiError> {
     let started = Instant::now();
     let result = ingest(&app, &headers, body).await;
     let outcome = match &result {
@@ -47,7 +109,7 @@ pub async fn post_events(
 
 /// A batch refused for what it holds (4xx) keeps its tenant's turn [`fair::REFUSAL_DELAY`]
 /// longer: a tenant sending bad batches in a loop gets fewer of them read and parsed.
-async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<Value>), ApiError> {
+async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<BatchOutcome>), ApiError> {
     let caller = app.tokens.resolve(&app.pool, headers).await?;
     let turn = enter(app, &caller).await?;
     let result = ingest_batch(app, &caller, headers, body).await;
@@ -63,7 +125,7 @@ async fn ingest_batch(
     caller: &IngestTenant,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<BatchOutcome>), ApiError> {
     let bytes = read_body(headers, body).await?;
     crate::api::require_json(headers, &bytes)?;
     let body: Value = serde_json::from_slice(&bytes)
@@ -114,8 +176,7 @@ async fn ingest_batch(
         tracing::warn!(tenant.id = %caller.tenant, error = format!("{e:#}"), "Failed to refresh tenant markers");
     }
     let outcome = submit(app, caller, events).await?;
-    let response = serde_json::to_value(&outcome).map_err(ApiError::internal)?;
-    Ok((StatusCode::ACCEPTED, Json(response)))
+    Ok((StatusCode::ACCEPTED, Json(outcome)))
 }
 
 /// Records `cross_tenant_ingest` against the token's tenant, through its shard worker (the one

@@ -27,7 +27,7 @@
 //! differently: `docs/otlp-mapping.md` is the table.
 
 use super::{MAX_EVENTS, event_limits, submit};
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::event::{EventLimits, TenantId, ToolCallEvent};
 use crate::http::AppState;
 use crate::http::auth::IngestTenant;
@@ -46,11 +46,13 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as SpanStatus;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use prost::Message;
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 use tokio::sync::OwnedSemaphorePermit;
+use utoipa::ToSchema;
 
 /// Rejection reasons quoted in `partialSuccess.errorMessage`; the count covers the rest.
 const MAX_REASONS: usize = 5;
@@ -129,6 +131,41 @@ impl Encoding {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/traces",
+    operation_id = "exportTraces",
+    tag = "ingest",
+    summary = "OTLP/HTTP traces: tool-call spans become events",
+    request_body(
+        description = "`ExportTraceServiceRequest` in ProtoJSON or protobuf, optionally gzip (`Content-Encoding`)",
+        content(
+            (Object = "application/json"),
+            (String = "application/x-protobuf"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "`ExportTraceServiceResponse`; `partialSuccess` counts rejected spans", content(
+            (ExportResponseJson = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
+        (status = 400, description = "Undecodable (`malformed_protobuf`, `malformed_json`, `malformed_gzip`)", content(
+            (OtlpErrorJson = "application/json"), (String = "application/x-protobuf"))),
+        (status = 401, description = "No ingest token, or one Vigil does not know", content(
+            (OtlpErrorJson = "application/json"), (String = "application/x-protobuf"))),
+        (status = 403, description = "A span's `tenant.id` names another tenant (`tenant_mismatch`)", content(
+            (OtlpErrorJson = "application/json"), (String = "application/x-protobuf"))),
+        (status = 413, description = "Over `VIGIL_OTLP_MAX_BYTES`, compressed or inflated (not retried)", content(
+            (OtlpErrorJson = "application/json"), (String = "application/x-protobuf"))),
+        (status = 415, description = "Another content type or encoding", content(
+            (OtlpErrorJson = "application/json"), (String = "application/x-protobuf"))),
+        (status = 429, description = "This tenant has its share of ingest in flight or queued; retry after `Retry-After`", content(
+            (OtlpErrorJson = "application/json"), (String = "application/x-protobuf"))),
+        (status = 503, description = "Too many exports at once or a full queue; retry after `Retry-After`", content(
+            (OtlpErrorJson = "application/json"), (String = "application/x-protobuf"))),
+    ),
+    security(("ingestToken" = []))
+)]
 pub async fn post_traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     let started = Instant::now();
     let encoding = headers
@@ -935,19 +972,53 @@ fn partial_success(rejected: &[String]) -> Option<ExportTracePartialSuccess> {
 fn success_response(encoding: Encoding, response: &ExportTraceServiceResponse) -> Response {
     let body = match encoding {
         Encoding::Protobuf => response.encode_to_vec(),
-        // ProtoJSON: an unset message is omitted and 64-bit integers are strings.
-        Encoding::Json => {
-            let body = match &response.partial_success {
-                None => json!({}),
-                Some(p) => json!({"partialSuccess": {
-                    "rejectedSpans": p.rejected_spans.to_string(),
-                    "errorMessage": p.error_message,
-                }}),
-            };
-            body.to_string().into_bytes()
-        }
+        Encoding::Json => serde_json::to_vec(&ExportResponseJson::of(response)).expect("a plain struct serializes"),
     };
     (StatusCode::OK, [(header::CONTENT_TYPE, encoding.content_type())], body).into_response()
+}
+
+/// `ExportTraceServiceResponse` in ProtoJSON: an unset message is omitted and 64-bit integers
+/// are strings.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ExportTraceServiceResponse)]
+pub struct ExportResponseJson {
+    /// Present when some spans were rejected (each span that is a tool call but not a valid event).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<PartialSuccessJson>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(as = ExportTracePartialSuccess)]
+pub struct PartialSuccessJson {
+    /// How many spans were rejected (an int64, as a string).
+    #[schema(pattern = "^[0-9]+$")]
+    pub rejected_spans: String,
+    /// Why, for the first few.
+    pub error_message: String,
+}
+
+impl ExportResponseJson {
+    fn of(response: &ExportTraceServiceResponse) -> Self {
+        ExportResponseJson {
+            partial_success: response.partial_success.as_ref().map(|p| PartialSuccessJson {
+                rejected_spans: p.rejected_spans.to_string(),
+                error_message: p.error_message.clone(),
+            }),
+        }
+    }
+}
+
+/// An OTLP/HTTP refusal in JSON: `google.rpc.Status` (`code`, `message`) with Vigil's own
+/// `error` object beside it.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = OtlpError)]
+pub struct OtlpErrorJson {
+    /// The gRPC status code.
+    pub code: i32,
+    pub message: String,
+    pub error: ErrorBody,
 }
 
 /// `google.rpc.Status`, which OTLP/HTTP puts in the body of every 4xx and 5xx, and OTLP/gRPC
@@ -1031,11 +1102,11 @@ fn error_response(encoding: Encoding, e: &ApiError) -> Response {
                 .into_response()
         }
         Encoding::Json => {
-            let mut error = json!({"code": e.code(), "message": e.message()});
-            if let Some(field) = e.field() {
-                error["field"] = field.into();
-            }
-            let body = json!({"code": code, "message": e.message(), "error": error});
+            let body = OtlpErrorJson {
+                code,
+                message: e.message().to_owned(),
+                error: e.body(),
+            };
             (e.status(), Json(body)).into_response()
         }
     };

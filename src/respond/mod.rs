@@ -145,16 +145,6 @@ pub enum Transition {
 }
 
 impl Transition {
-    /// From the API's path segment: `acknowledge`, `resolve`, `false-positive`.
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "acknowledge" => Some(Transition::Acknowledge),
-            "resolve" => Some(Transition::Resolve),
-            "false-positive" => Some(Transition::FalsePositive),
-            _ => None,
-        }
-    }
-
     /// The verb, as the audit trail and error messages name it.
     pub fn verb(self) -> &'static str {
         match self {

@@ -396,7 +396,7 @@ pub async fn counts(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Vec<
 }
 
 /// One line of an incident's timeline.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct TimelineEntry {
     pub at: DateTime<Utc>,
     /// `opened`, `first_finding`, `last_finding`, `rotations_requested`,
