@@ -83,12 +83,6 @@ impl RotationWorker {
         }
     }
 
-    /// Claims and executes one due job; returns its rotation id, or `None` when nothing was due.
-    /// The one step of the worker, for tests that drive it by hand.
-    pub async fn try_execute_one(&self) -> anyhow::Result<Option<String>> {
-        self.claim_and_execute(&InFlight::default()).await
-    }
-
     async fn claim_and_execute(&self, in_flight: &InFlight) -> anyhow::Result<Option<String>> {
         let job = {
             let mut busy = in_flight.lock().await;
