@@ -35,7 +35,9 @@ pub struct ParamsConfig {
     /// Calls of a tool before a key it has never had is `novel_param_key`: until then the
     /// tool is still showing its optional parameters.
     pub key_warmup_calls: u64,
-    /// Samples of a number (or of a free-text length) before its model is trusted.
+    /// Samples of a number (or of a free-text length) before its model is trusted. Below
+    /// about 100 the markers on a tail rest on a handful of values and no tail model is
+    /// calibrated (`baseline::stats`' test `young_streams_judged_as_the_detector_does`).
     pub min_samples: u64,
     /// A number beyond its clean range is `param_out_of_range` when its model puts the
     /// probability of a value at least that extreme below `alpha`: the false-alarm rate per
@@ -58,7 +60,7 @@ impl Default for ParamsConfig {
     fn default() -> Self {
         ParamsConfig {
             key_warmup_calls: 50,
-            min_samples: 30,
+            min_samples: 100,
             alpha: 1e-6,
             stable_after: 100.0,
             novelty_rate: 0.05,

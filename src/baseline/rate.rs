@@ -83,6 +83,12 @@ pub struct RateConfig {
     /// Tail probability below which a count is a spike, per bucket. 1e-6 per tool-minute is
     /// about one false alarm per tool every two years of traffic that follows the law.
     pub alpha: f64,
+    /// The stricter tail probability a spike must also reach before it may rotate: a minute
+    /// that already spiked at `alpha` fires again on the call that takes its count below this
+    /// one (`rate_spike` only; `Policy::decide` caps a rate spike above it at `alert`).
+    /// Rotation is an act on a tenant's production credentials, and the fleet's 10⁸ judged
+    /// stream-minutes hold a few benign ones below 1e-7 by construction.
+    pub rotate_alpha: f64,
     /// The expected count never drops below this, so a tool called twice a day does not look
     /// like it spiked when it is called twice in one minute.
     pub mean_floor: f64,
@@ -95,6 +101,7 @@ impl Default for RateConfig {
     fn default() -> Self {
         Self {
             alpha: 1e-6,
+            rotate_alpha: 1e-10,
             mean_floor: 0.5,
             min_history_minutes: 30,
         }

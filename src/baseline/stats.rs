@@ -11,10 +11,17 @@
 //! (Bowley skew over the 1/8, 1/2 and 7/8 quantiles above 0.2) is judged on a log scale, any
 //! other on a linear one. On that scale each side's tail is fitted to three markers (the
 //! quartile, the eighth and the 32nd: exceedance probabilities 1/4, 1/8 and 1/32), by the
-//! ratio of their spacings (a normal law's is 2.5, an exponential's 3): at most 2.5, a normal
-//! tail; above `(8^ξ − 1)/(2^ξ − 1)` for ξ ≈ 0.14, a generalised Pareto tail with that ξ (at
-//! most 1; never on the log scale, where an exponential tail already is a power law in raw
-//! units); in between, an exponential tail from the eighth. A log-scale stream's lower side is
+//! ratio of their spacings (a normal law's is 2.5, an exponential's 3): at most 2.5 on the
+//! linear scale, a normal tail; above `(8^ξ − 1)/(2^ξ − 1)` for ξ ≈ 0.14, a generalised Pareto
+//! tail with that ξ (at most 1; never on the log scale, where an exponential tail already is a
+//! power law in raw units); otherwise an exponential tail from the eighth. On the log scale
+//! the tail is never lighter than that exponential: three markers cannot tell a log-normal
+//! law's upper tail (normal on that scale, spacing ratio 2.5) from a Pareto law's (exponential,
+//! 3) through the noise of a few hundred samples, and a Pareto stream read as normal put its
+//! ordinary large values at 1e-11 (measured on the fleet: most of its false
+//! `param_out_of_range` on mature streams). Young streams are not calibrated by any of these
+//! fits: the test `young_streams_judged_as_the_detector_does` measures how far, which sets the
+//! policy's `min_samples`. A log-scale stream's lower side is
 //! also fitted on the linear scale and the more lenient fit wins (a skewed stream's lower mode
 //! may be symmetric). Measured on log-normal, Pareto, uniform, monotone and bimodal streams
 //! (the tests below), the false-alarm rate stays at or below `alpha` on average; the Pareto
@@ -366,7 +373,7 @@ impl Tail {
     /// spacing says ξ ≤ 0 the tail is exponential from the 1/8 marker, its scale the spacing
     /// of the 1/8 and 1/32 markers (`(far − near) / ln 4`, the exponential's own): lighter
     /// laws get a tail a little heavier than theirs.
-    fn fit(from: f64, near: f64, far: f64, floor: f64, max_shape: f64) -> Tail {
+    fn fit(from: f64, near: f64, far: f64, floor: f64, max_shape: f64, normal: bool) -> Tail {
         let near = near.max(floor).max(f64::MIN_POSITIVE);
         let far = far.max(near);
         let ratio = far / near;
@@ -382,7 +389,7 @@ impl Tail {
                 scale: near * shape / (shape.exp2() - 1.0),
             };
         }
-        if ratio <= NORMAL_RATIO {
+        if normal && ratio <= NORMAL_RATIO {
             return Tail {
                 from,
                 normal: true,
@@ -516,13 +523,17 @@ impl NumberStats {
             // On a log scale, the same relative width below as above.
             Scale::Log => floor_up,
         };
-        let max_shape = match scale {
-            Scale::Linear => MAX_SHAPE,
-            Scale::Log => MAX_LOG_SHAPE,
+        // On a log scale never a normal tail: the log scale is for positive skewed streams,
+        // whose largest values three markers cannot tell apart between a log-normal law (a
+        // normal tail on that scale) and a Pareto one (exponential there), and a Pareto stream
+        // read as normal puts its ordinary large values at 1e-11.
+        let (max_shape, normal) = match scale {
+            Scale::Linear => (MAX_SHAPE, true),
+            Scale::Log => (MAX_LOG_SHAPE, false),
         };
         (
-            Tail::fit(t[3], t[3] - t[2], t[3] - t[1], floor_down, max_shape),
-            Tail::fit(t[5], t[6] - t[5], t[7] - t[5], floor_up, max_shape),
+            Tail::fit(t[3], t[3] - t[2], t[3] - t[1], floor_down, max_shape, normal),
+            Tail::fit(t[5], t[6] - t[5], t[7] - t[5], floor_up, max_shape, normal),
         )
     }
 
@@ -917,6 +928,88 @@ mod tests {
         );
         assert!(s.judge(51.0, 1e-6, 30).unwrap().p > 1e-6);
         assert!(s.judge(80.0, 1e-6, 30).unwrap().p < 1e-6);
+    }
+
+    /// The numeric laws of `vigil simulate`'s traffic (`src/simulate/model.rs`), each with
+    /// the value its `param_out_of_range` attack sends: a thousand times the p99.9, and for a
+    /// Pareto law at least its 1 − 10⁻¹² quantile.
+    fn simulated_laws() -> [(&'static str, Law, f64); 5] {
+        fn amount(r: &mut Lcg, _: usize) -> f64 {
+            (42.0 * (1.3 * r.normal()).exp() * 100.0).round() / 100.0
+        }
+        fn bytes(r: &mut Lcg, _: usize) -> f64 {
+            (512.0 * (1.0 - r.uniform()).powf(-1.0 / 1.1)).round()
+        }
+        fn duration(r: &mut Lcg, _: usize) -> f64 {
+            (2000.0 * (1.0 - r.uniform()).powf(-1.0 / 1.5)).round()
+        }
+        fn size(r: &mut Lcg, _: usize) -> f64 {
+            let mode = if r.uniform() < 0.3 { 25_000_000.0 } else { 80_000.0 };
+            (mode * (0.3 * r.normal()).exp()).round()
+        }
+        fn limit(r: &mut Lcg, _: usize) -> f64 {
+            (10.0 + 91.0 * r.uniform()).floor()
+        }
+        [
+            ("log-normal amount", amount, 1000.0 * 42.0 * (3.09f64 * 1.3).exp()),
+            ("Pareto 1.1 bytes", bytes, 512.0 * 1e12f64.powf(1.0 / 1.1)),
+            ("Pareto 1.5 duration", duration, 2000.0 * 1e12f64.powf(1.0 / 1.5)),
+            ("bimodal size", size, 1000.0 * 25e6 * (3.09f64 * 0.3).exp()),
+            ("uniform limit", limit, 1000.0 * 100.0),
+        ]
+    }
+
+    /// Young models, as the detector runs them on the simulator's laws (300 streams each,
+    /// every value judged then learned, at the default alpha 1e-6): the share of values
+    /// flagged by the model's age, and the share of streams on which the attack is caught at
+    /// a given age. From a few hundred samples on, the false alarms come near alpha; before,
+    /// three markers on the tail are estimated from a handful of values and no model is
+    /// calibrated (measured at 30–100 samples: up to 8.6e-4, 860 times alpha, on the Pareto
+    /// laws), which is why `min_samples` is 100. The attack is caught on at least 80% of
+    /// streams from 100 samples and 95% from 1,000 (the log-normal amount's, whose tail the
+    /// model must take for a power law, is the hardest).
+    #[test]
+    fn young_streams_judged_as_the_detector_does() {
+        const AGES: [usize; 4] = [100, 300, 1_000, 3_000];
+        // The largest share of judged values flagged from each age to the next, as multiples
+        // of alpha (measured: 50–83, 0–4.8, 0–3.3).
+        const MAX_FALSE: [f64; 3] = [150.0, 15.0, 8.0];
+        const STREAMS: u64 = 300;
+        let alpha = 1e-6;
+        for (name, law, attack) in simulated_laws() {
+            let mut flagged = [0usize; 3];
+            let mut judged = [0usize; 3];
+            let mut caught = [0u64; 4];
+            for seed in 1..=STREAMS {
+                let mut r = Lcg(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+                let mut s = NumberStats::default();
+                for i in 0..AGES[3] {
+                    let x = law(&mut r, i);
+                    let hit = s.judge(x, alpha, 100).is_some_and(|v| v.p < alpha);
+                    if let Some(b) = AGES.iter().rposition(|&a| a <= i).filter(|&b| b < 3) {
+                        judged[b] += 1;
+                        flagged[b] += usize::from(hit);
+                    }
+                    s.add(x, if hit { 0.1 } else { 1.0 });
+                    if let Some(a) = AGES.iter().position(|&a| a == i + 1) {
+                        caught[a] += u64::from(s.judge(attack, alpha, 100).is_some_and(|v| v.p < alpha));
+                    }
+                }
+            }
+            let rates: Vec<f64> = (0..3).map(|b| flagged[b] as f64 / judged[b] as f64).collect();
+            eprintln!("{name}: flagged {rates:?} from 100, 300, 1000 samples; attack caught {caught:?} of {STREAMS}");
+            for (b, rate) in rates.iter().enumerate() {
+                assert!(
+                    *rate <= MAX_FALSE[b] * alpha,
+                    "{name}: {rate:e} flagged from {} samples",
+                    AGES[b]
+                );
+            }
+            assert!(
+                caught[0] * 10 >= STREAMS * 8 && caught[2] * 20 >= STREAMS * 19,
+                "{name}: caught {caught:?}"
+            );
+        }
     }
 
     /// The laws of real parameters, each a sampler.

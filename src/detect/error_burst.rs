@@ -61,6 +61,7 @@ pub(super) fn check(
             observed: w.observed,
             law: w.law,
             threshold: w.threshold(config),
+            alpha: config.alpha,
         }
     } else {
         return;
@@ -70,7 +71,6 @@ pub(super) fn check(
         event,
         tool,
         &count,
-        config,
         &format!("calls of {tool} ended in error or denied"),
     );
     let code = event

@@ -38,19 +38,10 @@ pub(super) fn check(
         return;
     }
     // Each spike below is one minute's count of `what` (the tool, or all the tenant's tools).
-    let spiked = |o: &Outlook, what: &str, subject: &str| {
-        finding(
-            Detector::RateSpike,
-            event,
-            what,
-            &Count::minute(o, config),
-            config,
-            subject,
-        )
-    };
+    let spiked = |c: &Count, what: &str, subject: &str| finding(Detector::RateSpike, event, what, c, subject);
     let tool_spike = learned
-        .and_then(|t| spike(&t.rate, minute, config))
-        .map(|o| spiked(&o, tool, &format!("{tool} was called")));
+        .and_then(|t| judge(&t.rate, minute, config))
+        .map(|c| spiked(&c, tool, &format!("{tool} was called")));
     if let Some(f) = tool_spike {
         out.push(f);
         return;
@@ -60,18 +51,18 @@ pub(super) fn check(
     // happens at most once per minute, on the call that crosses the tenant's threshold.
     let tool_spiked = || baseline.tools().any(|(_, t)| t.rate.spiked_in(minute, config));
     let agent = agent_key(event).and_then(|key| baseline.agents().stream(key, minute, agents_limit));
-    if let Some(o) = spike(baseline.overall(), minute, config)
+    if let Some(c) = judge(baseline.overall(), minute, config)
         && !tool_spiked()
         && !agent.is_some_and(|(rate, _)| rate.spiked_in(minute, config))
     {
-        out.push(spiked(&o, ALL_TOOLS, "the tenant's tools were called"));
+        out.push(spiked(&c, ALL_TOOLS, "the tenant's tools were called"));
         return;
     }
     // One agent's calls over all its tools: a spike spread over tools by one agent stands out
     // against that agent's own rate before the tenant's total, which every other agent's calls
     // make larger and noisier, does. Again only when neither a tool nor the tenant explains it.
     if let Some((rate, pooled)) = agent
-        && let Some(o) = spike(rate, minute, config)
+        && let Some(c) = judge(rate, minute, config)
         && !baseline.overall().spiked_in(minute, config)
         && !tool_spiked()
     {
@@ -83,8 +74,27 @@ pub(super) fn check(
         } else {
             format!("agent {who}'s tools were called")
         };
-        out.push(spiked(&o, ALL_TOOLS, &subject));
+        out.push(spiked(&c, ALL_TOOLS, &subject));
     }
+}
+
+/// The count of a call that crosses its minute's threshold at `alpha`, or that takes a minute
+/// which already crossed it past the stricter `rotate_alpha` (the spike is then evidence
+/// enough to rotate), if this one does.
+fn judge(rate: &RateBaseline, minute: i64, config: &RateConfig) -> Option<Count> {
+    if let Some(o) = spike(rate, minute, config) {
+        return Some(Count::minute(&o, config));
+    }
+    if config.rotate_alpha >= config.alpha || !rate.spiked_in(minute, config) {
+        return None;
+    }
+    let o = rate.outlook(minute, config)?;
+    let k = o.law.threshold(config.rotate_alpha);
+    (o.observed == k && k > o.threshold(config)).then(|| Count {
+        threshold: k,
+        alpha: config.rotate_alpha,
+        ..Count::minute(&o, config)
+    })
 }
 
 /// The outlook of a call that crosses its minute's threshold, if this one does. Too little
@@ -107,6 +117,8 @@ pub(super) struct Count {
     pub observed: u64,
     pub law: CountLaw,
     pub threshold: u64,
+    /// The tail probability the threshold is for.
+    pub alpha: f64,
 }
 
 impl Count {
@@ -117,19 +129,13 @@ impl Count {
             observed: o.observed,
             law: o.law,
             threshold: o.threshold(config),
+            alpha: config.alpha,
         }
     }
 }
 
 /// A rate finding (`rate_spike`, `error_burst`): "{subject} n times in the minute from …".
-pub(super) fn finding(
-    detector: Detector,
-    event: &ToolCallEvent,
-    tool: &str,
-    count: &Count,
-    config: &RateConfig,
-    subject: &str,
-) -> Finding {
+pub(super) fn finding(detector: Detector, event: &ToolCallEvent, tool: &str, count: &Count, subject: &str) -> Finding {
     let k = count.threshold;
     let p = count.law.tail(count.observed);
     let from = DateTime::from_timestamp(count.from.saturating_mul(60), 0).map_or_else(
@@ -159,7 +165,7 @@ pub(super) fn finding(
             "{subject} {} times in {span} from {from}; {}, {k} or more has p < {:e} ({p_text})",
             count.observed,
             count.law.describe(),
-            config.alpha
+            count.alpha
         ),
         at: event.timestamp,
     }
@@ -349,21 +355,35 @@ mod tests {
 
     const DB_2: &[(&str, u64)] = &[("db.query", 2)];
 
+    /// The first line is the alert (k at alpha, 1e-6 here); the second the same minute's count
+    /// reaching the rotate threshold (at rotate_alpha, 1e-10), the only finding that may rotate.
+    const BURST: &str =
+        "minute 120 db.query: 13 of 2.00 expected, k=13\nminute 120 db.query: 17 of 2.00 expected, k=17";
+
     #[test]
-    fn a_burst_fires_once_on_its_kth_call() {
+    fn a_burst_fires_on_its_kth_call_and_again_with_evidence_to_rotate() {
+        check(&[Steady(DB_2, 120), Steady(&[("db.query", 40)], 1)], BURST);
+        // Never more: a minute has at most those two.
+        check(&[Steady(DB_2, 120), Steady(&[("db.query", 400)], 1)], BURST);
+        // A burst that stops between the two thresholds only alerts.
         check(
-            &[Steady(DB_2, 120), Steady(&[("db.query", 40)], 1)],
+            &[Steady(DB_2, 120), Steady(&[("db.query", 15)], 1)],
             "minute 120 db.query: 13 of 2.00 expected, k=13",
         );
-        // With other tools around, the tool still fires once, and the tenant as a whole (which
-        // crosses its own threshold later in that minute) does not repeat it.
+        // With other tools around, the tool still fires, and the tenant as a whole (which
+        // crosses its own thresholds later in that minute) does not repeat it.
         check(
             &[
                 Steady(&[("db.query", 2), ("s3.get", 20)], 120),
                 Steady(&[("db.query", 40), ("s3.get", 20)], 1),
             ],
-            "minute 120 db.query: 13 of 2.00 expected, k=13",
+            BURST,
         );
+        let mut sim = Sim::new();
+        sim.run(&[Steady(DB_2, 120), Steady(&[("db.query", 40)], 1)]);
+        let p: Vec<f64> = sim.tenant.findings.iter().filter_map(|f| f.p_value).collect();
+        assert!(p[0] < 1e-6 && p[0] >= 1e-10 && p[1] < 1e-10, "{p:?}");
+        assert!(sim.tenant.findings[1].explanation.contains("17 or more has p < 1e-10"));
     }
 
     #[test]
@@ -386,7 +406,7 @@ mod tests {
         const BUSY: &[(&str, u64)] = &[("a", 8), ("b", 8), ("c", 8), ("d", 8), ("e", 8)];
         check(
             &[Steady(QUIET, 120), Steady(BUSY, 1)],
-            "minute 120 *: 29 of 10.00 expected, k=29",
+            "minute 120 *: 29 of 10.00 expected, k=29\nminute 120 *: 37 of 10.00 expected, k=37",
         );
         let mut sim = Sim::new();
         sim.run(&[Steady(QUIET, 120), Steady(BUSY, 1)]);
@@ -406,6 +426,7 @@ mod tests {
         ];
         let strict = RateConfig {
             alpha: 1e-9,
+            rotate_alpha: 1e-12,
             mean_floor: 1.0,
             min_history_minutes: 30,
         };
@@ -417,7 +438,9 @@ mod tests {
         precomputed.run(STEPS);
         recomputed.run(STEPS);
         assert_eq!(recomputed.log, precomputed.log);
-        assert_eq!(precomputed.log.len(), 3);
+        // The burst's first minute alerts and escalates; the next two, with the burst
+        // learned a tenth as far, and the new tool's minute, only reach the alert.
+        assert_eq!(precomputed.log.len(), 6, "{}", precomputed.log.join("\n"));
     }
 
     #[test]
@@ -490,9 +513,16 @@ mod tests {
     fn an_attack_repeated_for_an_hour_still_fires_every_minute() {
         let mut sim = Sim::new();
         sim.run(&[Steady(DB_2, 120), Steady(&[("db.query", 40)], 60)]);
-        assert_eq!(sim.tenant.findings.len(), 60, "{}", sim.log.join("\n"));
-        let last = sim.log.last().unwrap();
-        assert_eq!(last, "minute 179 db.query: 24 of 7.07 expected, k=24");
+        // Each minute alerts, then reaches the rotate threshold too.
+        assert_eq!(sim.tenant.findings.len(), 120, "{}", sim.log.join("\n"));
+        let last: Vec<&String> = sim.log.iter().rev().take(2).collect();
+        assert_eq!(
+            last,
+            [
+                "minute 179 db.query: 31 of 7.07 expected, k=31",
+                "minute 179 db.query: 24 of 7.07 expected, k=24"
+            ]
+        );
     }
 
     #[test]
@@ -500,10 +530,7 @@ mod tests {
         // Five requests, each failing three times before it goes through: 20 calls, 5 requests.
         check(&[Steady(DB_2, 120), Retried("db.query", 5, 3, 1)], "");
         // Twenty requests of their own are a spike.
-        check(
-            &[Steady(DB_2, 120), Steady(&[("db.query", 20)], 1)],
-            "minute 120 db.query: 13 of 2.00 expected, k=13",
-        );
+        check(&[Steady(DB_2, 120), Steady(&[("db.query", 20)], 1)], BURST);
     }
 
     #[test]

@@ -153,6 +153,13 @@ fn default_max_automatic_rotations_per_hour() -> i64 {
 #[serde(deny_unknown_fields)]
 struct RateSection {
     alpha: f64,
+    /// Absent from older policy files: the detectors' default then.
+    #[serde(default = "default_rotate_alpha")]
+    rotate_alpha: f64,
+}
+
+fn default_rotate_alpha() -> f64 {
+    crate::baseline::RateConfig::default().rotate_alpha
 }
 
 /// `baselines/default.toml` as written.
@@ -270,6 +277,9 @@ impl Policy {
         if !(file.rate.alpha > 0.0 && file.rate.alpha < 1.0) {
             return Err(PolicyError::Value("rate.alpha must be between 0 and 1"));
         }
+        if !(file.rate.rotate_alpha > 0.0 && file.rate.rotate_alpha < 1.0) {
+            return Err(PolicyError::Value("rate.rotate_alpha must be between 0 and 1"));
+        }
         if file.response.cooldown_minutes < 0 || file.response.grouping_window_minutes < 0 {
             return Err(PolicyError::Value("response windows must not be negative"));
         }
@@ -303,6 +313,8 @@ impl Policy {
             ..DetectConfig::default()
         };
         detect.rate.alpha = file.rate.alpha;
+        // Never laxer than the alert's own α: a spike that may alert may then rotate at once.
+        detect.rate.rotate_alpha = file.rate.rotate_alpha.min(file.rate.alpha);
         Ok(Policy {
             warmup: file.warmup,
             detect,
@@ -384,7 +396,15 @@ impl Policy {
         let rules = self.tenants.get(tenant).map_or(&self.rules, |t| &t.rules);
         let rule = rules.get(&finding.detector).copied().unwrap_or(UNRULED);
         let mut ceiling = mode.ceiling();
-        if learning {
+        // A rate spike rotates only on the stricter evidence of `[rate] rotate_alpha` (the
+        // detector fires again when the minute's count gets there).
+        let rotate_alpha = self
+            .tenants
+            .get(tenant)
+            .map_or(&self.detect, |t| &t.detect)
+            .rate
+            .rotate_alpha;
+        if learning || (finding.detector == Detector::RateSpike && finding.p_value.is_none_or(|p| p >= rotate_alpha)) {
             ceiling = ceiling.min(Action::Alert);
         }
         Decision {
@@ -404,7 +424,7 @@ mod tests {
         Policy::from_toml(include_str!("../../baselines/default.toml")).expect("shipped policy parses")
     }
 
-    /// A high finding of `detector` on `db.query`.
+    /// A high finding of `detector` on `db.query`; a rate spike's with rotate-grade evidence.
     pub(super) fn finding(detector: Detector) -> Finding {
         Finding {
             detector,
@@ -415,7 +435,7 @@ mod tests {
             observed: 1.0,
             expected: 0.0,
             threshold: 1.0,
-            p_value: None,
+            p_value: (detector == Detector::RateSpike).then_some(1e-12),
             explanation: String::new(),
             at: chrono::DateTime::UNIX_EPOCH,
         }
@@ -445,6 +465,30 @@ mod tests {
         check(Detector::NovelTool, Mode::Rotate, false, Action::Alert);
         check(Detector::CrossTenantReference, Mode::Rotate, false, Action::Rotate);
         check(Detector::CrossTenantReference, Mode::Observe, false, Action::Record);
+    }
+
+    /// A rate spike alerts at `[rate] alpha` and rotates only below `rotate_alpha` (1e-10),
+    /// which a file may set but never laxer than `alpha`.
+    #[test]
+    fn a_rate_spike_rotates_only_on_rotate_grade_evidence() {
+        let spike = |p: Option<f64>| Finding {
+            p_value: p,
+            ..finding(Detector::RateSpike)
+        };
+        let decide = |policy: &Policy, p| policy.decide(&acme(), &spike(p), Mode::Rotate, false).action;
+        let policy = default_policy();
+        assert_eq!(decide(&policy, Some(5e-8)), Action::Alert);
+        assert_eq!(decide(&policy, Some(1e-10)), Action::Alert);
+        assert_eq!(decide(&policy, Some(9e-11)), Action::Rotate);
+        assert_eq!(decide(&policy, None), Action::Alert);
+        let text = include_str!("../../baselines/default.toml");
+        let lax = Policy::from_toml(&text.replace("rotate_alpha = 1e-10", "rotate_alpha = 1e-3")).unwrap();
+        assert_eq!(lax.detect.rate.rotate_alpha, lax.detect.rate.alpha);
+        assert_eq!(decide(&lax, Some(5e-8)), Action::Rotate);
+        let old = Policy::from_toml(&text.replace("rotate_alpha = 1e-10", "")).unwrap();
+        assert_eq!(old.detect.rate.rotate_alpha, 1e-10, "a file from before rotate_alpha");
+        let zero = Policy::from_toml(&text.replace("rotate_alpha = 1e-10", "rotate_alpha = 0"));
+        assert!(zero.unwrap_err().to_string().contains("rotate_alpha"));
     }
 
     /// Every detector has a rule of its own in the shipped policy, and the rules read as
