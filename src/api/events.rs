@@ -2,7 +2,8 @@
 //! so an integrator can see exactly what arrived without reading Postgres.
 
 use super::auth::Reader;
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::ApiError;
+use super::refusals::{QueryParams, Refusals};
 use super::{ListQuery, db_enum, next_cursor};
 use crate::event::{Outcome, ToolName};
 use crate::http::AppState;
@@ -99,10 +100,7 @@ pub struct EventList {
     ),
     responses(
         (status = 200, description = "One page of events", body = EventList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]

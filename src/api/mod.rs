@@ -6,6 +6,7 @@ pub mod auth;
 pub mod error;
 pub mod events;
 pub mod ops;
+pub mod refusals;
 pub mod respond;
 
 use crate::baseline::{self, BaselineSummary, TenantBaseline};
@@ -24,7 +25,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
-use error::{ApiError, ErrorEnvelope};
+use error::ApiError;
+use refusals::{JsonBody, NoIncident, NoRotation, NoTenant, QueryParams, Refusals, TenantExists};
 use respond::SuppressionView;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -273,14 +275,7 @@ async fn refresh_markers(app: &AppState, tenant: &TenantId) {
     request_body(content = NewTenantBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Created, with the ingest token", body = CreatedTenantView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 409, description = "The id is taken (`tenant_exists`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, JsonBody, (), TenantExists>,
     ),
     security(("adminToken" = []))
 )]
@@ -327,9 +322,7 @@ pub async fn create_tenant(
     summary = "List tenants (never a token)",
     responses(
         (status = 200, description = "Every tenant", body = TenantList),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin>,
     ),
     security(("adminToken" = []))
 )]
@@ -352,10 +345,7 @@ pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<
     ),
     responses(
         (status = 200, description = "The tenant", body = TenantWithTokensView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, (), NoTenant>,
     ),
     security(("adminToken" = []))
 )]
@@ -394,11 +384,7 @@ pub(crate) async fn existing_tenant(app: &AppState, id: &TenantId) -> Result<DbT
     ),
     responses(
         (status = 200, description = "One page of the baseline", body = BaselineView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams, NoTenant>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -471,14 +457,7 @@ async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> R
     request_body(content = BaselineSummary, content_type = "application/json"),
     responses(
         (status = 200, description = "The baseline now learned", body = BaselineView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []))
 )]
@@ -562,14 +541,7 @@ fn bindings_view(bindings: &[DbBinding]) -> Bindings {
     request_body(content = Bindings, content_type = "application/json"),
     responses(
         (status = 200, description = "The bindings now in force", body = Bindings),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []))
 )]
@@ -638,10 +610,7 @@ pub async fn put_bindings(
     ),
     responses(
         (status = 200, description = "The bindings", body = Bindings),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, (), NoTenant>,
     ),
     security(("adminToken" = []))
 )]
@@ -936,10 +905,7 @@ const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed"
     ),
     responses(
         (status = 200, description = "One page of incidents", body = IncidentList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -984,9 +950,7 @@ pub struct IncidentList {
     ),
     responses(
         (status = 200, description = "The incident", body = IncidentView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, (), NoIncident>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -1098,10 +1062,7 @@ pub struct RotationList {
     ),
     responses(
         (status = 200, description = "One page of rotations", body = RotationList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -1137,9 +1098,7 @@ pub async fn list_rotations(
     ),
     responses(
         (status = 200, description = "The rotation", body = RotationView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "No such rotation", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, (), NoRotation>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]

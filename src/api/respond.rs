@@ -3,7 +3,11 @@
 //! shared with the dashboard.
 
 use super::auth::{Reader, Responder};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::ApiError;
+use super::refusals::{
+    IllegalTransition, JsonBody, NoIncident, NoOpenSuppression, NoRotation, NoTenant, NotATenantId, QueryParams,
+    Refusals, RotationInProgress,
+};
 use super::{
     IncidentView, JsonObject, ListQuery, RotationView, db_enum, incident_views, next_cursor, parse_tenant_path,
     rotation_view,
@@ -72,15 +76,7 @@ pub struct TransitionBody {
     request_body(content = TransitionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The incident as it is now", body = IncidentView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 409, description = "Not allowed from the incident's status (`illegal_transition`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoIncident, IllegalTransition>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -106,15 +102,7 @@ pub async fn acknowledge_incident(
     request_body(content = TransitionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The incident as it is now", body = IncidentView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 409, description = "Not allowed from the incident's status (`illegal_transition`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoIncident, IllegalTransition>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -142,15 +130,7 @@ pub async fn resolve_incident(
     request_body(content = TransitionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The incident as it is now", body = IncidentView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 409, description = "Not allowed from the incident's status (`illegal_transition`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoIncident, IllegalTransition>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -201,14 +181,7 @@ async fn transition_incident(
     request_body(content = RotateBody, content_type = "application/json"),
     responses(
         (status = 202, description = "The rotations requested", body = RequestedRotations),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -260,11 +233,7 @@ pub struct RequestedRotations {
     ),
     responses(
         (status = 202, description = "The new rotation", body = RotationView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such rotation", body = ErrorEnvelope),
-        (status = 409, description = "The rotation is pending or running (`rotation_in_progress`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, (), NoRotation, RotationInProgress>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -331,10 +300,7 @@ pub struct AuditList {
     ),
     responses(
         (status = 200, description = "One page of the trail", body = AuditList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -428,9 +394,7 @@ pub struct NewSuppressionBody {
     ),
     responses(
         (status = 200, description = "The open suppressions", body = SuppressionList),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "Not a tenant id", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, (), NotATenantId>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -460,14 +424,7 @@ pub async fn list_suppressions(
     request_body(content = NewSuppressionBody, content_type = "application/json"),
     responses(
         (status = 201, description = "The suppression", body = SuppressionView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -524,10 +481,7 @@ pub async fn create_suppression(
     ),
     responses(
         (status = 204, description = "Lifted"),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such open suppression", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, (), NoOpenSuppression>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
