@@ -57,7 +57,6 @@ async fn restore_baselines(
     let mut restored = 0;
     let mut all_readable = true;
     for (tenant, watermark_seq, state) in store::events::snapshots(pool).await? {
-        let tenant = TenantId::parse(&tenant)?;
         match serde_json::from_value(state) {
             Ok(mut baseline) => {
                 TenantBaseline::set_rate_config(&mut baseline, policy.detect.rate);
@@ -208,10 +207,6 @@ impl App {
         self.grpc_listener
             .as_ref()
             .map(|l| l.local_addr().expect("a bound listener has an address"))
-    }
-
-    pub fn state(&self) -> &AppState {
-        &self.state
     }
 
     /// Serves until `shutdown` resolves, then drains: in-flight requests finish, shard queues

@@ -63,10 +63,7 @@ pub async fn patch_tenant(
             .get("markers")
             .map(|m| parse_markers(Some(m), &limits_of(&app, &tenant)))
             .transpose()?,
-        mode: body
-            .get("mode")
-            .map(|m| parse_mode(m).map(|m| m.as_str().to_owned()))
-            .transpose()?,
+        mode: body.get("mode").map(parse_mode).transpose()?,
     };
     if patch.display_name.is_none() && patch.markers.is_none() && patch.mode.is_none() {
         return Err(ApiError::invalid(
@@ -84,7 +81,7 @@ pub async fn patch_tenant(
         super::refresh_markers(&app, &tenant).await;
     }
     let tokens = store::tenants::tokens(&app.pool, &tenant).await?;
-    Ok(Json(tenant_view_with_tokens(&updated, &tokens)?))
+    Ok(Json(tenant_view_with_tokens(&updated, &tokens)))
 }
 
 /// A new ingest token of a tenant.

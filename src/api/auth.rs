@@ -36,7 +36,7 @@ pub async fn create_tenant(
             tenant: id,
             display_name,
             markers,
-            mode: mode.as_str(),
+            mode,
             token_id: &token_id,
             token_hash: &hash_token(&token),
         },
@@ -155,7 +155,6 @@ impl From<TokenError> for ApiError {
         match e {
             TokenError::Unknown => ApiError::unauthorized(),
             TokenError::Store(e) => e.into(),
-            TokenError::Corrupt(message) => ApiError::internal(message),
         }
     }
 }

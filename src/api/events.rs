@@ -4,7 +4,7 @@
 use super::auth::Reader;
 use super::error::ApiError;
 use super::refusals::{QueryParams, Refusals};
-use super::{ListQuery, db_enum, next_cursor};
+use super::{ListQuery, next_cursor};
 use crate::event::{Outcome, ToolName};
 use crate::http::AppState;
 use crate::store;
@@ -57,21 +57,21 @@ pub struct EventView {
     pub received_at: DateTime<Utc>,
 }
 
-fn event_view(e: &StoredEvent) -> Result<EventView, ApiError> {
-    Ok(EventView {
-        tenant_id: e.tenant_id.clone(),
+fn event_view(e: &StoredEvent) -> EventView {
+    EventView {
+        tenant_id: e.tenant_id.to_string(),
         event_id: e.event_id.clone(),
         timestamp: e.ts,
         tool: e.tool.clone(),
         params: e.params.clone(),
-        outcome: db_enum("events.outcome", &e.outcome)?,
+        outcome: e.outcome,
         error_code: e.error_code.clone(),
         duration_ms: e.duration_ms,
         agent_id: e.agent_id.clone(),
         session_id: e.session_id.clone(),
         credential_ref: e.credential_ref.clone(),
         received_at: e.received_at,
-    })
+    }
 }
 
 /// One page of stored events, newest accepted first.
@@ -133,7 +133,7 @@ pub async fn list_events(
     }
     let events = store::events::list(&app.pool, &filter).await?;
     Ok(Json(EventList {
-        events: events.iter().map(event_view).collect::<Result<_, _>>()?,
+        events: events.iter().map(event_view).collect(),
         next_cursor: next_cursor(&events, filter.limit, cursor),
     }))
 }

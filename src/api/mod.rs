@@ -16,9 +16,12 @@ use crate::http::AppState;
 use crate::policy::{Action, Mode};
 use crate::secrets::SecretRef;
 use crate::store;
+use crate::store::incidents::IncidentStatus;
 use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter, TimelineEntry};
 use crate::store::rotations::{DbRotation, RotationFilter};
+use crate::store::rotations::{RotationStatus, RotationTrigger};
 use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant, DbToken};
+use crate::store::text::TextEnum;
 use auth::{Admin, Reader};
 use axum::Json;
 use axum::body::Bytes;
@@ -28,21 +31,13 @@ use chrono::{DateTime, Utc};
 use error::ApiError;
 use refusals::{JsonBody, NoIncident, NoRotation, NoTenant, QueryParams, Refusals, TenantExists};
 use respond::SuppressionView;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use utoipa::ToSchema;
 
 const MAX_BINDINGS: usize = 100;
 const MAX_SECRETS_PER_BINDING: usize = 50;
-
-/// A value the database keeps as text, under a CHECK constraint naming the values, as the
-/// API's enum for it (a value outside them is a 500, logged).
-fn db_enum<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, ApiError> {
-    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
-        .map_err(|e| ApiError::internal(format!("{column} {text:?}: {e}")))
-}
 
 /// A tenant, as every tenant endpoint shows it (never a token).
 #[derive(Debug, Serialize, ToSchema)]
@@ -58,15 +53,15 @@ pub struct TenantView {
 }
 
 impl TenantView {
-    fn of(t: &DbTenant) -> Result<Self, ApiError> {
-        Ok(TenantView {
-            id: t.tenant_id.clone(),
+    fn of(t: &DbTenant) -> Self {
+        TenantView {
+            id: t.tenant_id.to_string(),
             display_name: t.display_name.clone(),
             markers: t.markers.clone(),
-            mode: db_enum("tenants.mode", &t.mode)?,
+            mode: t.mode,
             created_at: t.created_at,
             updated_at: t.updated_at,
-        })
+        }
     }
 }
 
@@ -89,9 +84,9 @@ pub struct TokenView {
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> Result<TenantWithTokensView, ApiError> {
-    Ok(TenantWithTokensView {
-        tenant: TenantView::of(t)?,
+fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> TenantWithTokensView {
+    TenantWithTokensView {
+        tenant: TenantView::of(t),
         tokens: tokens
             .iter()
             .map(|k| TokenView {
@@ -100,7 +95,7 @@ fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> Result<TenantWit
                 revoked_at: k.revoked_at,
             })
             .collect(),
-    })
+    }
 }
 
 /// The answer to `POST /v1/tenants`: the tenant and its first ingest token, shown this once.
@@ -120,7 +115,7 @@ pub struct TenantList {
 }
 
 /// `POST /v1/tenants`: only `id` is required.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct NewTenantBody {
     /// 1-64 of `[a-z0-9_-]`, unique.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
@@ -134,7 +129,7 @@ pub struct NewTenantBody {
 }
 
 /// `PATCH /v1/tenants/{id}`: at least one of the fields.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 #[schema(min_properties = 1)]
 pub struct TenantPatchBody {
     pub display_name: Option<String>,
@@ -305,7 +300,7 @@ pub async fn create_tenant(
             // The new tenant's markers protect it from the others' agents from now on.
             refresh_markers(&app, &id).await;
             let view = CreatedTenantView {
-                tenant: TenantView::of(&t)?,
+                tenant: TenantView::of(&t),
                 ingest_token: token,
             };
             Ok((StatusCode::CREATED, Json(view)))
@@ -329,7 +324,7 @@ pub async fn create_tenant(
 pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<TenantList>, ApiError> {
     let tenants = store::tenants::list(&app.pool).await?;
     Ok(Json(TenantList {
-        tenants: tenants.iter().map(TenantView::of).collect::<Result<_, _>>()?,
+        tenants: tenants.iter().map(TenantView::of).collect(),
     }))
 }
 
@@ -357,7 +352,7 @@ pub async fn get_tenant(
     let id = parse_tenant_path(&id)?;
     let tenant = existing_tenant(&app, &id).await?;
     let tokens = store::tenants::tokens(&app.pool, &id).await?;
-    Ok(Json(tenant_view_with_tokens(&tenant, &tokens)?))
+    Ok(Json(tenant_view_with_tokens(&tenant, &tokens)))
 }
 
 /// The tenant, or a 404.
@@ -437,7 +432,7 @@ async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> R
     let open = store::suppressions::open(&app.pool, Some(id)).await?;
     Ok(BaselineView {
         summary,
-        suppressions: open.iter().map(SuppressionView::of).collect::<Result<_, _>>()?,
+        suppressions: open.iter().map(SuppressionView::of).collect(),
     })
 }
 
@@ -490,7 +485,7 @@ pub async fn put_baseline(
         store::audit::NewEntry {
             actor: &admin.actor(),
             action: "baseline.import",
-            tenant_id: Some(id.as_ref()),
+            tenant_id: Some(&id),
             target: Some(id.as_ref()),
             details: json!({"tools": summary.tools.len(), "events_seen": summary.events_seen}),
         },
@@ -635,15 +630,13 @@ impl ListQuery {
             .transpose()
     }
 
-    fn one_of(&self, name: &'static str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
-        match self.0.get(name) {
-            None => Ok(None),
-            Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-            Some(_) => Err(ApiError::invalid(
-                name,
-                format!("{name} must be one of {}", allowed.join(", ")),
-            )),
-        }
+    fn one_of<T: TextEnum>(&self, name: &'static str) -> Result<Option<T>, ApiError> {
+        self.0
+            .get(name)
+            .map(|v| {
+                T::from_name(v).ok_or_else(|| ApiError::invalid(name, format!("{name} must be one of {}", T::names())))
+            })
+            .transpose()
     }
 
     fn limit(&self) -> Result<i64, ApiError> {
@@ -707,12 +700,6 @@ pub(crate) fn next_cursor<T>(items: &[T], limit: i64, cursor: impl Fn(&T) -> Str
     items.last().filter(|_| items.len() as i64 == limit).map(cursor)
 }
 
-/// A finding's detector, and what a SOC files it under.
-fn classified(detector: &str) -> Result<(Detector, taxonomy::Tag, Option<taxonomy::Tag>), ApiError> {
-    let d = db_enum("detector", detector)?;
-    Ok((d, taxonomy::owasp(d), taxonomy::atlas(d)))
-}
-
 /// One finding of an incident, with the numbers behind it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Finding)]
@@ -739,13 +726,12 @@ pub struct FindingView {
     pub at: DateTime<Utc>,
 }
 
-fn finding_view(f: &DbFinding) -> Result<FindingView, ApiError> {
-    let (detector, owasp, atlas) = classified(&f.detector)?;
-    Ok(FindingView {
+fn finding_view(f: &DbFinding) -> FindingView {
+    FindingView {
         id: f.finding_id.clone(),
-        detector,
-        severity: db_enum("findings.severity", &f.severity)?,
-        action: db_enum("findings.action", &f.action)?,
+        detector: f.detector,
+        severity: f.severity,
+        action: f.action,
         tool: f.tool.clone(),
         subject: f.subject.clone(),
         event_id: f.event_id.clone(),
@@ -754,11 +740,11 @@ fn finding_view(f: &DbFinding) -> Result<FindingView, ApiError> {
         threshold: f.threshold,
         p_value: f.p_value,
         confidence: f.confidence(),
-        owasp,
-        atlas,
+        owasp: taxonomy::owasp(f.detector),
+        atlas: taxonomy::atlas(f.detector),
         explanation: f.explanation.clone(),
         at: f.at,
-    })
+    }
 }
 
 /// Every finding of one detector on one tool and subject within the incident: how many, the
@@ -785,10 +771,9 @@ pub struct FindingGroupView {
     pub explanation: String,
 }
 
-fn finding_group_view(g: &DbFindingGroup) -> Result<FindingGroupView, ApiError> {
-    let (detector, owasp, atlas) = classified(&g.detector)?;
-    Ok(FindingGroupView {
-        detector,
+fn finding_group_view(g: &DbFindingGroup) -> FindingGroupView {
+    FindingGroupView {
+        detector: g.detector,
         tool: g.tool.clone(),
         subject: g.subject.clone(),
         count: g.count,
@@ -796,24 +781,13 @@ fn finding_group_view(g: &DbFindingGroup) -> Result<FindingGroupView, ApiError> 
         last_at: g.last_at,
         observed_min: g.observed_min,
         observed_max: g.observed_max,
-        severity: db_enum("findings.severity", &g.severity)?,
-        action: db_enum("findings.action", &g.action)?,
+        severity: g.severity,
+        action: g.action,
         confidence: g.confidence(),
-        owasp,
-        atlas,
+        owasp: taxonomy::owasp(g.detector),
+        atlas: taxonomy::atlas(g.detector),
         explanation: g.explanation.clone(),
-    })
-}
-
-/// Where an incident stands: `open` → `acknowledged` → `resolved`, or `false_positive` from
-/// open or acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum IncidentStatus {
-    Open,
-    Acknowledged,
-    Resolved,
-    FalsePositive,
+    }
 }
 
 /// An incident: what Vigil saw, what it expected, and what it did.
@@ -852,23 +826,23 @@ pub struct IncidentView {
 pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<IncidentView>, ApiError> {
     let ids: Vec<String> = incidents.iter().map(|i| i.incident_id.clone()).collect();
     let details = store::incidents::details(&app.pool, &ids).await?;
-    incidents
+    Ok(incidents
         .iter()
         .map(|i| {
             let id = i.incident_id.as_str();
-            let findings: Vec<FindingView> = details.findings_of(id).map(finding_view).collect::<Result<_, _>>()?;
+            let findings: Vec<FindingView> = details.findings_of(id).map(finding_view).collect();
             let groups: Vec<&DbFindingGroup> = details.groups_of(id).collect();
             let activity: Vec<_> = details.activity.iter().filter(|a| a.incident_id == id).collect();
-            Ok(IncidentView {
+            IncidentView {
                 id: id.to_owned(),
-                tenant_id: i.tenant_id.clone(),
-                status: db_enum("incidents.status", &i.status)?,
-                severity: db_enum("incidents.severity", &i.severity)?,
+                tenant_id: i.tenant_id.to_string(),
+                status: i.status,
+                severity: i.severity,
                 opened_at: i.opened_at,
                 updated_at: i.updated_at,
                 summary: i.summary.clone(),
                 timeline: store::incidents::timeline(i, &groups, &activity),
-                finding_groups: groups.iter().map(|g| finding_group_view(g)).collect::<Result<_, _>>()?,
+                finding_groups: groups.iter().map(|g| finding_group_view(g)).collect(),
                 finding_groups_truncated: details.groups_total(id) - groups.len() as i64,
                 findings_truncated: details.findings_total(id) - findings.len() as i64,
                 findings,
@@ -879,14 +853,10 @@ pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> 
                     .map(|(_, r)| r.clone())
                     .collect(),
                 suppressions: None,
-            })
+            }
         })
-        .collect()
+        .collect())
 }
-
-const STATUSES: &[&str] = &["open", "acknowledged", "resolved", "false_positive"];
-const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
-const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "skipped"];
 
 /// `GET /v1/incidents?tenant=&status=&severity=&since=&limit=&cursor=`.
 #[utoipa::path(
@@ -917,8 +887,8 @@ pub async fn list_incidents(
     let q = ListQuery(q);
     let filter = IncidentFilter {
         tenant: q.tenant()?,
-        status: q.one_of("status", STATUSES)?,
-        severity: q.one_of("severity", SEVERITIES)?,
+        status: q.one_of("status")?,
+        severity: q.one_of("severity")?,
         since: q.since()?,
         cursor: q.cursor()?,
         limit: q.limit()?,
@@ -966,26 +936,6 @@ pub async fn get_incident(
     Ok(Json(views.remove(0)))
 }
 
-/// Where a rotation stands: `pending` → `running` → `succeeded` | `failed` (retries
-/// exhausted) | `skipped` (deduplicated within the cooldown, or held by the circuit breaker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RotationStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-}
-
-/// Who asked for a rotation: a finding's policy, or a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RotationTrigger {
-    Automatic,
-    Manual,
-}
-
 /// One secret's rotation.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Rotation)]
@@ -1016,16 +966,16 @@ pub struct RotationView {
     pub retry_of: Option<String>,
 }
 
-pub(crate) fn rotation_view(r: &DbRotation) -> Result<RotationView, ApiError> {
-    Ok(RotationView {
+pub fn rotation_view(r: &DbRotation) -> RotationView {
+    RotationView {
         id: r.rotation_id.clone(),
-        tenant_id: r.tenant_id.clone(),
+        tenant_id: r.tenant_id.to_string(),
         incident_id: r.incident_id.clone(),
-        trigger: db_enum("rotations.trigger", &r.trigger)?,
-        scope: db_enum("rotations.scope", &r.scope)?,
+        trigger: r.trigger,
+        scope: r.scope,
         tools: r.tools.clone(),
         secret: r.secret.clone(),
-        status: db_enum("rotations.status", &r.status)?,
+        status: r.status,
         attempts: r.attempts,
         requested_at: r.requested_at,
         started_at: r.started_at,
@@ -1035,7 +985,7 @@ pub(crate) fn rotation_view(r: &DbRotation) -> Result<RotationView, ApiError> {
         requested_by: r.requested_by.clone(),
         reason: r.reason.clone(),
         retry_of: r.retry_of.clone(),
-    })
+    }
 }
 
 /// One page of rotations, newest first.
@@ -1074,14 +1024,14 @@ pub async fn list_rotations(
     let q = ListQuery(q);
     let filter = RotationFilter {
         tenant: q.tenant()?,
-        status: q.one_of("status", ROTATION_STATUSES)?,
+        status: q.one_of("status")?,
         incident: q.id("incident")?,
         cursor: q.cursor()?,
         limit: q.limit()?,
     };
     let rotations = store::rotations::list(&app.pool, &filter).await?;
     Ok(Json(RotationList {
-        rotations: rotations.iter().map(rotation_view).collect::<Result<_, _>>()?,
+        rotations: rotations.iter().map(rotation_view).collect(),
         next_cursor: next_cursor(&rotations, filter.limit, |r| r.rotation_id.clone()),
     }))
 }
@@ -1110,5 +1060,5 @@ pub async fn get_rotation(
     let rotation = store::rotations::get(&app.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("rotation"))?;
-    Ok(Json(rotation_view(&rotation)?))
+    Ok(Json(rotation_view(&rotation)))
 }

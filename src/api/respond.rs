@@ -9,10 +9,10 @@ use super::refusals::{
     Refusals, RotationInProgress,
 };
 use super::{
-    IncidentView, JsonObject, ListQuery, RotationView, db_enum, incident_views, next_cursor, parse_tenant_path,
-    rotation_view,
+    IncidentView, JsonObject, ListQuery, RotationView, incident_views, next_cursor, parse_tenant_path, rotation_view,
 };
 use crate::detect::Detector;
+use crate::event::TenantId;
 use crate::http::AppState;
 use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
 use crate::respond::{self, ActionError, Transition};
@@ -23,7 +23,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use utoipa::ToSchema;
@@ -53,7 +53,7 @@ pub(crate) fn optional_string<'a>(
 }
 
 /// The body of an incident transition; both fields optional.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct TransitionBody {
     /// Why, for the audit trail: at most 2000 characters.
     #[schema(max_length = 2000)]
@@ -163,7 +163,7 @@ async fn transition_incident(
     let mut views = incident_views(app, std::slice::from_ref(&incident)).await?;
     let mut view = views.remove(0);
     if suppress_minutes.is_some() {
-        view.suppressions = Some(suppressions.iter().map(SuppressionView::of).collect::<Result<_, _>>()?);
+        view.suppressions = Some(suppressions.iter().map(SuppressionView::of).collect());
     }
     Ok(Json(view))
 }
@@ -199,13 +199,13 @@ pub async fn rotate_tenant(
     Ok((
         StatusCode::ACCEPTED,
         Json(RequestedRotations {
-            rotations: rotations.iter().map(rotation_view).collect::<Result<_, _>>()?,
+            rotations: rotations.iter().map(rotation_view).collect(),
         }),
     ))
 }
 
 /// The body of a manual rotation; both fields optional.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct RotateBody {
     /// A tool glob: rotate the secrets of the bindings whose glob it matches; every binding
     /// when absent.
@@ -244,7 +244,7 @@ pub async fn retry_rotation(
 ) -> Result<(StatusCode, Json<RotationView>), ApiError> {
     let rotation = respond::retry_rotation(&app.pool, &id, &caller.actor()).await?;
     app.rotation_wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(rotation_view(&rotation)?)))
+    Ok((StatusCode::ACCEPTED, Json(rotation_view(&rotation))))
 }
 
 /// One entry of the append-only audit trail.
@@ -270,7 +270,7 @@ fn audit_view(e: &DbAuditEntry) -> AuditEntryView {
         at: e.at,
         actor: e.actor.clone(),
         action: e.action.clone(),
-        tenant_id: e.tenant_id.clone(),
+        tenant_id: e.tenant_id.as_ref().map(TenantId::to_string),
         target: e.target.clone(),
         details: e.details.clone(),
     }
@@ -311,7 +311,7 @@ pub async fn list_audit(
 ) -> Result<Json<AuditList>, ApiError> {
     let q = ListQuery(q);
     let filter = AuditFilter {
-        tenant: q.tenant()?.map(|t| t.to_string()),
+        tenant: q.tenant()?,
         target: q.id("target")?,
         since: q.since()?,
         cursor: q.cursor()?,
@@ -344,11 +344,11 @@ pub struct SuppressionView {
 }
 
 impl SuppressionView {
-    pub(crate) fn of(s: &DbSuppression) -> Result<Self, ApiError> {
-        Ok(SuppressionView {
+    pub fn of(s: &DbSuppression) -> Self {
+        SuppressionView {
             id: s.suppression_id.clone(),
-            tenant_id: s.tenant_id.clone(),
-            detector: db_enum("suppressions.detector", &s.detector)?,
+            tenant_id: s.tenant_id.to_string(),
+            detector: s.detector,
             tool: s.tool.clone(),
             expires_at: s.expires_at,
             reason: s.reason.clone(),
@@ -357,7 +357,7 @@ impl SuppressionView {
             created_at: s.created_at,
             lifted_at: s.lifted_at,
             lifted_by: s.lifted_by.clone(),
-        })
+        }
     }
 }
 
@@ -368,7 +368,7 @@ pub struct SuppressionList {
 }
 
 /// The body of a new suppression; every field required.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
 pub struct NewSuppressionBody {
     pub detector: Detector,
     /// A tool name or glob, 1-200 printable characters.
@@ -406,7 +406,7 @@ pub async fn list_suppressions(
     let tenant = parse_tenant_path(&id)?;
     let open = store::suppressions::open(&app.pool, Some(&tenant)).await?;
     Ok(Json(SuppressionList {
-        suppressions: open.iter().map(SuppressionView::of).collect::<Result<_, _>>()?,
+        suppressions: open.iter().map(SuppressionView::of).collect(),
     }))
 }
 
@@ -457,7 +457,7 @@ pub async fn create_suppression(
     super::existing_tenant(&app, &tenant).await?;
     let new = NewSuppression {
         tenant: &tenant,
-        detector: detector.as_str(),
+        detector,
         tool,
         minutes,
         reason: &reason,
@@ -465,7 +465,7 @@ pub async fn create_suppression(
     };
     let row = store::suppressions::create(&app.pool, &new, &caller.actor()).await?;
     app.live.refresh_suppressions().await?;
-    Ok((StatusCode::CREATED, Json(SuppressionView::of(&row)?)))
+    Ok((StatusCode::CREATED, Json(SuppressionView::of(&row))))
 }
 
 /// `DELETE /v1/tenants/{id}/suppressions/{suppression_id}` → 204; 404 when it is not open.

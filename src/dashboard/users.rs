@@ -12,7 +12,7 @@ pub const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest password accepted anywhere: hashing is deliberately slow, unbounded input is not.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-pub use crate::http::auth::Role;
+pub use crate::store::dashboard::Role;
 
 /// A login name: 1-64 of `A-Z a-z 0-9 . _ @ -`, so it is safe in an audit actor and a log line.
 pub fn valid_name(name: &str) -> bool {
@@ -49,7 +49,7 @@ pub async fn add(pool: &PgPool, name: &str, role: Role, password: &str) -> anyho
     }
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-    match store::dashboard::create_user(pool, name, role.as_str(), &hash).await? {
+    match store::dashboard::create_user(pool, name, role, &hash).await? {
         CreateUserOutcome::Created => Ok(()),
         CreateUserOutcome::AlreadyExists => anyhow::bail!("user {name} already exists"),
     }

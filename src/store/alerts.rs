@@ -3,20 +3,48 @@
 //! and delivers those with `FOR UPDATE SKIP LOCKED`, backoff and an expiry.
 
 use super::new_id;
+use super::text::text_enum;
+use crate::detect::{Detector, Severity};
+use crate::event::TenantId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 
+text_enum! {
+    /// What happened, as the outbox names it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AlertKind {
+        IncidentOpened = "incident_opened",
+        IncidentResolved = "incident_resolved",
+        RotationSucceeded = "rotation_succeeded",
+        RotationFailed = "rotation_failed",
+        CircuitOpen = "circuit_open",
+    }
+}
+
+text_enum! {
+    /// Where one alert's delivery to one sink stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum DeliveryStatus {
+        Pending = "pending",
+        Delivering = "delivering",
+        Delivered = "delivered",
+        Failed = "failed",
+        Expired = "expired",
+    }
+}
+
 /// An alert about to be written.
 #[derive(Debug, Clone)]
 pub struct NewAlert<'a> {
-    /// incident_opened | incident_resolved | rotation_succeeded | rotation_failed | circuit_open
-    pub kind: &'a str,
-    pub tenant_id: &'a str,
+    pub kind: AlertKind,
+    pub tenant_id: &'a TenantId,
     pub incident_id: Option<&'a str>,
     pub rotation_id: Option<&'a str>,
-    pub severity: &'a str,
-    pub detector: Option<&'a str>,
+    pub severity: Severity,
+    pub detector: Option<Detector>,
     pub summary: String,
     pub details: Value,
 }
@@ -58,8 +86,8 @@ pub async fn resolve_incident(
     incident_id: &str,
     summary: &str,
     details: &Value,
-) -> sqlx::Result<bool> {
-    let written = sqlx::query(
+) -> sqlx::Result<()> {
+    sqlx::query(
         "insert into alerts (alert_id, kind, tenant_id, incident_id, severity, detector, summary, details, starts_at,
                              ends_at)
          select $2, 'incident_resolved', tenant_id, incident_id, severity, detector, $3, $4, starts_at, now()
@@ -72,14 +100,14 @@ pub async fn resolve_incident(
     .bind(details)
     .execute(&mut **tx)
     .await?;
-    Ok(written.rows_affected() > 0)
+    Ok(())
 }
 
 /// Whether a circuit-breaker alert was raised for the tenant within the last `minutes`: the
 /// breaker is announced when it trips, not once per rotation it holds back.
 pub async fn circuit_announced_within(
     tx: &mut Transaction<'_, Postgres>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     minutes: i32,
 ) -> sqlx::Result<bool> {
     sqlx::query_scalar(
@@ -121,12 +149,12 @@ pub struct DbDelivery {
     pub sink: String,
     pub attempts: i32,
     pub expires_at: DateTime<Utc>,
-    pub kind: String,
-    pub tenant_id: String,
+    pub kind: AlertKind,
+    pub tenant_id: TenantId,
     pub incident_id: Option<String>,
     pub rotation_id: Option<String>,
-    pub severity: String,
-    pub detector: Option<String>,
+    pub severity: Severity,
+    pub detector: Option<Detector>,
     pub summary: String,
     pub details: Value,
     pub starts_at: DateTime<Utc>,
@@ -182,9 +210,9 @@ pub enum AfterFailure {
 
 pub async fn failed(pool: &PgPool, alert_id: &str, sink: &str, error: &str, after: AfterFailure) -> sqlx::Result<()> {
     let (status, next) = match after {
-        AfterFailure::RetryAt(at) => ("pending", Some(at)),
-        AfterFailure::Failed => ("failed", None),
-        AfterFailure::Expired => ("expired", None),
+        AfterFailure::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        AfterFailure::Failed => (DeliveryStatus::Failed, None),
+        AfterFailure::Expired => (DeliveryStatus::Expired, None),
     };
     sqlx::query(
         "update alert_deliveries set status = $3, last_error = $4, next_attempt_at = coalesce($5, next_attempt_at)
@@ -226,9 +254,9 @@ pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbDeliveryState {
     pub alert_id: String,
-    pub kind: String,
+    pub kind: AlertKind,
     pub sink: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,

@@ -4,6 +4,7 @@
 //! DELETE (migration 0002).
 
 use super::new_id;
+use crate::event::TenantId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
@@ -38,7 +39,7 @@ impl fmt::Display for Actor {
 pub struct NewEntry<'a> {
     pub actor: &'a Actor,
     pub action: &'a str,
-    pub tenant_id: Option<&'a str>,
+    pub tenant_id: Option<&'a TenantId>,
     pub target: Option<&'a str>,
     pub details: Value,
 }
@@ -73,14 +74,14 @@ pub struct DbAuditEntry {
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     pub target: Option<String>,
     pub details: Value,
 }
 
 #[derive(Debug, Default, Clone)]
 pub struct AuditFilter {
-    pub tenant: Option<String>,
+    pub tenant: Option<TenantId>,
     /// Only entries about this id (an incident's history, a rotation's life).
     pub target: Option<String>,
     pub since: Option<DateTime<Utc>>,

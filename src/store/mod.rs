@@ -12,6 +12,7 @@ pub mod policies;
 pub mod rotations;
 pub mod suppressions;
 pub mod tenants;
+pub mod text;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;

@@ -5,23 +5,56 @@
 use super::alerts::{self, NewAlert};
 use super::audit::{self, Actor, NewEntry};
 use super::new_id;
+use super::text::text_enum;
 use crate::event::TenantId;
+use crate::policy::Scope;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
+text_enum! {
+    /// Where a rotation stands: `pending` → `running` → `succeeded` | `failed` (retries
+    /// exhausted) | `skipped` (deduplicated within the cooldown, or held by the circuit breaker).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RotationStatus {
+        Pending = "pending",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Skipped = "skipped",
+    }
+}
+
+impl RotationStatus {
+    /// Whether the job is over (a retry would not race it).
+    pub fn finished(self) -> bool {
+        !matches!(self, RotationStatus::Pending | RotationStatus::Running)
+    }
+}
+
+text_enum! {
+    /// Who asked for a rotation: a finding's policy, or a person.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RotationTrigger {
+        Automatic = "automatic",
+        Manual = "manual",
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbRotation {
     pub rotation_id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub incident_id: Option<String>,
-    pub trigger: String,
-    pub scope: String,
+    pub trigger: RotationTrigger,
+    pub scope: Scope,
     pub tools: String,
     pub secret: Value,
     /// Identity of the secret (cooldown dedupe; at most one job per secret runs at a time).
     pub secret_key: String,
-    pub status: String,
+    pub status: RotationStatus,
     pub attempts: i32,
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -62,7 +95,7 @@ pub async fn automatic_within(
          where tenant_id = $1 and trigger = 'automatic' and status <> 'skipped'
            and requested_at > now() - make_interval(mins => $2)",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(minutes)
     .fetch_one(&mut **tx)
     .await
@@ -82,7 +115,7 @@ pub async fn recent_of_secret(
            and requested_at > now() - make_interval(mins => $3)
          order by requested_at desc limit 1",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(secret_key)
     .bind(minutes as i32)
     .fetch_optional(&mut **tx)
@@ -93,11 +126,11 @@ pub async fn recent_of_secret(
 pub struct NewAutomatic<'a> {
     pub tenant: &'a TenantId,
     pub incident_id: &'a str,
-    pub scope: &'a str,
+    pub scope: Scope,
     pub tools: &'a str,
     pub secret: Value,
     pub secret_key: &'a str,
-    pub status: &'a str,
+    pub status: RotationStatus,
     pub result: Option<&'a Value>,
     pub detected_at: DateTime<Utc>,
     pub event_at: Option<DateTime<Utc>>,
@@ -113,7 +146,7 @@ pub async fn insert_automatic(tx: &mut Transaction<'_, Postgres>, job: NewAutoma
                  case when $8 = 'skipped' then now() end, $10, $11)",
     )
     .bind(&rotation_id)
-    .bind(job.tenant.as_ref())
+    .bind(job.tenant)
     .bind(job.incident_id)
     .bind(job.scope)
     .bind(job.tools)
@@ -240,7 +273,7 @@ pub struct ManualRotation {
     pub secret: Value,
     pub secret_key: String,
     pub tools: String,
-    pub scope: &'static str,
+    pub scope: Scope,
 }
 
 /// Queues manual rotations (no cooldown, no circuit breaker: a person asked) with an audit
@@ -262,7 +295,7 @@ pub async fn insert_manual(
              returning {COLUMNS}"
         ))
         .bind(new_id("rot"))
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .bind(r.scope)
         .bind(&r.tools)
         .bind(&r.secret)
@@ -276,7 +309,7 @@ pub async fn insert_manual(
             NewEntry {
                 actor,
                 action: "rotation.manual",
-                tenant_id: Some(tenant.as_ref()),
+                tenant_id: Some(tenant),
                 target: Some(&row.rotation_id),
                 details: json!({"secret": r.secret_key, "tools": r.tools, "reason": reason}),
             },
@@ -296,7 +329,7 @@ pub enum RetryOutcome {
     NotFound,
     /// The original has not finished; retrying it would race it.
     InProgress {
-        status: String,
+        status: RotationStatus,
     },
 }
 
@@ -313,7 +346,7 @@ pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Res
     let Some(original) = original else {
         return Ok(RetryOutcome::NotFound);
     };
-    if matches!(original.status.as_str(), "pending" | "running") {
+    if !original.status.finished() {
         return Ok(RetryOutcome::InProgress {
             status: original.status,
         });
@@ -348,7 +381,7 @@ pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Res
 #[derive(Debug, Default)]
 pub struct RotationFilter {
     pub tenant: Option<TenantId>,
-    pub status: Option<String>,
+    pub status: Option<RotationStatus>,
     pub incident: Option<String>,
     pub cursor: Option<String>,
     pub limit: i64,
@@ -357,9 +390,9 @@ pub struct RotationFilter {
 pub async fn list(pool: &PgPool, filter: &RotationFilter) -> sqlx::Result<Vec<DbRotation>> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("select {COLUMNS} from rotations where true"));
     if let Some(t) = &filter.tenant {
-        q.push(" and tenant_id = ").push_bind(t.as_ref());
+        q.push(" and tenant_id = ").push_bind(t);
     }
-    if let Some(s) = &filter.status {
+    if let Some(s) = filter.status {
         q.push(" and status = ").push_bind(s);
     }
     if let Some(i) = &filter.incident {

@@ -4,6 +4,7 @@
 use super::audit::{self, Actor, NewEntry};
 use super::events::DbEvent;
 use super::new_id;
+use crate::detect::Detector;
 use crate::event::{TenantId, ToolCallEvent};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -12,8 +13,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbSuppression {
     pub suppression_id: String,
-    pub tenant_id: String,
-    pub detector: String,
+    pub tenant_id: TenantId,
+    pub detector: Detector,
     pub tool: String,
     pub expires_at: DateTime<Utc>,
     pub reason: String,
@@ -30,7 +31,7 @@ const COLUMNS: &str = "suppression_id, tenant_id, detector, tool, expires_at, re
 /// What a new suppression says.
 pub struct NewSuppression<'a> {
     pub tenant: &'a TenantId,
-    pub detector: &'a str,
+    pub detector: Detector,
     pub tool: &'a str,
     pub minutes: i64,
     pub reason: &'a str,
@@ -48,7 +49,7 @@ pub async fn insert(
          values ($1, $2, $3, $4, now() + make_interval(mins => $5::int), $6, $7, $8) returning {COLUMNS}"
     ))
     .bind(new_id("sup"))
-    .bind(new.tenant.as_ref())
+    .bind(new.tenant)
     .bind(new.detector)
     .bind(new.tool)
     .bind(new.minutes)
@@ -85,7 +86,7 @@ pub async fn create(pool: &PgPool, new: &NewSuppression<'_>, actor: &Actor) -> s
 pub async fn incident_pairs(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
-) -> sqlx::Result<Vec<(String, String)>> {
+) -> sqlx::Result<Vec<(Detector, String)>> {
     sqlx::query_as("select distinct detector, tool from findings where incident_id = $1 order by detector, tool")
         .bind(incident_id)
         .fetch_all(&mut **tx)
@@ -102,7 +103,7 @@ pub async fn lift(pool: &PgPool, tenant: &TenantId, id: &str, actor: &Actor) -> 
          returning {COLUMNS}"
     ))
     .bind(id)
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(actor.to_string())
     .fetch_optional(&mut *tx)
     .await?;
@@ -130,7 +131,7 @@ pub async fn open(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<
          where ($1::text is null or tenant_id = $1) and lifted_at is null and expires_at > now()
          order by expires_at, suppression_id"
     ))
-    .bind(tenant.map(AsRef::as_ref))
+    .bind(tenant)
     .fetch_all(pool)
     .await
 }

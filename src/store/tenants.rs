@@ -3,16 +3,17 @@
 
 use super::audit::{self, Actor, NewEntry};
 use crate::event::TenantId;
+use crate::policy::Mode;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbTenant {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub display_name: String,
     pub markers: Vec<String>,
-    pub mode: String,
+    pub mode: Mode,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -27,7 +28,7 @@ pub struct NewTenant<'a> {
     pub tenant: &'a TenantId,
     pub display_name: &'a str,
     pub markers: &'a [String],
-    pub mode: &'a str,
+    pub mode: Mode,
     pub token_id: &'a str,
     pub token_hash: &'a [u8],
 }
@@ -47,7 +48,7 @@ pub async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::R
          on conflict (tenant_id) do nothing
          returning tenant_id, display_name, markers, mode, created_at, updated_at",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(display_name)
     .bind(markers)
     .bind(mode)
@@ -62,7 +63,7 @@ pub async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::R
         NewEntry {
             actor,
             action: "tenant.create",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(tenant.as_ref()),
             details: json!({"display_name": display_name, "markers": markers, "mode": mode, "token_id": token_id}),
         },
@@ -80,7 +81,7 @@ async fn insert_token(
 ) -> sqlx::Result<()> {
     sqlx::query("insert into ingest_tokens (token_id, tenant_id, token_hash) values ($1, $2, $3)")
         .bind(token_id)
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .bind(token_hash)
         .execute(&mut **tx)
         .await?;
@@ -91,7 +92,7 @@ pub async fn get(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<DbTena
     sqlx::query_as(
         "select tenant_id, display_name, markers, mode, created_at, updated_at from tenants where tenant_id = $1",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .fetch_optional(pool)
     .await
 }
@@ -105,7 +106,7 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
 }
 
 /// The tenant and mode an unrevoked token hash belongs to.
-pub async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<(String, String)>> {
+pub async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<(TenantId, Mode)>> {
     sqlx::query_as(
         "select t.tenant_id, t.mode from ingest_tokens k join tenants t using (tenant_id)
          where k.token_hash = $1 and k.revoked_at is null",
@@ -125,12 +126,12 @@ pub struct DbBinding {
 pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBinding], actor: &Actor) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("delete from credential_bindings where tenant_id = $1")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .execute(&mut *tx)
         .await?;
     for (position, b) in bindings.iter().enumerate() {
         sqlx::query("insert into credential_bindings (tenant_id, position, tools, secrets) values ($1, $2, $3, $4)")
-            .bind(tenant.as_ref())
+            .bind(tenant)
             .bind(position as i32)
             .bind(&b.tools)
             .bind(&b.secrets)
@@ -146,7 +147,7 @@ pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBindin
         NewEntry {
             actor,
             action: "bindings.put",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(tenant.as_ref()),
             details: json!({ "bindings": listed }),
         },
@@ -157,7 +158,7 @@ pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBindin
 
 pub async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBinding>> {
     sqlx::query_as("select tools, secrets from credential_bindings where tenant_id = $1 order by position")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .fetch_all(pool)
         .await
 }
@@ -167,7 +168,7 @@ pub async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBi
 pub struct TenantPatch {
     pub display_name: Option<String>,
     pub markers: Option<Vec<String>>,
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
 }
 
 /// Applies the patch; `None` when the tenant does not exist.
@@ -184,10 +185,10 @@ pub async fn update(
          where tenant_id = $1
          returning tenant_id, display_name, markers, mode, created_at, updated_at",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(&patch.display_name)
     .bind(&patch.markers)
-    .bind(&patch.mode)
+    .bind(patch.mode)
     .fetch_optional(&mut *tx)
     .await?;
     if row.is_none() {
@@ -200,7 +201,7 @@ pub async fn update(
     if let Some(v) = &patch.markers {
         changed["markers"] = json!(v);
     }
-    if let Some(v) = &patch.mode {
+    if let Some(v) = patch.mode {
         changed["mode"] = v.as_str().into();
     }
     audit::append(
@@ -208,7 +209,7 @@ pub async fn update(
         NewEntry {
             actor,
             action: "tenant.update",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(tenant.as_ref()),
             details: changed,
         },
@@ -230,7 +231,7 @@ pub async fn tokens(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbToke
     sqlx::query_as(
         "select token_id, created_at, revoked_at from ingest_tokens where tenant_id = $1 order by created_at, token_id",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .fetch_all(pool)
     .await
 }
@@ -245,7 +246,7 @@ pub async fn add_token(
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let exists: bool = sqlx::query_scalar("select exists (select 1 from tenants where tenant_id = $1)")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .fetch_one(&mut *tx)
         .await?;
     if !exists {
@@ -257,7 +258,7 @@ pub async fn add_token(
         NewEntry {
             actor,
             action: "token.create",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(token_id),
             details: json!({}),
         },
@@ -282,7 +283,7 @@ pub async fn revoke_token(
          where tenant_id = $1 and token_id = $2
          returning token_hash, revoked_at = now()",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(token_id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -295,7 +296,7 @@ pub async fn revoke_token(
             NewEntry {
                 actor,
                 action: "token.revoke",
-                tenant_id: Some(tenant.as_ref()),
+                tenant_id: Some(tenant),
                 target: Some(token_id),
                 details: json!({}),
             },
