@@ -252,7 +252,7 @@ impl App {
     }
 }
 
-pub fn routes(state: AppState) -> axum::Router {
+pub(crate) fn routes(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(api::ops::healthz))
         .route("/readyz", get(api::ops::readyz))

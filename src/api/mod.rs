@@ -1,13 +1,13 @@
 //! The admin half of the HTTP API (tenants, bindings, baselines, incidents, rotations) and the
 //! JSON views it answers with. Ingest lives in `crate::ingest`.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod auth;
-pub mod error;
-pub mod events;
-pub mod ops;
-pub mod refusals;
-pub mod respond;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod ops;
+pub(crate) mod refusals;
+pub(crate) mod respond;
 
 use crate::baseline::{self, BaselineSummary, TenantBaseline};
 use crate::detect::{Detector, Severity, taxonomy};
@@ -42,7 +42,7 @@ const MAX_SECRETS_PER_BINDING: usize = 50;
 /// A tenant, as every tenant endpoint shows it (never a token).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Tenant)]
-pub struct TenantView {
+pub(crate) struct TenantView {
     pub id: String,
     pub display_name: String,
     /// Strings that identify this tenant's resources inside other tenants' parameters.
@@ -68,7 +68,7 @@ impl TenantView {
 /// A tenant with its ingest tokens' ids (`GET`/`PATCH /v1/tenants/{id}`).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = TenantWithTokens)]
-pub struct TenantWithTokensView {
+pub(crate) struct TenantWithTokensView {
     #[serde(flatten)]
     pub tenant: TenantView,
     pub tokens: Vec<TokenView>,
@@ -77,7 +77,7 @@ pub struct TenantWithTokensView {
 /// An ingest token by its id; the token itself is shown once, when made.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Token)]
-pub struct TokenView {
+pub(crate) struct TokenView {
     pub id: String,
     pub created_at: DateTime<Utc>,
     /// Set once revoked: the token gets 401 from then on.
@@ -101,7 +101,7 @@ fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> TenantWithTokens
 /// The answer to `POST /v1/tenants`: the tenant and its first ingest token, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = CreatedTenant)]
-pub struct CreatedTenantView {
+pub(crate) struct CreatedTenantView {
     #[serde(flatten)]
     pub tenant: TenantView,
     /// `vgl_…`: stored hashed, never shown again.
@@ -110,13 +110,17 @@ pub struct CreatedTenantView {
 
 /// `GET /v1/tenants`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TenantList {
+pub(crate) struct TenantList {
     pub tenants: Vec<TenantView>,
 }
 
 /// `POST /v1/tenants`: only `id` is required.
 #[derive(Debug, ToSchema)]
-pub struct NewTenantBody {
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
+pub(crate) struct NewTenantBody {
     /// 1-64 of `[a-z0-9_-]`, unique.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: String,
@@ -130,8 +134,12 @@ pub struct NewTenantBody {
 
 /// `PATCH /v1/tenants/{id}`: at least one of the fields.
 #[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 #[schema(min_properties = 1)]
-pub struct TenantPatchBody {
+pub(crate) struct TenantPatchBody {
     pub display_name: Option<String>,
     pub markers: Option<Vec<String>>,
     pub mode: Option<Mode>,
@@ -145,7 +153,7 @@ fn parse_tenant_path(id: &str) -> Result<TenantId, ApiError> {
 /// as `charset` allowed) and nothing else: `text/plain`, a form or any other type is a 415. A
 /// request without a Content-Type is a 415 too, unless its body is empty (where the endpoint's
 /// body is optional, no body needs no type).
-pub fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let essence = headers.get(header::CONTENT_TYPE).map(|v| {
         v.to_str()
             .unwrap_or_default()
@@ -166,7 +174,7 @@ pub fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
 
 /// A JSON object body (see [`require_json`]); an empty body is an empty object, and a handler
 /// names each missing or wrong field itself.
-pub struct JsonObject(pub Map<String, Value>);
+pub(crate) struct JsonObject(pub Map<String, Value>);
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
@@ -274,7 +282,7 @@ async fn refresh_markers(app: &AppState, tenant: &TenantId) {
     ),
     security(("adminToken" = []))
 )]
-pub async fn create_tenant(
+pub(crate) async fn create_tenant(
     State(app): State<AppState>,
     admin: Admin,
     JsonObject(body): JsonObject,
@@ -321,7 +329,7 @@ pub async fn create_tenant(
     ),
     security(("adminToken" = []))
 )]
-pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<TenantList>, ApiError> {
+pub(crate) async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<TenantList>, ApiError> {
     let tenants = store::tenants::list(&app.pool).await?;
     Ok(Json(TenantList {
         tenants: tenants.iter().map(TenantView::of).collect(),
@@ -344,7 +352,7 @@ pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<
     ),
     security(("adminToken" = []))
 )]
-pub async fn get_tenant(
+pub(crate) async fn get_tenant(
     State(app): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
@@ -383,7 +391,7 @@ pub(crate) async fn existing_tenant(app: &AppState, id: &TenantId) -> Result<DbT
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn get_baseline(
+pub(crate) async fn get_baseline(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
@@ -403,7 +411,7 @@ pub async fn get_baseline(
 /// One page of a tenant's baseline with its open suppressions.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Baseline)]
-pub struct BaselineView {
+pub(crate) struct BaselineView {
     #[serde(flatten)]
     pub summary: BaselineSummary,
     /// The tenant's open suppressions.
@@ -456,7 +464,7 @@ async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> R
     ),
     security(("adminToken" = []))
 )]
-pub async fn put_baseline(
+pub(crate) async fn put_baseline(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
@@ -496,14 +504,14 @@ pub async fn put_baseline(
 
 /// A tenant's credential bindings: the body of `PUT` and the answer of both methods.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Bindings {
+pub(crate) struct Bindings {
     #[schema(max_items = 100)]
     pub bindings: Vec<Binding>,
 }
 
 /// Calls of tools matching `tools` use `secrets`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// A glob over tool names (`github.*`; `~` is a word boundary), 1-200 characters.
     pub tools: String,
     /// 1-50 secrets, as stored (checked when put).
@@ -540,7 +548,7 @@ fn bindings_view(bindings: &[DbBinding]) -> Bindings {
     ),
     security(("adminToken" = []))
 )]
-pub async fn put_bindings(
+pub(crate) async fn put_bindings(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
@@ -609,7 +617,7 @@ pub async fn put_bindings(
     ),
     security(("adminToken" = []))
 )]
-pub async fn get_bindings(
+pub(crate) async fn get_bindings(
     State(app): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
@@ -703,7 +711,7 @@ pub(crate) fn next_cursor<T>(items: &[T], limit: i64, cursor: impl Fn(&T) -> Str
 /// One finding of an incident, with the numbers behind it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Finding)]
-pub struct FindingView {
+pub(crate) struct FindingView {
     pub id: String,
     pub detector: Detector,
     pub severity: Severity,
@@ -752,7 +760,7 @@ fn finding_view(f: &DbFinding) -> FindingView {
 /// action, the highest confidence and the explanation of the worst (latest among equals).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = FindingGroup)]
-pub struct FindingGroupView {
+pub(crate) struct FindingGroupView {
     pub detector: Detector,
     pub tool: String,
     pub subject: Option<String>,
@@ -793,7 +801,7 @@ fn finding_group_view(g: &DbFindingGroup) -> FindingGroupView {
 /// An incident: what Vigil saw, what it expected, and what it did.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Incident)]
-pub struct IncidentView {
+pub(crate) struct IncidentView {
     pub id: String,
     pub tenant_id: String,
     pub status: IncidentStatus,
@@ -879,7 +887,7 @@ pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> 
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn list_incidents(
+pub(crate) async fn list_incidents(
     State(app): State<AppState>,
     _: Reader,
     Query(q): Query<HashMap<String, String>>,
@@ -902,7 +910,7 @@ pub async fn list_incidents(
 
 /// One page of incidents, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct IncidentList {
+pub(crate) struct IncidentList {
     pub incidents: Vec<IncidentView>,
     /// The next page's `cursor` when this page is full; null on the last page.
     pub next_cursor: Option<String>,
@@ -924,7 +932,7 @@ pub struct IncidentList {
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn get_incident(
+pub(crate) async fn get_incident(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
@@ -939,7 +947,7 @@ pub async fn get_incident(
 /// One secret's rotation.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Rotation)]
-pub struct RotationView {
+pub(crate) struct RotationView {
     pub id: String,
     pub tenant_id: String,
     pub incident_id: Option<String>,
@@ -966,7 +974,7 @@ pub struct RotationView {
     pub retry_of: Option<String>,
 }
 
-pub fn rotation_view(r: &DbRotation) -> RotationView {
+pub(crate) fn rotation_view(r: &DbRotation) -> RotationView {
     RotationView {
         id: r.rotation_id.clone(),
         tenant_id: r.tenant_id.to_string(),
@@ -990,7 +998,7 @@ pub fn rotation_view(r: &DbRotation) -> RotationView {
 
 /// One page of rotations, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RotationList {
+pub(crate) struct RotationList {
     pub rotations: Vec<RotationView>,
     /// The next page's `cursor` when this page is full; null on the last page.
     pub next_cursor: Option<String>,
@@ -1016,7 +1024,7 @@ pub struct RotationList {
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn list_rotations(
+pub(crate) async fn list_rotations(
     State(app): State<AppState>,
     _: Reader,
     Query(q): Query<HashMap<String, String>>,
@@ -1052,7 +1060,7 @@ pub async fn list_rotations(
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn get_rotation(
+pub(crate) async fn get_rotation(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,

@@ -54,6 +54,10 @@ pub(crate) fn optional_string<'a>(
 
 /// The body of an incident transition; both fields optional.
 #[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 pub struct TransitionBody {
     /// Why, for the audit trail: at most 2000 characters.
     #[schema(max_length = 2000)]
@@ -206,6 +210,10 @@ pub async fn rotate_tenant(
 
 /// The body of a manual rotation; both fields optional.
 #[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 pub struct RotateBody {
     /// A tool glob: rotate the secrets of the bindings whose glob it matches; every binding
     /// when absent.
@@ -344,7 +352,7 @@ pub struct SuppressionView {
 }
 
 impl SuppressionView {
-    pub fn of(s: &DbSuppression) -> Self {
+    pub(crate) fn of(s: &DbSuppression) -> Self {
         SuppressionView {
             id: s.suppression_id.clone(),
             tenant_id: s.tenant_id.to_string(),
@@ -369,6 +377,10 @@ pub struct SuppressionList {
 
 /// The body of a new suppression; every field required.
 #[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 pub struct NewSuppressionBody {
     pub detector: Detector,
     /// A tool name or glob, 1-200 printable characters.

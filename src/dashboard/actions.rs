@@ -36,7 +36,7 @@ impl From<ActionError> for PageError {
 
 /// A responder's decision about an incident as its URL names it: `acknowledge`, `resolve`,
 /// `false-positive` (the API's spelling).
-pub fn transition_path(t: Transition) -> &'static str {
+pub(crate) fn transition_path(t: Transition) -> &'static str {
     match t {
         Transition::Acknowledge => "acknowledge",
         Transition::Resolve => "resolve",
@@ -45,7 +45,7 @@ pub fn transition_path(t: Transition) -> &'static str {
 }
 
 /// The transition a URL names (see [`transition_path`]).
-pub fn parse_transition(s: &str) -> Option<Transition> {
+pub(crate) fn parse_transition(s: &str) -> Option<Transition> {
     [Transition::Acknowledge, Transition::Resolve, Transition::FalsePositive]
         .into_iter()
         .find(|t| transition_path(*t) == s)

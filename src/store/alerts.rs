@@ -50,7 +50,7 @@ pub struct NewAlert<'a> {
 }
 
 /// Writes an alert inside the caller's transaction; returns its id.
-pub async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> sqlx::Result<String> {
+pub(crate) async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> sqlx::Result<String> {
     let id = new_id("alt");
     sqlx::query(
         "insert into alerts (alert_id, kind, tenant_id, incident_id, rotation_id, severity, detector, summary, details)
@@ -71,7 +71,7 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> 
 }
 
 /// Whether the incident's opening was already alerted (an incident is announced once).
-pub async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("select exists (select 1 from alerts where incident_id = $1 and kind = 'incident_opened')")
         .bind(incident_id)
         .fetch_one(&mut **tx)
@@ -81,7 +81,7 @@ pub async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id:
 /// Writes the resolution of an announced incident: the opening alert's identity (tenant,
 /// detector, severity) with `ends_at` now, so Alertmanager resolves the very alert it holds.
 /// Nothing is written for an incident that was never announced.
-pub async fn resolve_incident(
+pub(crate) async fn resolve_incident(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
     summary: &str,
@@ -105,7 +105,7 @@ pub async fn resolve_incident(
 
 /// Whether a circuit-breaker alert was raised for the tenant within the last `minutes`: the
 /// breaker is announced when it trips, not once per rotation it holds back.
-pub async fn circuit_announced_within(
+pub(crate) async fn circuit_announced_within(
     tx: &mut Transaction<'_, Postgres>,
     tenant_id: &TenantId,
     minutes: i32,
@@ -122,7 +122,7 @@ pub async fn circuit_announced_within(
 
 /// Creates a delivery per configured sink for every alert not yet fanned out; returns how
 /// many alerts it took. An alert written while no sink is configured fans out to nothing.
-pub async fn fan_out(pool: &PgPool, sinks: &[String], expire_after: chrono::Duration) -> sqlx::Result<u64> {
+pub(crate) async fn fan_out(pool: &PgPool, sinks: &[String], expire_after: chrono::Duration) -> sqlx::Result<u64> {
     let taken: Vec<String> = sqlx::query_scalar(
         "with fresh as (
              select alert_id from alerts where fanned_out_at is null
@@ -164,7 +164,7 @@ pub struct DbDelivery {
 /// Claims the oldest due delivery to one of `sinks` and marks it delivering. Alerts of one
 /// incident reach a sink in the order they were written: a resolution never overtakes the
 /// opening it resolves (Alertmanager would otherwise show the incident firing again).
-pub async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
+pub(crate) async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
     sqlx::query_as(
         "update alert_deliveries d set status = 'delivering', attempts = d.attempts + 1
          from alerts a
@@ -185,7 +185,7 @@ pub async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<D
     .await
 }
 
-pub async fn delivered(pool: &PgPool, alert_id: &str, sink: &str) -> sqlx::Result<()> {
+pub(crate) async fn delivered(pool: &PgPool, alert_id: &str, sink: &str) -> sqlx::Result<()> {
     sqlx::query(
         "update alert_deliveries set status = 'delivered', delivered_at = now(), last_error = null
          where alert_id = $1 and sink = $2",
@@ -208,7 +208,13 @@ pub enum AfterFailure {
     Expired,
 }
 
-pub async fn failed(pool: &PgPool, alert_id: &str, sink: &str, error: &str, after: AfterFailure) -> sqlx::Result<()> {
+pub(crate) async fn failed(
+    pool: &PgPool,
+    alert_id: &str,
+    sink: &str,
+    error: &str,
+    after: AfterFailure,
+) -> sqlx::Result<()> {
     let (status, next) = match after {
         AfterFailure::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
         AfterFailure::Failed => (DeliveryStatus::Failed, None),
@@ -229,7 +235,7 @@ pub async fn failed(pool: &PgPool, alert_id: &str, sink: &str, error: &str, afte
 }
 
 /// Pending deliveries past their expiry (for a sink no longer configured, say) are expired.
-pub async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
+pub(crate) async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "update alert_deliveries set status = 'expired', last_error = coalesce(last_error, 'expired undelivered')
          where status = 'pending' and expires_at < now()",
@@ -241,7 +247,7 @@ pub async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
 
 /// Deliveries left `delivering` by a process that died are due again: a sink may see an
 /// alert twice (webhooks carry `X-Vigil-Alert-Id` to deduplicate; Alertmanager merges).
-pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
+pub(crate) async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "update alert_deliveries set status = 'pending', next_attempt_at = now() where status = 'delivering'",
     )

@@ -32,7 +32,7 @@ text_enum! {
 /// `grouping_minutes`, or one that already holds a finding of the same detector about the same
 /// tool (a story that goes on, such as a new tool flagged again each hour it is used, stays one
 /// call to act until a person closes it), whichever was updated last.
-pub async fn open_for_update(
+pub(crate) async fn open_for_update(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     grouping_minutes: i64,
@@ -59,7 +59,7 @@ pub async fn open_for_update(
     .await
 }
 
-pub async fn set_severity(
+pub(crate) async fn set_severity(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
     severity: Severity,
@@ -73,7 +73,7 @@ pub async fn set_severity(
 }
 
 /// Opens an incident; returns its id.
-pub async fn insert(
+pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     severity: Severity,
@@ -91,7 +91,7 @@ pub async fn insert(
 }
 
 /// Files findings, each with the action decided for it, under an incident.
-pub async fn insert_findings(
+pub(crate) async fn insert_findings(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
     tenant: &TenantId,
@@ -138,7 +138,7 @@ pub struct DbIncident {
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbFinding {
+pub(crate) struct DbFinding {
     pub finding_id: String,
     pub incident_id: String,
     pub detector: Detector,
@@ -158,7 +158,7 @@ pub struct DbFinding {
 }
 
 #[derive(Debug, Default)]
-pub struct IncidentFilter {
+pub(crate) struct IncidentFilter {
     pub tenant: Option<TenantId>,
     pub status: Option<IncidentStatus>,
     pub severity: Option<Severity>,
@@ -170,7 +170,7 @@ pub struct IncidentFilter {
 const INCIDENT_COLUMNS: &str = "incident_id, tenant_id, status, severity, summary, opened_at, updated_at";
 
 /// Newest first; `cursor` is the last id of the previous page.
-pub async fn list(pool: &PgPool, filter: &IncidentFilter) -> sqlx::Result<Vec<DbIncident>> {
+pub(crate) async fn list(pool: &PgPool, filter: &IncidentFilter) -> sqlx::Result<Vec<DbIncident>> {
     let mut q: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("select {INCIDENT_COLUMNS} from incidents where true"));
     if let Some(t) = &filter.tenant {
@@ -192,7 +192,7 @@ pub async fn list(pool: &PgPool, filter: &IncidentFilter) -> sqlx::Result<Vec<Db
     q.build_query_as().fetch_all(pool).await
 }
 
-pub async fn get(pool: &PgPool, incident_id: &str) -> sqlx::Result<Option<DbIncident>> {
+pub(crate) async fn get(pool: &PgPool, incident_id: &str) -> sqlx::Result<Option<DbIncident>> {
     sqlx::query_as(&format!(
         "select {INCIDENT_COLUMNS} from incidents where incident_id = $1"
     ))
@@ -203,17 +203,17 @@ pub async fn get(pool: &PgPool, incident_id: &str) -> sqlx::Result<Option<DbInci
 
 /// At most this many findings of one incident are read with it (the first, in event time);
 /// its `finding_groups` still count every finding.
-pub const MAX_FINDINGS: i64 = 200;
+pub(crate) const MAX_FINDINGS: i64 = 200;
 /// At most this many finding groups of one incident are read with it (the worst first).
-pub const MAX_GROUPS: i64 = 100;
+pub(crate) const MAX_GROUPS: i64 = 100;
 /// At most this many entries in an incident's timeline.
-pub const MAX_TIMELINE: usize = 20;
+pub(crate) const MAX_TIMELINE: usize = 20;
 /// Groups whose first and last finding the timeline names (the worst first).
 const TIMELINE_GROUPS: usize = 5;
 
 /// Findings of one detector on one tool and subject within one incident, summed up.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbFindingGroup {
+pub(crate) struct DbFindingGroup {
     pub incident_id: String,
     pub detector: Detector,
     pub tool: String,
@@ -258,7 +258,7 @@ impl DbFinding {
 /// Something that happened to an incident besides its findings, counted: rotations by status,
 /// alerts raised and delivered, transitions.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbActivity {
+pub(crate) struct DbActivity {
     pub incident_id: String,
     pub at: DateTime<Utc>,
     /// `rotations_requested`, `rotation_succeeded|failed|skipped`, `alert`, `alert_delivered`,
@@ -273,7 +273,7 @@ pub struct DbActivity {
 /// What is read with incidents to show them: their first findings, their groups, their
 /// rotation ids and what happened to them.
 #[derive(Debug, Default)]
-pub struct IncidentDetails {
+pub(crate) struct IncidentDetails {
     /// The first [`MAX_FINDINGS`] of each incident, in event time.
     pub findings: Vec<DbFinding>,
     /// The worst [`MAX_GROUPS`] groups of each incident, worst first.
@@ -307,7 +307,7 @@ const SEVERITY_RANK: &str = "array_position(array['low', 'medium', 'high', 'crit
 const ACTION_RANK: &str = "array_position(array['record', 'alert', 'rotate'], action)";
 
 /// The findings (bounded), groups (bounded), rotation ids and activity of the given incidents.
-pub async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<IncidentDetails> {
+pub(crate) async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<IncidentDetails> {
     let findings = sqlx::query_as(&format!(
         "select f.* from unnest($1::text[]) as i(id)
          cross join lateral (select {FINDING_COLUMNS} from findings where incident_id = i.id
@@ -391,7 +391,7 @@ pub async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Inc
 }
 
 /// How many findings and rotations each incident has, for lists that show only the counts.
-pub async fn counts(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Vec<(String, i64, i64)>> {
+pub(crate) async fn counts(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Vec<(String, i64, i64)>> {
     sqlx::query_as(
         "select i.id, (select count(*) from findings where incident_id = i.id),
                 (select count(*) from rotations where incident_id = i.id)
@@ -423,14 +423,14 @@ text_enum! {
 
 /// One line of an incident's timeline.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct TimelineEntry {
+pub(crate) struct TimelineEntry {
     pub at: DateTime<Utc>,
     pub kind: TimelineKind,
     pub text: String,
 }
 
 /// What a group is about: `param_out_of_range on github.list_issues params.page`.
-pub fn group_label(g: &DbFindingGroup) -> String {
+pub(crate) fn group_label(g: &DbFindingGroup) -> String {
     match &g.subject {
         Some(subject) => format!("{} on {} {subject}", g.detector, g.tool),
         None => format!("{} on {}", g.detector, g.tool),
@@ -444,7 +444,11 @@ fn plural(n: i64, word: &str) -> String {
 /// An incident's story in at most [`MAX_TIMELINE`] entries, oldest first: its opening, the first
 /// and last finding of its worst groups, rotations, alerts and transitions (in that order of
 /// importance when there are more). Times are when Vigil recorded or did each thing.
-pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&DbActivity]) -> Vec<TimelineEntry> {
+pub(crate) fn timeline(
+    incident: &DbIncident,
+    groups: &[&DbFindingGroup],
+    activity: &[&DbActivity],
+) -> Vec<TimelineEntry> {
     let mut entries: Vec<(u8, TimelineEntry)> = vec![(
         0,
         TimelineEntry {
@@ -520,7 +524,7 @@ pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&
 
 /// What became of a requested incident transition.
 #[derive(Debug)]
-pub enum TransitionOutcome {
+pub(crate) enum TransitionOutcome {
     /// Done; the incident as it is now, and the suppressions it opened.
     Done {
         incident: DbIncident,
@@ -536,7 +540,7 @@ pub enum TransitionOutcome {
 /// A status change asked for by a person, checked and written under the incident's row lock
 /// with its audit entry (carrying the note) and, when it ends the incident, the resolution of
 /// its alert: all or nothing.
-pub struct TransitionRequest<'a> {
+pub(crate) struct TransitionRequest<'a> {
     pub incident_id: &'a str,
     pub to: IncidentStatus,
     pub allowed_from: &'a [IncidentStatus],
@@ -551,7 +555,7 @@ pub struct TransitionRequest<'a> {
     pub suppress_minutes: Option<i64>,
 }
 
-pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Result<TransitionOutcome> {
+pub(crate) async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Result<TransitionOutcome> {
     let mut tx = pool.begin().await?;
     let current: Option<(IncidentStatus, TenantId)> =
         sqlx::query_as("select status, tenant_id from incidents where incident_id = $1 for update")

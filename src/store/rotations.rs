@@ -85,7 +85,7 @@ fn vigil_entry<'a>(action: &'a str, job: &'a DbRotation, details: Value) -> NewE
 
 /// Automatic rotations of the tenant that ran or are to run (not skipped), requested within
 /// the last `minutes`: what the circuit breaker counts.
-pub async fn automatic_within(
+pub(crate) async fn automatic_within(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     minutes: i32,
@@ -103,7 +103,7 @@ pub async fn automatic_within(
 
 /// The latest rotation of the secret pending, running or succeeded within the last `minutes`:
 /// what cooldown dedupe folds a new one into.
-pub async fn recent_of_secret(
+pub(crate) async fn recent_of_secret(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     secret_key: &str,
@@ -123,7 +123,7 @@ pub async fn recent_of_secret(
 }
 
 /// An automatic rotation job as the response decided it: `pending`, or `skipped` with why.
-pub struct NewAutomatic<'a> {
+pub(crate) struct NewAutomatic<'a> {
     pub tenant: &'a TenantId,
     pub incident_id: &'a str,
     pub scope: Scope,
@@ -137,7 +137,10 @@ pub struct NewAutomatic<'a> {
 }
 
 /// Inserts an automatic rotation job (a skipped one finished at once); returns its id.
-pub async fn insert_automatic(tx: &mut Transaction<'_, Postgres>, job: NewAutomatic<'_>) -> sqlx::Result<String> {
+pub(crate) async fn insert_automatic(
+    tx: &mut Transaction<'_, Postgres>,
+    job: NewAutomatic<'_>,
+) -> sqlx::Result<String> {
     let rotation_id = new_id("rot");
     sqlx::query(
         "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key,
@@ -163,7 +166,7 @@ pub async fn insert_automatic(tx: &mut Transaction<'_, Postgres>, job: NewAutoma
 
 /// Claims the oldest due job whose secret is not in `busy` (secrets being rotated right now)
 /// and marks it running; `None` when nothing is due.
-pub async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<DbRotation>> {
+pub(crate) async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<DbRotation>> {
     let mut tx = pool.begin().await?;
     let job: Option<DbRotation> = sqlx::query_as(&format!(
         "update rotations set status = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now())
@@ -187,7 +190,7 @@ pub async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<Db
     Ok(job)
 }
 
-pub async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: NewAlert<'_>) -> sqlx::Result<()> {
+pub(crate) async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: NewAlert<'_>) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "update rotations set status = 'succeeded', result = $2, error = null, finished_at = now()
@@ -212,7 +215,7 @@ pub async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: New
 
 /// Records a failed attempt: back to `pending` at `retry_at`, or `failed` for good when
 /// `None`, which is alerted.
-pub async fn fail(
+pub(crate) async fn fail(
     pool: &PgPool,
     job: &DbRotation,
     error: &str,
@@ -250,7 +253,7 @@ pub async fn fail(
 
 /// Jobs left `running` by a process that died are due again. Backends are called with
 /// check-and-set or idempotency tokens, so running one twice does not rotate twice.
-pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
+pub(crate) async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
     let mut tx = pool.begin().await?;
     let requeued: Vec<DbRotation> = sqlx::query_as(&format!(
         "update rotations set status = 'pending', next_attempt_at = now() where status = 'running'
@@ -269,7 +272,7 @@ pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
 
 /// A rotation a person asked for.
 #[derive(Debug, Clone)]
-pub struct ManualRotation {
+pub(crate) struct ManualRotation {
     pub secret: Value,
     pub secret_key: String,
     pub tools: String,
@@ -278,7 +281,7 @@ pub struct ManualRotation {
 
 /// Queues manual rotations (no cooldown, no circuit breaker: a person asked) with an audit
 /// entry each, in one transaction.
-pub async fn insert_manual(
+pub(crate) async fn insert_manual(
     pool: &PgPool,
     tenant: &TenantId,
     rotations: &[ManualRotation],
@@ -323,7 +326,7 @@ pub async fn insert_manual(
 
 /// What became of a retry request.
 #[derive(Debug)]
-pub enum RetryOutcome {
+pub(crate) enum RetryOutcome {
     /// The new rotation (pending).
     Queued(Box<DbRotation>),
     NotFound,
@@ -335,7 +338,7 @@ pub enum RetryOutcome {
 
 /// Queues a new manual rotation of the same secret as `rotation_id`, linked to it (and to its
 /// incident, so the incident lists the retry).
-pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Result<RetryOutcome> {
+pub(crate) async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Result<RetryOutcome> {
     let mut tx = pool.begin().await?;
     let original: Option<DbRotation> = sqlx::query_as(&format!(
         "select {COLUMNS} from rotations where rotation_id = $1 for update"
@@ -379,7 +382,7 @@ pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Res
 }
 
 #[derive(Debug, Default)]
-pub struct RotationFilter {
+pub(crate) struct RotationFilter {
     pub tenant: Option<TenantId>,
     pub status: Option<RotationStatus>,
     pub incident: Option<String>,
@@ -387,7 +390,7 @@ pub struct RotationFilter {
     pub limit: i64,
 }
 
-pub async fn list(pool: &PgPool, filter: &RotationFilter) -> sqlx::Result<Vec<DbRotation>> {
+pub(crate) async fn list(pool: &PgPool, filter: &RotationFilter) -> sqlx::Result<Vec<DbRotation>> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("select {COLUMNS} from rotations where true"));
     if let Some(t) = &filter.tenant {
         q.push(" and tenant_id = ").push_bind(t);
@@ -405,7 +408,7 @@ pub async fn list(pool: &PgPool, filter: &RotationFilter) -> sqlx::Result<Vec<Db
     q.build_query_as().fetch_all(pool).await
 }
 
-pub async fn get(pool: &PgPool, rotation_id: &str) -> sqlx::Result<Option<DbRotation>> {
+pub(crate) async fn get(pool: &PgPool, rotation_id: &str) -> sqlx::Result<Option<DbRotation>> {
     sqlx::query_as(&format!("select {COLUMNS} from rotations where rotation_id = $1"))
         .bind(rotation_id)
         .fetch_optional(pool)

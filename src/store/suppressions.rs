@@ -29,7 +29,7 @@ const COLUMNS: &str = "suppression_id, tenant_id, detector, tool, expires_at, re
                        created_at, lifted_at, lifted_by";
 
 /// What a new suppression says.
-pub struct NewSuppression<'a> {
+pub(crate) struct NewSuppression<'a> {
     pub tenant: &'a TenantId,
     pub detector: Detector,
     pub tool: &'a str,
@@ -39,7 +39,7 @@ pub struct NewSuppression<'a> {
 }
 
 /// Writes one suppression and its audit entry inside the caller's transaction.
-pub async fn insert(
+pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     new: &NewSuppression<'_>,
     actor: &Actor,
@@ -74,7 +74,7 @@ pub async fn insert(
 }
 
 /// Writes one suppression a person asked for by hand, with its audit entry.
-pub async fn create(pool: &PgPool, new: &NewSuppression<'_>, actor: &Actor) -> sqlx::Result<DbSuppression> {
+pub(crate) async fn create(pool: &PgPool, new: &NewSuppression<'_>, actor: &Actor) -> sqlx::Result<DbSuppression> {
     let mut tx = pool.begin().await?;
     let row = insert(&mut tx, new, actor).await?;
     tx.commit().await?;
@@ -83,7 +83,7 @@ pub async fn create(pool: &PgPool, new: &NewSuppression<'_>, actor: &Actor) -> s
 
 /// The distinct (detector, tool) pairs of an incident's findings: what marking it a false
 /// positive suppresses.
-pub async fn incident_pairs(
+pub(crate) async fn incident_pairs(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
 ) -> sqlx::Result<Vec<(Detector, String)>> {
@@ -95,7 +95,12 @@ pub async fn incident_pairs(
 
 /// Lifts an open suppression now. `None` when there is no such suppression of the tenant, or
 /// it was already lifted or has expired.
-pub async fn lift(pool: &PgPool, tenant: &TenantId, id: &str, actor: &Actor) -> sqlx::Result<Option<DbSuppression>> {
+pub(crate) async fn lift(
+    pool: &PgPool,
+    tenant: &TenantId,
+    id: &str,
+    actor: &Actor,
+) -> sqlx::Result<Option<DbSuppression>> {
     let mut tx = pool.begin().await?;
     let row: Option<DbSuppression> = sqlx::query_as(&format!(
         "update suppressions set lifted_at = now(), lifted_by = $3
@@ -125,7 +130,7 @@ pub async fn lift(pool: &PgPool, tenant: &TenantId, id: &str, actor: &Actor) -> 
 }
 
 /// Open suppressions (not lifted, not expired), of one tenant or all, soonest to expire first.
-pub async fn open(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<DbSuppression>> {
+pub(crate) async fn open(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<DbSuppression>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from suppressions
          where ($1::text is null or tenant_id = $1) and lifted_at is null and expires_at > now()
@@ -138,7 +143,7 @@ pub async fn open(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<
 
 /// The events behind an incident's baseline findings (those that made the event count with
 /// reduced weight), in log order: what a false positive teaches the baseline.
-pub async fn incident_events(pool: &PgPool, incident_id: &str) -> anyhow::Result<Vec<ToolCallEvent>> {
+pub(crate) async fn incident_events(pool: &PgPool, incident_id: &str) -> anyhow::Result<Vec<ToolCallEvent>> {
     let rows: Vec<DbEvent> = sqlx::query_as(
         "select e.seq, e.tenant_id, e.event_id, e.ts, e.tool, e.params, e.outcome, e.error_code, e.duration_ms,
                 e.agent_id, e.session_id, e.credential_ref

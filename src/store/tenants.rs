@@ -24,7 +24,7 @@ pub enum CreateOutcome {
 }
 
 /// A new tenant and the id and hash of its first ingest token.
-pub struct NewTenant<'a> {
+pub(crate) struct NewTenant<'a> {
     pub tenant: &'a TenantId,
     pub display_name: &'a str,
     pub markers: &'a [String],
@@ -33,7 +33,7 @@ pub struct NewTenant<'a> {
     pub token_hash: &'a [u8],
 }
 
-pub async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::Result<CreateOutcome> {
+pub(crate) async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::Result<CreateOutcome> {
     let NewTenant {
         tenant,
         display_name,
@@ -88,7 +88,7 @@ async fn insert_token(
     Ok(())
 }
 
-pub async fn get(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<DbTenant>> {
+pub(crate) async fn get(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<DbTenant>> {
     sqlx::query_as(
         "select tenant_id, display_name, markers, mode, created_at, updated_at from tenants where tenant_id = $1",
     )
@@ -97,7 +97,7 @@ pub async fn get(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<DbTena
     .await
 }
 
-pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
+pub(crate) async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
     sqlx::query_as(
         "select tenant_id, display_name, markers, mode, created_at, updated_at from tenants order by tenant_id",
     )
@@ -106,7 +106,7 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
 }
 
 /// The tenant and mode an unrevoked token hash belongs to.
-pub async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<(TenantId, Mode)>> {
+pub(crate) async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<(TenantId, Mode)>> {
     sqlx::query_as(
         "select t.tenant_id, t.mode from ingest_tokens k join tenants t using (tenant_id)
          where k.token_hash = $1 and k.revoked_at is null",
@@ -117,13 +117,18 @@ pub async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Opti
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbBinding {
+pub(crate) struct DbBinding {
     pub tools: String,
     pub secrets: Value,
 }
 
 /// Replaces the tenant's bindings as a whole: a PUT is the complete list.
-pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBinding], actor: &Actor) -> sqlx::Result<()> {
+pub(crate) async fn put_bindings(
+    pool: &PgPool,
+    tenant: &TenantId,
+    bindings: &[DbBinding],
+    actor: &Actor,
+) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("delete from credential_bindings where tenant_id = $1")
         .bind(tenant)
@@ -156,7 +161,7 @@ pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBindin
     tx.commit().await
 }
 
-pub async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBinding>> {
+pub(crate) async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBinding>> {
     sqlx::query_as("select tools, secrets from credential_bindings where tenant_id = $1 order by position")
         .bind(tenant)
         .fetch_all(pool)
@@ -165,14 +170,14 @@ pub async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBi
 
 /// A partial update: `None` leaves the field as it is.
 #[derive(Debug, Default)]
-pub struct TenantPatch {
+pub(crate) struct TenantPatch {
     pub display_name: Option<String>,
     pub markers: Option<Vec<String>>,
     pub mode: Option<Mode>,
 }
 
 /// Applies the patch; `None` when the tenant does not exist.
-pub async fn update(
+pub(crate) async fn update(
     pool: &PgPool,
     tenant: &TenantId,
     patch: &TenantPatch,
@@ -221,13 +226,13 @@ pub async fn update(
 
 /// An ingest token's public face: its id and life, never the token or its hash.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbToken {
+pub(crate) struct DbToken {
     pub token_id: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-pub async fn tokens(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbToken>> {
+pub(crate) async fn tokens(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbToken>> {
     sqlx::query_as(
         "select token_id, created_at, revoked_at from ingest_tokens where tenant_id = $1 order by created_at, token_id",
     )
@@ -237,7 +242,7 @@ pub async fn tokens(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbToke
 }
 
 /// Adds an ingest token to an existing tenant; `false` when the tenant does not exist.
-pub async fn add_token(
+pub(crate) async fn add_token(
     pool: &PgPool,
     tenant: &TenantId,
     token_id: &str,
@@ -271,7 +276,7 @@ pub async fn add_token(
 /// Revokes one of the tenant's tokens; returns its hash (so the caller can drop it from the
 /// token cache), or `None` when the tenant has no such token. Revoking twice is harmless and
 /// audited once.
-pub async fn revoke_token(
+pub(crate) async fn revoke_token(
     pool: &PgPool,
     tenant: &TenantId,
     token_id: &str,
