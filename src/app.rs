@@ -57,7 +57,6 @@ async fn restore_baselines(
     let mut restored = 0;
     let mut all_readable = true;
     for (tenant, watermark_seq, state) in store::events::snapshots(pool).await? {
-        let tenant = TenantId::parse(&tenant)?;
         match serde_json::from_value(state) {
             Ok(mut baseline) => {
                 TenantBaseline::set_rate_config(&mut baseline, policy.detect.rate);
@@ -210,10 +209,6 @@ impl App {
             .map(|l| l.local_addr().expect("a bound listener has an address"))
     }
 
-    pub fn state(&self) -> &AppState {
-        &self.state
-    }
-
     /// Serves until `shutdown` resolves, then drains: in-flight requests finish, shard queues
     /// empty, baselines are snapshotted, the rotation and alert workers finish the job in hand.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
@@ -257,7 +252,7 @@ impl App {
     }
 }
 
-pub fn routes(state: AppState) -> axum::Router {
+pub(crate) fn routes(state: AppState) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(api::ops::healthz))
         .route("/readyz", get(api::ops::readyz))

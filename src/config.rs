@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Admin tokens shorter than this are refused: the API contract promises it.
-pub const MIN_ADMIN_TOKEN_LEN: usize = 32;
+pub(crate) const MIN_ADMIN_TOKEN_LEN: usize = 32;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -105,7 +105,7 @@ pub const DEFAULT_OTLP_MAX_BYTES: usize = 20 * 1024 * 1024;
 pub const DEFAULT_INGEST_TENANT_MAX_REQUESTS: usize = 2;
 
 /// Webhook secrets shorter than this are refused: receivers rely on them to reject forgeries.
-pub const MIN_WEBHOOK_SECRET_LEN: usize = 16;
+pub(crate) const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 
 /// The TOML file's shape: every key optional, names as in the environment without the prefix.
 #[derive(Debug, Default, Deserialize)]
@@ -318,7 +318,7 @@ impl Config {
     }
 
     /// What `serve` needs beyond `migrate`: refuses to start without the secrets it must have.
-    pub fn check_serve(&self) -> anyhow::Result<()> {
+    pub(crate) fn check_serve(&self) -> anyhow::Result<()> {
         match &self.admin_token {
             None => bail!("VIGIL_ADMIN_TOKEN is not set: refusing to start without an admin token"),
             Some(t) if t.expose_secret().chars().count() < MIN_ADMIN_TOKEN_LEN => bail!(

@@ -3,7 +3,7 @@
 //! changes under it; a reader takes the `Arc` once per batch or request, without a lock.
 
 use crate::config::Config;
-use crate::detect::{Detector, TenantMarkers};
+use crate::detect::TenantMarkers;
 use crate::event::TenantId;
 use crate::policy::Policy;
 use crate::policy::suppress::{Suppression, Suppressions};
@@ -72,9 +72,8 @@ impl Live {
     pub async fn refresh_policy(&self) -> anyhow::Result<()> {
         let mut policy = Policy::clone(&self.files);
         for (tenant, text) in store::policies::all(&self.pool).await? {
-            let id = TenantId::parse(&tenant)?;
             policy
-                .add_tenant(id, &text)
+                .add_tenant(tenant.clone(), &text)
                 .with_context(|| format!("The stored policy of tenant {tenant} does not load"))?;
         }
         self.policy.store(Arc::new(policy));
@@ -86,10 +85,7 @@ impl Live {
     /// picked up on their first ingest.
     pub async fn refresh_markers(&self) -> anyhow::Result<()> {
         let tenants = store::tenants::list(&self.pool).await?;
-        let all: Vec<(TenantId, Vec<String>)> = tenants
-            .into_iter()
-            .filter_map(|t| Some((TenantId::parse(&t.tenant_id).ok()?, t.markers)))
-            .collect();
+        let all: Vec<(TenantId, Vec<String>)> = tenants.into_iter().map(|t| (t.tenant_id, t.markers)).collect();
         let built = TenantMarkers::new(&all).context("Failed to compile the tenant markers")?;
         self.markers.store(Arc::new(built));
         Ok(())
@@ -99,18 +95,16 @@ impl Live {
     /// expired ones stop applying by themselves.
     pub async fn refresh_suppressions(&self) -> anyhow::Result<()> {
         let open = store::suppressions::open(&self.pool, None).await?;
-        let all = open.into_iter().filter_map(|s| {
-            let tenant = TenantId::parse(&s.tenant_id).ok()?;
-            let detector = Detector::parse(&s.detector)?;
-            Some((
-                tenant,
+        let all = open.into_iter().map(|s| {
+            (
+                s.tenant_id,
                 Suppression {
                     id: s.suppression_id,
-                    detector,
+                    detector: s.detector,
                     tool: s.tool,
                     expires_at: s.expires_at,
                 },
-            ))
+            )
         });
         self.suppressions.store(Arc::new(Suppressions::new(all)));
         Ok(())

@@ -9,56 +9,56 @@ use prometheus::{
 pub struct Metrics {
     registry: Registry,
     /// Events by result: `accepted` (new) or `duplicate` (an idempotent retry).
-    pub events_ingested: IntCounterVec,
+    pub(crate) events_ingested: IntCounterVec,
     /// Ingest requests by outcome: accepted, refused (4xx), overloaded (503), failed (5xx).
-    pub ingest_requests: IntCounterVec,
-    pub ingest_duration: Histogram,
+    pub(crate) ingest_requests: IntCounterVec,
+    pub(crate) ingest_duration: Histogram,
     /// Batches a shard refused, by reason: `tenant_share` (the tenant already had a quarter of
     /// the shard's queue: 429) or `shard_full` (503).
-    pub shard_refusals: IntCounterVec,
+    pub(crate) shard_refusals: IntCounterVec,
     /// Ingest requests answered 429 `tenant_busy` before their body was read: the tenant had
     /// `VIGIL_INGEST_TENANT_MAX_REQUESTS` in flight already.
-    pub ingest_tenant_busy: IntCounter,
+    pub(crate) ingest_tenant_busy: IntCounter,
     /// OTLP spans by result: `tool_call` (became an event), `rejected` (a tool call that broke
     /// an event rule), `ignored` (not a tool call), `refused` (a tool call in an export refused
     /// whole after decoding: a full shard queue, which exporters retry, or another tenant).
-    pub otlp_spans: IntCounterVec,
+    pub(crate) otlp_spans: IntCounterVec,
     /// OTLP requests refused, by transport (`http`, `grpc`) and reason (`too_large`,
     /// `overloaded`, `unauthenticated`, `forbidden`, `malformed`, `unsupported`, `failed`).
-    pub otlp_requests_refused: IntCounterVec,
-    pub findings: IntCounterVec,
+    pub(crate) otlp_requests_refused: IntCounterVec,
+    pub(crate) findings: IntCounterVec,
     /// Findings an open suppression silenced, by detector.
-    pub findings_suppressed: IntCounterVec,
-    pub redactions: IntCounterVec,
-    pub rotations: IntCounterVec,
-    pub rotation_duration: HistogramVec,
+    pub(crate) findings_suppressed: IntCounterVec,
+    pub(crate) redactions: IntCounterVec,
+    pub(crate) rotations: IntCounterVec,
+    pub(crate) rotation_duration: HistogramVec,
     /// From the moment a finding was decided to its rotation's first attempt: the outbox's
     /// queueing delay.
-    pub rotation_detection_to_start: Histogram,
+    pub(crate) rotation_detection_to_start: Histogram,
     /// From the triggering event's own timestamp (event time) to the rotation's end: what an
     /// attacker gets, including the agent runtime's delay in reporting the call.
-    pub rotation_event_to_finished: HistogramVec,
+    pub(crate) rotation_event_to_finished: HistogramVec,
     /// Alert delivery attempts, by sink (`alertmanager`, `webhook`) and status (`delivered`,
     /// `retrying`, `failed`, `expired`).
-    pub alert_deliveries: IntCounterVec,
+    pub(crate) alert_deliveries: IntCounterVec,
     /// HTTP connections being served now.
-    pub http_connections_open: IntGauge,
+    pub(crate) http_connections_open: IntGauge,
     /// Connections answered 503 and closed on arrival because the connection cap was reached.
-    pub http_connections_refused: IntCounter,
+    pub(crate) http_connections_refused: IntCounter,
     /// Connections the server closed for a limit, by reason (`header_timeout`, `idle_timeout`).
-    pub http_connections_timed_out: IntCounterVec,
+    pub(crate) http_connections_timed_out: IntCounterVec,
     /// Requests cut short, by kind: `body` (408, the body stalled or trickled) or `deadline`
     /// (503, not answered within the request deadline).
-    pub http_request_timeouts: IntCounterVec,
+    pub(crate) http_request_timeouts: IntCounterVec,
     /// Failed `accept` calls (the process out of file descriptors, most often).
-    pub http_accept_errors: IntCounter,
+    pub(crate) http_accept_errors: IntCounter,
     /// Waits on Postgres given up, by kind: `ingest` (a batch's commit not confirmed in time)
     /// or `readiness` (the `/readyz` probe).
-    pub database_timeouts: IntCounterVec,
+    pub(crate) database_timeouts: IntCounterVec,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let registry = Registry::new();
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
@@ -211,7 +211,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut buf = Vec::new();
         TextEncoder::new()
             .encode(&self.registry.gather(), &mut buf)

@@ -57,6 +57,7 @@ use utoipa::{Modify, OpenApi};
         api::ops::metrics,
         serve,
     ),
+    components(schemas(api::error::ErrorEnvelope)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "ingest", description = "Tool calls in, with an ingest token: JSON events and OTLP traces"),

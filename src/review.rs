@@ -38,7 +38,7 @@ pub struct ImportArgs {
 /// The baseline API's JSON as TOML: nulls (absent values) are left out, since TOML has none;
 /// the open suppressions, the page cursors and the bounds are not part of a baseline and are
 /// left out too.
-pub fn to_toml(baseline: &Value) -> anyhow::Result<String> {
+pub(crate) fn to_toml(baseline: &Value) -> anyhow::Result<String> {
     let mut baseline = baseline.clone();
     if let Some(map) = baseline.as_object_mut() {
         for view_only in ["suppressions", "next_cursor", "prev_cursor", "bounds"] {
@@ -54,7 +54,7 @@ pub fn to_toml(baseline: &Value) -> anyhow::Result<String> {
 }
 
 /// A reviewed file back into the JSON the API takes.
-pub fn from_toml(text: &str) -> anyhow::Result<Value> {
+pub(crate) fn from_toml(text: &str) -> anyhow::Result<Value> {
     let value: toml::Value = toml::from_str(text).context("The file is not valid TOML")?;
     Ok(serde_json::to_value(value)?)
 }

@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 
 /// Weight of an observation that raised a finding: an attacker repeating an attack teaches
 /// the baseline a tenth as fast as normal traffic does.
-pub const SUSPICIOUS_WEIGHT: f64 = 0.1;
+pub(crate) const SUSPICIOUS_WEIGHT: f64 = 0.1;
 
 /// Waits between attempts at writing a response. The batch's events are durable by then and
 /// learned, so a client's retry would be a duplicate that detects nothing: a response the
@@ -54,7 +54,7 @@ const GROUP_COMMIT_MAX: usize = 64;
 /// Events a tenant has written and detected per round at most: the most work another
 /// tenant's batch can wait behind. Large enough that a lone tenant's batches are still written
 /// a hundred events per statement.
-pub const TURN_EVENTS: usize = 100;
+pub(crate) const TURN_EVENTS: usize = 100;
 
 /// The time a tenant's turn should take: a tenant whose events cost more (never-seen tools,
 /// large parameters, findings to record) gets fewer of them per turn, measured on its own past
@@ -65,7 +65,7 @@ const TURN_TIME: Duration = Duration::from_millis(5);
 const SNAPSHOT_EVERY: Duration = Duration::from_secs(60);
 
 /// One ingest request's events for one tenant, validated and redacted.
-pub struct Batch {
+pub(crate) struct Batch {
     pub tenant: TenantId,
     pub mode: Mode,
     pub events: Vec<ToolCallEvent>,
@@ -78,7 +78,7 @@ pub struct Batch {
 }
 
 /// What a shard worker is asked to do.
-pub enum ShardMsg {
+pub(crate) enum ShardMsg {
     /// A batch, with its tenant's share of the shard, held until the batch is answered.
     Batch(Batch, Share),
     /// One page of the summary of a tenant's baseline; `None` for a tenant the worker has
@@ -90,11 +90,11 @@ pub enum ShardMsg {
 }
 
 /// A change to one tenant's baseline, run by the worker that owns it.
-pub type Update = Box<dyn FnOnce(&mut TenantBaseline) + Send>;
+pub(crate) type Update = Box<dyn FnOnce(&mut TenantBaseline) + Send>;
 
 /// What the 202 reports.
 #[derive(Debug, Default, Serialize, utoipa::ToSchema)]
-pub struct BatchOutcome {
+pub(crate) struct BatchOutcome {
     pub accepted: usize,
     pub duplicates: usize,
     pub findings: Vec<ReportedFinding>,
@@ -118,7 +118,7 @@ fn is_zero(n: &usize) -> bool {
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct ReportedFinding {
+pub(crate) struct ReportedFinding {
     pub event_id: String,
     pub detector: Detector,
     pub severity: Severity,
@@ -144,7 +144,7 @@ impl TenantState {
 }
 
 /// Everything a worker needs besides its own tenants.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub pool: PgPool,
     /// The policy, every tenant's markers (for `cross_tenant_reference`) and the open
     /// suppressions, swapped whole when they change.
@@ -158,7 +158,7 @@ pub struct Pipeline {
 
 /// Why a shard refused a message; ingest answers 429 or 503, with Retry-After.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum Overloaded {
+pub(crate) enum Overloaded {
     /// The tenant already has its share of the shard's queue: its own flood, its own refusal.
     #[error("the tenant already has its share of the shard queue")]
     TenantShare,
@@ -201,7 +201,7 @@ impl Shares {
 
 /// One batch's place in its tenant's share of a shard; given back when dropped (the batch
 /// answered, or refused by a full queue).
-pub struct Share {
+pub(crate) struct Share {
     shares: Arc<Shares>,
     tenant: TenantId,
 }
@@ -220,7 +220,7 @@ impl Drop for Share {
 
 /// Hands batches to the worker that owns their tenant. Dropping every clone stops the workers.
 #[derive(Clone)]
-pub struct Router {
+pub(crate) struct Router {
     senders: Vec<mpsc::Sender<ShardMsg>>,
     shares: Vec<Arc<Shares>>,
     metrics: Arc<Metrics>,
@@ -286,7 +286,7 @@ impl Router {
 
 /// Starts one worker per entry of `states` (each holding the tenants that hash to it).
 /// The handles yield each worker's final state when its queue closes, for the last snapshot.
-pub fn start(
+pub(crate) fn start(
     pipeline: Arc<Pipeline>,
     states: Vec<HashMap<TenantId, TenantState>>,
     queue: usize,

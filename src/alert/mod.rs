@@ -16,9 +16,10 @@ pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, sign};
 pub use worker::AlertWorker;
 
 use crate::config::Config;
-use crate::detect::Detector;
 use crate::detect::taxonomy::{self, Tag};
+use crate::detect::{Detector, Severity};
 use crate::secrets::BoxFuture;
+pub use crate::store::alerts::AlertKind;
 use crate::store::alerts::{DbDelivery, NewAlert};
 use crate::store::rotations::DbRotation;
 use chrono::{DateTime, Utc};
@@ -27,39 +28,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// What happened, as the outbox names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AlertKind {
-    IncidentOpened,
-    IncidentResolved,
-    RotationSucceeded,
-    RotationFailed,
-    CircuitOpen,
-}
-
+/// The outbox names an alert's kind (`store::alerts`); the sinks name it too.
 impl AlertKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AlertKind::IncidentOpened => "incident_opened",
-            AlertKind::IncidentResolved => "incident_resolved",
-            AlertKind::RotationSucceeded => "rotation_succeeded",
-            AlertKind::RotationFailed => "rotation_failed",
-            AlertKind::CircuitOpen => "circuit_open",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            AlertKind::IncidentOpened,
-            AlertKind::IncidentResolved,
-            AlertKind::RotationSucceeded,
-            AlertKind::RotationFailed,
-            AlertKind::CircuitOpen,
-        ]
-        .into_iter()
-        .find(|k| k.as_str() == s)
-    }
-
     /// Alertmanager's `alertname`. An incident's opening and resolution share one name (and
     /// so one identity), which is how the resolution ends the very alert the opening raised.
     pub fn alertname(self) -> &'static str {
@@ -93,7 +63,6 @@ pub struct Alert {
 
 impl Alert {
     pub fn from_delivery(d: &DbDelivery, public_url: &str) -> anyhow::Result<Self> {
-        let kind = AlertKind::parse(&d.kind).ok_or_else(|| anyhow::anyhow!("unknown alert kind {:?}", d.kind))?;
         let base = public_url.trim_end_matches('/');
         let link = match (&d.incident_id, &d.rotation_id) {
             (Some(incident), _) => format!("{base}/incidents/{incident}"),
@@ -102,12 +71,12 @@ impl Alert {
         };
         Ok(Alert {
             id: d.alert_id.clone(),
-            kind,
-            tenant_id: d.tenant_id.clone(),
+            kind: d.kind,
+            tenant_id: d.tenant_id.to_string(),
             incident_id: d.incident_id.clone(),
             rotation_id: d.rotation_id.clone(),
-            severity: d.severity.clone(),
-            detector: d.detector.clone(),
+            severity: d.severity.to_string(),
+            detector: d.detector.map(|d| d.to_string()),
             summary: d.summary.clone(),
             details: d.details.clone(),
             starts_at: d.starts_at,
@@ -250,11 +219,11 @@ fn secret_key(job: &DbRotation) -> String {
 /// The outbox row announcing that a rotation succeeded.
 pub fn rotation_succeeded<'a>(job: &'a DbRotation, result: &Value) -> NewAlert<'a> {
     NewAlert {
-        kind: AlertKind::RotationSucceeded.as_str(),
+        kind: AlertKind::RotationSucceeded,
         tenant_id: &job.tenant_id,
         incident_id: job.incident_id.as_deref(),
         rotation_id: Some(&job.rotation_id),
-        severity: "low",
+        severity: Severity::Low,
         detector: None,
         summary: format!(
             "rotated {} for tenant {} ({} rotation, attempt {})",
@@ -271,11 +240,11 @@ pub fn rotation_succeeded<'a>(job: &'a DbRotation, result: &Value) -> NewAlert<'
 /// risk, so it is a high-severity alert.
 pub fn rotation_failed<'a>(job: &'a DbRotation, error: &str) -> NewAlert<'a> {
     NewAlert {
-        kind: AlertKind::RotationFailed.as_str(),
+        kind: AlertKind::RotationFailed,
         tenant_id: &job.tenant_id,
         incident_id: job.incident_id.as_deref(),
         rotation_id: Some(&job.rotation_id),
-        severity: "high",
+        severity: Severity::High,
         detector: None,
         summary: format!(
             "rotation of {} for tenant {} failed after {} attempt(s): {error}",
@@ -291,18 +260,18 @@ pub fn rotation_failed<'a>(job: &'a DbRotation, error: &str) -> NewAlert<'a> {
 mod tests {
     use super::*;
 
-    fn delivery(kind: &str, ends_at: Option<DateTime<Utc>>) -> DbDelivery {
+    fn delivery(kind: AlertKind, ends_at: Option<DateTime<Utc>>) -> DbDelivery {
         DbDelivery {
             alert_id: "alt_1".into(),
             sink: "alertmanager".into(),
             attempts: 1,
             expires_at: Utc::now(),
-            kind: kind.into(),
-            tenant_id: "acme".into(),
+            kind,
+            tenant_id: crate::event::TenantId::parse("acme").unwrap(),
             incident_id: Some("inc_1".into()),
             rotation_id: None,
-            severity: "high".into(),
-            detector: Some("rate_spike".into()),
+            severity: Severity::High,
+            detector: Some(Detector::RateSpike),
             summary: "s".into(),
             details: json!({}),
             starts_at: Utc::now(),
@@ -312,8 +281,9 @@ mod tests {
 
     #[test]
     fn an_incidents_opening_and_resolution_share_their_alertmanager_identity() {
-        let opened = Alert::from_delivery(&delivery("incident_opened", None), "http://v/").unwrap();
-        let resolved = Alert::from_delivery(&delivery("incident_resolved", Some(Utc::now())), "http://v").unwrap();
+        let opened = Alert::from_delivery(&delivery(AlertKind::IncidentOpened, None), "http://v/").unwrap();
+        let resolved =
+            Alert::from_delivery(&delivery(AlertKind::IncidentResolved, Some(Utc::now())), "http://v").unwrap();
         assert_eq!(opened.labels(), resolved.labels());
         assert_eq!((opened.status(), resolved.status()), ("firing", "resolved"));
         assert_eq!(opened.link, "http://v/incidents/inc_1");

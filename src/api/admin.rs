@@ -3,7 +3,8 @@
 //! cache at once, so it applies to the very next request.
 
 use super::auth::{self, Admin, Reader};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::ApiError;
+use super::refusals::{JsonBody, NoPolicyOverride, NoTenant, NoTenantOrToken, Refusals, TomlBody};
 use super::{
     JsonObject, TenantPatchBody, TenantWithTokensView, limits_of, parse_display_name, parse_markers, parse_mode,
     parse_tenant_path, tenant_view_with_tokens,
@@ -36,14 +37,7 @@ use utoipa::ToSchema;
     request_body(content = TenantPatchBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The tenant as it is now", body = TenantWithTokensView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []))
 )]
@@ -69,10 +63,7 @@ pub async fn patch_tenant(
             .get("markers")
             .map(|m| parse_markers(Some(m), &limits_of(&app, &tenant)))
             .transpose()?,
-        mode: body
-            .get("mode")
-            .map(|m| parse_mode(m).map(|m| m.as_str().to_owned()))
-            .transpose()?,
+        mode: body.get("mode").map(parse_mode).transpose()?,
     };
     if patch.display_name.is_none() && patch.markers.is_none() && patch.mode.is_none() {
         return Err(ApiError::invalid(
@@ -90,7 +81,7 @@ pub async fn patch_tenant(
         super::refresh_markers(&app, &tenant).await;
     }
     let tokens = store::tenants::tokens(&app.pool, &tenant).await?;
-    Ok(Json(tenant_view_with_tokens(&updated, &tokens)?))
+    Ok(Json(tenant_view_with_tokens(&updated, &tokens)))
 }
 
 /// A new ingest token of a tenant.
@@ -114,10 +105,7 @@ pub struct CreatedToken {
     ),
     responses(
         (status = 201, description = "The new token", body = CreatedToken),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, (), NoTenant>,
     ),
     security(("adminToken" = []))
 )]
@@ -153,10 +141,7 @@ pub async fn create_token(
     ),
     responses(
         (status = 204, description = "Revoked"),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant or token", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, (), NoTenantOrToken>,
     ),
     security(("adminToken" = []))
 )]
@@ -190,9 +175,7 @@ const MAX_POLICY_BYTES: usize = 64 * 1024;
     ),
     responses(
         (status = 200, description = "The policy", body = PolicyView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, (), NoTenant>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -268,12 +251,7 @@ async fn policy_view(app: &AppState, tenant: &TenantId) -> Result<Json<PolicyVie
     request_body(content = String, content_type = "application/toml", description = "A tenant policy file, UTF-8, at most 64 KiB"),
     responses(
         (status = 200, description = "The policy now in force", body = PolicyView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 422, description = "The policy does not load (`field`: `policy`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, TomlBody, NoTenant>,
     ),
     security(("adminToken" = []))
 )]
@@ -312,10 +290,7 @@ pub async fn put_policy(
     ),
     responses(
         (status = 204, description = "Removed"),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "The tenant has no override set through the API", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, (), NoPolicyOverride>,
     ),
     security(("adminToken" = []))
 )]

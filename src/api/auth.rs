@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use rand::RngCore;
 
 /// A new ingest token: `vgl_` and 256 random bits in hex. Returned once, stored hashed.
-pub fn new_ingest_token() -> String {
+pub(crate) fn new_ingest_token() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     format!("vgl_{}", hex::encode(bytes))
@@ -36,7 +36,7 @@ pub async fn create_tenant(
             tenant: id,
             display_name,
             markers,
-            mode: mode.as_str(),
+            mode,
             token_id: &token_id,
             token_hash: &hash_token(&token),
         },
@@ -48,7 +48,7 @@ pub async fn create_tenant(
 
 /// Adds an ingest token to an existing tenant; returns `(token_id, token)`, the token shown
 /// once and never stored, or `None` when the tenant does not exist.
-pub async fn create_token(
+pub(crate) async fn create_token(
     pool: &sqlx::PgPool,
     tenant: &TenantId,
     actor: &Actor,
@@ -62,11 +62,11 @@ pub async fn create_token(
 /// The header a dashboard session's API call that changes something carries its CSRF token in.
 /// Another site cannot set it: a cross-origin request with a custom header needs a CORS
 /// preflight, which Vigil never grants.
-pub const CSRF_HEADER: &str = "x-csrf-token";
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The admin token and nothing else: tenants, their tokens and bindings, policies and baseline
 /// imports. A dashboard session, whatever its role, is refused (403): these are the operator's.
-pub struct Admin;
+pub(crate) struct Admin;
 
 impl Admin {
     /// Who the audit trail says acted.
@@ -93,7 +93,7 @@ impl FromRequestParts<AppState> for Admin {
 
 /// A read (incidents, rotations, baselines, policies, suppressions, audit): the admin token or
 /// a live dashboard session of any role.
-pub struct Reader;
+pub(crate) struct Reader;
 
 impl FromRequestParts<AppState> for Reader {
     type Rejection = ApiError;
@@ -110,7 +110,7 @@ impl FromRequestParts<AppState> for Reader {
 /// A responder's action (incident transitions, rotations, suppressions): the admin token, or a
 /// live session whose role may act, sent from this site (`Origin`, when present, names it) and
 /// carrying the session's CSRF token in [`CSRF_HEADER`].
-pub struct Responder(Actor);
+pub(crate) struct Responder(Actor);
 
 impl Responder {
     /// Who the audit trail says acted: the admin token or the person.
@@ -155,7 +155,6 @@ impl From<TokenError> for ApiError {
         match e {
             TokenError::Unknown => ApiError::unauthorized(),
             TokenError::Store(e) => e.into(),
-            TokenError::Corrupt(message) => ApiError::internal(message),
         }
     }
 }

@@ -186,10 +186,6 @@ impl ApiError {
         &self.message
     }
 
-    pub fn field(&self) -> Option<&str> {
-        self.field.as_deref()
-    }
-
     pub fn retry_after(&self) -> Option<u32> {
         self.retry_after
     }

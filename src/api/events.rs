@@ -2,8 +2,9 @@
 //! so an integrator can see exactly what arrived without reading Postgres.
 
 use super::auth::Reader;
-use super::error::{ApiError, ErrorEnvelope};
-use super::{ListQuery, db_enum, next_cursor};
+use super::error::ApiError;
+use super::refusals::{QueryParams, Refusals};
+use super::{ListQuery, next_cursor};
 use crate::event::{Outcome, ToolName};
 use crate::http::AppState;
 use crate::store;
@@ -56,21 +57,21 @@ pub struct EventView {
     pub received_at: DateTime<Utc>,
 }
 
-fn event_view(e: &StoredEvent) -> Result<EventView, ApiError> {
-    Ok(EventView {
-        tenant_id: e.tenant_id.clone(),
+fn event_view(e: &StoredEvent) -> EventView {
+    EventView {
+        tenant_id: e.tenant_id.to_string(),
         event_id: e.event_id.clone(),
         timestamp: e.ts,
         tool: e.tool.clone(),
         params: e.params.clone(),
-        outcome: db_enum("events.outcome", &e.outcome)?,
+        outcome: e.outcome,
         error_code: e.error_code.clone(),
         duration_ms: e.duration_ms,
         agent_id: e.agent_id.clone(),
         session_id: e.session_id.clone(),
         credential_ref: e.credential_ref.clone(),
         received_at: e.received_at,
-    })
+    }
 }
 
 /// One page of stored events, newest accepted first.
@@ -99,10 +100,7 @@ pub struct EventList {
     ),
     responses(
         (status = 200, description = "One page of events", body = EventList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -135,7 +133,7 @@ pub async fn list_events(
     }
     let events = store::events::list(&app.pool, &filter).await?;
     Ok(Json(EventList {
-        events: events.iter().map(event_view).collect::<Result<_, _>>()?,
+        events: events.iter().map(event_view).collect(),
         next_cursor: next_cursor(&events, filter.limit, cursor),
     }))
 }

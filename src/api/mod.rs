@@ -1,12 +1,13 @@
 //! The admin half of the HTTP API (tenants, bindings, baselines, incidents, rotations) and the
 //! JSON views it answers with. Ingest lives in `crate::ingest`.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod auth;
-pub mod error;
-pub mod events;
-pub mod ops;
-pub mod respond;
+pub(crate) mod error;
+pub(crate) mod events;
+pub(crate) mod ops;
+pub(crate) mod refusals;
+pub(crate) mod respond;
 
 use crate::baseline::{self, BaselineSummary, TenantBaseline};
 use crate::detect::{Detector, Severity, taxonomy};
@@ -15,19 +16,22 @@ use crate::http::AppState;
 use crate::policy::{Action, Mode};
 use crate::secrets::SecretRef;
 use crate::store;
+use crate::store::incidents::IncidentStatus;
 use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter, TimelineEntry};
 use crate::store::rotations::{DbRotation, RotationFilter};
+use crate::store::rotations::{RotationStatus, RotationTrigger};
 use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant, DbToken};
+use crate::store::text::TextEnum;
 use auth::{Admin, Reader};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use chrono::{DateTime, Utc};
-use error::{ApiError, ErrorEnvelope};
+use error::ApiError;
+use refusals::{JsonBody, NoIncident, NoRotation, NoTenant, QueryParams, Refusals, TenantExists};
 use respond::SuppressionView;
-use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use utoipa::ToSchema;
@@ -35,17 +39,10 @@ use utoipa::ToSchema;
 const MAX_BINDINGS: usize = 100;
 const MAX_SECRETS_PER_BINDING: usize = 50;
 
-/// A value the database keeps as text, under a CHECK constraint naming the values, as the
-/// API's enum for it (a value outside them is a 500, logged).
-fn db_enum<T: DeserializeOwned>(column: &str, text: &str) -> Result<T, ApiError> {
-    T::deserialize(serde::de::value::StrDeserializer::<serde::de::value::Error>::new(text))
-        .map_err(|e| ApiError::internal(format!("{column} {text:?}: {e}")))
-}
-
 /// A tenant, as every tenant endpoint shows it (never a token).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Tenant)]
-pub struct TenantView {
+pub(crate) struct TenantView {
     pub id: String,
     pub display_name: String,
     /// Strings that identify this tenant's resources inside other tenants' parameters.
@@ -56,22 +53,22 @@ pub struct TenantView {
 }
 
 impl TenantView {
-    fn of(t: &DbTenant) -> Result<Self, ApiError> {
-        Ok(TenantView {
-            id: t.tenant_id.clone(),
+    fn of(t: &DbTenant) -> Self {
+        TenantView {
+            id: t.tenant_id.to_string(),
             display_name: t.display_name.clone(),
             markers: t.markers.clone(),
-            mode: db_enum("tenants.mode", &t.mode)?,
+            mode: t.mode,
             created_at: t.created_at,
             updated_at: t.updated_at,
-        })
+        }
     }
 }
 
 /// A tenant with its ingest tokens' ids (`GET`/`PATCH /v1/tenants/{id}`).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = TenantWithTokens)]
-pub struct TenantWithTokensView {
+pub(crate) struct TenantWithTokensView {
     #[serde(flatten)]
     pub tenant: TenantView,
     pub tokens: Vec<TokenView>,
@@ -80,16 +77,16 @@ pub struct TenantWithTokensView {
 /// An ingest token by its id; the token itself is shown once, when made.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Token)]
-pub struct TokenView {
+pub(crate) struct TokenView {
     pub id: String,
     pub created_at: DateTime<Utc>,
     /// Set once revoked: the token gets 401 from then on.
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> Result<TenantWithTokensView, ApiError> {
-    Ok(TenantWithTokensView {
-        tenant: TenantView::of(t)?,
+fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> TenantWithTokensView {
+    TenantWithTokensView {
+        tenant: TenantView::of(t),
         tokens: tokens
             .iter()
             .map(|k| TokenView {
@@ -98,13 +95,13 @@ fn tenant_view_with_tokens(t: &DbTenant, tokens: &[DbToken]) -> Result<TenantWit
                 revoked_at: k.revoked_at,
             })
             .collect(),
-    })
+    }
 }
 
 /// The answer to `POST /v1/tenants`: the tenant and its first ingest token, shown this once.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = CreatedTenant)]
-pub struct CreatedTenantView {
+pub(crate) struct CreatedTenantView {
     #[serde(flatten)]
     pub tenant: TenantView,
     /// `vgl_…`: stored hashed, never shown again.
@@ -113,13 +110,17 @@ pub struct CreatedTenantView {
 
 /// `GET /v1/tenants`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct TenantList {
+pub(crate) struct TenantList {
     pub tenants: Vec<TenantView>,
 }
 
 /// `POST /v1/tenants`: only `id` is required.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct NewTenantBody {
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
+pub(crate) struct NewTenantBody {
     /// 1-64 of `[a-z0-9_-]`, unique.
     #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub id: String,
@@ -132,9 +133,13 @@ pub struct NewTenantBody {
 }
 
 /// `PATCH /v1/tenants/{id}`: at least one of the fields.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 #[schema(min_properties = 1)]
-pub struct TenantPatchBody {
+pub(crate) struct TenantPatchBody {
     pub display_name: Option<String>,
     pub markers: Option<Vec<String>>,
     pub mode: Option<Mode>,
@@ -148,7 +153,7 @@ fn parse_tenant_path(id: &str) -> Result<TenantId, ApiError> {
 /// as `charset` allowed) and nothing else: `text/plain`, a form or any other type is a 415. A
 /// request without a Content-Type is a 415 too, unless its body is empty (where the endpoint's
 /// body is optional, no body needs no type).
-pub fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+pub(crate) fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let essence = headers.get(header::CONTENT_TYPE).map(|v| {
         v.to_str()
             .unwrap_or_default()
@@ -169,7 +174,7 @@ pub fn require_json(headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
 
 /// A JSON object body (see [`require_json`]); an empty body is an empty object, and a handler
 /// names each missing or wrong field itself.
-pub struct JsonObject(pub Map<String, Value>);
+pub(crate) struct JsonObject(pub Map<String, Value>);
 
 impl<S: Send + Sync> FromRequest<S> for JsonObject {
     type Rejection = ApiError;
@@ -273,18 +278,11 @@ async fn refresh_markers(app: &AppState, tenant: &TenantId) {
     request_body(content = NewTenantBody, content_type = "application/json"),
     responses(
         (status = 201, description = "Created, with the ingest token", body = CreatedTenantView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 409, description = "The id is taken (`tenant_exists`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, JsonBody, (), TenantExists>,
     ),
     security(("adminToken" = []))
 )]
-pub async fn create_tenant(
+pub(crate) async fn create_tenant(
     State(app): State<AppState>,
     admin: Admin,
     JsonObject(body): JsonObject,
@@ -310,7 +308,7 @@ pub async fn create_tenant(
             // The new tenant's markers protect it from the others' agents from now on.
             refresh_markers(&app, &id).await;
             let view = CreatedTenantView {
-                tenant: TenantView::of(&t)?,
+                tenant: TenantView::of(&t),
                 ingest_token: token,
             };
             Ok((StatusCode::CREATED, Json(view)))
@@ -327,16 +325,14 @@ pub async fn create_tenant(
     summary = "List tenants (never a token)",
     responses(
         (status = 200, description = "Every tenant", body = TenantList),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin>,
     ),
     security(("adminToken" = []))
 )]
-pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<TenantList>, ApiError> {
+pub(crate) async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<TenantList>, ApiError> {
     let tenants = store::tenants::list(&app.pool).await?;
     Ok(Json(TenantList {
-        tenants: tenants.iter().map(TenantView::of).collect::<Result<_, _>>()?,
+        tenants: tenants.iter().map(TenantView::of).collect(),
     }))
 }
 
@@ -352,14 +348,11 @@ pub async fn list_tenants(State(app): State<AppState>, _: Admin) -> Result<Json<
     ),
     responses(
         (status = 200, description = "The tenant", body = TenantWithTokensView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, (), NoTenant>,
     ),
     security(("adminToken" = []))
 )]
-pub async fn get_tenant(
+pub(crate) async fn get_tenant(
     State(app): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
@@ -367,7 +360,7 @@ pub async fn get_tenant(
     let id = parse_tenant_path(&id)?;
     let tenant = existing_tenant(&app, &id).await?;
     let tokens = store::tenants::tokens(&app.pool, &id).await?;
-    Ok(Json(tenant_view_with_tokens(&tenant, &tokens)?))
+    Ok(Json(tenant_view_with_tokens(&tenant, &tokens)))
 }
 
 /// The tenant, or a 404.
@@ -394,15 +387,11 @@ pub(crate) async fn existing_tenant(app: &AppState, id: &TenantId) -> Result<DbT
     ),
     responses(
         (status = 200, description = "One page of the baseline", body = BaselineView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams, NoTenant>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn get_baseline(
+pub(crate) async fn get_baseline(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
@@ -422,7 +411,7 @@ pub async fn get_baseline(
 /// One page of a tenant's baseline with its open suppressions.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Baseline)]
-pub struct BaselineView {
+pub(crate) struct BaselineView {
     #[serde(flatten)]
     pub summary: BaselineSummary,
     /// The tenant's open suppressions.
@@ -451,7 +440,7 @@ async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> R
     let open = store::suppressions::open(&app.pool, Some(id)).await?;
     Ok(BaselineView {
         summary,
-        suppressions: open.iter().map(SuppressionView::of).collect::<Result<_, _>>()?,
+        suppressions: open.iter().map(SuppressionView::of).collect(),
     })
 }
 
@@ -471,18 +460,11 @@ async fn baseline_view(app: &AppState, id: &TenantId, page: baseline::Page) -> R
     request_body(content = BaselineSummary, content_type = "application/json"),
     responses(
         (status = 200, description = "The baseline now learned", body = BaselineView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []))
 )]
-pub async fn put_baseline(
+pub(crate) async fn put_baseline(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
@@ -511,7 +493,7 @@ pub async fn put_baseline(
         store::audit::NewEntry {
             actor: &admin.actor(),
             action: "baseline.import",
-            tenant_id: Some(id.as_ref()),
+            tenant_id: Some(&id),
             target: Some(id.as_ref()),
             details: json!({"tools": summary.tools.len(), "events_seen": summary.events_seen}),
         },
@@ -522,14 +504,14 @@ pub async fn put_baseline(
 
 /// A tenant's credential bindings: the body of `PUT` and the answer of both methods.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Bindings {
+pub(crate) struct Bindings {
     #[schema(max_items = 100)]
     pub bindings: Vec<Binding>,
 }
 
 /// Calls of tools matching `tools` use `secrets`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// A glob over tool names (`github.*`; `~` is a word boundary), 1-200 characters.
     pub tools: String,
     /// 1-50 secrets, as stored (checked when put).
@@ -562,18 +544,11 @@ fn bindings_view(bindings: &[DbBinding]) -> Bindings {
     request_body(content = Bindings, content_type = "application/json"),
     responses(
         (status = 200, description = "The bindings now in force", body = Bindings),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []))
 )]
-pub async fn put_bindings(
+pub(crate) async fn put_bindings(
     State(app): State<AppState>,
     admin: Admin,
     Path(id): Path<String>,
@@ -638,14 +613,11 @@ pub async fn put_bindings(
     ),
     responses(
         (status = 200, description = "The bindings", body = Bindings),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A dashboard session: this needs the admin token (`admin_token_required`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Admin, (), NoTenant>,
     ),
     security(("adminToken" = []))
 )]
-pub async fn get_bindings(
+pub(crate) async fn get_bindings(
     State(app): State<AppState>,
     _: Admin,
     Path(id): Path<String>,
@@ -666,15 +638,13 @@ impl ListQuery {
             .transpose()
     }
 
-    fn one_of(&self, name: &'static str, allowed: &[&str]) -> Result<Option<String>, ApiError> {
-        match self.0.get(name) {
-            None => Ok(None),
-            Some(v) if allowed.contains(&v.as_str()) => Ok(Some(v.clone())),
-            Some(_) => Err(ApiError::invalid(
-                name,
-                format!("{name} must be one of {}", allowed.join(", ")),
-            )),
-        }
+    fn one_of<T: TextEnum>(&self, name: &'static str) -> Result<Option<T>, ApiError> {
+        self.0
+            .get(name)
+            .map(|v| {
+                T::from_name(v).ok_or_else(|| ApiError::invalid(name, format!("{name} must be one of {}", T::names())))
+            })
+            .transpose()
     }
 
     fn limit(&self) -> Result<i64, ApiError> {
@@ -738,16 +708,10 @@ pub(crate) fn next_cursor<T>(items: &[T], limit: i64, cursor: impl Fn(&T) -> Str
     items.last().filter(|_| items.len() as i64 == limit).map(cursor)
 }
 
-/// A finding's detector, and what a SOC files it under.
-fn classified(detector: &str) -> Result<(Detector, taxonomy::Tag, Option<taxonomy::Tag>), ApiError> {
-    let d = db_enum("detector", detector)?;
-    Ok((d, taxonomy::owasp(d), taxonomy::atlas(d)))
-}
-
 /// One finding of an incident, with the numbers behind it.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Finding)]
-pub struct FindingView {
+pub(crate) struct FindingView {
     pub id: String,
     pub detector: Detector,
     pub severity: Severity,
@@ -770,13 +734,12 @@ pub struct FindingView {
     pub at: DateTime<Utc>,
 }
 
-fn finding_view(f: &DbFinding) -> Result<FindingView, ApiError> {
-    let (detector, owasp, atlas) = classified(&f.detector)?;
-    Ok(FindingView {
+fn finding_view(f: &DbFinding) -> FindingView {
+    FindingView {
         id: f.finding_id.clone(),
-        detector,
-        severity: db_enum("findings.severity", &f.severity)?,
-        action: db_enum("findings.action", &f.action)?,
+        detector: f.detector,
+        severity: f.severity,
+        action: f.action,
         tool: f.tool.clone(),
         subject: f.subject.clone(),
         event_id: f.event_id.clone(),
@@ -785,11 +748,11 @@ fn finding_view(f: &DbFinding) -> Result<FindingView, ApiError> {
         threshold: f.threshold,
         p_value: f.p_value,
         confidence: f.confidence(),
-        owasp,
-        atlas,
+        owasp: taxonomy::owasp(f.detector),
+        atlas: taxonomy::atlas(f.detector),
         explanation: f.explanation.clone(),
         at: f.at,
-    })
+    }
 }
 
 /// Every finding of one detector on one tool and subject within the incident: how many, the
@@ -797,7 +760,7 @@ fn finding_view(f: &DbFinding) -> Result<FindingView, ApiError> {
 /// action, the highest confidence and the explanation of the worst (latest among equals).
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = FindingGroup)]
-pub struct FindingGroupView {
+pub(crate) struct FindingGroupView {
     pub detector: Detector,
     pub tool: String,
     pub subject: Option<String>,
@@ -816,10 +779,9 @@ pub struct FindingGroupView {
     pub explanation: String,
 }
 
-fn finding_group_view(g: &DbFindingGroup) -> Result<FindingGroupView, ApiError> {
-    let (detector, owasp, atlas) = classified(&g.detector)?;
-    Ok(FindingGroupView {
-        detector,
+fn finding_group_view(g: &DbFindingGroup) -> FindingGroupView {
+    FindingGroupView {
+        detector: g.detector,
         tool: g.tool.clone(),
         subject: g.subject.clone(),
         count: g.count,
@@ -827,30 +789,19 @@ fn finding_group_view(g: &DbFindingGroup) -> Result<FindingGroupView, ApiError> 
         last_at: g.last_at,
         observed_min: g.observed_min,
         observed_max: g.observed_max,
-        severity: db_enum("findings.severity", &g.severity)?,
-        action: db_enum("findings.action", &g.action)?,
+        severity: g.severity,
+        action: g.action,
         confidence: g.confidence(),
-        owasp,
-        atlas,
+        owasp: taxonomy::owasp(g.detector),
+        atlas: taxonomy::atlas(g.detector),
         explanation: g.explanation.clone(),
-    })
-}
-
-/// Where an incident stands: `open` → `acknowledged` → `resolved`, or `false_positive` from
-/// open or acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum IncidentStatus {
-    Open,
-    Acknowledged,
-    Resolved,
-    FalsePositive,
+    }
 }
 
 /// An incident: what Vigil saw, what it expected, and what it did.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Incident)]
-pub struct IncidentView {
+pub(crate) struct IncidentView {
     pub id: String,
     pub tenant_id: String,
     pub status: IncidentStatus,
@@ -883,23 +834,23 @@ pub struct IncidentView {
 pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> Result<Vec<IncidentView>, ApiError> {
     let ids: Vec<String> = incidents.iter().map(|i| i.incident_id.clone()).collect();
     let details = store::incidents::details(&app.pool, &ids).await?;
-    incidents
+    Ok(incidents
         .iter()
         .map(|i| {
             let id = i.incident_id.as_str();
-            let findings: Vec<FindingView> = details.findings_of(id).map(finding_view).collect::<Result<_, _>>()?;
+            let findings: Vec<FindingView> = details.findings_of(id).map(finding_view).collect();
             let groups: Vec<&DbFindingGroup> = details.groups_of(id).collect();
             let activity: Vec<_> = details.activity.iter().filter(|a| a.incident_id == id).collect();
-            Ok(IncidentView {
+            IncidentView {
                 id: id.to_owned(),
-                tenant_id: i.tenant_id.clone(),
-                status: db_enum("incidents.status", &i.status)?,
-                severity: db_enum("incidents.severity", &i.severity)?,
+                tenant_id: i.tenant_id.to_string(),
+                status: i.status,
+                severity: i.severity,
                 opened_at: i.opened_at,
                 updated_at: i.updated_at,
                 summary: i.summary.clone(),
                 timeline: store::incidents::timeline(i, &groups, &activity),
-                finding_groups: groups.iter().map(|g| finding_group_view(g)).collect::<Result<_, _>>()?,
+                finding_groups: groups.iter().map(|g| finding_group_view(g)).collect(),
                 finding_groups_truncated: details.groups_total(id) - groups.len() as i64,
                 findings_truncated: details.findings_total(id) - findings.len() as i64,
                 findings,
@@ -910,14 +861,10 @@ pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> 
                     .map(|(_, r)| r.clone())
                     .collect(),
                 suppressions: None,
-            })
+            }
         })
-        .collect()
+        .collect())
 }
-
-const STATUSES: &[&str] = &["open", "acknowledged", "resolved", "false_positive"];
-const SEVERITIES: &[&str] = &["low", "medium", "high", "critical"];
-const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "skipped"];
 
 /// `GET /v1/incidents?tenant=&status=&severity=&since=&limit=&cursor=`.
 #[utoipa::path(
@@ -936,14 +883,11 @@ const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed"
     ),
     responses(
         (status = 200, description = "One page of incidents", body = IncidentList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn list_incidents(
+pub(crate) async fn list_incidents(
     State(app): State<AppState>,
     _: Reader,
     Query(q): Query<HashMap<String, String>>,
@@ -951,8 +895,8 @@ pub async fn list_incidents(
     let q = ListQuery(q);
     let filter = IncidentFilter {
         tenant: q.tenant()?,
-        status: q.one_of("status", STATUSES)?,
-        severity: q.one_of("severity", SEVERITIES)?,
+        status: q.one_of("status")?,
+        severity: q.one_of("severity")?,
         since: q.since()?,
         cursor: q.cursor()?,
         limit: q.limit()?,
@@ -966,7 +910,7 @@ pub async fn list_incidents(
 
 /// One page of incidents, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct IncidentList {
+pub(crate) struct IncidentList {
     pub incidents: Vec<IncidentView>,
     /// The next page's `cursor` when this page is full; null on the last page.
     pub next_cursor: Option<String>,
@@ -984,13 +928,11 @@ pub struct IncidentList {
     ),
     responses(
         (status = 200, description = "The incident", body = IncidentView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, (), NoIncident>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn get_incident(
+pub(crate) async fn get_incident(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
@@ -1002,30 +944,10 @@ pub async fn get_incident(
     Ok(Json(views.remove(0)))
 }
 
-/// Where a rotation stands: `pending` → `running` → `succeeded` | `failed` (retries
-/// exhausted) | `skipped` (deduplicated within the cooldown, or held by the circuit breaker).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RotationStatus {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-}
-
-/// Who asked for a rotation: a finding's policy, or a person.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RotationTrigger {
-    Automatic,
-    Manual,
-}
-
 /// One secret's rotation.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(as = Rotation)]
-pub struct RotationView {
+pub(crate) struct RotationView {
     pub id: String,
     pub tenant_id: String,
     pub incident_id: Option<String>,
@@ -1052,16 +974,16 @@ pub struct RotationView {
     pub retry_of: Option<String>,
 }
 
-pub(crate) fn rotation_view(r: &DbRotation) -> Result<RotationView, ApiError> {
-    Ok(RotationView {
+pub(crate) fn rotation_view(r: &DbRotation) -> RotationView {
+    RotationView {
         id: r.rotation_id.clone(),
-        tenant_id: r.tenant_id.clone(),
+        tenant_id: r.tenant_id.to_string(),
         incident_id: r.incident_id.clone(),
-        trigger: db_enum("rotations.trigger", &r.trigger)?,
-        scope: db_enum("rotations.scope", &r.scope)?,
+        trigger: r.trigger,
+        scope: r.scope,
         tools: r.tools.clone(),
         secret: r.secret.clone(),
-        status: db_enum("rotations.status", &r.status)?,
+        status: r.status,
         attempts: r.attempts,
         requested_at: r.requested_at,
         started_at: r.started_at,
@@ -1071,12 +993,12 @@ pub(crate) fn rotation_view(r: &DbRotation) -> Result<RotationView, ApiError> {
         requested_by: r.requested_by.clone(),
         reason: r.reason.clone(),
         retry_of: r.retry_of.clone(),
-    })
+    }
 }
 
 /// One page of rotations, newest first.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct RotationList {
+pub(crate) struct RotationList {
     pub rotations: Vec<RotationView>,
     /// The next page's `cursor` when this page is full; null on the last page.
     pub next_cursor: Option<String>,
@@ -1098,14 +1020,11 @@ pub struct RotationList {
     ),
     responses(
         (status = 200, description = "One page of rotations", body = RotationList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn list_rotations(
+pub(crate) async fn list_rotations(
     State(app): State<AppState>,
     _: Reader,
     Query(q): Query<HashMap<String, String>>,
@@ -1113,14 +1032,14 @@ pub async fn list_rotations(
     let q = ListQuery(q);
     let filter = RotationFilter {
         tenant: q.tenant()?,
-        status: q.one_of("status", ROTATION_STATUSES)?,
+        status: q.one_of("status")?,
         incident: q.id("incident")?,
         cursor: q.cursor()?,
         limit: q.limit()?,
     };
     let rotations = store::rotations::list(&app.pool, &filter).await?;
     Ok(Json(RotationList {
-        rotations: rotations.iter().map(rotation_view).collect::<Result<_, _>>()?,
+        rotations: rotations.iter().map(rotation_view).collect(),
         next_cursor: next_cursor(&rotations, filter.limit, |r| r.rotation_id.clone()),
     }))
 }
@@ -1137,13 +1056,11 @@ pub async fn list_rotations(
     ),
     responses(
         (status = 200, description = "The rotation", body = RotationView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "No such rotation", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, (), NoRotation>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
-pub async fn get_rotation(
+pub(crate) async fn get_rotation(
     State(app): State<AppState>,
     _: Reader,
     Path(id): Path<String>,
@@ -1151,5 +1068,5 @@ pub async fn get_rotation(
     let rotation = store::rotations::get(&app.pool, &id)
         .await?
         .ok_or_else(|| ApiError::not_found("rotation"))?;
-    Ok(Json(rotation_view(&rotation)?))
+    Ok(Json(rotation_view(&rotation)))
 }

@@ -3,12 +3,16 @@
 //! shared with the dashboard.
 
 use super::auth::{Reader, Responder};
-use super::error::{ApiError, ErrorEnvelope};
+use super::error::ApiError;
+use super::refusals::{
+    IllegalTransition, JsonBody, NoIncident, NoOpenSuppression, NoRotation, NoTenant, NotATenantId, QueryParams,
+    Refusals, RotationInProgress,
+};
 use super::{
-    IncidentView, JsonObject, ListQuery, RotationView, db_enum, incident_views, next_cursor, parse_tenant_path,
-    rotation_view,
+    IncidentView, JsonObject, ListQuery, RotationView, incident_views, next_cursor, parse_tenant_path, rotation_view,
 };
 use crate::detect::Detector;
+use crate::event::TenantId;
 use crate::http::AppState;
 use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
 use crate::respond::{self, ActionError, Transition};
@@ -19,7 +23,7 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::HashMap;
 use utoipa::ToSchema;
@@ -49,7 +53,11 @@ pub(crate) fn optional_string<'a>(
 }
 
 /// The body of an incident transition; both fields optional.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 pub struct TransitionBody {
     /// Why, for the audit trail: at most 2000 characters.
     #[schema(max_length = 2000)]
@@ -72,15 +80,7 @@ pub struct TransitionBody {
     request_body(content = TransitionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The incident as it is now", body = IncidentView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 409, description = "Not allowed from the incident's status (`illegal_transition`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoIncident, IllegalTransition>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -106,15 +106,7 @@ pub async fn acknowledge_incident(
     request_body(content = TransitionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The incident as it is now", body = IncidentView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 409, description = "Not allowed from the incident's status (`illegal_transition`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoIncident, IllegalTransition>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -142,15 +134,7 @@ pub async fn resolve_incident(
     request_body(content = TransitionBody, content_type = "application/json"),
     responses(
         (status = 200, description = "The incident as it is now", body = IncidentView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such incident", body = ErrorEnvelope),
-        (status = 409, description = "Not allowed from the incident's status (`illegal_transition`)", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoIncident, IllegalTransition>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -183,7 +167,7 @@ async fn transition_incident(
     let mut views = incident_views(app, std::slice::from_ref(&incident)).await?;
     let mut view = views.remove(0);
     if suppress_minutes.is_some() {
-        view.suppressions = Some(suppressions.iter().map(SuppressionView::of).collect::<Result<_, _>>()?);
+        view.suppressions = Some(suppressions.iter().map(SuppressionView::of).collect());
     }
     Ok(Json(view))
 }
@@ -201,14 +185,7 @@ async fn transition_incident(
     request_body(content = RotateBody, content_type = "application/json"),
     responses(
         (status = 202, description = "The rotations requested", body = RequestedRotations),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -226,13 +203,17 @@ pub async fn rotate_tenant(
     Ok((
         StatusCode::ACCEPTED,
         Json(RequestedRotations {
-            rotations: rotations.iter().map(rotation_view).collect::<Result<_, _>>()?,
+            rotations: rotations.iter().map(rotation_view).collect(),
         }),
     ))
 }
 
 /// The body of a manual rotation; both fields optional.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 pub struct RotateBody {
     /// A tool glob: rotate the secrets of the bindings whose glob it matches; every binding
     /// when absent.
@@ -260,11 +241,7 @@ pub struct RequestedRotations {
     ),
     responses(
         (status = 202, description = "The new rotation", body = RotationView),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such rotation", body = ErrorEnvelope),
-        (status = 409, description = "The rotation is pending or running (`rotation_in_progress`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, (), NoRotation, RotationInProgress>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -275,7 +252,7 @@ pub async fn retry_rotation(
 ) -> Result<(StatusCode, Json<RotationView>), ApiError> {
     let rotation = respond::retry_rotation(&app.pool, &id, &caller.actor()).await?;
     app.rotation_wake.notify_one();
-    Ok((StatusCode::ACCEPTED, Json(rotation_view(&rotation)?)))
+    Ok((StatusCode::ACCEPTED, Json(rotation_view(&rotation))))
 }
 
 /// One entry of the append-only audit trail.
@@ -301,7 +278,7 @@ fn audit_view(e: &DbAuditEntry) -> AuditEntryView {
         at: e.at,
         actor: e.actor.clone(),
         action: e.action.clone(),
-        tenant_id: e.tenant_id.clone(),
+        tenant_id: e.tenant_id.as_ref().map(TenantId::to_string),
         target: e.target.clone(),
         details: e.details.clone(),
     }
@@ -331,10 +308,7 @@ pub struct AuditList {
     ),
     responses(
         (status = 200, description = "One page of the trail", body = AuditList),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, QueryParams>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -345,7 +319,7 @@ pub async fn list_audit(
 ) -> Result<Json<AuditList>, ApiError> {
     let q = ListQuery(q);
     let filter = AuditFilter {
-        tenant: q.tenant()?.map(|t| t.to_string()),
+        tenant: q.tenant()?,
         target: q.id("target")?,
         since: q.since()?,
         cursor: q.cursor()?,
@@ -378,11 +352,11 @@ pub struct SuppressionView {
 }
 
 impl SuppressionView {
-    pub(crate) fn of(s: &DbSuppression) -> Result<Self, ApiError> {
-        Ok(SuppressionView {
+    pub(crate) fn of(s: &DbSuppression) -> Self {
+        SuppressionView {
             id: s.suppression_id.clone(),
-            tenant_id: s.tenant_id.clone(),
-            detector: db_enum("suppressions.detector", &s.detector)?,
+            tenant_id: s.tenant_id.to_string(),
+            detector: s.detector,
             tool: s.tool.clone(),
             expires_at: s.expires_at,
             reason: s.reason.clone(),
@@ -391,7 +365,7 @@ impl SuppressionView {
             created_at: s.created_at,
             lifted_at: s.lifted_at,
             lifted_by: s.lifted_by.clone(),
-        })
+        }
     }
 }
 
@@ -402,7 +376,11 @@ pub struct SuppressionList {
 }
 
 /// The body of a new suppression; every field required.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 pub struct NewSuppressionBody {
     pub detector: Detector,
     /// A tool name or glob, 1-200 printable characters.
@@ -428,9 +406,7 @@ pub struct NewSuppressionBody {
     ),
     responses(
         (status = 200, description = "The open suppressions", body = SuppressionList),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 404, description = "Not a tenant id", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Reader, (), NotATenantId>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -442,7 +418,7 @@ pub async fn list_suppressions(
     let tenant = parse_tenant_path(&id)?;
     let open = store::suppressions::open(&app.pool, Some(&tenant)).await?;
     Ok(Json(SuppressionList {
-        suppressions: open.iter().map(SuppressionView::of).collect::<Result<_, _>>()?,
+        suppressions: open.iter().map(SuppressionView::of).collect(),
     }))
 }
 
@@ -460,14 +436,7 @@ pub async fn list_suppressions(
     request_body(content = NewSuppressionBody, content_type = "application/json"),
     responses(
         (status = 201, description = "The suppression", body = SuppressionView),
-        (status = 400, description = "The body or query could not be read (`malformed_json`, `bad_request`)", body = ErrorEnvelope),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such tenant", body = ErrorEnvelope),
-        (status = 413, description = "The body is over its limit (`payload_too_large`)", body = ErrorEnvelope),
-        (status = 415, description = "The body is not sent as `application/json` (`unsupported_media_type`)", body = ErrorEnvelope),
-        (status = 422, description = "A field or parameter breaks its rule; `field` names it (`invalid_field`)", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, JsonBody, NoTenant>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]
@@ -500,7 +469,7 @@ pub async fn create_suppression(
     super::existing_tenant(&app, &tenant).await?;
     let new = NewSuppression {
         tenant: &tenant,
-        detector: detector.as_str(),
+        detector,
         tool,
         minutes,
         reason: &reason,
@@ -508,7 +477,7 @@ pub async fn create_suppression(
     };
     let row = store::suppressions::create(&app.pool, &new, &caller.actor()).await?;
     app.live.refresh_suppressions().await?;
-    Ok((StatusCode::CREATED, Json(SuppressionView::of(&row)?)))
+    Ok((StatusCode::CREATED, Json(SuppressionView::of(&row))))
 }
 
 /// `DELETE /v1/tenants/{id}/suppressions/{suppression_id}` → 204; 404 when it is not open.
@@ -524,10 +493,7 @@ pub async fn create_suppression(
     ),
     responses(
         (status = 204, description = "Lifted"),
-        (status = 401, description = "No credential, or one Vigil does not know (`unauthorized`)", body = ErrorEnvelope),
-        (status = 403, description = "A session whose role may not act (`role_may_not_act`), or an action without the session's `X-CSRF-Token` or from another origin (`csrf`)", body = ErrorEnvelope),
-        (status = 404, description = "No such open suppression", body = ErrorEnvelope),
-        (status = 503, description = "Vigil is busy or Postgres did not answer in time; retry after `Retry-After`", body = ErrorEnvelope),
+        Refusals<Responder, (), NoOpenSuppression>,
     ),
     security(("adminToken" = []), ("session" = []))
 )]

@@ -10,7 +10,7 @@ use super::error::PageError;
 use crate::baseline::{self, BoundsView, Page, ParamSummary, TenantBaseline, Warmup};
 use crate::event::TenantId;
 use crate::http::AppState;
-use crate::respond::{self, ActionError, MAX_NOTE_CHARS};
+use crate::respond::{self, ActionError, MAX_NOTE_CHARS, Transition};
 use crate::store;
 use crate::store::audit::{AuditFilter, DbAuditEntry};
 use crate::store::incidents::DbIncident;
@@ -23,7 +23,7 @@ impl From<ActionError> for PageError {
             ActionError::NotFound(what) => PageError::NotFound(what),
             ActionError::IllegalTransition { action, from } => PageError::Conflict(format!(
                 "The incident is {}; it cannot be {action}d from there.",
-                from.replace('_', " ")
+                from.as_str().replace('_', " ")
             )),
             ActionError::InProgress { status } => PageError::Conflict(format!(
                 "The rotation is still {status}; retry it once it has finished."
@@ -34,42 +34,21 @@ impl From<ActionError> for PageError {
     }
 }
 
-/// A responder's decision about an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IncidentAction {
-    Acknowledge,
-    Resolve,
-    FalsePositive,
+/// A responder's decision about an incident as its URL names it: `acknowledge`, `resolve`,
+/// `false-positive` (the API's spelling).
+pub(crate) fn transition_path(t: Transition) -> &'static str {
+    match t {
+        Transition::Acknowledge => "acknowledge",
+        Transition::Resolve => "resolve",
+        Transition::FalsePositive => "false-positive",
+    }
 }
 
-impl IncidentAction {
-    /// As in the URL: `acknowledge`, `resolve`, `false-positive` (the API's spelling).
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "acknowledge" => Some(Self::Acknowledge),
-            "resolve" => Some(Self::Resolve),
-            "false-positive" => Some(Self::FalsePositive),
-            _ => None,
-        }
-    }
-
-    /// The statuses the action may start from: open → acknowledged → resolved, and
-    /// false_positive from open or acknowledged.
-    pub fn from(self) -> &'static [&'static str] {
-        match self {
-            Self::Acknowledge => &["open"],
-            Self::Resolve => &["acknowledged"],
-            Self::FalsePositive => &["open", "acknowledged"],
-        }
-    }
-
-    pub fn to(self) -> &'static str {
-        match self {
-            Self::Acknowledge => "acknowledged",
-            Self::Resolve => "resolved",
-            Self::FalsePositive => "false_positive",
-        }
-    }
+/// The transition a URL names (see [`transition_path`]).
+pub(crate) fn parse_transition(s: &str) -> Option<Transition> {
+    [Transition::Acknowledge, Transition::Resolve, Transition::FalsePositive]
+        .into_iter()
+        .find(|t| transition_path(*t) == s)
 }
 
 /// A note or reason: trimmed, bounded, no control characters but line breaks and tabs.
@@ -108,16 +87,11 @@ pub async fn transition_incident(
     app: &AppState,
     actor: &str,
     incident_id: &str,
-    action: IncidentAction,
+    transition: Transition,
     note: &str,
     suppress_minutes: Option<i64>,
 ) -> Result<DbIncident, ActionError> {
-    let note = parse_note(note, action == IncidentAction::FalsePositive)?;
-    let transition = match action {
-        IncidentAction::Acknowledge => respond::Transition::Acknowledge,
-        IncidentAction::Resolve => respond::Transition::Resolve,
-        IncidentAction::FalsePositive => respond::Transition::FalsePositive,
-    };
+    let note = parse_note(note, transition == Transition::FalsePositive)?;
     let note = (!note.is_empty()).then_some(note.as_str());
     let (incident, _) = respond::transition_incident(
         &app.pool,
@@ -265,7 +239,7 @@ pub async fn baseline(app: &AppState, tenant: &TenantId, page: Page) -> Result<B
             .await?
             .into_iter()
             .map(|s| SuppressionView {
-                detector: s.detector,
+                detector: s.detector.to_string(),
                 tool: s.tool,
                 until: s.expires_at,
                 reason: s.reason,
@@ -298,18 +272,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn transitions_follow_the_incident_lifecycle() {
-        let check = |action: IncidentAction, from: &str| action.from().contains(&from);
-        assert!(check(IncidentAction::Acknowledge, "open"));
-        assert!(!check(IncidentAction::Acknowledge, "acknowledged"));
-        assert!(check(IncidentAction::Resolve, "acknowledged"));
-        assert!(!check(IncidentAction::Resolve, "false_positive"));
-        assert!(check(IncidentAction::FalsePositive, "open"));
-        assert!(!check(IncidentAction::FalsePositive, "resolved"));
+    fn transitions_are_named_in_urls_as_in_the_api() {
         for a in ["acknowledge", "resolve", "false-positive"] {
-            assert!(IncidentAction::parse(a).is_some());
+            assert_eq!(parse_transition(a).map(transition_path), Some(a));
         }
-        assert_eq!(IncidentAction::parse("reopen"), None);
+        assert_eq!(parse_transition("reopen"), None);
     }
 
     #[test]

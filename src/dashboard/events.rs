@@ -34,12 +34,12 @@ pub struct EventRow {
 
 fn event_row(e: &StoredEvent) -> EventRow {
     EventRow {
-        tenant_id: e.tenant_id.clone(),
+        tenant_id: e.tenant_id.to_string(),
         event_id: e.event_id.clone(),
         at: view::time(e.ts),
         at_iso: view::iso(e.ts),
         tool: e.tool.clone(),
-        outcome: e.outcome.clone(),
+        outcome: e.outcome.as_str().to_owned(),
         error_code: e.error_code.clone().unwrap_or_default(),
         duration: e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
         agent: e.agent_id.clone().unwrap_or_default(),

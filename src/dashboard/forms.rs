@@ -3,7 +3,7 @@
 //! act with the session's CSRF token; each answers with a redirect to the page that shows the
 //! result (post/redirect/get), so a reload never repeats an action.
 
-use super::actions::{self, IncidentAction};
+use super::actions;
 use super::error::PageError;
 use super::pages::is_id;
 use super::session::{Act, NoFields};
@@ -29,7 +29,7 @@ pub async fn incident_action(
     Path((id, action)): Path<(String, String)>,
     Act { session, form }: Act<NoteForm>,
 ) -> Result<Response, PageError> {
-    let action = IncidentAction::parse(&action).ok_or(PageError::NotFound("action"))?;
+    let action = actions::parse_transition(&action).ok_or(PageError::NotFound("action"))?;
     if !is_id(&id) {
         return Err(PageError::NotFound("incident"));
     }
@@ -90,7 +90,7 @@ pub async fn rotate_tenant(
         i if is_id(i) => {
             let incident = store::incidents::get(&app.pool, i)
                 .await?
-                .filter(|inc| inc.tenant_id == tenant.as_ref())
+                .filter(|inc| inc.tenant_id == tenant)
                 .ok_or_else(|| PageError::Invalid("The incident does not belong to this tenant.".into()))?;
             Some(incident.incident_id)
         }

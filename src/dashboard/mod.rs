@@ -7,13 +7,13 @@
 //! built from our own ids and validated tenant ids. The CSP (no inline script, no inline style)
 //! is the second wall should the first ever crack.
 
-pub mod actions;
-pub mod chart;
+pub(crate) mod actions;
+pub(crate) mod chart;
 mod error;
 mod events;
 mod forms;
 mod pages;
-pub mod session;
+pub(crate) mod session;
 pub mod users;
 mod view;
 
@@ -25,13 +25,11 @@ use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
-pub use error::PageError;
-
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; script-src 'self'; \
      img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// What the page frame shows: who is logged in, the token for the logout form, which tab.
-pub struct Layout {
+pub(crate) struct Layout {
     /// (name, role) of the logged-in person; `None` on the login and error pages.
     pub user: Option<(String, &'static str)>,
     pub csrf: String,
@@ -39,7 +37,7 @@ pub struct Layout {
 }
 
 /// Renders a page; a template that fails to render is an internal error, logged once.
-pub fn render(page: &impl Template) -> Response {
+pub(crate) fn render(page: &impl Template) -> Response {
     match page.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => {
@@ -49,7 +47,7 @@ pub fn render(page: &impl Template) -> Response {
     }
 }
 
-pub fn routes() -> axum::Router<AppState> {
+pub(crate) fn routes() -> axum::Router<AppState> {
     axum::Router::new()
         .route("/", get(|| async { Redirect::to("/incidents") }))
         .route("/login", get(session::login_form).post(session::login))

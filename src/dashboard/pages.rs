@@ -2,18 +2,20 @@
 //! audit log. Each handler reads, turns rows into plain-text view structs, and renders a
 //! template; askama escapes every value, which is what keeps agent-sent strings inert.
 
-use super::actions::{self, IncidentAction};
+use super::actions;
 use super::chart::{self, Expected, RateChart};
 use super::error::PageError;
 use super::session::Session;
 use super::{Layout, view};
-use crate::detect::{Detector, taxonomy};
+use crate::detect::{Severity, taxonomy};
 use crate::event::TenantId;
 use crate::http::AppState;
+use crate::respond::Transition;
 use crate::store;
 use crate::store::audit::{AuditFilter, DbAuditEntry};
-use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter};
-use crate::store::rotations::{DbRotation, RotationFilter};
+use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter, IncidentStatus};
+use crate::store::rotations::{DbRotation, RotationFilter, RotationStatus};
+use crate::store::text::TextEnum;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::response::Response;
@@ -21,9 +23,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
 
-const STATUSES: &[&str] = &["open", "acknowledged", "resolved", "false_positive"];
-const SEVERITIES: &[&str] = &["critical", "high", "medium", "low"];
-const ROTATION_STATUSES: &[&str] = &["pending", "running", "succeeded", "failed", "skipped"];
 const SINCE: &[(&str, &str, i64)] = &[
     ("1h", "Last hour", 60),
     ("24h", "Last 24 hours", 24 * 60),
@@ -66,15 +65,12 @@ impl Filters {
             .transpose()
     }
 
-    fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<String>, PageError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(v) if allowed.contains(&v) => Ok(Some(v.to_owned())),
-            Some(_) => Err(PageError::Invalid(format!(
-                "{name} must be one of {}.",
-                allowed.join(", ")
-            ))),
-        }
+    fn one_of<T: TextEnum>(&self, name: &str) -> Result<Option<T>, PageError> {
+        self.get(name)
+            .map(|v| {
+                T::from_name(v).ok_or_else(|| PageError::Invalid(format!("{name} must be one of {}.", T::names())))
+            })
+            .transpose()
     }
 
     pub(super) fn since(&self) -> Result<(Option<String>, Option<DateTime<Utc>>), PageError> {
@@ -139,8 +135,12 @@ fn choices(any: &str, options: impl IntoIterator<Item = (String, String)>, curre
     out
 }
 
-fn enum_choices(any: &str, values: &[&str], current: Option<&str>) -> Vec<Choice> {
-    choices(any, values.iter().map(|v| ((*v).to_owned(), view::label(v))), current)
+fn enum_choices<T: TextEnum>(any: &str, values: impl IntoIterator<Item = T>, current: Option<T>) -> Vec<Choice> {
+    choices(
+        any,
+        values.into_iter().map(|v| (v.name().to_owned(), view::label(v.name()))),
+        current.map(T::name),
+    )
 }
 
 pub(super) fn since_choices(current: Option<&str>) -> Vec<Choice> {
@@ -155,7 +155,9 @@ pub(super) async fn tenant_choices(app: &AppState, current: Option<&TenantId>) -
     let tenants = store::tenants::list(&app.pool).await?;
     Ok(choices(
         "All tenants",
-        tenants.into_iter().map(|t| (t.tenant_id.clone(), t.tenant_id)),
+        tenants
+            .into_iter()
+            .map(|t| (t.tenant_id.to_string(), t.tenant_id.to_string())),
         current.map(AsRef::as_ref),
     ))
 }
@@ -184,10 +186,10 @@ pub struct IncidentRow {
 fn incident_row(i: &DbIncident, findings: i64, rotations: i64) -> IncidentRow {
     IncidentRow {
         id: i.incident_id.clone(),
-        tenant_id: i.tenant_id.clone(),
-        status: i.status.clone(),
-        status_label: view::label(&i.status),
-        severity: i.severity.clone(),
+        tenant_id: i.tenant_id.to_string(),
+        status: i.status.to_string(),
+        status_label: view::label(i.status.as_str()),
+        severity: i.severity.to_string(),
         summary: i.summary.clone(),
         opened: view::time(i.opened_at),
         opened_iso: view::iso(i.opened_at),
@@ -237,13 +239,13 @@ pub async fn incidents(
 ) -> Result<Response, PageError> {
     let q = Filters(q);
     let tenant = q.tenant()?;
-    let status = q.one_of("status", STATUSES)?;
-    let severity = q.one_of("severity", SEVERITIES)?;
+    let status: Option<IncidentStatus> = q.one_of("status")?;
+    let severity: Option<Severity> = q.one_of("severity")?;
     let (since_key, since) = q.since()?;
     let filter = IncidentFilter {
         tenant: tenant.clone(),
-        status: status.clone(),
-        severity: severity.clone(),
+        status,
+        severity,
         since,
         cursor: q.cursor()?,
         limit: PAGE,
@@ -253,39 +255,40 @@ pub async fn incidents(
     let counts = store::dashboard::incident_counts(&app.pool, tenant.as_ref(), since).await?;
 
     let tenant_s = tenant.as_ref().map(|t| t.to_string());
-    let base = |status: Option<&str>, severity: Option<&str>| {
+    let base = |status: Option<IncidentStatus>, severity: Option<Severity>| {
         link(
             "/incidents",
             &[
                 ("tenant", tenant_s.as_deref()),
-                ("status", status),
-                ("severity", severity),
+                ("status", status.map(IncidentStatus::as_str)),
+                ("severity", severity.map(Severity::as_str)),
                 ("since", since_key.as_deref()),
             ],
         )
     };
-    let status_counts = STATUSES
-        .iter()
+    let status_counts = IncidentStatus::ALL
+        .into_iter()
         .map(|s| Count {
-            label: view::label(s),
+            label: view::label(s.as_str()),
             class: format!("st-{s}"),
-            href: base(Some(s), severity.as_deref()),
-            count: counts.iter().filter(|(st, _, _)| st == s).map(|(_, _, n)| n).sum(),
-            active: status.as_deref() == Some(*s),
+            href: base(Some(s), severity),
+            count: counts.iter().filter(|(st, _, _)| *st == s).map(|(_, _, n)| n).sum(),
+            active: status == Some(s),
         })
         .collect();
-    let severity_counts = SEVERITIES
-        .iter()
+    let severity_counts = Severity::ALL
+        .into_iter()
+        .rev()
         .map(|s| Count {
-            label: (*s).to_owned(),
+            label: s.to_string(),
             class: format!("sev-{s}"),
-            href: base(status.as_deref(), Some(s)),
+            href: base(status, Some(s)),
             count: counts
                 .iter()
-                .filter(|(st, sev, _)| sev == s && status.as_deref().is_none_or(|x| x == st))
+                .filter(|(st, sev, _)| *sev == s && status.is_none_or(|x| x == *st))
                 .map(|(_, _, n)| n)
                 .sum(),
-            active: severity.as_deref() == Some(*s),
+            active: severity == Some(s),
         })
         .collect();
     let older = (incidents.len() as i64 == PAGE).then(|| {
@@ -294,8 +297,8 @@ pub async fn incidents(
             "/incidents",
             &[
                 ("tenant", tenant_s.as_deref()),
-                ("status", status.as_deref()),
-                ("severity", severity.as_deref()),
+                ("status", status.map(IncidentStatus::as_str)),
+                ("severity", severity.map(Severity::as_str)),
                 ("since", since_key.as_deref()),
                 ("cursor", last),
             ],
@@ -314,8 +317,8 @@ pub async fn incidents(
     Ok(render(&IncidentsPage {
         layout: session.layout("incidents"),
         tenant_choices: tenant_choices(&app, tenant.as_ref()).await?,
-        status_choices: enum_choices("Any status", STATUSES, status.as_deref()),
-        severity_choices: enum_choices("Any severity", SEVERITIES, severity.as_deref()),
+        status_choices: enum_choices("Any status", IncidentStatus::ALL, status),
+        severity_choices: enum_choices("Any severity", Severity::ALL.into_iter().rev(), severity),
         since_choices: since_choices(since_key.as_deref()),
         status_counts,
         severity_counts,
@@ -345,8 +348,8 @@ fn finding_view(f: &DbFinding) -> FindingView {
     FindingView {
         at: view::time(f.at),
         at_iso: view::iso(f.at),
-        severity: f.severity.clone(),
-        action: f.action.clone(),
+        severity: f.severity.to_string(),
+        action: f.action.as_str().to_owned(),
         event_id: f.event_id.clone(),
         observed: view::number(f.observed),
         expected: view::number(f.expected),
@@ -382,14 +385,13 @@ pub struct GroupView {
 }
 
 fn group_view(g: &DbFindingGroup, findings: &[DbFinding]) -> GroupView {
-    let detector = Detector::parse(&g.detector);
     let observed = if g.observed_min == g.observed_max {
         view::number(g.observed_min)
     } else {
         format!("{} – {}", view::number(g.observed_min), view::number(g.observed_max))
     };
     GroupView {
-        detector: g.detector.clone(),
+        detector: g.detector.to_string(),
         tool: g.tool.clone(),
         subject: g.subject.clone().unwrap_or_default(),
         count: g.count,
@@ -398,14 +400,11 @@ fn group_view(g: &DbFindingGroup, findings: &[DbFinding]) -> GroupView {
         last: view::time(g.last_at),
         last_iso: view::iso(g.last_at),
         observed,
-        severity: g.severity.clone(),
-        action: g.action.clone(),
+        severity: g.severity.to_string(),
+        action: g.action.as_str().to_owned(),
         confidence: view::confidence(g.confidence()),
-        owasp: detector.map(|d| taxonomy::owasp(d).label()).unwrap_or_default(),
-        atlas: detector
-            .and_then(taxonomy::atlas)
-            .map(|a| a.label())
-            .unwrap_or_default(),
+        owasp: taxonomy::owasp(g.detector).label(),
+        atlas: taxonomy::atlas(g.detector).map(|a| a.label()).unwrap_or_default(),
         explanation: g.explanation.clone(),
         findings: findings
             .iter()
@@ -459,21 +458,21 @@ fn rotation_view(r: &DbRotation) -> RotationView {
     let (backend, reference) = view::secret(&r.secret);
     RotationView {
         id: r.rotation_id.clone(),
-        tenant_id: r.tenant_id.clone(),
+        tenant_id: r.tenant_id.to_string(),
         incident_id: r.incident_id.clone(),
-        trigger: r.trigger.clone(),
-        scope: r.scope.clone(),
+        trigger: r.trigger.to_string(),
+        scope: r.scope.as_str().to_owned(),
         tools: r.tools.clone(),
         backend,
         reference,
-        status: r.status.clone(),
+        status: r.status.to_string(),
         attempts: r.attempts,
         requested: view::time(r.requested_at),
         requested_iso: view::iso(r.requested_at),
         finished: r.finished_at.map(view::time).unwrap_or_default(),
         result: r.result.as_ref().map(view::result).unwrap_or_default(),
         error: r.error.clone().unwrap_or_default(),
-        failed: r.status == "failed",
+        failed: r.status == RotationStatus::Failed,
     }
 }
 
@@ -514,12 +513,13 @@ fn audit_view(a: &DbAuditEntry) -> AuditView {
         Value::Null => String::new(),
         other => view::json(other),
     };
+    let tenant_id = a.tenant_id.as_ref().map(TenantId::to_string);
     let target_href = is_id(&target).then(|| {
         if target.starts_with("inc_") {
             Some(format!("/incidents/{target}"))
         } else if target.starts_with("rot_") {
-            Some(link("/rotations", &[("tenant", a.tenant_id.as_deref())]))
-        } else if a.tenant_id.as_deref() == Some(target.as_str()) {
+            Some(link("/rotations", &[("tenant", tenant_id.as_deref())]))
+        } else if tenant_id.as_deref() == Some(target.as_str()) {
             Some(format!("/tenants/{target}"))
         } else {
             None
@@ -530,7 +530,7 @@ fn audit_view(a: &DbAuditEntry) -> AuditView {
         at_iso: view::iso(a.at),
         actor: a.actor.clone(),
         action: a.action.clone(),
-        tenant_id: a.tenant_id.clone().filter(|t| TenantId::parse(t).is_ok()),
+        tenant_id,
         target_href: target_href.flatten(),
         target,
         note,
@@ -575,14 +575,17 @@ fn incident_sentence(i: &DbIncident, findings: i64, groups: &[DbFindingGroup], r
     let mut detectors: Vec<&str> = groups.iter().map(|g| g.detector.as_str()).collect();
     detectors.sort_unstable();
     detectors.dedup();
-    let succeeded = rotations.iter().filter(|r| r.status == "succeeded").count();
-    let failed = rotations.iter().filter(|r| r.status == "failed").count();
+    let succeeded = rotations
+        .iter()
+        .filter(|r| r.status == RotationStatus::Succeeded)
+        .count();
+    let failed = rotations.iter().filter(|r| r.status == RotationStatus::Failed).count();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let mut sentence = format!(
         "{} incident for {}, {}: {} ({})",
-        capitalise(&i.severity),
+        capitalise(i.severity.as_str()),
         i.tenant_id,
-        view::label(&i.status),
+        view::label(i.status.as_str()),
         plural(findings as usize, "finding"),
         detectors.join(", ")
     );
@@ -619,7 +622,6 @@ pub async fn incident(
     let incident = store::incidents::get(&app.pool, &id)
         .await?
         .ok_or(PageError::NotFound("incident"))?;
-    let tenant = TenantId::parse(&incident.tenant_id).map_err(|e| PageError::internal(e.message))?;
     let details = store::incidents::details(&app.pool, std::slice::from_ref(&id)).await?;
     let findings = &details.findings;
     let findings_total = details.findings_total(&id);
@@ -635,7 +637,7 @@ pub async fn incident(
     let mut event_ids: Vec<String> = findings.iter().map(|f| f.event_id.clone()).collect();
     event_ids.sort_unstable();
     event_ids.dedup();
-    let evidence = store::dashboard::evidence(&app.pool, &tenant, &event_ids).await?;
+    let evidence = store::dashboard::evidence(&app.pool, &incident.tenant_id, &event_ids).await?;
     let activity = actions::audit_log(
         &app,
         &AuditFilter {
@@ -647,22 +649,17 @@ pub async fn incident(
     .await?;
 
     let transitions = [
-        (IncidentAction::Acknowledge, "acknowledge", "Acknowledge", ""),
-        (IncidentAction::Resolve, "resolve", "Resolve", ""),
-        (
-            IncidentAction::FalsePositive,
-            "false-positive",
-            "Mark false positive",
-            "secondary",
-        ),
+        (Transition::Acknowledge, "Acknowledge", ""),
+        (Transition::Resolve, "Resolve", ""),
+        (Transition::FalsePositive, "Mark false positive", "secondary"),
     ]
     .into_iter()
-    .filter(|(action, ..)| action.from().contains(&incident.status.as_str()))
-    .map(|(action, path, label, class)| TransitionButton {
-        path,
+    .filter(|(t, ..)| t.allowed_from().contains(&incident.status))
+    .map(|(t, label, class)| TransitionButton {
+        path: actions::transition_path(t),
         label,
         class,
-        note_required: action == IncidentAction::FalsePositive,
+        note_required: t == Transition::FalsePositive,
     })
     .collect();
     let page = IncidentPage {
@@ -671,10 +668,10 @@ pub async fn incident(
         sentence: incident_sentence(&incident, findings_total, &details.groups, &rotations),
         incident: IncidentHead {
             id: incident.incident_id.clone(),
-            tenant_id: incident.tenant_id.clone(),
-            status: incident.status.clone(),
-            status_label: view::label(&incident.status),
-            severity: incident.severity.clone(),
+            tenant_id: incident.tenant_id.to_string(),
+            status: incident.status.to_string(),
+            status_label: view::label(incident.status.as_str()),
+            severity: incident.severity.to_string(),
             summary: incident.summary.clone(),
             opened: view::time(incident.opened_at),
             opened_iso: view::iso(incident.opened_at),
@@ -691,7 +688,7 @@ pub async fn incident(
         .map(|e| TimelineView {
             at: view::time(e.at),
             at_iso: view::iso(e.at),
-            kind: e.kind,
+            kind: e.kind.as_str(),
             text: e.text,
         })
         .collect(),
@@ -706,7 +703,7 @@ pub async fn incident(
                 at: view::time(e.ts),
                 at_iso: view::iso(e.ts),
                 tool: e.tool.clone(),
-                outcome: e.outcome.clone(),
+                outcome: e.outcome.as_str().to_owned(),
                 error_code: e.error_code.clone().unwrap_or_default(),
                 duration: e.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
                 agent: e.agent_id.clone().unwrap_or_default(),
@@ -744,10 +741,10 @@ pub async fn rotations(
 ) -> Result<Response, PageError> {
     let q = Filters(q);
     let tenant = q.tenant()?;
-    let status = q.one_of("status", ROTATION_STATUSES)?;
+    let status: Option<RotationStatus> = q.one_of("status")?;
     let filter = RotationFilter {
         tenant: tenant.clone(),
-        status: status.clone(),
+        status,
         incident: None,
         cursor: q.cursor()?,
         limit: PAGE,
@@ -755,14 +752,17 @@ pub async fn rotations(
     let rows = store::rotations::list(&app.pool, &filter).await?;
     let counts = store::dashboard::rotation_counts(&app.pool, tenant.as_ref()).await?;
     let tenant_s = tenant.as_ref().map(|t| t.to_string());
-    let status_counts = ROTATION_STATUSES
-        .iter()
+    let status_counts = RotationStatus::ALL
+        .into_iter()
         .map(|s| Count {
-            label: (*s).to_owned(),
+            label: s.to_string(),
             class: format!("rot-{s}"),
-            href: link("/rotations", &[("tenant", tenant_s.as_deref()), ("status", Some(s))]),
-            count: counts.iter().filter(|(st, _)| st == s).map(|(_, n)| n).sum(),
-            active: status.as_deref() == Some(*s),
+            href: link(
+                "/rotations",
+                &[("tenant", tenant_s.as_deref()), ("status", Some(s.as_str()))],
+            ),
+            count: counts.iter().filter(|(st, _)| *st == s).map(|(_, n)| n).sum(),
+            active: status == Some(s),
         })
         .collect();
     let older = (rows.len() as i64 == PAGE).then(|| {
@@ -770,7 +770,7 @@ pub async fn rotations(
             "/rotations",
             &[
                 ("tenant", tenant_s.as_deref()),
-                ("status", status.as_deref()),
+                ("status", status.map(RotationStatus::as_str)),
                 ("cursor", rows.last().map(|r| r.rotation_id.as_str())),
             ],
         )
@@ -779,9 +779,9 @@ pub async fn rotations(
         layout: session.layout("rotations"),
         can_act: session.can_act(),
         tenant_choices: tenant_choices(&app, tenant.as_ref()).await?,
-        status_choices: enum_choices("Any status", ROTATION_STATUSES, status.as_deref()),
+        status_choices: enum_choices("Any status", RotationStatus::ALL, status),
         status_counts,
-        failed: rows.iter().filter(|r| r.status == "failed").count(),
+        failed: rows.iter().filter(|r| r.status == RotationStatus::Failed).count(),
         rows: rows.iter().map(rotation_view).collect(),
         older,
     }))
@@ -814,9 +814,9 @@ pub async fn tenants(State(app): State<AppState>, session: Session) -> Result<Re
         .map(|t| {
             let a = activity.iter().find(|a| a.tenant_id == t.tenant_id);
             TenantRow {
-                id: t.tenant_id.clone(),
+                id: t.tenant_id.to_string(),
                 display_name: t.display_name.clone(),
-                mode: t.mode.clone(),
+                mode: t.mode.as_str().to_owned(),
                 open_incidents: a.map_or(0, |a| a.open_incidents),
                 events_24h: a.map_or(0, |a| a.events_24h),
                 last_event: view::time_opt(a.and_then(|a| a.last_event)),
@@ -922,7 +922,7 @@ pub async fn tenant(
         &app.pool,
         &IncidentFilter {
             tenant: Some(id.clone()),
-            status: Some("open".into()),
+            status: Some(IncidentStatus::Open),
             limit: PAGE,
             ..IncidentFilter::default()
         },
@@ -985,7 +985,7 @@ pub async fn tenant(
     } else {
         format!(
             "Active: the baseline covers enough history to act on findings in {} mode.",
-            tenant.mode
+            tenant.mode.as_str()
         )
     };
     let params = baseline
@@ -1071,9 +1071,9 @@ pub async fn tenant(
             })
             .collect(),
         tenant: TenantHead {
-            id: tenant.tenant_id,
+            id: tenant.tenant_id.to_string(),
             display_name: tenant.display_name,
-            mode: tenant.mode,
+            mode: tenant.mode.as_str().to_owned(),
             markers: tenant.markers,
         },
     };
@@ -1104,7 +1104,7 @@ pub async fn audit(
     let rows = actions::audit_log(
         &app,
         &AuditFilter {
-            tenant: tenant.as_ref().map(ToString::to_string),
+            tenant: tenant.clone(),
             target: None,
             since,
             cursor: q.cursor()?,

@@ -127,18 +127,17 @@ impl<T: DeserializeOwned + Send> FromRequest<AppState> for Act<T> {
     }
 }
 
-/// A form any logged-in person may send (logging out), CSRF token checked.
-pub struct Signed<T> {
+/// A form without fields any logged-in person may send (logging out), CSRF token checked.
+pub struct Signed {
     pub session: Session,
-    pub form: T,
 }
 
-impl<T: DeserializeOwned + Send> FromRequest<AppState> for Signed<T> {
+impl FromRequest<AppState> for Signed {
     type Rejection = PageError;
 
     async fn from_request(req: Request, app: &AppState) -> Result<Self, PageError> {
-        let (session, form) = signed_form(req, app, Role::Viewer).await?;
-        Ok(Signed { session, form })
+        let (session, NoFields {}) = signed_form(req, app, Role::Viewer).await?;
+        Ok(Signed { session })
     }
 }
 
@@ -345,7 +344,7 @@ pub struct NoFields {}
 pub async fn logout(
     State(app): State<AppState>,
     headers: HeaderMap,
-    Signed { session, .. }: Signed<NoFields>,
+    Signed { session }: Signed,
 ) -> Result<Response, PageError> {
     if let Some(token) = cookie(&headers, COOKIE) {
         store::dashboard::delete_session(&app.pool, &hash_token(token)).await?;

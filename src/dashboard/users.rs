@@ -8,19 +8,19 @@ use argon2::{Argon2, PasswordHash, PasswordHasher, PasswordVerifier};
 use sqlx::PgPool;
 
 /// Shortest password `vigil user add` accepts.
-pub const MIN_PASSWORD_CHARS: usize = 12;
+pub(crate) const MIN_PASSWORD_CHARS: usize = 12;
 /// Longest password accepted anywhere: hashing is deliberately slow, unbounded input is not.
-pub const MAX_PASSWORD_BYTES: usize = 1024;
+pub(crate) const MAX_PASSWORD_BYTES: usize = 1024;
 
-pub use crate::http::auth::Role;
+pub use crate::store::dashboard::Role;
 
 /// A login name: 1-64 of `A-Z a-z 0-9 . _ @ -`, so it is safe in an audit actor and a log line.
-pub fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len()) && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._@-".contains(&b))
 }
 
 /// An argon2id hash (PHC string, random salt, the crate's recommended parameters).
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
+pub(crate) fn hash_password(password: &str) -> anyhow::Result<String> {
     let salt = SaltString::generate(&mut OsRng);
     Argon2::default()
         .hash_password(password.as_bytes(), &salt)
@@ -29,7 +29,7 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 }
 
 /// Whether `password` matches `hash`; a malformed hash matches nothing.
-pub fn verify_password(password: &str, hash: &str) -> bool {
+pub(crate) fn verify_password(password: &str, hash: &str) -> bool {
     if password.len() > MAX_PASSWORD_BYTES {
         return false;
     }
@@ -49,7 +49,7 @@ pub async fn add(pool: &PgPool, name: &str, role: Role, password: &str) -> anyho
     }
     let password = password.to_owned();
     let hash = tokio::task::spawn_blocking(move || hash_password(&password)).await??;
-    match store::dashboard::create_user(pool, name, role.as_str(), &hash).await? {
+    match store::dashboard::create_user(pool, name, role, &hash).await? {
         CreateUserOutcome::Created => Ok(()),
         CreateUserOutcome::AlreadyExists => anyhow::bail!("user {name} already exists"),
     }

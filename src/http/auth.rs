@@ -50,34 +50,7 @@ pub fn is_admin_token(state: &AppState, token: &str) -> bool {
     same(&hash_token(token), &state.admin_token_hash)
 }
 
-/// What a person may do. Ordered: each role can do everything the one before it can.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Role {
-    /// Reads every page; acts on nothing.
-    Viewer,
-    /// Acknowledges, resolves and marks incidents; retries and requests rotations.
-    Responder,
-    Admin,
-}
-
-impl Role {
-    pub fn parse(s: &str) -> Option<Role> {
-        match s {
-            "viewer" => Some(Role::Viewer),
-            "responder" => Some(Role::Responder),
-            "admin" => Some(Role::Admin),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Viewer => "viewer",
-            Role::Responder => "responder",
-            Role::Admin => "admin",
-        }
-    }
-}
+pub use crate::store::dashboard::Role;
 
 /// A logged-in person, as every page, form and session-authenticated API call sees them.
 #[derive(Debug, Clone)]
@@ -117,12 +90,10 @@ pub async fn current(app: &AppState, headers: &HeaderMap) -> sqlx::Result<Option
         return Ok(None);
     };
     let row = store::dashboard::touch_session(&app.pool, &hash_token(token), IDLE_MINUTES).await?;
-    Ok(row.and_then(|s| {
-        Some(Session {
-            role: Role::parse(&s.role)?,
-            name: s.name,
-            csrf: s.csrf_token,
-        })
+    Ok(row.map(|s| Session {
+        role: s.role,
+        name: s.name,
+        csrf: s.csrf_token,
     }))
 }
 
@@ -153,11 +124,10 @@ pub enum TokenError {
     /// No bearer token, or one no tenant holds (unknown or revoked).
     #[error("missing or invalid bearer token")]
     Unknown,
+    /// Postgres failed, or the tenant row the token names does not read back (an id or mode
+    /// Vigil never wrote).
     #[error(transparent)]
     Store(#[from] sqlx::Error),
-    /// The tenant row the token names does not read back (an id or mode Vigil never wrote).
-    #[error("a stored tenant is invalid: {0}")]
-    Corrupt(String),
 }
 
 #[derive(Default)]
@@ -181,10 +151,7 @@ impl TokenCache {
         let (tenant, mode) = store::tenants::find_by_token_hash(pool, &hash)
             .await?
             .ok_or(TokenError::Unknown)?;
-        let resolved = IngestTenant {
-            tenant: TenantId::parse(&tenant).map_err(|e| TokenError::Corrupt(e.message))?,
-            mode: Mode::parse(&mode).unwrap_or(Mode::Observe),
-        };
+        let resolved = IngestTenant { tenant, mode };
         let mut entries = self.entries.write().expect("token cache lock");
         if self.generation.load(Ordering::SeqCst) != generation {
             return Ok(resolved);

@@ -56,7 +56,8 @@ impl TenantGate {
     }
 
     /// Tenants with a request in flight (the entries held).
-    pub fn tenants(&self) -> usize {
+    #[cfg(test)]
+    fn tenants(&self) -> usize {
         self.in_flight.lock().expect("tenant gate lock").len()
     }
 }

@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::redact::Redactor;
 use crate::shard::{self, Router};
 use crate::store;
-use crate::store::incidents::DbIncident;
+use crate::store::incidents::{DbIncident, IncidentStatus};
 use anyhow::Context;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ impl AppState {
     /// start.
     pub async fn incident_transitioned(&self, incident: &DbIncident) {
         self.alert_wake.notify_one();
-        if incident.status != "false_positive" {
+        if incident.status != IncidentStatus::FalsePositive {
             return;
         }
         if let Err(e) = self.learn_false_positive(incident).await {
@@ -62,12 +62,12 @@ impl AppState {
 
     async fn learn_false_positive(&self, incident: &DbIncident) -> anyhow::Result<()> {
         self.live.refresh_suppressions().await?;
-        let tenant = TenantId::parse(&incident.tenant_id)?;
+        let tenant = &incident.tenant_id;
         let events = store::suppressions::incident_events(&self.pool, &incident.incident_id).await?;
         if !events.is_empty() {
-            let limits = self.live.policy().detect_for(&tenant).limits;
+            let limits = self.live.policy().detect_for(tenant).limits;
             self.update_baseline(
-                &tenant,
+                tenant,
                 Box::new(move |baseline| {
                     for event in &events {
                         baseline.absorb(event, shard::SUSPICIOUS_WEIGHT, &limits);

@@ -30,6 +30,10 @@ pub const MAX_EVENTS: usize = 1000;
 
 /// The body of `POST /v1/events`.
 #[derive(Debug, utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 pub struct EventBatch {
     #[schema(min_items = 1, max_items = 1000)]
     pub events: Vec<EventInput>,
@@ -38,6 +42,10 @@ pub struct EventBatch {
 /// One tool call as a runtime sends it; `ToolCallEvent::parse` checks every rule. The NUL
 /// character (U+0000) is refused wherever it is.
 #[derive(Debug, utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "a request body's schema in the OpenAPI document; the handler reads the body field by field"
+)]
 #[schema(as = Event)]
 pub struct EventInput {
     /// Unique per tenant: a repeat is accepted and ignored (idempotent retries).

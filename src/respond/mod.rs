@@ -19,8 +19,8 @@ use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
 use crate::policy::{Action, Policy, Scope};
 use crate::secrets::SecretRef;
 use crate::store;
-use crate::store::incidents::{DbIncident, TransitionOutcome, TransitionRequest};
-use crate::store::rotations::{DbRotation, ManualRotation, RetryOutcome};
+use crate::store::incidents::{DbIncident, IncidentStatus, TransitionOutcome, TransitionRequest};
+use crate::store::rotations::{DbRotation, ManualRotation, RetryOutcome, RotationStatus};
 use crate::store::suppressions::DbSuppression;
 use anyhow::Context;
 use sqlx::PgPool;
@@ -118,10 +118,10 @@ pub enum ActionError {
     NotFound(&'static str),
     /// The incident's status does not allow this transition.
     #[error("cannot {action} an incident that is {from}")]
-    IllegalTransition { action: &'static str, from: String },
+    IllegalTransition { action: &'static str, from: IncidentStatus },
     /// The rotation has not finished; a retry would race it.
     #[error("rotation is still {status}; retry it once it has finished")]
-    InProgress { status: String },
+    InProgress { status: RotationStatus },
     #[error("{message}")]
     Invalid { field: &'static str, message: String },
     /// The database or a worker failed; nothing the person can fix.
@@ -154,19 +154,19 @@ impl Transition {
         }
     }
 
-    pub fn target(self) -> &'static str {
+    pub fn target(self) -> IncidentStatus {
         match self {
-            Transition::Acknowledge => "acknowledged",
-            Transition::Resolve => "resolved",
-            Transition::FalsePositive => "false_positive",
+            Transition::Acknowledge => IncidentStatus::Acknowledged,
+            Transition::Resolve => IncidentStatus::Resolved,
+            Transition::FalsePositive => IncidentStatus::FalsePositive,
         }
     }
 
-    pub fn allowed_from(self) -> &'static [&'static str] {
+    pub fn allowed_from(self) -> &'static [IncidentStatus] {
         match self {
-            Transition::Acknowledge => &["open"],
-            Transition::Resolve => &["acknowledged"],
-            Transition::FalsePositive => &["open", "acknowledged"],
+            Transition::Acknowledge => &[IncidentStatus::Open],
+            Transition::Resolve => &[IncidentStatus::Acknowledged],
+            Transition::FalsePositive => &[IncidentStatus::Open, IncidentStatus::Acknowledged],
         }
     }
 
@@ -248,9 +248,7 @@ pub async fn transition_incident(
     )
     .await?;
     match outcome {
-        TransitionOutcome::Done {
-            incident, suppressions, ..
-        } => Ok((incident, suppressions)),
+        TransitionOutcome::Done { incident, suppressions } => Ok((incident, suppressions)),
         TransitionOutcome::NotFound => Err(ActionError::NotFound("incident")),
         TransitionOutcome::Illegal { from } => Err(ActionError::IllegalTransition {
             action: transition.verb(),
@@ -301,7 +299,7 @@ pub async fn manual_rotate(
                     secret: serde_json::to_value(secret).expect("a SecretRef serializes"),
                     secret_key: secret.key(),
                     tools: binding.tools.clone(),
-                    scope: if tools.is_some() { "tool" } else { "tenant" },
+                    scope: if tools.is_some() { Scope::Tool } else { Scope::Tenant },
                 });
             }
         }
@@ -423,19 +421,20 @@ mod tests {
 
     #[test]
     fn incidents_move_open_acknowledged_resolved_or_false_positive_and_nothing_else() {
-        let status_after = |from: &str, t: Transition| t.allowed_from().contains(&from).then(|| t.target());
+        use IncidentStatus::*;
+        let status_after = |from: IncidentStatus, t: Transition| t.allowed_from().contains(&from).then(|| t.target());
         let all = [Transition::Acknowledge, Transition::Resolve, Transition::FalsePositive];
-        let table: Vec<(&str, Vec<Option<&str>>)> = ["open", "acknowledged", "resolved", "false_positive"]
+        let table: Vec<(IncidentStatus, Vec<Option<IncidentStatus>>)> = IncidentStatus::ALL
             .into_iter()
             .map(|from| (from, all.iter().map(|t| status_after(from, *t)).collect()))
             .collect();
         assert_eq!(
             table,
             vec![
-                ("open", vec![Some("acknowledged"), None, Some("false_positive")]),
-                ("acknowledged", vec![None, Some("resolved"), Some("false_positive")]),
-                ("resolved", vec![None, None, None]),
-                ("false_positive", vec![None, None, None]),
+                (Open, vec![Some(Acknowledged), None, Some(FalsePositive)]),
+                (Acknowledged, vec![None, Some(Resolved), Some(FalsePositive)]),
+                (Resolved, vec![None, None, None]),
+                (FalsePositive, vec![None, None, None]),
             ]
         );
     }

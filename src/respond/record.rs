@@ -7,8 +7,9 @@ use crate::detect::{Finding, Severity};
 use crate::event::TenantId;
 use crate::policy::{self, Action, Scope};
 use crate::secrets::SecretRef;
-use crate::store::alerts::{self, NewAlert};
+use crate::store::alerts::{self, AlertKind, NewAlert};
 use crate::store::audit::{self, Actor, NewEntry};
+use crate::store::rotations::RotationStatus;
 use crate::store::{incidents, rotations};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -62,7 +63,7 @@ pub async fn record(
     let (incident_id, severity, summary) =
         match incidents::open_for_update(&mut tx, tenant, response.grouping_window_minutes, findings).await? {
             Some((id, severity, summary)) => {
-                let severity = Severity::parse(&severity).unwrap_or(Severity::Low).max(worst);
+                let severity = severity.max(worst);
                 incidents::set_severity(&mut tx, &id, severity).await?;
                 (id, severity, summary)
             }
@@ -85,12 +86,12 @@ pub async fn record(
         alerts::insert(
             &mut tx,
             NewAlert {
-                kind: "incident_opened",
-                tenant_id: tenant.as_ref(),
+                kind: AlertKind::IncidentOpened,
+                tenant_id: tenant,
                 incident_id: Some(&incident_id),
                 rotation_id: None,
-                severity: severity.as_str(),
-                detector: worst_finding.map(|f| f.detector.as_str()),
+                severity,
+                detector: worst_finding.map(|f| f.detector),
                 summary: summary.clone(),
                 details: opening_details(worst_finding, findings.len(), rotations.len()),
             },
@@ -111,16 +112,20 @@ pub async fn record(
         let key = planned.secret.key();
         let recent = rotations::recent_of_secret(&mut tx, tenant, &key, response.cooldown_minutes).await?;
         let (status, result, held_back) = match &recent {
-            Some(into) => ("skipped", Some(json!({ "deduplicated_into": into })), false),
+            Some(into) => (
+                RotationStatus::Skipped,
+                Some(json!({ "deduplicated_into": into })),
+                false,
+            ),
             None if automatic_this_hour >= limit => (
-                "skipped",
+                RotationStatus::Skipped,
                 Some(json!({"circuit_open": true, "limit_per_hour": limit})),
                 true,
             ),
             None => {
                 automatic_this_hour += 1;
                 pending_rotations += 1;
-                ("pending", None, false)
+                (RotationStatus::Pending, None, false)
             }
         };
         let rotation_id = rotations::insert_automatic(
@@ -128,7 +133,7 @@ pub async fn record(
             rotations::NewAutomatic {
                 tenant,
                 incident_id: &incident_id,
-                scope: planned.scope.as_str(),
+                scope: planned.scope,
                 tools: &planned.tools,
                 secret: serde_json::to_value(&planned.secret).expect("a SecretRef serializes"),
                 secret_key: &key,
@@ -149,7 +154,7 @@ pub async fn record(
         audit_entries.push((format!("rotation.{status}"), Some(rotation_id), details));
     }
 
-    if !held.is_empty() && !alerts::circuit_announced_within(&mut tx, tenant.as_ref(), CIRCUIT_WINDOW_MINUTES).await? {
+    if !held.is_empty() && !alerts::circuit_announced_within(&mut tx, tenant, CIRCUIT_WINDOW_MINUTES).await? {
         let summary = format!(
             "circuit breaker open for tenant {tenant}: {limit} automatic rotations within the hour; \
              {} further rotation(s) held back, retry them by hand if the incident is real",
@@ -159,11 +164,11 @@ pub async fn record(
         alerts::insert(
             &mut tx,
             NewAlert {
-                kind: "circuit_open",
-                tenant_id: tenant.as_ref(),
+                kind: AlertKind::CircuitOpen,
+                tenant_id: tenant,
                 incident_id: Some(&incident_id),
                 rotation_id: None,
-                severity: Severity::Critical.as_str(),
+                severity: Severity::Critical,
                 detector: None,
                 summary,
                 details: details.clone(),
@@ -179,7 +184,7 @@ pub async fn record(
         .map(|(action, target, details)| NewEntry {
             actor: &Actor::Vigil,
             action,
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: target.as_deref(),
             details: details.clone(),
         })

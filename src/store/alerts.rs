@@ -3,26 +3,54 @@
 //! and delivers those with `FOR UPDATE SKIP LOCKED`, backoff and an expiry.
 
 use super::new_id;
+use super::text::text_enum;
+use crate::detect::{Detector, Severity};
+use crate::event::TenantId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
 
+text_enum! {
+    /// What happened, as the outbox names it.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum AlertKind {
+        IncidentOpened = "incident_opened",
+        IncidentResolved = "incident_resolved",
+        RotationSucceeded = "rotation_succeeded",
+        RotationFailed = "rotation_failed",
+        CircuitOpen = "circuit_open",
+    }
+}
+
+text_enum! {
+    /// Where one alert's delivery to one sink stands.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum DeliveryStatus {
+        Pending = "pending",
+        Delivering = "delivering",
+        Delivered = "delivered",
+        Failed = "failed",
+        Expired = "expired",
+    }
+}
+
 /// An alert about to be written.
 #[derive(Debug, Clone)]
 pub struct NewAlert<'a> {
-    /// incident_opened | incident_resolved | rotation_succeeded | rotation_failed | circuit_open
-    pub kind: &'a str,
-    pub tenant_id: &'a str,
+    pub kind: AlertKind,
+    pub tenant_id: &'a TenantId,
     pub incident_id: Option<&'a str>,
     pub rotation_id: Option<&'a str>,
-    pub severity: &'a str,
-    pub detector: Option<&'a str>,
+    pub severity: Severity,
+    pub detector: Option<Detector>,
     pub summary: String,
     pub details: Value,
 }
 
 /// Writes an alert inside the caller's transaction; returns its id.
-pub async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> sqlx::Result<String> {
+pub(crate) async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> sqlx::Result<String> {
     let id = new_id("alt");
     sqlx::query(
         "insert into alerts (alert_id, kind, tenant_id, incident_id, rotation_id, severity, detector, summary, details)
@@ -43,7 +71,7 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> 
 }
 
 /// Whether the incident's opening was already alerted (an incident is announced once).
-pub async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("select exists (select 1 from alerts where incident_id = $1 and kind = 'incident_opened')")
         .bind(incident_id)
         .fetch_one(&mut **tx)
@@ -53,13 +81,13 @@ pub async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id:
 /// Writes the resolution of an announced incident: the opening alert's identity (tenant,
 /// detector, severity) with `ends_at` now, so Alertmanager resolves the very alert it holds.
 /// Nothing is written for an incident that was never announced.
-pub async fn resolve_incident(
+pub(crate) async fn resolve_incident(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
     summary: &str,
     details: &Value,
-) -> sqlx::Result<bool> {
-    let written = sqlx::query(
+) -> sqlx::Result<()> {
+    sqlx::query(
         "insert into alerts (alert_id, kind, tenant_id, incident_id, severity, detector, summary, details, starts_at,
                              ends_at)
          select $2, 'incident_resolved', tenant_id, incident_id, severity, detector, $3, $4, starts_at, now()
@@ -72,14 +100,14 @@ pub async fn resolve_incident(
     .bind(details)
     .execute(&mut **tx)
     .await?;
-    Ok(written.rows_affected() > 0)
+    Ok(())
 }
 
 /// Whether a circuit-breaker alert was raised for the tenant within the last `minutes`: the
 /// breaker is announced when it trips, not once per rotation it holds back.
-pub async fn circuit_announced_within(
+pub(crate) async fn circuit_announced_within(
     tx: &mut Transaction<'_, Postgres>,
-    tenant_id: &str,
+    tenant_id: &TenantId,
     minutes: i32,
 ) -> sqlx::Result<bool> {
     sqlx::query_scalar(
@@ -94,7 +122,7 @@ pub async fn circuit_announced_within(
 
 /// Creates a delivery per configured sink for every alert not yet fanned out; returns how
 /// many alerts it took. An alert written while no sink is configured fans out to nothing.
-pub async fn fan_out(pool: &PgPool, sinks: &[String], expire_after: chrono::Duration) -> sqlx::Result<u64> {
+pub(crate) async fn fan_out(pool: &PgPool, sinks: &[String], expire_after: chrono::Duration) -> sqlx::Result<u64> {
     let taken: Vec<String> = sqlx::query_scalar(
         "with fresh as (
              select alert_id from alerts where fanned_out_at is null
@@ -121,12 +149,12 @@ pub struct DbDelivery {
     pub sink: String,
     pub attempts: i32,
     pub expires_at: DateTime<Utc>,
-    pub kind: String,
-    pub tenant_id: String,
+    pub kind: AlertKind,
+    pub tenant_id: TenantId,
     pub incident_id: Option<String>,
     pub rotation_id: Option<String>,
-    pub severity: String,
-    pub detector: Option<String>,
+    pub severity: Severity,
+    pub detector: Option<Detector>,
     pub summary: String,
     pub details: Value,
     pub starts_at: DateTime<Utc>,
@@ -136,7 +164,7 @@ pub struct DbDelivery {
 /// Claims the oldest due delivery to one of `sinks` and marks it delivering. Alerts of one
 /// incident reach a sink in the order they were written: a resolution never overtakes the
 /// opening it resolves (Alertmanager would otherwise show the incident firing again).
-pub async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
+pub(crate) async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
     sqlx::query_as(
         "update alert_deliveries d set status = 'delivering', attempts = d.attempts + 1
          from alerts a
@@ -157,7 +185,7 @@ pub async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<D
     .await
 }
 
-pub async fn delivered(pool: &PgPool, alert_id: &str, sink: &str) -> sqlx::Result<()> {
+pub(crate) async fn delivered(pool: &PgPool, alert_id: &str, sink: &str) -> sqlx::Result<()> {
     sqlx::query(
         "update alert_deliveries set status = 'delivered', delivered_at = now(), last_error = null
          where alert_id = $1 and sink = $2",
@@ -180,11 +208,17 @@ pub enum AfterFailure {
     Expired,
 }
 
-pub async fn failed(pool: &PgPool, alert_id: &str, sink: &str, error: &str, after: AfterFailure) -> sqlx::Result<()> {
+pub(crate) async fn failed(
+    pool: &PgPool,
+    alert_id: &str,
+    sink: &str,
+    error: &str,
+    after: AfterFailure,
+) -> sqlx::Result<()> {
     let (status, next) = match after {
-        AfterFailure::RetryAt(at) => ("pending", Some(at)),
-        AfterFailure::Failed => ("failed", None),
-        AfterFailure::Expired => ("expired", None),
+        AfterFailure::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
+        AfterFailure::Failed => (DeliveryStatus::Failed, None),
+        AfterFailure::Expired => (DeliveryStatus::Expired, None),
     };
     sqlx::query(
         "update alert_deliveries set status = $3, last_error = $4, next_attempt_at = coalesce($5, next_attempt_at)
@@ -201,7 +235,7 @@ pub async fn failed(pool: &PgPool, alert_id: &str, sink: &str, error: &str, afte
 }
 
 /// Pending deliveries past their expiry (for a sink no longer configured, say) are expired.
-pub async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
+pub(crate) async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "update alert_deliveries set status = 'expired', last_error = coalesce(last_error, 'expired undelivered')
          where status = 'pending' and expires_at < now()",
@@ -213,7 +247,7 @@ pub async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
 
 /// Deliveries left `delivering` by a process that died are due again: a sink may see an
 /// alert twice (webhooks carry `X-Vigil-Alert-Id` to deduplicate; Alertmanager merges).
-pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
+pub(crate) async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "update alert_deliveries set status = 'pending', next_attempt_at = now() where status = 'delivering'",
     )
@@ -226,9 +260,9 @@ pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbDeliveryState {
     pub alert_id: String,
-    pub kind: String,
+    pub kind: AlertKind,
     pub sink: String,
-    pub status: String,
+    pub status: DeliveryStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
     pub delivered_at: Option<DateTime<Utc>>,

@@ -4,6 +4,7 @@
 //! DELETE (migration 0002).
 
 use super::new_id;
+use crate::event::TenantId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
@@ -35,24 +36,24 @@ impl fmt::Display for Actor {
 
 /// One entry about to be written.
 #[derive(Debug, Clone)]
-pub struct NewEntry<'a> {
+pub(crate) struct NewEntry<'a> {
     pub actor: &'a Actor,
     pub action: &'a str,
-    pub tenant_id: Option<&'a str>,
+    pub tenant_id: Option<&'a TenantId>,
     pub target: Option<&'a str>,
     pub details: Value,
 }
 
 /// Appends one entry on its own, for a change that lives outside Postgres (a baseline in the
 /// shard that owns it).
-pub async fn record(pool: &PgPool, entry: NewEntry<'_>) -> sqlx::Result<()> {
+pub(crate) async fn record(pool: &PgPool, entry: NewEntry<'_>) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     append(&mut tx, entry).await?;
     tx.commit().await
 }
 
 /// Appends one entry inside the caller's transaction.
-pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: NewEntry<'_>) -> sqlx::Result<()> {
+pub(crate) async fn append(tx: &mut Transaction<'_, Postgres>, entry: NewEntry<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "insert into audit (audit_id, actor, action, tenant_id, target, details) values ($1, $2, $3, $4, $5, $6)",
     )
@@ -68,19 +69,19 @@ pub async fn append(tx: &mut Transaction<'_, Postgres>, entry: NewEntry<'_>) -> 
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbAuditEntry {
+pub(crate) struct DbAuditEntry {
     pub audit_id: String,
     pub at: DateTime<Utc>,
     pub actor: String,
     pub action: String,
-    pub tenant_id: Option<String>,
+    pub tenant_id: Option<TenantId>,
     pub target: Option<String>,
     pub details: Value,
 }
 
 #[derive(Debug, Default, Clone)]
-pub struct AuditFilter {
-    pub tenant: Option<String>,
+pub(crate) struct AuditFilter {
+    pub tenant: Option<TenantId>,
     /// Only entries about this id (an incident's history, a rotation's life).
     pub target: Option<String>,
     pub since: Option<DateTime<Utc>>,
@@ -90,7 +91,7 @@ pub struct AuditFilter {
 }
 
 /// Newest first.
-pub async fn list(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec<DbAuditEntry>> {
+pub(crate) async fn list(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec<DbAuditEntry>> {
     let mut q: QueryBuilder<Postgres> =
         QueryBuilder::new("select audit_id, at, actor, action, tenant_id, target, details from audit where true");
     if let Some(t) = &filter.tenant {
@@ -110,7 +111,7 @@ pub async fn list(pool: &PgPool, filter: &AuditFilter) -> sqlx::Result<Vec<DbAud
 }
 
 /// Appends several entries in one statement, inside the caller's transaction.
-pub async fn append_many(tx: &mut Transaction<'_, Postgres>, entries: &[NewEntry<'_>]) -> sqlx::Result<()> {
+pub(crate) async fn append_many(tx: &mut Transaction<'_, Postgres>, entries: &[NewEntry<'_>]) -> sqlx::Result<()> {
     if entries.is_empty() {
         return Ok(());
     }

@@ -2,8 +2,12 @@
 //! attempts, and the read models its pages need (evidence events, counts, per-tool activity).
 //! Its audit entries go through `store::audit`, like every other change.
 
+use super::incidents::IncidentStatus;
 use super::new_id;
-use crate::event::TenantId;
+use super::rotations::RotationStatus;
+use super::text::{TextEnum, text_enum};
+use crate::detect::Severity;
+use crate::event::{Outcome, TenantId};
 use crate::store::audit::{self, Actor, NewEntry};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
@@ -11,11 +15,29 @@ use sqlx::{PgPool, Postgres, QueryBuilder};
 
 // ---------------------------------------------------------------- users and sessions
 
+text_enum! {
+    /// What a person may do. Ordered: each role can do everything the one before it can.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+    #[serde(rename_all = "snake_case")]
+    pub enum Role {
+        /// Reads every page; acts on nothing.
+        Viewer = "viewer",
+        /// Acknowledges, resolves and marks incidents; retries and requests rotations.
+        Responder = "responder",
+        Admin = "admin",
+    }
+}
+
+impl Role {
+    pub fn parse(s: &str) -> Option<Role> {
+        TextEnum::from_name(s)
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbUser {
     pub user_id: String,
     pub name: String,
-    pub role: String,
     /// Argon2 PHC string: the only form in which a password is kept.
     pub password_hash: String,
 }
@@ -28,7 +50,7 @@ pub enum CreateUserOutcome {
 pub async fn create_user(
     pool: &PgPool,
     name: &str,
-    role: &str,
+    role: Role,
     password_hash: &str,
 ) -> sqlx::Result<CreateUserOutcome> {
     let mut tx = pool.begin().await?;
@@ -63,7 +85,7 @@ pub async fn create_user(
 }
 
 pub async fn user_by_name(pool: &PgPool, name: &str) -> sqlx::Result<Option<DbUser>> {
-    sqlx::query_as("select user_id, name, role, password_hash from users where name = $1")
+    sqlx::query_as("select user_id, name, password_hash from users where name = $1")
         .bind(name)
         .fetch_optional(pool)
         .await
@@ -72,9 +94,8 @@ pub async fn user_by_name(pool: &PgPool, name: &str) -> sqlx::Result<Option<DbUs
 /// A live session and the person it belongs to.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbSession {
-    pub user_id: String,
     pub name: String,
-    pub role: String,
+    pub role: Role,
     pub csrf_token: String,
 }
 
@@ -106,7 +127,7 @@ pub async fn touch_session(pool: &PgPool, session_hash: &[u8], idle_minutes: i64
              update sessions set last_seen_at = now()
              where session_hash = $1 and expires_at > now() and last_seen_at > now() - make_interval(mins => $2)
              returning user_id, csrf_token)
-         select u.user_id, u.name, u.role, s.csrf_token from s join users u using (user_id)",
+         select u.name, u.role, s.csrf_token from s join users u using (user_id)",
     )
     .bind(session_hash)
     .bind(idle_minutes as i32)
@@ -171,11 +192,11 @@ pub async fn incident_counts(
     pool: &PgPool,
     tenant: Option<&TenantId>,
     since: Option<DateTime<Utc>>,
-) -> sqlx::Result<Vec<(String, String, i64)>> {
+) -> sqlx::Result<Vec<(IncidentStatus, Severity, i64)>> {
     let mut q: QueryBuilder<Postgres> =
         QueryBuilder::new("select status, severity, count(*) from incidents where true");
     if let Some(t) = tenant {
-        q.push(" and tenant_id = ").push_bind(t.as_ref());
+        q.push(" and tenant_id = ").push_bind(t);
     }
     if let Some(s) = since {
         q.push(" and opened_at >= ").push_bind(s);
@@ -193,7 +214,7 @@ pub struct DbEvidence {
     pub ts: DateTime<Utc>,
     pub tool: String,
     pub params: Value,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error_code: Option<String>,
     pub duration_ms: Option<i64>,
     pub agent_id: Option<String>,
@@ -207,7 +228,7 @@ pub async fn evidence(pool: &PgPool, tenant: &TenantId, event_ids: &[String]) ->
         "select event_id, ts, tool, params, outcome, error_code, duration_ms, agent_id, session_id, credential_ref
          from events where tenant_id = $1 and event_id = any($2) order by ts, seq",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(event_ids)
     .fetch_all(pool)
     .await
@@ -226,7 +247,7 @@ pub async fn tool_activity(
          from events where tenant_id = $1 and ts >= $2 and tool = any($3)
          group by 1, 2 order by 1, 2",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(since)
     .bind(tools)
     .fetch_all(pool)
@@ -236,7 +257,7 @@ pub async fn tool_activity(
 /// Per tenant: open incidents, events in the last 24 hours (event time), the newest event.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbTenantActivity {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub open_incidents: i64,
     pub events_24h: i64,
     pub last_event: Option<DateTime<Utc>>,
@@ -257,9 +278,9 @@ pub async fn tenant_activity(pool: &PgPool) -> sqlx::Result<Vec<DbTenantActivity
 // ---------------------------------------------------------------- rotations
 
 /// Rotations (of one tenant, or all) counted by status.
-pub async fn rotation_counts(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<(String, i64)>> {
+pub async fn rotation_counts(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<(RotationStatus, i64)>> {
     sqlx::query_as("select status, count(*) from rotations where ($1::text is null or tenant_id = $1) group by status")
-        .bind(tenant.map(AsRef::as_ref))
+        .bind(tenant)
         .fetch_all(pool)
         .await
 }

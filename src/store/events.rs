@@ -82,12 +82,12 @@ pub async fn insert(pool: &PgPool, events: &[NewEvent<'_>]) -> sqlx::Result<Vec<
 #[derive(sqlx::FromRow)]
 pub(super) struct DbEvent {
     seq: i64,
-    tenant_id: String,
+    tenant_id: TenantId,
     event_id: String,
     ts: DateTime<Utc>,
     tool: String,
     params: Value,
-    outcome: String,
+    outcome: Outcome,
     error_code: Option<String>,
     duration_ms: Option<i64>,
     agent_id: Option<String>,
@@ -102,15 +102,14 @@ impl DbEvent {
             timestamp: self.ts,
             tool: ToolName::parse(&self.tool)?,
             params: self.params,
-            outcome: Outcome::parse(&self.outcome)
-                .ok_or_else(|| anyhow::anyhow!("event {} has outcome {:?}", self.seq, self.outcome))?,
+            outcome: self.outcome,
             error_code: self.error_code,
             duration_ms: self.duration_ms,
             agent_id: self.agent_id,
             session_id: self.session_id,
             credential_ref: self.credential_ref,
         };
-        Ok((self.seq, TenantId::parse(&self.tenant_id)?, event))
+        Ok((self.seq, self.tenant_id, event))
     }
 }
 
@@ -144,7 +143,7 @@ pub async fn save_snapshot(pool: &PgPool, tenant: &TenantId, watermark_seq: i64,
          on conflict (tenant_id) do update set watermark_seq = excluded.watermark_seq, state = excluded.state,
                                                taken_at = now()",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(watermark_seq)
     .bind(state)
     .execute(pool)
@@ -152,7 +151,7 @@ pub async fn save_snapshot(pool: &PgPool, tenant: &TenantId, watermark_seq: i64,
     Ok(())
 }
 
-pub async fn snapshots(pool: &PgPool) -> sqlx::Result<Vec<(String, i64, Value)>> {
+pub async fn snapshots(pool: &PgPool) -> sqlx::Result<Vec<(TenantId, i64, Value)>> {
     sqlx::query_as("select tenant_id, watermark_seq, state from baseline_snapshots")
         .fetch_all(pool)
         .await
@@ -192,13 +191,13 @@ pub struct EventFilter {
 pub struct StoredEvent {
     /// Its place in the log: what pages are cut on.
     pub seq: i64,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub event_id: String,
     pub ts: DateTime<Utc>,
     pub received_at: DateTime<Utc>,
     pub tool: String,
     pub params: Value,
-    pub outcome: String,
+    pub outcome: Outcome,
     pub error_code: Option<String>,
     pub duration_ms: Option<i64>,
     pub agent_id: Option<String>,
@@ -215,7 +214,7 @@ pub async fn list(pool: &PgPool, filter: &EventFilter) -> sqlx::Result<Vec<Store
          from events where true",
     );
     if let Some(t) = &filter.tenant {
-        q.push(" and tenant_id = ").push_bind(t.as_ref());
+        q.push(" and tenant_id = ").push_bind(t);
     }
     if let Some(t) = &filter.tool {
         q.push(" and tool = ").push_bind(t.as_ref());

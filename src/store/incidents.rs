@@ -6,6 +6,7 @@ use super::alerts;
 use super::audit::{self, Actor, NewEntry};
 use super::new_id;
 use super::suppressions::{self, DbSuppression, NewSuppression};
+use super::text::text_enum;
 use crate::detect::{Detector, Finding, Severity, taxonomy};
 use crate::event::TenantId;
 use crate::policy::Action;
@@ -13,17 +14,30 @@ use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
+text_enum! {
+    /// Where an incident stands: `open` → `acknowledged` → `resolved`, or `false_positive` from
+    /// open or acknowledged.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum IncidentStatus {
+        Open = "open",
+        Acknowledged = "acknowledged",
+        Resolved = "resolved",
+        FalsePositive = "false_positive",
+    }
+}
+
 /// The incident findings about `findings` join, locked until the transaction ends:
 /// `(incident_id, severity, summary)`. It is the tenant's open incident last updated within
 /// `grouping_minutes`, or one that already holds a finding of the same detector about the same
 /// tool (a story that goes on, such as a new tool flagged again each hour it is used, stays one
 /// call to act until a person closes it), whichever was updated last.
-pub async fn open_for_update(
+pub(crate) async fn open_for_update(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     grouping_minutes: i64,
     findings: &[(Finding, Action)],
-) -> sqlx::Result<Option<(String, String, String)>> {
+) -> sqlx::Result<Option<(String, Severity, String)>> {
     let (detectors, tools): (Vec<&str>, Vec<&str>) = findings
         .iter()
         .map(|(f, _)| (f.detector.as_str(), f.tool.as_str()))
@@ -37,7 +51,7 @@ pub async fn open_for_update(
                              and (f.detector, f.tool) in (select * from unnest($3::text[], $4::text[]))))
          order by updated_at desc limit 1 for update",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(grouping_minutes as i32)
     .bind(&detectors)
     .bind(&tools)
@@ -45,21 +59,21 @@ pub async fn open_for_update(
     .await
 }
 
-pub async fn set_severity(
+pub(crate) async fn set_severity(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
     severity: Severity,
 ) -> sqlx::Result<()> {
     sqlx::query("update incidents set severity = $2 where incident_id = $1")
         .bind(incident_id)
-        .bind(severity.as_str())
+        .bind(severity)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
 /// Opens an incident; returns its id.
-pub async fn insert(
+pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     severity: Severity,
@@ -68,8 +82,8 @@ pub async fn insert(
     let id = new_id("inc");
     sqlx::query("insert into incidents (incident_id, tenant_id, severity, summary) values ($1, $2, $3, $4)")
         .bind(&id)
-        .bind(tenant.as_ref())
-        .bind(severity.as_str())
+        .bind(tenant)
+        .bind(severity)
         .bind(summary)
         .execute(&mut **tx)
         .await?;
@@ -77,7 +91,7 @@ pub async fn insert(
 }
 
 /// Files findings, each with the action decided for it, under an incident.
-pub async fn insert_findings(
+pub(crate) async fn insert_findings(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
     tenant: &TenantId,
@@ -93,10 +107,10 @@ pub async fn insert_findings(
     insert.push_values(findings, |mut row, (f, action)| {
         row.push_bind(new_id("fnd"))
             .push_bind(incident_id)
-            .push_bind(tenant.as_ref())
-            .push_bind(f.detector.as_str())
-            .push_bind(f.severity.as_str())
-            .push_bind(action.as_str())
+            .push_bind(tenant)
+            .push_bind(f.detector)
+            .push_bind(f.severity)
+            .push_bind(*action)
             .push_bind(&f.tool)
             .push_bind(&f.event_id)
             .push_bind(f.observed)
@@ -115,21 +129,21 @@ pub async fn insert_findings(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbIncident {
     pub incident_id: String,
-    pub tenant_id: String,
-    pub status: String,
-    pub severity: String,
+    pub tenant_id: TenantId,
+    pub status: IncidentStatus,
+    pub severity: Severity,
     pub summary: String,
     pub opened_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbFinding {
+pub(crate) struct DbFinding {
     pub finding_id: String,
     pub incident_id: String,
-    pub detector: String,
-    pub severity: String,
-    pub action: String,
+    pub detector: Detector,
+    pub severity: Severity,
+    pub action: Action,
     pub tool: String,
     pub subject: Option<String>,
     pub event_id: String,
@@ -144,10 +158,10 @@ pub struct DbFinding {
 }
 
 #[derive(Debug, Default)]
-pub struct IncidentFilter {
+pub(crate) struct IncidentFilter {
     pub tenant: Option<TenantId>,
-    pub status: Option<String>,
-    pub severity: Option<String>,
+    pub status: Option<IncidentStatus>,
+    pub severity: Option<Severity>,
     pub since: Option<DateTime<Utc>>,
     pub cursor: Option<String>,
     pub limit: i64,
@@ -156,16 +170,16 @@ pub struct IncidentFilter {
 const INCIDENT_COLUMNS: &str = "incident_id, tenant_id, status, severity, summary, opened_at, updated_at";
 
 /// Newest first; `cursor` is the last id of the previous page.
-pub async fn list(pool: &PgPool, filter: &IncidentFilter) -> sqlx::Result<Vec<DbIncident>> {
+pub(crate) async fn list(pool: &PgPool, filter: &IncidentFilter) -> sqlx::Result<Vec<DbIncident>> {
     let mut q: QueryBuilder<Postgres> =
         QueryBuilder::new(format!("select {INCIDENT_COLUMNS} from incidents where true"));
     if let Some(t) = &filter.tenant {
-        q.push(" and tenant_id = ").push_bind(t.as_ref());
+        q.push(" and tenant_id = ").push_bind(t);
     }
-    if let Some(s) = &filter.status {
+    if let Some(s) = filter.status {
         q.push(" and status = ").push_bind(s);
     }
-    if let Some(s) = &filter.severity {
+    if let Some(s) = filter.severity {
         q.push(" and severity = ").push_bind(s);
     }
     if let Some(s) = filter.since {
@@ -178,7 +192,7 @@ pub async fn list(pool: &PgPool, filter: &IncidentFilter) -> sqlx::Result<Vec<Db
     q.build_query_as().fetch_all(pool).await
 }
 
-pub async fn get(pool: &PgPool, incident_id: &str) -> sqlx::Result<Option<DbIncident>> {
+pub(crate) async fn get(pool: &PgPool, incident_id: &str) -> sqlx::Result<Option<DbIncident>> {
     sqlx::query_as(&format!(
         "select {INCIDENT_COLUMNS} from incidents where incident_id = $1"
     ))
@@ -189,19 +203,19 @@ pub async fn get(pool: &PgPool, incident_id: &str) -> sqlx::Result<Option<DbInci
 
 /// At most this many findings of one incident are read with it (the first, in event time);
 /// its `finding_groups` still count every finding.
-pub const MAX_FINDINGS: i64 = 200;
+pub(crate) const MAX_FINDINGS: i64 = 200;
 /// At most this many finding groups of one incident are read with it (the worst first).
-pub const MAX_GROUPS: i64 = 100;
+pub(crate) const MAX_GROUPS: i64 = 100;
 /// At most this many entries in an incident's timeline.
-pub const MAX_TIMELINE: usize = 20;
+pub(crate) const MAX_TIMELINE: usize = 20;
 /// Groups whose first and last finding the timeline names (the worst first).
 const TIMELINE_GROUPS: usize = 5;
 
 /// Findings of one detector on one tool and subject within one incident, summed up.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbFindingGroup {
+pub(crate) struct DbFindingGroup {
     pub incident_id: String,
-    pub detector: String,
+    pub detector: Detector,
     pub tool: String,
     pub subject: Option<String>,
     pub count: i64,
@@ -214,8 +228,8 @@ pub struct DbFindingGroup {
     pub observed_min: f64,
     pub observed_max: f64,
     /// The worst severity and the strongest action among the group's findings.
-    pub severity: String,
-    pub action: String,
+    pub severity: Severity,
+    pub action: Action,
     /// The highest stored confidence (`None` when every finding predates the column).
     pub confidence: Option<f64>,
     /// The lowest p-value, which gives the highest confidence where none was stored.
@@ -229,34 +243,27 @@ pub struct DbFindingGroup {
 
 impl DbFindingGroup {
     pub fn confidence(&self) -> f64 {
-        self.confidence.unwrap_or_else(|| {
-            let detector = Detector::parse(&self.detector);
-            detector.map_or(taxonomy::UNQUANTIFIED, |d| {
-                taxonomy::confidence(d, self.min_p_value, &self.explanation)
-            })
-        })
+        self.confidence
+            .unwrap_or_else(|| taxonomy::confidence(self.detector, self.min_p_value, &self.explanation))
     }
 }
 
 impl DbFinding {
     pub fn confidence(&self) -> f64 {
-        self.confidence.unwrap_or_else(|| {
-            Detector::parse(&self.detector).map_or(taxonomy::UNQUANTIFIED, |d| {
-                taxonomy::confidence(d, self.p_value, &self.explanation)
-            })
-        })
+        self.confidence
+            .unwrap_or_else(|| taxonomy::confidence(self.detector, self.p_value, &self.explanation))
     }
 }
 
 /// Something that happened to an incident besides its findings, counted: rotations by status,
 /// alerts raised and delivered, transitions.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbActivity {
+pub(crate) struct DbActivity {
     pub incident_id: String,
     pub at: DateTime<Utc>,
     /// `rotations_requested`, `rotation_succeeded|failed|skipped`, `alert`, `alert_delivered`,
     /// `transition`, `circuit_open`.
-    pub kind: String,
+    pub kind: TimelineKind,
     pub n: i64,
     /// The alert kind, or the transition's audit action.
     pub detail: Option<String>,
@@ -266,7 +273,7 @@ pub struct DbActivity {
 /// What is read with incidents to show them: their first findings, their groups, their
 /// rotation ids and what happened to them.
 #[derive(Debug, Default)]
-pub struct IncidentDetails {
+pub(crate) struct IncidentDetails {
     /// The first [`MAX_FINDINGS`] of each incident, in event time.
     pub findings: Vec<DbFinding>,
     /// The worst [`MAX_GROUPS`] groups of each incident, worst first.
@@ -300,7 +307,7 @@ const SEVERITY_RANK: &str = "array_position(array['low', 'medium', 'high', 'crit
 const ACTION_RANK: &str = "array_position(array['record', 'alert', 'rotate'], action)";
 
 /// The findings (bounded), groups (bounded), rotation ids and activity of the given incidents.
-pub async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<IncidentDetails> {
+pub(crate) async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<IncidentDetails> {
     let findings = sqlx::query_as(&format!(
         "select f.* from unnest($1::text[]) as i(id)
          cross join lateral (select {FINDING_COLUMNS} from findings where incident_id = i.id
@@ -384,7 +391,7 @@ pub async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Inc
 }
 
 /// How many findings and rotations each incident has, for lists that show only the counts.
-pub async fn counts(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Vec<(String, i64, i64)>> {
+pub(crate) async fn counts(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Vec<(String, i64, i64)>> {
     sqlx::query_as(
         "select i.id, (select count(*) from findings where incident_id = i.id),
                 (select count(*) from rotations where incident_id = i.id)
@@ -395,19 +402,35 @@ pub async fn counts(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<Vec<
     .await
 }
 
+text_enum! {
+    /// What a line of an incident's timeline tells.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum TimelineKind {
+        Opened = "opened",
+        FirstFinding = "first_finding",
+        LastFinding = "last_finding",
+        RotationsRequested = "rotations_requested",
+        RotationSucceeded = "rotation_succeeded",
+        RotationFailed = "rotation_failed",
+        RotationSkipped = "rotation_skipped",
+        Alert = "alert",
+        AlertDelivered = "alert_delivered",
+        Transition = "transition",
+        CircuitOpen = "circuit_open",
+    }
+}
+
 /// One line of an incident's timeline.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
-pub struct TimelineEntry {
+pub(crate) struct TimelineEntry {
     pub at: DateTime<Utc>,
-    /// `opened`, `first_finding`, `last_finding`, `rotations_requested`,
-    /// `rotation_succeeded|failed|skipped`, `alert`, `alert_delivered`, `transition`,
-    /// `circuit_open`.
-    pub kind: &'static str,
+    pub kind: TimelineKind,
     pub text: String,
 }
 
 /// What a group is about: `param_out_of_range on github.list_issues params.page`.
-pub fn group_label(g: &DbFindingGroup) -> String {
+pub(crate) fn group_label(g: &DbFindingGroup) -> String {
     match &g.subject {
         Some(subject) => format!("{} on {} {subject}", g.detector, g.tool),
         None => format!("{} on {}", g.detector, g.tool),
@@ -421,21 +444,25 @@ fn plural(n: i64, word: &str) -> String {
 /// An incident's story in at most [`MAX_TIMELINE`] entries, oldest first: its opening, the first
 /// and last finding of its worst groups, rotations, alerts and transitions (in that order of
 /// importance when there are more). Times are when Vigil recorded or did each thing.
-pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&DbActivity]) -> Vec<TimelineEntry> {
+pub(crate) fn timeline(
+    incident: &DbIncident,
+    groups: &[&DbFindingGroup],
+    activity: &[&DbActivity],
+) -> Vec<TimelineEntry> {
     let mut entries: Vec<(u8, TimelineEntry)> = vec![(
         0,
         TimelineEntry {
             at: incident.opened_at,
-            kind: "opened",
+            kind: TimelineKind::Opened,
             text: format!("incident opened for tenant {}", incident.tenant_id),
         },
     )];
     for a in activity {
         let detail = a.detail.as_deref().unwrap_or_default();
-        let (priority, kind, text) = match a.kind.as_str() {
-            "transition" => (
+        let rotations = plural(a.n, "rotation");
+        let (priority, text) = match a.kind {
+            TimelineKind::Transition => (
                 1,
-                "transition",
                 format!(
                     "{} by {}",
                     match detail {
@@ -446,36 +473,26 @@ pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&
                     a.actor.as_deref().unwrap_or("someone")
                 ),
             ),
-            "circuit_open" => (
+            TimelineKind::CircuitOpen => (
                 1,
-                "circuit_open",
                 "circuit breaker open: further automatic rotations held back".to_owned(),
             ),
-            "rotations_requested" => (
-                2,
-                "rotations_requested",
-                format!("{} requested", plural(a.n, "rotation")),
-            ),
-            "rotation_succeeded" => (
-                2,
-                "rotation_succeeded",
-                format!("{} succeeded", plural(a.n, "rotation")),
-            ),
-            "rotation_failed" => (2, "rotation_failed", format!("{} failed", plural(a.n, "rotation"))),
-            "rotation_skipped" => (
-                2,
-                "rotation_skipped",
-                format!("{} skipped (cooldown or circuit breaker)", plural(a.n, "rotation")),
-            ),
-            "alert" => (2, "alert", format!("{detail} alert raised")),
-            "alert_delivered" => (
-                2,
-                "alert_delivered",
-                format!("{detail} alert delivered to {}", plural(a.n, "sink")),
-            ),
-            _ => continue,
+            TimelineKind::RotationsRequested => (2, format!("{rotations} requested")),
+            TimelineKind::RotationSucceeded => (2, format!("{rotations} succeeded")),
+            TimelineKind::RotationFailed => (2, format!("{rotations} failed")),
+            TimelineKind::RotationSkipped => (2, format!("{rotations} skipped (cooldown or circuit breaker)")),
+            TimelineKind::Alert => (2, format!("{detail} alert raised")),
+            TimelineKind::AlertDelivered => (2, format!("{detail} alert delivered to {}", plural(a.n, "sink"))),
+            TimelineKind::Opened | TimelineKind::FirstFinding | TimelineKind::LastFinding => continue,
         };
-        entries.push((priority, TimelineEntry { at: a.at, kind, text }));
+        entries.push((
+            priority,
+            TimelineEntry {
+                at: a.at,
+                kind: a.kind,
+                text,
+            },
+        ));
     }
     for g in groups.iter().take(TIMELINE_GROUPS) {
         let label = group_label(g);
@@ -483,7 +500,7 @@ pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&
             3,
             TimelineEntry {
                 at: g.recorded_first,
-                kind: "first_finding",
+                kind: TimelineKind::FirstFinding,
                 text: format!("first {label} ({})", g.severity),
             },
         ));
@@ -492,7 +509,7 @@ pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&
                 3,
                 TimelineEntry {
                     at: g.recorded_last,
-                    kind: "last_finding",
+                    kind: TimelineKind::LastFinding,
                     text: format!("last of {} {label}", plural(g.count, "finding")),
                 },
             ));
@@ -507,27 +524,26 @@ pub fn timeline(incident: &DbIncident, groups: &[&DbFindingGroup], activity: &[&
 
 /// What became of a requested incident transition.
 #[derive(Debug)]
-pub enum TransitionOutcome {
-    /// Done; the incident as it is now, and whether a resolution alert was written.
+pub(crate) enum TransitionOutcome {
+    /// Done; the incident as it is now, and the suppressions it opened.
     Done {
         incident: DbIncident,
-        alerted: bool,
         suppressions: Vec<DbSuppression>,
     },
     NotFound,
     /// The incident's status does not allow it.
     Illegal {
-        from: String,
+        from: IncidentStatus,
     },
 }
 
 /// A status change asked for by a person, checked and written under the incident's row lock
 /// with its audit entry (carrying the note) and, when it ends the incident, the resolution of
 /// its alert: all or nothing.
-pub struct TransitionRequest<'a> {
+pub(crate) struct TransitionRequest<'a> {
     pub incident_id: &'a str,
-    pub to: &'a str,
-    pub allowed_from: &'a [&'a str],
+    pub to: IncidentStatus,
+    pub allowed_from: &'a [IncidentStatus],
     /// The audit action, e.g. `incident.acknowledge`.
     pub action: &'a str,
     pub actor: &'a Actor,
@@ -539,9 +555,9 @@ pub struct TransitionRequest<'a> {
     pub suppress_minutes: Option<i64>,
 }
 
-pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Result<TransitionOutcome> {
+pub(crate) async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Result<TransitionOutcome> {
     let mut tx = pool.begin().await?;
-    let current: Option<(String, String)> =
+    let current: Option<(IncidentStatus, TenantId)> =
         sqlx::query_as("select status, tenant_id from incidents where incident_id = $1 for update")
             .bind(req.incident_id)
             .fetch_optional(&mut *tx)
@@ -549,7 +565,7 @@ pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Resu
     let Some((from, tenant_id)) = current else {
         return Ok(TransitionOutcome::NotFound);
     };
-    if !req.allowed_from.contains(&from.as_str()) {
+    if !req.allowed_from.contains(&from) {
         return Ok(TransitionOutcome::Illegal { from });
     }
     let incident: DbIncident = sqlx::query_as(&format!(
@@ -576,12 +592,11 @@ pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Resu
     .await?;
     let mut suppressions = Vec::new();
     if let Some(minutes) = req.suppress_minutes {
-        let tenant = TenantId::parse(&tenant_id).map_err(|e| sqlx::Error::Decode(e.into()))?;
         let reason = req.note.unwrap_or("marked a false positive");
         for (detector, tool) in suppressions::incident_pairs(&mut tx, req.incident_id).await? {
             let new = NewSuppression {
-                tenant: &tenant,
-                detector: &detector,
+                tenant: &tenant_id,
+                detector,
                 tool: &tool,
                 minutes,
                 reason,
@@ -590,19 +605,13 @@ pub async fn transition(pool: &PgPool, req: TransitionRequest<'_>) -> sqlx::Resu
             suppressions.push(suppressions::insert(&mut tx, &new, req.actor).await?);
         }
     }
-    let alerted = if req.ends {
+    if req.ends {
         let summary = format!(
             "incident {} of tenant {tenant_id} closed as {} by {}",
             req.incident_id, req.to, req.actor
         );
-        alerts::resolve_incident(&mut tx, req.incident_id, &summary, &json!({"status": req.to})).await?
-    } else {
-        false
-    };
+        alerts::resolve_incident(&mut tx, req.incident_id, &summary, &json!({"status": req.to})).await?;
+    }
     tx.commit().await?;
-    Ok(TransitionOutcome::Done {
-        incident,
-        alerted,
-        suppressions,
-    })
+    Ok(TransitionOutcome::Done { incident, suppressions })
 }

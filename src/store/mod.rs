@@ -5,13 +5,14 @@
 
 pub mod alerts;
 pub mod audit;
-pub mod dashboard;
-pub mod events;
+pub(crate) mod dashboard;
+pub(crate) mod events;
 pub mod incidents;
-pub mod policies;
+pub(crate) mod policies;
 pub mod rotations;
 pub mod suppressions;
 pub mod tenants;
+pub(crate) mod text;
 
 use anyhow::Context;
 use secrecy::ExposeSecret;
@@ -21,7 +22,7 @@ use std::time::Duration;
 
 /// A new row id: `prefix_` and a UUID v7 (time-ordered, so ids sort by creation and pages
 /// can be cut on them).
-pub fn new_id(prefix: &str) -> String {
+pub(crate) fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
@@ -41,7 +42,7 @@ pub async fn connect(url: &secrecy::SecretString, acquire_timeout: Duration) -> 
 
 /// What `/readyz` reports of the database.
 #[derive(Debug, Clone, Copy)]
-pub struct Readiness {
+pub(crate) struct Readiness {
     /// The events table, which every ingest appends to, answered a read within the bound.
     pub database: bool,
     pub migrations: bool,
@@ -50,7 +51,7 @@ pub struct Readiness {
 /// Probes the database within `within`: a connection, a read of the events table (it waits behind an
 /// exclusive lock on the table, as ingest's commits do), and the migrations. Postgres itself
 /// cancels the statement at the bound, so a probe never leaves a connection stuck behind a lock.
-pub async fn readiness(pool: &PgPool, within: Duration) -> Readiness {
+pub(crate) async fn readiness(pool: &PgPool, within: Duration) -> Readiness {
     let probe = async {
         let mut tx = pool.begin().await?;
         sqlx::query(&format!("set local statement_timeout = {}", within.as_millis().max(1)))
@@ -77,7 +78,7 @@ pub async fn readiness(pool: &PgPool, within: Duration) -> Readiness {
 }
 
 /// Whether every migration this binary knows has been applied.
-pub async fn migrations_applied(pool: &PgPool) -> bool {
+pub(crate) async fn migrations_applied(pool: &PgPool) -> bool {
     let applied: Result<i64, _> = sqlx::query_scalar("select count(*) from _sqlx_migrations where success")
         .fetch_one(pool)
         .await;
@@ -85,6 +86,6 @@ pub async fn migrations_applied(pool: &PgPool) -> bool {
 }
 
 /// Pagination cursor: the last id of the previous page (ids are time-ordered UUIDv7 strings).
-pub fn page_limit(limit: Option<i64>) -> i64 {
+pub(crate) fn page_limit(limit: Option<i64>) -> i64 {
     limit.unwrap_or(50).clamp(1, 500)
 }

@@ -7,7 +7,7 @@ use serde_json::json;
 use sqlx::PgPool;
 
 /// Every stored override: (tenant, TOML).
-pub async fn all(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
+pub async fn all(pool: &PgPool) -> sqlx::Result<Vec<(TenantId, String)>> {
     sqlx::query_as("select tenant_id, policy from tenant_policies order by tenant_id")
         .fetch_all(pool)
         .await
@@ -16,7 +16,7 @@ pub async fn all(pool: &PgPool) -> sqlx::Result<Vec<(String, String)>> {
 /// The tenant's override, if set.
 pub async fn get(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("select policy from tenant_policies where tenant_id = $1")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .fetch_optional(pool)
         .await
 }
@@ -28,7 +28,7 @@ pub async fn put(pool: &PgPool, tenant: &TenantId, policy: &str, actor: &Actor) 
         "insert into tenant_policies (tenant_id, policy, updated_by) values ($1, $2, $3)
          on conflict (tenant_id) do update set policy = $2, updated_by = $3, updated_at = now()",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(policy)
     .bind(actor.to_string())
     .execute(&mut *tx)
@@ -38,7 +38,7 @@ pub async fn put(pool: &PgPool, tenant: &TenantId, policy: &str, actor: &Actor) 
         NewEntry {
             actor,
             action: "policy.update",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(tenant.as_ref()),
             details: json!({"policy": policy}),
         },
@@ -51,7 +51,7 @@ pub async fn put(pool: &PgPool, tenant: &TenantId, policy: &str, actor: &Actor) 
 pub async fn delete(pool: &PgPool, tenant: &TenantId, actor: &Actor) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let deleted = sqlx::query("delete from tenant_policies where tenant_id = $1")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .execute(&mut *tx)
         .await?
         .rows_affected()
@@ -62,7 +62,7 @@ pub async fn delete(pool: &PgPool, tenant: &TenantId, actor: &Actor) -> sqlx::Re
             NewEntry {
                 actor,
                 action: "policy.delete",
-                tenant_id: Some(tenant.as_ref()),
+                tenant_id: Some(tenant),
                 target: Some(tenant.as_ref()),
                 details: json!({}),
             },

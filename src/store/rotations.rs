@@ -5,23 +5,56 @@
 use super::alerts::{self, NewAlert};
 use super::audit::{self, Actor, NewEntry};
 use super::new_id;
+use super::text::text_enum;
 use crate::event::TenantId;
+use crate::policy::Scope;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
+text_enum! {
+    /// Where a rotation stands: `pending` → `running` → `succeeded` | `failed` (retries
+    /// exhausted) | `skipped` (deduplicated within the cooldown, or held by the circuit breaker).
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RotationStatus {
+        Pending = "pending",
+        Running = "running",
+        Succeeded = "succeeded",
+        Failed = "failed",
+        Skipped = "skipped",
+    }
+}
+
+impl RotationStatus {
+    /// Whether the job is over (a retry would not race it).
+    pub fn finished(self) -> bool {
+        !matches!(self, RotationStatus::Pending | RotationStatus::Running)
+    }
+}
+
+text_enum! {
+    /// Who asked for a rotation: a finding's policy, or a person.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+    #[serde(rename_all = "snake_case")]
+    pub enum RotationTrigger {
+        Automatic = "automatic",
+        Manual = "manual",
+    }
+}
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbRotation {
     pub rotation_id: String,
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub incident_id: Option<String>,
-    pub trigger: String,
-    pub scope: String,
+    pub trigger: RotationTrigger,
+    pub scope: Scope,
     pub tools: String,
     pub secret: Value,
     /// Identity of the secret (cooldown dedupe; at most one job per secret runs at a time).
     pub secret_key: String,
-    pub status: String,
+    pub status: RotationStatus,
     pub attempts: i32,
     pub requested_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
@@ -52,7 +85,7 @@ fn vigil_entry<'a>(action: &'a str, job: &'a DbRotation, details: Value) -> NewE
 
 /// Automatic rotations of the tenant that ran or are to run (not skipped), requested within
 /// the last `minutes`: what the circuit breaker counts.
-pub async fn automatic_within(
+pub(crate) async fn automatic_within(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     minutes: i32,
@@ -62,7 +95,7 @@ pub async fn automatic_within(
          where tenant_id = $1 and trigger = 'automatic' and status <> 'skipped'
            and requested_at > now() - make_interval(mins => $2)",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(minutes)
     .fetch_one(&mut **tx)
     .await
@@ -70,7 +103,7 @@ pub async fn automatic_within(
 
 /// The latest rotation of the secret pending, running or succeeded within the last `minutes`:
 /// what cooldown dedupe folds a new one into.
-pub async fn recent_of_secret(
+pub(crate) async fn recent_of_secret(
     tx: &mut Transaction<'_, Postgres>,
     tenant: &TenantId,
     secret_key: &str,
@@ -82,7 +115,7 @@ pub async fn recent_of_secret(
            and requested_at > now() - make_interval(mins => $3)
          order by requested_at desc limit 1",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(secret_key)
     .bind(minutes as i32)
     .fetch_optional(&mut **tx)
@@ -90,21 +123,24 @@ pub async fn recent_of_secret(
 }
 
 /// An automatic rotation job as the response decided it: `pending`, or `skipped` with why.
-pub struct NewAutomatic<'a> {
+pub(crate) struct NewAutomatic<'a> {
     pub tenant: &'a TenantId,
     pub incident_id: &'a str,
-    pub scope: &'a str,
+    pub scope: Scope,
     pub tools: &'a str,
     pub secret: Value,
     pub secret_key: &'a str,
-    pub status: &'a str,
+    pub status: RotationStatus,
     pub result: Option<&'a Value>,
     pub detected_at: DateTime<Utc>,
     pub event_at: Option<DateTime<Utc>>,
 }
 
 /// Inserts an automatic rotation job (a skipped one finished at once); returns its id.
-pub async fn insert_automatic(tx: &mut Transaction<'_, Postgres>, job: NewAutomatic<'_>) -> sqlx::Result<String> {
+pub(crate) async fn insert_automatic(
+    tx: &mut Transaction<'_, Postgres>,
+    job: NewAutomatic<'_>,
+) -> sqlx::Result<String> {
     let rotation_id = new_id("rot");
     sqlx::query(
         "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key,
@@ -113,7 +149,7 @@ pub async fn insert_automatic(tx: &mut Transaction<'_, Postgres>, job: NewAutoma
                  case when $8 = 'skipped' then now() end, $10, $11)",
     )
     .bind(&rotation_id)
-    .bind(job.tenant.as_ref())
+    .bind(job.tenant)
     .bind(job.incident_id)
     .bind(job.scope)
     .bind(job.tools)
@@ -130,7 +166,7 @@ pub async fn insert_automatic(tx: &mut Transaction<'_, Postgres>, job: NewAutoma
 
 /// Claims the oldest due job whose secret is not in `busy` (secrets being rotated right now)
 /// and marks it running; `None` when nothing is due.
-pub async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<DbRotation>> {
+pub(crate) async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<DbRotation>> {
     let mut tx = pool.begin().await?;
     let job: Option<DbRotation> = sqlx::query_as(&format!(
         "update rotations set status = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now())
@@ -154,7 +190,7 @@ pub async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<Db
     Ok(job)
 }
 
-pub async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: NewAlert<'_>) -> sqlx::Result<()> {
+pub(crate) async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: NewAlert<'_>) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
         "update rotations set status = 'succeeded', result = $2, error = null, finished_at = now()
@@ -179,7 +215,7 @@ pub async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: New
 
 /// Records a failed attempt: back to `pending` at `retry_at`, or `failed` for good when
 /// `None`, which is alerted.
-pub async fn fail(
+pub(crate) async fn fail(
     pool: &PgPool,
     job: &DbRotation,
     error: &str,
@@ -217,7 +253,7 @@ pub async fn fail(
 
 /// Jobs left `running` by a process that died are due again. Backends are called with
 /// check-and-set or idempotency tokens, so running one twice does not rotate twice.
-pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
+pub(crate) async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
     let mut tx = pool.begin().await?;
     let requeued: Vec<DbRotation> = sqlx::query_as(&format!(
         "update rotations set status = 'pending', next_attempt_at = now() where status = 'running'
@@ -236,16 +272,16 @@ pub async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
 
 /// A rotation a person asked for.
 #[derive(Debug, Clone)]
-pub struct ManualRotation {
+pub(crate) struct ManualRotation {
     pub secret: Value,
     pub secret_key: String,
     pub tools: String,
-    pub scope: &'static str,
+    pub scope: Scope,
 }
 
 /// Queues manual rotations (no cooldown, no circuit breaker: a person asked) with an audit
 /// entry each, in one transaction.
-pub async fn insert_manual(
+pub(crate) async fn insert_manual(
     pool: &PgPool,
     tenant: &TenantId,
     rotations: &[ManualRotation],
@@ -262,7 +298,7 @@ pub async fn insert_manual(
              returning {COLUMNS}"
         ))
         .bind(new_id("rot"))
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .bind(r.scope)
         .bind(&r.tools)
         .bind(&r.secret)
@@ -276,7 +312,7 @@ pub async fn insert_manual(
             NewEntry {
                 actor,
                 action: "rotation.manual",
-                tenant_id: Some(tenant.as_ref()),
+                tenant_id: Some(tenant),
                 target: Some(&row.rotation_id),
                 details: json!({"secret": r.secret_key, "tools": r.tools, "reason": reason}),
             },
@@ -290,19 +326,19 @@ pub async fn insert_manual(
 
 /// What became of a retry request.
 #[derive(Debug)]
-pub enum RetryOutcome {
+pub(crate) enum RetryOutcome {
     /// The new rotation (pending).
     Queued(Box<DbRotation>),
     NotFound,
     /// The original has not finished; retrying it would race it.
     InProgress {
-        status: String,
+        status: RotationStatus,
     },
 }
 
 /// Queues a new manual rotation of the same secret as `rotation_id`, linked to it (and to its
 /// incident, so the incident lists the retry).
-pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Result<RetryOutcome> {
+pub(crate) async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Result<RetryOutcome> {
     let mut tx = pool.begin().await?;
     let original: Option<DbRotation> = sqlx::query_as(&format!(
         "select {COLUMNS} from rotations where rotation_id = $1 for update"
@@ -313,7 +349,7 @@ pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Res
     let Some(original) = original else {
         return Ok(RetryOutcome::NotFound);
     };
-    if matches!(original.status.as_str(), "pending" | "running") {
+    if !original.status.finished() {
         return Ok(RetryOutcome::InProgress {
             status: original.status,
         });
@@ -346,20 +382,20 @@ pub async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Res
 }
 
 #[derive(Debug, Default)]
-pub struct RotationFilter {
+pub(crate) struct RotationFilter {
     pub tenant: Option<TenantId>,
-    pub status: Option<String>,
+    pub status: Option<RotationStatus>,
     pub incident: Option<String>,
     pub cursor: Option<String>,
     pub limit: i64,
 }
 
-pub async fn list(pool: &PgPool, filter: &RotationFilter) -> sqlx::Result<Vec<DbRotation>> {
+pub(crate) async fn list(pool: &PgPool, filter: &RotationFilter) -> sqlx::Result<Vec<DbRotation>> {
     let mut q: QueryBuilder<Postgres> = QueryBuilder::new(format!("select {COLUMNS} from rotations where true"));
     if let Some(t) = &filter.tenant {
-        q.push(" and tenant_id = ").push_bind(t.as_ref());
+        q.push(" and tenant_id = ").push_bind(t);
     }
-    if let Some(s) = &filter.status {
+    if let Some(s) = filter.status {
         q.push(" and status = ").push_bind(s);
     }
     if let Some(i) = &filter.incident {
@@ -372,7 +408,7 @@ pub async fn list(pool: &PgPool, filter: &RotationFilter) -> sqlx::Result<Vec<Db
     q.build_query_as().fetch_all(pool).await
 }
 
-pub async fn get(pool: &PgPool, rotation_id: &str) -> sqlx::Result<Option<DbRotation>> {
+pub(crate) async fn get(pool: &PgPool, rotation_id: &str) -> sqlx::Result<Option<DbRotation>> {
     sqlx::query_as(&format!("select {COLUMNS} from rotations where rotation_id = $1"))
         .bind(rotation_id)
         .fetch_optional(pool)

@@ -4,6 +4,7 @@
 use super::audit::{self, Actor, NewEntry};
 use super::events::DbEvent;
 use super::new_id;
+use crate::detect::Detector;
 use crate::event::{TenantId, ToolCallEvent};
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -12,8 +13,8 @@ use sqlx::{PgPool, Postgres, Transaction};
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbSuppression {
     pub suppression_id: String,
-    pub tenant_id: String,
-    pub detector: String,
+    pub tenant_id: TenantId,
+    pub detector: Detector,
     pub tool: String,
     pub expires_at: DateTime<Utc>,
     pub reason: String,
@@ -28,9 +29,9 @@ const COLUMNS: &str = "suppression_id, tenant_id, detector, tool, expires_at, re
                        created_at, lifted_at, lifted_by";
 
 /// What a new suppression says.
-pub struct NewSuppression<'a> {
+pub(crate) struct NewSuppression<'a> {
     pub tenant: &'a TenantId,
-    pub detector: &'a str,
+    pub detector: Detector,
     pub tool: &'a str,
     pub minutes: i64,
     pub reason: &'a str,
@@ -38,7 +39,7 @@ pub struct NewSuppression<'a> {
 }
 
 /// Writes one suppression and its audit entry inside the caller's transaction.
-pub async fn insert(
+pub(crate) async fn insert(
     tx: &mut Transaction<'_, Postgres>,
     new: &NewSuppression<'_>,
     actor: &Actor,
@@ -48,7 +49,7 @@ pub async fn insert(
          values ($1, $2, $3, $4, now() + make_interval(mins => $5::int), $6, $7, $8) returning {COLUMNS}"
     ))
     .bind(new_id("sup"))
-    .bind(new.tenant.as_ref())
+    .bind(new.tenant)
     .bind(new.detector)
     .bind(new.tool)
     .bind(new.minutes)
@@ -73,7 +74,7 @@ pub async fn insert(
 }
 
 /// Writes one suppression a person asked for by hand, with its audit entry.
-pub async fn create(pool: &PgPool, new: &NewSuppression<'_>, actor: &Actor) -> sqlx::Result<DbSuppression> {
+pub(crate) async fn create(pool: &PgPool, new: &NewSuppression<'_>, actor: &Actor) -> sqlx::Result<DbSuppression> {
     let mut tx = pool.begin().await?;
     let row = insert(&mut tx, new, actor).await?;
     tx.commit().await?;
@@ -82,10 +83,10 @@ pub async fn create(pool: &PgPool, new: &NewSuppression<'_>, actor: &Actor) -> s
 
 /// The distinct (detector, tool) pairs of an incident's findings: what marking it a false
 /// positive suppresses.
-pub async fn incident_pairs(
+pub(crate) async fn incident_pairs(
     tx: &mut Transaction<'_, Postgres>,
     incident_id: &str,
-) -> sqlx::Result<Vec<(String, String)>> {
+) -> sqlx::Result<Vec<(Detector, String)>> {
     sqlx::query_as("select distinct detector, tool from findings where incident_id = $1 order by detector, tool")
         .bind(incident_id)
         .fetch_all(&mut **tx)
@@ -94,7 +95,12 @@ pub async fn incident_pairs(
 
 /// Lifts an open suppression now. `None` when there is no such suppression of the tenant, or
 /// it was already lifted or has expired.
-pub async fn lift(pool: &PgPool, tenant: &TenantId, id: &str, actor: &Actor) -> sqlx::Result<Option<DbSuppression>> {
+pub(crate) async fn lift(
+    pool: &PgPool,
+    tenant: &TenantId,
+    id: &str,
+    actor: &Actor,
+) -> sqlx::Result<Option<DbSuppression>> {
     let mut tx = pool.begin().await?;
     let row: Option<DbSuppression> = sqlx::query_as(&format!(
         "update suppressions set lifted_at = now(), lifted_by = $3
@@ -102,7 +108,7 @@ pub async fn lift(pool: &PgPool, tenant: &TenantId, id: &str, actor: &Actor) -> 
          returning {COLUMNS}"
     ))
     .bind(id)
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(actor.to_string())
     .fetch_optional(&mut *tx)
     .await?;
@@ -124,20 +130,20 @@ pub async fn lift(pool: &PgPool, tenant: &TenantId, id: &str, actor: &Actor) -> 
 }
 
 /// Open suppressions (not lifted, not expired), of one tenant or all, soonest to expire first.
-pub async fn open(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<DbSuppression>> {
+pub(crate) async fn open(pool: &PgPool, tenant: Option<&TenantId>) -> sqlx::Result<Vec<DbSuppression>> {
     sqlx::query_as(&format!(
         "select {COLUMNS} from suppressions
          where ($1::text is null or tenant_id = $1) and lifted_at is null and expires_at > now()
          order by expires_at, suppression_id"
     ))
-    .bind(tenant.map(AsRef::as_ref))
+    .bind(tenant)
     .fetch_all(pool)
     .await
 }
 
 /// The events behind an incident's baseline findings (those that made the event count with
 /// reduced weight), in log order: what a false positive teaches the baseline.
-pub async fn incident_events(pool: &PgPool, incident_id: &str) -> anyhow::Result<Vec<ToolCallEvent>> {
+pub(crate) async fn incident_events(pool: &PgPool, incident_id: &str) -> anyhow::Result<Vec<ToolCallEvent>> {
     let rows: Vec<DbEvent> = sqlx::query_as(
         "select e.seq, e.tenant_id, e.event_id, e.ts, e.tool, e.params, e.outcome, e.error_code, e.duration_ms,
                 e.agent_id, e.session_id, e.credential_ref

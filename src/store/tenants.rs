@@ -3,16 +3,17 @@
 
 use super::audit::{self, Actor, NewEntry};
 use crate::event::TenantId;
+use crate::policy::Mode;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, Transaction};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DbTenant {
-    pub tenant_id: String,
+    pub tenant_id: TenantId,
     pub display_name: String,
     pub markers: Vec<String>,
-    pub mode: String,
+    pub mode: Mode,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -23,16 +24,16 @@ pub enum CreateOutcome {
 }
 
 /// A new tenant and the id and hash of its first ingest token.
-pub struct NewTenant<'a> {
+pub(crate) struct NewTenant<'a> {
     pub tenant: &'a TenantId,
     pub display_name: &'a str,
     pub markers: &'a [String],
-    pub mode: &'a str,
+    pub mode: Mode,
     pub token_id: &'a str,
     pub token_hash: &'a [u8],
 }
 
-pub async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::Result<CreateOutcome> {
+pub(crate) async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::Result<CreateOutcome> {
     let NewTenant {
         tenant,
         display_name,
@@ -47,7 +48,7 @@ pub async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::R
          on conflict (tenant_id) do nothing
          returning tenant_id, display_name, markers, mode, created_at, updated_at",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(display_name)
     .bind(markers)
     .bind(mode)
@@ -62,7 +63,7 @@ pub async fn create(pool: &PgPool, new: NewTenant<'_>, actor: &Actor) -> sqlx::R
         NewEntry {
             actor,
             action: "tenant.create",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(tenant.as_ref()),
             details: json!({"display_name": display_name, "markers": markers, "mode": mode, "token_id": token_id}),
         },
@@ -80,23 +81,23 @@ async fn insert_token(
 ) -> sqlx::Result<()> {
     sqlx::query("insert into ingest_tokens (token_id, tenant_id, token_hash) values ($1, $2, $3)")
         .bind(token_id)
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .bind(token_hash)
         .execute(&mut **tx)
         .await?;
     Ok(())
 }
 
-pub async fn get(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<DbTenant>> {
+pub(crate) async fn get(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Option<DbTenant>> {
     sqlx::query_as(
         "select tenant_id, display_name, markers, mode, created_at, updated_at from tenants where tenant_id = $1",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .fetch_optional(pool)
     .await
 }
 
-pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
+pub(crate) async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
     sqlx::query_as(
         "select tenant_id, display_name, markers, mode, created_at, updated_at from tenants order by tenant_id",
     )
@@ -105,7 +106,7 @@ pub async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
 }
 
 /// The tenant and mode an unrevoked token hash belongs to.
-pub async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<(String, String)>> {
+pub(crate) async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<(TenantId, Mode)>> {
     sqlx::query_as(
         "select t.tenant_id, t.mode from ingest_tokens k join tenants t using (tenant_id)
          where k.token_hash = $1 and k.revoked_at is null",
@@ -116,21 +117,26 @@ pub async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Opti
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbBinding {
+pub(crate) struct DbBinding {
     pub tools: String,
     pub secrets: Value,
 }
 
 /// Replaces the tenant's bindings as a whole: a PUT is the complete list.
-pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBinding], actor: &Actor) -> sqlx::Result<()> {
+pub(crate) async fn put_bindings(
+    pool: &PgPool,
+    tenant: &TenantId,
+    bindings: &[DbBinding],
+    actor: &Actor,
+) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query("delete from credential_bindings where tenant_id = $1")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .execute(&mut *tx)
         .await?;
     for (position, b) in bindings.iter().enumerate() {
         sqlx::query("insert into credential_bindings (tenant_id, position, tools, secrets) values ($1, $2, $3, $4)")
-            .bind(tenant.as_ref())
+            .bind(tenant)
             .bind(position as i32)
             .bind(&b.tools)
             .bind(&b.secrets)
@@ -146,7 +152,7 @@ pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBindin
         NewEntry {
             actor,
             action: "bindings.put",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(tenant.as_ref()),
             details: json!({ "bindings": listed }),
         },
@@ -155,23 +161,23 @@ pub async fn put_bindings(pool: &PgPool, tenant: &TenantId, bindings: &[DbBindin
     tx.commit().await
 }
 
-pub async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBinding>> {
+pub(crate) async fn bindings(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbBinding>> {
     sqlx::query_as("select tools, secrets from credential_bindings where tenant_id = $1 order by position")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .fetch_all(pool)
         .await
 }
 
 /// A partial update: `None` leaves the field as it is.
 #[derive(Debug, Default)]
-pub struct TenantPatch {
+pub(crate) struct TenantPatch {
     pub display_name: Option<String>,
     pub markers: Option<Vec<String>>,
-    pub mode: Option<String>,
+    pub mode: Option<Mode>,
 }
 
 /// Applies the patch; `None` when the tenant does not exist.
-pub async fn update(
+pub(crate) async fn update(
     pool: &PgPool,
     tenant: &TenantId,
     patch: &TenantPatch,
@@ -184,10 +190,10 @@ pub async fn update(
          where tenant_id = $1
          returning tenant_id, display_name, markers, mode, created_at, updated_at",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(&patch.display_name)
     .bind(&patch.markers)
-    .bind(&patch.mode)
+    .bind(patch.mode)
     .fetch_optional(&mut *tx)
     .await?;
     if row.is_none() {
@@ -200,7 +206,7 @@ pub async fn update(
     if let Some(v) = &patch.markers {
         changed["markers"] = json!(v);
     }
-    if let Some(v) = &patch.mode {
+    if let Some(v) = patch.mode {
         changed["mode"] = v.as_str().into();
     }
     audit::append(
@@ -208,7 +214,7 @@ pub async fn update(
         NewEntry {
             actor,
             action: "tenant.update",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(tenant.as_ref()),
             details: changed,
         },
@@ -220,23 +226,23 @@ pub async fn update(
 
 /// An ingest token's public face: its id and life, never the token or its hash.
 #[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DbToken {
+pub(crate) struct DbToken {
     pub token_id: String,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
 }
 
-pub async fn tokens(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbToken>> {
+pub(crate) async fn tokens(pool: &PgPool, tenant: &TenantId) -> sqlx::Result<Vec<DbToken>> {
     sqlx::query_as(
         "select token_id, created_at, revoked_at from ingest_tokens where tenant_id = $1 order by created_at, token_id",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .fetch_all(pool)
     .await
 }
 
 /// Adds an ingest token to an existing tenant; `false` when the tenant does not exist.
-pub async fn add_token(
+pub(crate) async fn add_token(
     pool: &PgPool,
     tenant: &TenantId,
     token_id: &str,
@@ -245,7 +251,7 @@ pub async fn add_token(
 ) -> sqlx::Result<bool> {
     let mut tx = pool.begin().await?;
     let exists: bool = sqlx::query_scalar("select exists (select 1 from tenants where tenant_id = $1)")
-        .bind(tenant.as_ref())
+        .bind(tenant)
         .fetch_one(&mut *tx)
         .await?;
     if !exists {
@@ -257,7 +263,7 @@ pub async fn add_token(
         NewEntry {
             actor,
             action: "token.create",
-            tenant_id: Some(tenant.as_ref()),
+            tenant_id: Some(tenant),
             target: Some(token_id),
             details: json!({}),
         },
@@ -270,7 +276,7 @@ pub async fn add_token(
 /// Revokes one of the tenant's tokens; returns its hash (so the caller can drop it from the
 /// token cache), or `None` when the tenant has no such token. Revoking twice is harmless and
 /// audited once.
-pub async fn revoke_token(
+pub(crate) async fn revoke_token(
     pool: &PgPool,
     tenant: &TenantId,
     token_id: &str,
@@ -282,7 +288,7 @@ pub async fn revoke_token(
          where tenant_id = $1 and token_id = $2
          returning token_hash, revoked_at = now()",
     )
-    .bind(tenant.as_ref())
+    .bind(tenant)
     .bind(token_id)
     .fetch_optional(&mut *tx)
     .await?;
@@ -295,7 +301,7 @@ pub async fn revoke_token(
             NewEntry {
                 actor,
                 action: "token.revoke",
-                tenant_id: Some(tenant.as_ref()),
+                tenant_id: Some(tenant),
                 target: Some(token_id),
                 details: json!({}),
             },

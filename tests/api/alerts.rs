@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use std::sync::{Arc, Mutex};
 use tokio::net::{TcpListener, TcpStream};
+use vigil::store::alerts::DeliveryStatus;
 use vigil_test_support::*;
 
 const WEBHOOK_SECRET: &str = "test-webhook-secret-0123456789";
@@ -55,8 +56,11 @@ async fn delivered_kinds(app: &TestApp, incident: &str) -> Vec<(String, i32)> {
         let deliveries = vigil::store::alerts::deliveries_of_incident(&app.pool, incident)
             .await
             .unwrap();
-        if deliveries.iter().all(|d| d.status == "delivered") {
-            return deliveries.into_iter().map(|d| (d.kind, d.attempts)).collect();
+        if deliveries.iter().all(|d| d.status == DeliveryStatus::Delivered) {
+            return deliveries
+                .into_iter()
+                .map(|d| (d.kind.to_string(), d.attempts))
+                .collect();
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
@@ -332,11 +336,11 @@ async fn while_alertmanager_is_unreachable_alerts_wait_in_the_outbox_and_arrive_
             .unwrap();
         if let Some(d) = deliveries.first() {
             assert!(
-                matches!(d.status.as_str(), "pending" | "delivering"),
+                matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Delivering),
                 "neither delivered nor given up: {d:?}"
             );
             attempts = d.attempts;
-            if attempts >= 2 && d.status == "pending" {
+            if attempts >= 2 && d.status == DeliveryStatus::Pending {
                 assert!(
                     d.last_error.as_deref().unwrap_or_default().contains("unreachable"),
                     "{d:?}"
