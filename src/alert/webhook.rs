@@ -2,7 +2,7 @@
 //! `X-Vigil-Signature`) so receivers can tell Vigil's alerts from forgeries and replays, and
 //! `X-Vigil-Alert-Id`: the alert's id; a redelivery repeats it, so receivers can dedupe.
 //!
-//! README.md shows how to verify a delivery.
+//! docs/operations.md (Alerts) shows how to verify a delivery.
 
 use super::{Alert, AlertSink, DeliveryError};
 use crate::secrets::BoxFuture;
