@@ -18,10 +18,11 @@
 # A binding outside these paths fails its rotation at once with OpenBao's 403, which is recorded
 # and alerted: widen this policy on purpose, one path at a time, rather than with a wildcard.
 #
-# Never granted: reading database credentials (`creds/`, `static-creds/`), deleting, destroying
-# or undeleting KV versions, changing a secret's max_versions, cas_required or
-# delete_version_after, listing secrets, and anything under sys/ or auth/ beyond leases (no
-# policies, tokens, mounts): a stolen Vigil token can rotate bound secrets, not read or keep them.
+# Never granted: reading database credentials (`creds/`, `static-creds/`; only the optional
+# verification block at the end, commented out, does), deleting, destroying or undeleting KV
+# versions, changing a secret's max_versions, cas_required or delete_version_after, listing
+# secrets, and anything under sys/ or auth/ beyond leases (no policies, tokens, mounts): a stolen
+# Vigil token can rotate bound secrets, not read or keep them.
 
 # kv2: the current value is read for its field names only (values are skipped unparsed); the new
 # version is written with check-and-set on the version just read.
@@ -59,3 +60,16 @@ path "database/rotate-role/tenant-*" {
 path "database/static-roles/tenant-*" {
   capabilities = ["read"]
 }
+
+# Optional, commented out: proving revocation (src/secrets/verify.rs). With these grants, after a
+# lease_prefix rotation Vigil logs in with a credential it issued itself from the same role
+# (revoked with the agent's) and records "verified": true when the database refuses it; after a
+# database_static_role rotation it logs in with the password from before the rotation. The
+# price: a stolen Vigil token could then issue tenant database credentials and read the static
+# roles' passwords. Without them every rotation still happens, and records its check as "not
+# checked: Vigil's Vault token may not read …".
+#
+# path "database/roles/tenant-*"        { capabilities = ["read"] }   # the role's database
+# path "database/config/*"              { capabilities = ["read"] }   # its connection URL (no password)
+# path "database/creds/tenant-*"        { capabilities = ["read"] }   # lease_prefix: the twin credential
+# path "database/static-creds/tenant-*" { capabilities = ["read"] }   # static role: the password before

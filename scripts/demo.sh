@@ -7,7 +7,9 @@
 # with bindings to those secrets (and initech); sends 90 minutes of normal traffic for each (event
 # time), then a burst of 60 calls for acme in the current minute and one call by initech's agent
 # naming globex's repository; shows what Vigil found, the incident, the rotations, and that only
-# the attacked tenants' secrets got a new version. Then it keeps Vigil running for you to
+# the attacked tenants' secrets got a new version. acme's agent also holds a dynamic database
+# credential from OpenBao's database engine (on the same PostgreSQL): the demo logs in with it
+# before the attack and shows the login refused after it. Then it keeps Vigil running for you to
 # explore until Ctrl-C, which stops Vigil and the backends this script started.
 #
 # Environment:
@@ -205,7 +207,40 @@ kv_version() { # kv_version TENANT -> current_version of secret/tenants/TENANT/g
   jq -r .data.current_version <<<"$BODY"
 }
 
+# pg_login USER PASSWORD: logs in to the demo's PostgreSQL over TCP as USER; prints
+# current_user, or the server's refusal (and fails)
+pg_login() {
+  PGPASSWORD=$2 PGCONNECT_TIMEOUT=5 psql "host=$PG_HOST port=$PG_PORT user=$1 dbname=$PG_DB sslmode=disable" \
+    -XAtqc 'SELECT current_user' 2>&1
+}
+
 # ---------------------------------------------------------------- secrets, tenants, bindings
+say "OpenBao's database engine on the demo's PostgreSQL: role demo-acme issues acme's agent its database credential"
+read -r PG_HOST PG_PORT PG_DB PG_USER PG_PASSWORD < <(python3 -c '
+import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1])
+print(p.hostname or "127.0.0.1", p.port or 5432, (p.path or "/postgres").lstrip("/") or "postgres",
+      u.unquote(p.username or "postgres"), u.unquote(p.password or "unused-with-trust-auth"))' "$VIGIL_TEST_DATABASE_URL")
+bao POST /v1/sys/mounts/database '{"type": "database"}'
+[ "$CODE" = 204 ] || grep -q "already in use" <<<"$BODY" || expect 204 "mount OpenBao's database engine"
+bao POST /v1/database/config/vigil-demo "$(jq -nc --arg url "postgresql://{{username}}:{{password}}@$PG_HOST:$PG_PORT/$PG_DB?sslmode=disable" \
+  --arg u "$PG_USER" --arg p "$PG_PASSWORD" \
+  '{plugin_name: "postgresql-database-plugin", connection_url: $url, username: $u, password: $p, allowed_roles: "demo-acme"}')"
+[ "${CODE:0:1}" = 2 ] || expect 204 "configure database/config/vigil-demo"
+bao POST /v1/database/roles/demo-acme "$(jq -nc '{db_name: "vigil-demo", default_ttl: "1h",
+  creation_statements: ["CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '"'"'{{password}}'"'"' VALID UNTIL '"'"'{{expiration}}'"'"';"]}')"
+[ "${CODE:0:1}" = 2 ] || expect 204 "create database/roles/demo-acme"
+bao GET /v1/database/creds/demo-acme
+expect 200 "issue acme's agent a database credential (database/creds/demo-acme)"
+AGENT_DB_USER=$(jq -r .data.username <<<"$BODY")
+AGENT_DB_PASSWORD=$(jq -r .data.password <<<"$BODY")
+info "acme's agent holds database user $AGENT_DB_USER (password not shown), lease $(jq -r .lease_id <<<"$BODY")"
+if LOGIN=$(pg_login "$AGENT_DB_USER" "$AGENT_DB_PASSWORD"); then
+  info "login with it before the attack: ok (current_user = $LOGIN)"
+else
+  die "the agent's fresh database credential cannot log in: $LOGIN"
+fi
+
 TENANTS=(acme globex initech)
 declare -A INGEST
 say "storing a GitHub token per tenant in OpenBao (KV v2, mount secret/)"
@@ -223,10 +258,14 @@ for t in "${TENANTS[@]}"; do
   expect 201 "POST /v1/tenants ($t)"
   INGEST[$t]=$(jq -r .ingest_token <<<"$BODY")
   info "tenant $t: mode $(jq -r .mode <<<"$BODY"), ingest token ${INGEST[$t]:0:12}…"
-  api PUT "/v1/tenants/$t/bindings" "$ADMIN" "$(jq -nc --arg p "tenants/$t/github" \
-    '{bindings: [{tools: "github.*", secrets: [{backend: "vault", kind: "kv2", mount: "secret", path: $p}]}]}')"
+  bindings=$(jq -nc --arg p "tenants/$t/github" '[{tools: "github.*", secrets: [{backend: "vault", kind: "kv2", mount: "secret", path: $p}]}]')
+  if [ "$t" = acme ]; then
+    bindings=$(jq -c '. + [{tools: "*", secrets: [{backend: "vault", kind: "lease_prefix", prefix: "database/creds/demo-acme"}]}]' <<<"$bindings")
+  fi
+  api PUT "/v1/tenants/$t/bindings" "$ADMIN" "$(jq -nc --argjson b "$bindings" '{bindings: $b}')"
   expect 200 "PUT /v1/tenants/$t/bindings"
-  info "tenant $t: github.* -> vault kv2 secret/tenants/$t/github"
+  info "tenant $t: github.* -> vault kv2 secret/tenants/$t/github (replaces the stored copy)"
+  [ "$t" = acme ] && info "tenant $t: * -> vault lease_prefix database/creds/demo-acme (revokes the agent's database credential)"
 done
 
 # ---------------------------------------------------------------- traffic
@@ -318,21 +357,22 @@ expect 202 "POST /v1/events (burst)"
 info "accepted $(jq -r .accepted <<<"$BODY"), duplicates $(jq -r .duplicates <<<"$BODY"); findings in the 202 response:"
 print_findings
 
-say "waiting for acme's rotation (GET /v1/rotations?tenant=acme, up to 20 s)"
-ROTATION=""
+say "waiting for acme's rotations (GET /v1/rotations?tenant=acme, up to 20 s)"
+ROTATIONS=""
 for ((i = 0; i < 40; i++)); do
   api GET "/v1/rotations?tenant=acme" "$ADMIN"
   expect 200 "GET /v1/rotations"
-  ROTATION=$(jq -c '[.rotations[] | select(.status == "succeeded" or .status == "failed")][0] // empty' <<<"$BODY")
-  [ -n "$ROTATION" ] && break
+  ROTATIONS=$(jq -c 'if (.rotations | length) >= 2 and all(.rotations[]; .status != "pending" and .status != "running")
+                     then .rotations else empty end' <<<"$BODY")
+  [ -n "$ROTATIONS" ] && break
   sleep 0.5
 done
 ok=1
-if [ -n "$ROTATION" ]; then
-  jq '{id, status, trigger, scope, tools, secret, attempts, requested_at, started_at, finished_at, result, error}' <<<"$ROTATION"
+if [ -n "$ROTATIONS" ]; then
+  jq '.[] | {id, status, secret, attempts, effect, verified, result, error} | with_entries(select(.value != null))' <<<"$ROTATIONS"
 else
   ok=0
-  warn "no rotation of acme reached succeeded/failed within 20 s; rotations now:"
+  warn "acme's two rotations did not both reach succeeded/failed within 20 s; rotations now:"
   jq '.rotations | map({id, status, tools, secret, error})' <<<"$BODY"
 fi
 
@@ -343,9 +383,11 @@ if [ "$(jq '.incidents | length' <<<"$BODY")" = 0 ]; then
   ok=0
   warn "no incident for acme"
 else
-  jq '.incidents[0] | {id, status, severity, opened_at, summary, rotations,
+  jq '.incidents[0] | {id, status, severity, opened_at, summary, rotations, containment,
       findings: [.findings[:5][] | {detector, severity, tool, event_id, observed, expected, threshold, p_value, explanation}],
       more_findings: ((.findings | length) - 5 | if . > 0 then . else 0 end)}' <<<"$BODY"
+  info "what each rotation achieved (containment):"
+  jq -r '.incidents[0].containment[] | "      \(.secret): \(.meaning // .status)"' <<<"$BODY"
 fi
 
 say "cross-tenant: initech's agent, prompt-injected, lists the issues of globex/api (one call)"
@@ -377,9 +419,21 @@ check() { # check DESCRIPTION CONDITION...
 check "acme:   version $ACME_BEFORE -> $ACME_AFTER (expected +1: rotated)" test "$ACME_AFTER" -eq $((ACME_BEFORE + 1))
 check "globex: version $GLOBEX_BEFORE -> $GLOBEX_AFTER (expected unchanged)" test "$GLOBEX_AFTER" -eq "$GLOBEX_BEFORE"
 check "initech: version $INITECH_BEFORE -> $INITECH_AFTER (expected +1: its agent reached for globex)" test "$INITECH_AFTER" -eq $((INITECH_BEFORE + 1))
-ROT_STATUS=none
-[ -n "$ROTATION" ] && ROT_STATUS=$(jq -r .status <<<"$ROTATION")
-check "rotation status: $ROT_STATUS (expected succeeded)" test "$ROT_STATUS" = succeeded
+rotation_of() { # rotation_of KIND FIELD: a field of acme's rotation of that kind
+  [ -n "$ROTATIONS" ] && jq -r --arg k "$1" --arg f "$2" '[.[] | select(.secret.kind == $k)][0][$f] // "none"' <<<"$ROTATIONS" || echo none
+}
+check "kv2 rotation: $(rotation_of kv2 status), $(rotation_of kv2 effect) (expected succeeded, stored_copy_replaced)" \
+  test "$(rotation_of kv2 status) $(rotation_of kv2 effect)" = "succeeded stored_copy_replaced"
+check "lease_prefix rotation: $(rotation_of lease_prefix status), $(rotation_of lease_prefix effect), verified $(rotation_of lease_prefix verified) (expected succeeded, revoked, verified true)" \
+  test "$(rotation_of lease_prefix status) $(rotation_of lease_prefix effect) $(rotation_of lease_prefix verified)" = "succeeded revoked true"
+
+say "the database credential acme's agent held, after the attack"
+if LOGIN=$(pg_login "$AGENT_DB_USER" "$AGENT_DB_PASSWORD"); then
+  check "login as $AGENT_DB_USER refused (it still logs in: $LOGIN)" false
+else
+  info "$(grep -m1 . <<<"$LOGIN")"
+  check "login as $AGENT_DB_USER refused after Vigil's lease_prefix rotation" true
+fi
 
 # ---------------------------------------------------------------- explore
 say "Vigil is running"

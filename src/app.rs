@@ -16,7 +16,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
-use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend};
+use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend, WebhookBackend};
 use crate::server;
 use crate::shard::{self, Pipeline, TenantState};
 use crate::store;
@@ -146,6 +146,11 @@ impl App {
                 endpoint_url: config.aws_endpoint_url.clone(),
                 region: config.aws_region.clone(),
             })?)),
+            // Revocation calls are signed with the alert webhooks' key.
+            webhook: match &config.webhook_secret {
+                Some(secret) => Some(Arc::new(WebhookBackend::new(secret.clone())?)),
+                None => None,
+            },
         };
         let (stop_workers, stopped) = watch::channel(false);
         let worker = RotationWorker {

@@ -23,6 +23,7 @@ pub mod review;
 pub mod secrets;
 pub(crate) mod server;
 pub mod shard;
+pub mod signed;
 pub mod simulate;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]

@@ -2,8 +2,9 @@
 //! is posted firing with an explicit `endsAt` a week out (Alertmanager would otherwise resolve
 //! it after its `resolve_timeout`, while the incident is still open), and re-posted with
 //! `endsAt` = the closing instant when the incident is resolved or marked a false positive.
-//! Labels carry the detector's OWASP category and ATLAS technique ids; annotations their names
-//! and the finding's confidence (Alertmanager annotations are strings).
+//! Labels carry the detector's OWASP category and ATLAS technique ids, and a rotation's `effect`
+//! and `verified`; annotations their names, the finding's confidence and the effect in plain
+//! words (Alertmanager annotations are strings).
 //! Rotation and circuit-breaker alerts are one-off notices: Alertmanager's own
 //! `resolve_timeout` retires them.
 
@@ -46,6 +47,9 @@ impl AlertmanagerSink {
         if let Some(c) = alert.confidence() {
             annotations["confidence"] = format!("{c:.3}").into();
         }
+        if let Some(e) = alert.effect() {
+            annotations["effect"] = e.words(alert.verified()).into();
+        }
         let mut item = json!({
             "labels": alert.labels(),
             "annotations": annotations,
@@ -76,7 +80,7 @@ impl AlertSink for AlertmanagerSink {
                 .json(&Self::body(alert))
                 .send()
                 .await
-                .map_err(|e| DeliveryError::unreachable(&e.without_url()))?;
+                .map_err(DeliveryError::unreachable)?;
             let status = response.status();
             if status.is_success() {
                 return Ok(());

@@ -11,14 +11,16 @@ mod alertmanager;
 mod webhook;
 mod worker;
 
+pub use crate::signed::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use alertmanager::AlertmanagerSink;
-pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, sign};
+pub use webhook::WebhookSink;
 pub use worker::AlertWorker;
 
 use crate::config::Config;
 use crate::detect::taxonomy::{self, Tag};
 use crate::detect::{Detector, Severity};
-use crate::secrets::BoxFuture;
+use crate::secrets::{BoxFuture, Effect, Rotated};
+use crate::signed;
 pub use crate::store::alerts::AlertKind;
 use crate::store::alerts::{DbDelivery, NewAlert};
 use crate::store::rotations::DbRotation;
@@ -131,7 +133,26 @@ impl Alert {
         if let Some(r) = &self.rotation_id {
             labels.insert("rotation", r.clone());
         }
+        if let Some(effect) = self.effect() {
+            labels.insert("effect", effect.as_str().to_owned());
+        }
+        if let Some(verified) = self.verified() {
+            labels.insert("verified", verified.to_string());
+        }
         labels
+    }
+
+    /// What a succeeded rotation achieved (its alert's details carry it).
+    pub fn effect(&self) -> Option<Effect> {
+        self.details
+            .get("effect")
+            .and_then(Value::as_str)
+            .and_then(Effect::parse)
+    }
+
+    /// Whether a check after the rotation found the old credential refused; `None` if unchecked.
+    pub fn verified(&self) -> Option<bool> {
+        self.details.get("verified").and_then(Value::as_bool)
     }
 }
 
@@ -147,26 +168,18 @@ pub struct DeliveryError {
 impl DeliveryError {
     /// Classifies an HTTP answer: 4xx other than 408 and 429 will not change by retrying.
     pub fn from_status(status: reqwest::StatusCode, body: &str) -> Self {
-        let retryable = !status.is_client_error() || status.as_u16() == 408 || status.as_u16() == 429;
-        let body: String = body.chars().take(300).collect();
         DeliveryError {
-            retryable,
-            message: format!("answered {status}: {body}"),
+            retryable: signed::retryable_status(status),
+            message: format!("answered {status}: {}", signed::bounded_text(body, 300)),
         }
     }
 
-    /// A request that got no answer (refused, reset, timed out) is always retried.
-    pub fn unreachable(e: &reqwest::Error) -> Self {
-        let mut message = e.to_string();
-        let mut source = std::error::Error::source(e);
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
+    /// A request that got no answer (refused, reset, timed out) is always retried; the URL
+    /// (which may carry credentials) is left out of the message.
+    pub fn unreachable(e: reqwest::Error) -> Self {
         DeliveryError {
             retryable: true,
-            message: format!("unreachable: {message}"),
+            message: signed::unreachable(e),
         }
     }
 }
@@ -216,23 +229,31 @@ fn secret_key(job: &DbRotation) -> String {
         .unwrap_or_else(|_| "an unreadable secret reference".to_owned())
 }
 
-/// The outbox row announcing that a rotation succeeded.
-pub fn rotation_succeeded<'a>(job: &'a DbRotation, result: &Value) -> NewAlert<'a> {
+/// The outbox row announcing that a rotation succeeded, and what it achieved in plain words. A
+/// revocation after which the old credential still logged in is a high-severity alert: the
+/// credential is still at risk.
+pub fn rotation_succeeded<'a>(job: &'a DbRotation, rotated: &Rotated) -> NewAlert<'a> {
     NewAlert {
         kind: AlertKind::RotationSucceeded,
         tenant_id: &job.tenant_id,
         incident_id: job.incident_id.as_deref(),
         rotation_id: Some(&job.rotation_id),
-        severity: Severity::Low,
+        severity: if rotated.verified == Some(false) {
+            Severity::High
+        } else {
+            Severity::Low
+        },
         detector: None,
         summary: format!(
-            "rotated {} for tenant {} ({} rotation, attempt {})",
+            "rotated {} for tenant {}: {} ({} rotation, attempt {})",
             secret_key(job),
             job.tenant_id,
+            rotated.effect.words(rotated.verified),
             job.trigger,
             job.attempts
         ),
-        details: json!({"trigger": job.trigger, "attempts": job.attempts, "result": result}),
+        details: json!({"trigger": job.trigger, "attempts": job.attempts, "result": rotated.result,
+                        "effect": rotated.effect, "verified": rotated.verified}),
     }
 }
 
@@ -290,20 +311,5 @@ mod tests {
         assert_eq!(opened.labels()["detector"], "rate_spike");
         assert_eq!(opened.labels()["owasp"], "ASI02");
         assert_eq!(opened.labels()["atlas"], "AML.T0053");
-    }
-
-    #[test]
-    fn client_errors_are_final_except_timeouts_and_rate_limits() {
-        for (status, retryable) in [
-            (400, false),
-            (404, false),
-            (408, true),
-            (429, true),
-            (500, true),
-            (503, true),
-        ] {
-            let e = DeliveryError::from_status(reqwest::StatusCode::from_u16(status).unwrap(), "");
-            assert_eq!(e.retryable, retryable, "{status}");
-        }
     }
 }

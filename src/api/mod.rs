@@ -14,10 +14,12 @@ use crate::detect::{Detector, Severity, taxonomy};
 use crate::event::TenantId;
 use crate::http::AppState;
 use crate::policy::{Action, Mode};
-use crate::secrets::SecretRef;
+use crate::secrets::{Effect, SecretRef};
 use crate::store;
 use crate::store::incidents::IncidentStatus;
-use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter, TimelineEntry};
+use crate::store::incidents::{
+    DbFinding, DbFindingGroup, DbIncident, DbIncidentRotation, IncidentFilter, TimelineEntry,
+};
 use crate::store::rotations::{DbRotation, RotationFilter};
 use crate::store::rotations::{RotationStatus, RotationTrigger};
 use crate::store::tenants::{CreateOutcome, DbBinding, DbTenant, DbToken};
@@ -826,6 +828,8 @@ pub(crate) struct IncidentView {
     pub findings_truncated: i64,
     /// The ids of the incident's rotations.
     pub rotations: Vec<String>,
+    /// What each of those rotations achieved, in the same order.
+    pub containment: Vec<ContainmentView>,
     /// The suppressions a false positive with `suppress_minutes` opened (only in that answer).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub suppressions: Option<Vec<SuppressionView>>,
@@ -857,13 +861,48 @@ pub(crate) async fn incident_views(app: &AppState, incidents: &[DbIncident]) -> 
                 rotations: details
                     .rotations
                     .iter()
-                    .filter(|(inc, _)| inc == id)
-                    .map(|(_, r)| r.clone())
+                    .filter(|r| r.incident_id == id)
+                    .map(|r| r.rotation_id.clone())
+                    .collect(),
+                containment: details
+                    .rotations
+                    .iter()
+                    .filter(|r| r.incident_id == id)
+                    .map(containment_view)
                     .collect(),
                 suppressions: None,
             }
         })
         .collect())
+}
+
+/// What one of an incident's rotations achieved.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ContainmentView {
+    pub rotation_id: String,
+    /// The secret's identity (`vault:lease_prefix:database/creds/tenant-acme`).
+    pub secret: String,
+    pub status: RotationStatus,
+    /// `revoked` or `stored_copy_replaced` once succeeded; null before, or if it did not.
+    pub effect: Option<Effect>,
+    /// Present where Vigil checked the old credential: `true` refused, `false` still works.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub verified: Option<bool>,
+    /// The effect in plain words ("revoked — the old credential no longer works (verified)");
+    /// null until succeeded.
+    pub meaning: Option<&'static str>,
+}
+
+fn containment_view(r: &DbIncidentRotation) -> ContainmentView {
+    ContainmentView {
+        rotation_id: r.rotation_id.clone(),
+        secret: r.secret_key.clone(),
+        status: r.status,
+        effect: r.effect,
+        verified: r.verified,
+        meaning: r.effect.map(|e| e.words(r.verified)),
+    }
 }
 
 /// `GET /v1/incidents?tenant=&status=&severity=&since=&limit=&cursor=`.
@@ -963,9 +1002,19 @@ pub(crate) struct RotationView {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     /// What the backend returned (`new_version`, `leases_revoked`, `deduplicated_into`,
-    /// `circuit_open`); never a secret value.
+    /// `circuit_open`, the check of the old credential under `verification`: `{verified,
+    /// check}`); never a secret value.
     #[schema(value_type = Option<Object>)]
     pub result: Option<Value>,
+    /// What the rotation achieved: `revoked` (the credential itself no longer works) or
+    /// `stored_copy_replaced` (a new stored value; the issued credential may still be valid
+    /// until revoked at its issuer); null until it has succeeded.
+    pub effect: Option<Effect>,
+    /// Present where Vigil checked the old credential after a revocation: `true` when it was
+    /// refused, `false` when it still worked (alerted as high severity).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    pub verified: Option<bool>,
     pub error: Option<String>,
     /// `vigil` (automatic), `admin-token` or `user:<name>`.
     pub requested_by: String,
@@ -989,6 +1038,8 @@ pub(crate) fn rotation_view(r: &DbRotation) -> RotationView {
         started_at: r.started_at,
         finished_at: r.finished_at,
         result: r.result.clone(),
+        effect: r.effect,
+        verified: r.verified,
         error: r.error.clone(),
         requested_by: r.requested_by.clone(),
         reason: r.reason.clone(),

@@ -11,6 +11,7 @@ use crate::detect::{Severity, taxonomy};
 use crate::event::TenantId;
 use crate::http::AppState;
 use crate::respond::Transition;
+use crate::secrets::Effect;
 use crate::store;
 use crate::store::audit::{AuditFilter, DbAuditEntry};
 use crate::store::incidents::{DbFinding, DbFindingGroup, DbIncident, IncidentFilter, IncidentStatus};
@@ -450,12 +451,26 @@ pub struct RotationView {
     pub requested_iso: String,
     pub finished: String,
     pub result: String,
+    /// What the rotation achieved in plain words; empty until it succeeded.
+    pub effect: String,
+    /// `revoked`, `stored_copy_replaced` or `still_works` (a revocation the check refuted).
+    pub effect_class: &'static str,
+    /// How the old credential was checked, and what the database said.
+    pub check: String,
     pub error: String,
     pub failed: bool,
 }
 
 fn rotation_view(r: &DbRotation) -> RotationView {
     let (backend, reference) = view::secret(&r.secret);
+    let effect = r.effect;
+    let mut result = r.result.clone();
+    let check = result
+        .as_mut()
+        .and_then(|v| v.as_object_mut())
+        .and_then(|m| m.remove("verification"))
+        .and_then(|v| v.get("check").and_then(|c| c.as_str()).map(str::to_owned))
+        .unwrap_or_default();
     RotationView {
         id: r.rotation_id.clone(),
         tenant_id: r.tenant_id.to_string(),
@@ -470,7 +485,14 @@ fn rotation_view(r: &DbRotation) -> RotationView {
         requested: view::time(r.requested_at),
         requested_iso: view::iso(r.requested_at),
         finished: r.finished_at.map(view::time).unwrap_or_default(),
-        result: r.result.as_ref().map(view::result).unwrap_or_default(),
+        result: result.as_ref().map(view::result).unwrap_or_default(),
+        effect: effect.map(|e| e.words(r.verified)).unwrap_or_default().to_owned(),
+        effect_class: match (effect, r.verified) {
+            (Some(Effect::Revoked), Some(false)) => "still_works",
+            (Some(e), _) => e.as_str(),
+            (None, _) => "",
+        },
+        check,
         error: r.error.clone().unwrap_or_default(),
         failed: r.status == RotationStatus::Failed,
     }
@@ -580,6 +602,10 @@ fn incident_sentence(i: &DbIncident, findings: i64, groups: &[DbFindingGroup], r
         .filter(|r| r.status == RotationStatus::Succeeded)
         .count();
     let failed = rotations.iter().filter(|r| r.status == RotationStatus::Failed).count();
+    let effect = |e: Effect| rotations.iter().filter(|r| r.effect == Some(e)).count();
+    let (revoked, replaced) = (effect(Effect::Revoked), effect(Effect::StoredCopyReplaced));
+    let verified = rotations.iter().filter(|r| r.verified == Some(true)).count();
+    let still_works = rotations.iter().filter(|r| r.verified == Some(false)).count();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     let mut sentence = format!(
         "{} incident for {}, {}: {} ({})",
@@ -598,6 +624,24 @@ fn incident_sentence(i: &DbIncident, findings: i64, groups: &[DbFindingGroup], r
             succeeded,
             failed
         ));
+        if revoked > 0 {
+            sentence.push_str(&format!(
+                " {} revoked ({verified} verified to no longer work).",
+                plural(revoked, "credential")
+            ));
+        }
+        if still_works > 0 {
+            sentence.push_str(&format!(
+                " A check found {} still working after revocation.",
+                plural(still_works, "credential")
+            ));
+        }
+        if replaced > 0 {
+            sentence.push_str(&format!(
+                " {} only had the stored copy replaced: the issued credential may still be valid until revoked at its issuer.",
+                plural(replaced, "secret")
+            ));
+        }
     }
     sentence
 }

@@ -1,7 +1,7 @@
 //! Formatting shared by the pages: times, numbers, secret references, JSON. Everything here
 //! returns plain text; the templates escape it.
 
-use crate::secrets::{AwsSecret, SecretRef, VaultSecret};
+use crate::secrets::{AwsSecret, SecretRef, VaultSecret, WebhookSecret};
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
@@ -58,6 +58,9 @@ pub fn secret(reference: &Value) -> (String, String) {
                 serde_json::to_value(method).unwrap_or_default().as_str().unwrap_or("")
             ),
         ),
+        Ok(SecretRef::Webhook(WebhookSecret::Webhook { url, name })) => {
+            ("webhook".into(), format!("{name} revoked by its owner at {url}"))
+        }
         Err(_) => (
             reference["backend"].as_str().unwrap_or("unknown").to_owned(),
             reference.to_string(),

@@ -131,9 +131,15 @@ impl RotationWorker {
             .with_label_values(&[backend, kind])
             .observe(started.elapsed().as_secs_f64());
         let status = match outcome {
-            Ok(result) => {
-                store::rotations::succeed(&self.pool, &job, &result, alert::rotation_succeeded(&job, &result)).await?;
+            Ok(rotated) => {
+                let done = store::rotations::Succeeded {
+                    result: &rotated.result,
+                    effect: rotated.effect,
+                    verified: rotated.verified,
+                };
+                store::rotations::succeed(&self.pool, &job, done, alert::rotation_succeeded(&job, &rotated)).await?;
                 tracing::info!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
+                    effect = rotated.effect.as_str(), verified = ?rotated.verified,
                     duration_ms = started.elapsed().as_millis() as u64, "Rotation succeeded");
                 self.finished(&job, "succeeded");
                 "succeeded"

@@ -2,7 +2,12 @@
 //!
 //! Invariant: nothing here returns, stores or logs a secret value. A rotation's result is
 //! metadata only (new version id, leases revoked), and responses that carry a value are never
-//! deserialised into a type that could be printed.
+//! deserialised into a type that could be printed (a credential Vigil logs in with to verify a
+//! revocation lives in a `SecretString` for the length of the check: `verify`).
+//!
+//! What a rotation achieves is its [`Effect`]: `revoked` (the credential itself stops
+//! authenticating) or `stored_copy_replaced` (a new value in the store; the credential that was
+//! issued may still be valid at its issuer).
 //!
 //! Every backend is idempotent per rotation id: the worker may run a job again after a crash or
 //! a lost response, and the second run must not rotate a second time where the backend lets us
@@ -10,9 +15,13 @@
 
 mod aws;
 mod vault;
+mod verify;
+mod webhook;
 
 pub use aws::{AwsBackend, AwsSettings, client_request_token};
 pub use vault::VaultBackend;
+pub use verify::Verification;
+pub use webhook::{IDEMPOTENCY_KEY_HEADER, ROTATION_ID_HEADER, WebhookBackend};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -28,6 +37,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum SecretRef {
     Vault(VaultSecret),
     Aws(AwsSecret),
+    Webhook(WebhookSecret),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -54,6 +64,58 @@ pub enum AwsMethod {
     PutRandom,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WebhookSecret {
+    /// Ask the credential's owner to revoke it at its issuer: a signed `POST url` naming the
+    /// credential (`name`), with an idempotency key derived from the rotation id.
+    Webhook {
+        /// The owner's revocation endpoint: http or https, no user name or password in it (it
+        /// is stored and shown), at most 2048 characters.
+        #[schema(max_length = 2048)]
+        url: String,
+        /// The credential as the owner knows it (`acme-github-token`).
+        #[schema(min_length = 1, max_length = 512, pattern = "^[A-Za-z0-9._/:@+=-]+$")]
+        name: String,
+    },
+}
+
+/// What a finished rotation achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Effect {
+    /// The credential no longer authenticates anywhere: leases revoked, a database password
+    /// changed, the secret's rotation function run, the owner's endpoint revoked it.
+    Revoked,
+    /// A new value replaced the stored copy; the credential issued before may still be valid
+    /// until it is revoked at its issuer.
+    StoredCopyReplaced,
+}
+
+impl Effect {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Effect::Revoked => "revoked",
+            Effect::StoredCopyReplaced => "stored_copy_replaced",
+        }
+    }
+
+    /// The effect in plain words, with what a check of the old credential found (`verified`:
+    /// refused, still accepted, or not checked).
+    pub fn words(self, verified: Option<bool>) -> &'static str {
+        match (self, verified) {
+            (Effect::Revoked, Some(true)) => "revoked — the old credential no longer works (verified)",
+            (Effect::Revoked, Some(false)) => {
+                "revoked at the backend, but the old credential STILL WORKS: a login with it succeeded after the rotation"
+            }
+            (Effect::Revoked, None) => "revoked — the old credential no longer works (not verified by Vigil)",
+            (Effect::StoredCopyReplaced, _) => {
+                "stored copy replaced — the issued credential may still be valid until revoked at its issuer"
+            }
+        }
+    }
+}
+
 impl SecretRef {
     /// Parses and checks a reference from the bindings API; the error names the problem.
     pub fn parse(value: &Value) -> Result<Self, String> {
@@ -63,11 +125,32 @@ impl SecretRef {
             SecretRef::Vault(VaultSecret::LeasePrefix { prefix }) => vec![prefix],
             SecretRef::Vault(VaultSecret::DatabaseStaticRole { mount, role }) => vec![mount, role],
             SecretRef::Aws(AwsSecret::Secret { secret_id, .. }) => vec![secret_id],
+            SecretRef::Webhook(WebhookSecret::Webhook { url, name }) => {
+                webhook::check_url(url)?;
+                vec![name]
+            }
         };
         for part in parts {
             check_path(part)?;
         }
         Ok(secret)
+    }
+
+    /// What a successful rotation of this secret achieves.
+    pub fn effect(&self) -> Effect {
+        match self {
+            SecretRef::Vault(VaultSecret::Kv2 { .. })
+            | SecretRef::Aws(AwsSecret::Secret {
+                method: AwsMethod::PutRandom,
+                ..
+            }) => Effect::StoredCopyReplaced,
+            SecretRef::Vault(VaultSecret::LeasePrefix { .. } | VaultSecret::DatabaseStaticRole { .. })
+            | SecretRef::Aws(AwsSecret::Secret {
+                method: AwsMethod::RotateImmediately,
+                ..
+            })
+            | SecretRef::Webhook(_) => Effect::Revoked,
+        }
     }
 
     /// Identity for cooldown dedupe: two rotations with the same key touch the same secret.
@@ -79,6 +162,7 @@ impl SecretRef {
                 format!("vault:database_static_role:{mount}:{role}")
             }
             SecretRef::Aws(AwsSecret::Secret { secret_id, .. }) => format!("aws:secret:{secret_id}"),
+            SecretRef::Webhook(WebhookSecret::Webhook { url, name }) => format!("webhook:{name}@{url}"),
         }
     }
 
@@ -89,6 +173,7 @@ impl SecretRef {
             SecretRef::Vault(VaultSecret::LeasePrefix { .. }) => ("vault", "lease_prefix"),
             SecretRef::Vault(VaultSecret::DatabaseStaticRole { .. }) => ("vault", "database_static_role"),
             SecretRef::Aws(AwsSecret::Secret { .. }) => ("aws", "secret"),
+            SecretRef::Webhook(_) => ("webhook", "webhook"),
         }
     }
 }
@@ -151,19 +236,50 @@ pub trait SecretsBackend: Send + Sync {
 pub struct Secrets {
     pub vault: Option<Arc<dyn SecretsBackend>>,
     pub aws: Option<Arc<dyn SecretsBackend>>,
+    pub webhook: Option<Arc<dyn SecretsBackend>>,
+}
+
+/// What a successful rotation achieved and what the backend reported.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rotated {
+    /// The backend's metadata (never a value); a check of the old credential is under
+    /// `verification` ([`Verification`]).
+    pub result: Value,
+    pub effect: Effect,
+    /// `Some(true)`: the old credential was refused after the rotation; `Some(false)`: it still
+    /// worked; `None`: not checked (or the check could not conclude; `verification` says why).
+    pub verified: Option<bool>,
+}
+
+impl Rotated {
+    pub fn new(secret: &SecretRef, result: Value) -> Self {
+        let verified = result
+            .get("verification")
+            .and_then(|v| serde_json::from_value::<Verification>(v.clone()).ok())
+            .and_then(|v| v.verified);
+        Rotated {
+            effect: secret.effect(),
+            verified,
+            result,
+        }
+    }
 }
 
 impl Secrets {
-    pub async fn rotate(&self, secret: &SecretRef, request_id: &str) -> Result<Value, RotateError> {
+    pub async fn rotate(&self, secret: &SecretRef, request_id: &str) -> Result<Rotated, RotateError> {
         let (backend, name) = match secret {
             SecretRef::Vault(_) => (
                 &self.vault,
                 "Vault is not configured (set VIGIL_VAULT_ADDR and VIGIL_VAULT_TOKEN)",
             ),
             SecretRef::Aws(_) => (&self.aws, "AWS Secrets Manager is not configured"),
+            SecretRef::Webhook(_) => (
+                &self.webhook,
+                "webhook bindings need VIGIL_WEBHOOK_SECRET, the key their calls are signed with",
+            ),
         };
         match backend {
-            Some(b) => b.rotate(secret, request_id).await,
+            Some(b) => Ok(Rotated::new(secret, b.rotate(secret, request_id).await?)),
             None => Err(RotateError::permanent(name)),
         }
     }
@@ -182,6 +298,8 @@ mod tests {
             json!({"backend": "vault", "kind": "database_static_role", "mount": "database", "role": "acme-app"}),
             json!({"backend": "aws", "kind": "secret", "secret_id": "tenants/acme/openai", "method": "rotate_immediately"}),
             json!({"backend": "aws", "kind": "secret", "secret_id": "tenants/acme/openai", "method": "put_random"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "https://revoke.acme.example/v1/revoke", "name": "acme-github-token"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "http://127.0.0.1:9000/revoke?team=ops", "name": "acme/openai"}),
         ] {
             let parsed = SecretRef::parse(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
             assert_eq!(serde_json::to_value(&parsed).unwrap(), v, "round trip");
@@ -198,8 +316,53 @@ mod tests {
             json!({"backend": "vault", "kind": "kv3", "mount": "secret", "path": "x"}),
             json!({"backend": "gcp", "kind": "secret"}),
             json!({"backend": "aws", "kind": "secret", "secret_id": "x", "method": "yolo"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "ftp://revoke.example/x", "name": "n"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "https://u:pw@revoke.example/x", "name": "n"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "https://revoke.example/x#f", "name": "n"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "/relative", "name": "n"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": format!("https://r.example/{}", "x".repeat(2048)), "name": "n"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "https://revoke.example/x", "name": "a b"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "https://revoke.example/x"}),
         ] {
             assert!(SecretRef::parse(&v).is_err(), "{v} should be refused");
         }
+    }
+
+    #[test]
+    fn the_kinds_that_revoke_say_so_and_the_ones_that_replace_a_copy_say_that() {
+        let effect = |v: Value| SecretRef::parse(&v).unwrap().effect();
+        for v in [
+            json!({"backend": "vault", "kind": "lease_prefix", "prefix": "database/creds/tenant-acme"}),
+            json!({"backend": "vault", "kind": "database_static_role", "mount": "database", "role": "acme-app"}),
+            json!({"backend": "aws", "kind": "secret", "secret_id": "x", "method": "rotate_immediately"}),
+            json!({"backend": "webhook", "kind": "webhook", "url": "https://r.example/revoke", "name": "n"}),
+        ] {
+            assert_eq!(effect(v.clone()), Effect::Revoked, "{v}");
+        }
+        for v in [
+            json!({"backend": "vault", "kind": "kv2", "mount": "secret", "path": "tenants/acme/github"}),
+            json!({"backend": "aws", "kind": "secret", "secret_id": "x", "method": "put_random"}),
+        ] {
+            assert_eq!(effect(v.clone()), Effect::StoredCopyReplaced, "{v}");
+        }
+        assert!(Effect::Revoked.words(Some(true)).ends_with("(verified)"));
+        assert!(Effect::Revoked.words(Some(false)).contains("STILL WORKS"));
+        assert!(Effect::StoredCopyReplaced.words(None).contains("may still be valid"));
+    }
+
+    #[test]
+    fn a_rotation_is_verified_only_when_its_check_concluded() {
+        let secret =
+            SecretRef::parse(&json!({"backend": "vault", "kind": "lease_prefix", "prefix": "db/creds/r"})).unwrap();
+        let with =
+            |verification: Value| Rotated::new(&secret, json!({"leases_revoked": 1, "verification": verification}));
+        assert_eq!(with(json!({"verified": true, "check": "refused"})).verified, Some(true));
+        assert_eq!(
+            with(json!({"verified": false, "check": "accepted"})).verified,
+            Some(false)
+        );
+        assert_eq!(with(json!({"verified": null, "check": "not permitted"})).verified, None);
+        assert_eq!(Rotated::new(&secret, json!({"leases_revoked": 1})).verified, None);
+        assert_eq!(with(json!(true)).effect, Effect::Revoked);
     }
 }

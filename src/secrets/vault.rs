@@ -12,7 +12,7 @@
 //! write whose response was lost (timeout, crash, Postgres down when recording success) is still
 //! recognised. Custom metadata is per secret, not per version: other keys in it are kept.
 
-use super::{BoxFuture, RotateError, SecretRef, SecretsBackend, VaultSecret};
+use super::{BoxFuture, RotateError, SecretRef, SecretsBackend, VaultSecret, verify};
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
 use rustify_derive::Endpoint;
@@ -190,6 +190,8 @@ impl VaultBackend {
             Err(ClientError::APIError { code: 403, .. }) => None,
             Err(e) => return Err(classify(&format!("listing the leases under {prefix}"), e)),
         };
+        // A credential of the same role, revoked with the others: the login check after (verify).
+        let twin = verify::lease_twin(&self.client, prefix).await;
         vaultrs::api::exec_with_empty(
             &self.client,
             RevokePrefix {
@@ -198,9 +200,11 @@ impl VaultBackend {
         )
         .await
         .map_err(|e| classify(&format!("revoking the leases under {prefix}"), e))?;
+        let verification = verify::after(twin).await;
         let Some((count, truncated)) = counted else {
             return Ok(
-                json!({"leases_revoked": null, "count": "not permitted: sys/leases/lookup needs list and sudo"}),
+                json!({"leases_revoked": null, "count": "not permitted: sys/leases/lookup needs list and sudo",
+                             "verification": verification}),
             );
         };
         match self.list_leases(prefix).await {
@@ -214,7 +218,7 @@ impl VaultBackend {
             }
             Err(e) => return Err(classify(&format!("listing the leases under {prefix}"), e)),
         }
-        let mut result = json!({"leases_revoked": count});
+        let mut result = json!({"leases_revoked": count, "verification": verification});
         if truncated {
             result["count_truncated"] = json!(true);
         }
@@ -256,13 +260,16 @@ impl VaultBackend {
     /// Rotates the role's password now; records Vault's `last_vault_rotation` before and after.
     async fn rotate_static_role(&self, mount: &str, role: &str) -> Result<Value, RotateError> {
         let before = self.last_rotation(mount, role).await?;
+        // The password before the rotation, for the login check after (verify).
+        let old = verify::static_role_now(&self.client, mount, role).await;
         vaultrs::database::static_role::rotate(&self.client, mount, role)
             .await
             .map_err(|e| classify(&format!("rotating {mount}/static-roles/{role}"), e))?;
         let after = self.last_rotation(mount, role).await?;
         match after {
             Some(after) if before.is_none_or(|b| after > b) => {
-                Ok(json!({"last_vault_rotation": after, "previous_rotation": before}))
+                let verification = verify::after(old).await;
+                Ok(json!({"last_vault_rotation": after, "previous_rotation": before, "verification": verification}))
             }
             _ => Err(RotateError::retryable(format!(
                 "{mount}/rotate-role/{role} answered success but last_vault_rotation did not advance"
@@ -299,7 +306,7 @@ impl SecretsBackend for VaultBackend {
                 SecretRef::Vault(VaultSecret::DatabaseStaticRole { mount, role }) => {
                     self.rotate_static_role(mount, role).await
                 }
-                SecretRef::Aws(_) => Err(RotateError::permanent("not a Vault secret")),
+                _ => Err(RotateError::permanent("not a Vault secret")),
             }
         })
     }

@@ -5,11 +5,13 @@
 use super::alerts;
 use super::audit::{self, Actor, NewEntry};
 use super::new_id;
+use super::rotations::RotationStatus;
 use super::suppressions::{self, DbSuppression, NewSuppression};
 use super::text::text_enum;
 use crate::detect::{Detector, Finding, Severity, taxonomy};
 use crate::event::TenantId;
 use crate::policy::Action;
+use crate::secrets::Effect;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
@@ -278,8 +280,20 @@ pub(crate) struct IncidentDetails {
     pub findings: Vec<DbFinding>,
     /// The worst [`MAX_GROUPS`] groups of each incident, worst first.
     pub groups: Vec<DbFindingGroup>,
-    pub rotations: Vec<(String, String)>,
+    pub rotations: Vec<DbIncidentRotation>,
     pub activity: Vec<DbActivity>,
+}
+
+/// One of an incident's rotations, as the incident shows it: where it stands and what it
+/// achieved.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DbIncidentRotation {
+    pub incident_id: String,
+    pub rotation_id: String,
+    pub secret_key: String,
+    pub status: RotationStatus,
+    pub effect: Option<Effect>,
+    pub verified: Option<bool>,
 }
 
 impl IncidentDetails {
@@ -306,7 +320,7 @@ const FINDING_COLUMNS: &str = "finding_id, incident_id, detector, severity, acti
 const SEVERITY_RANK: &str = "array_position(array['low', 'medium', 'high', 'critical'], severity)";
 const ACTION_RANK: &str = "array_position(array['record', 'alert', 'rotate'], action)";
 
-/// The findings (bounded), groups (bounded), rotation ids and activity of the given incidents.
+/// The findings (bounded), groups (bounded), rotations and activity of the given incidents.
 pub(crate) async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Result<IncidentDetails> {
     let findings = sqlx::query_as(&format!(
         "select f.* from unnest($1::text[]) as i(id)
@@ -351,7 +365,8 @@ pub(crate) async fn details(pool: &PgPool, incident_ids: &[String]) -> sqlx::Res
     .fetch_all(pool)
     .await?;
     let rotations = sqlx::query_as(
-        "select incident_id, rotation_id from rotations where incident_id = any($1) order by rotation_id",
+        "select incident_id, rotation_id, secret_key, status, effect, verified from rotations
+         where incident_id = any($1) order by rotation_id",
     )
     .bind(incident_ids)
     .fetch_all(pool)

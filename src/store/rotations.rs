@@ -8,6 +8,7 @@ use super::new_id;
 use super::text::text_enum;
 use crate::event::TenantId;
 use crate::policy::Scope;
+use crate::secrets::Effect;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
@@ -66,12 +67,16 @@ pub struct DbRotation {
     pub retry_of: Option<String>,
     pub detected_at: Option<DateTime<Utc>>,
     pub event_at: Option<DateTime<Utc>>,
+    /// `revoked` or `stored_copy_replaced` once succeeded (`secrets::Effect`).
+    pub effect: Option<Effect>,
+    /// Whether a check after the rotation found the old credential refused; `None` if unchecked.
+    pub verified: Option<bool>,
 }
 
 const COLUMNS: &str =
     "rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key, status, attempts,
                        requested_at, started_at, finished_at, result, error, requested_by, reason, retry_of,
-                       detected_at, event_at";
+                       detected_at, event_at, effect, verified";
 
 fn vigil_entry<'a>(action: &'a str, job: &'a DbRotation, details: Value) -> NewEntry<'a> {
     NewEntry {
@@ -190,14 +195,29 @@ pub(crate) async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Op
     Ok(job)
 }
 
-pub(crate) async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, alert: NewAlert<'_>) -> sqlx::Result<()> {
+/// What a succeeded rotation achieved, as it is recorded.
+pub(crate) struct Succeeded<'a> {
+    pub result: &'a Value,
+    pub effect: Effect,
+    pub verified: Option<bool>,
+}
+
+pub(crate) async fn succeed(
+    pool: &PgPool,
+    job: &DbRotation,
+    done: Succeeded<'_>,
+    alert: NewAlert<'_>,
+) -> sqlx::Result<()> {
     let mut tx = pool.begin().await?;
     sqlx::query(
-        "update rotations set status = 'succeeded', result = $2, error = null, finished_at = now()
+        "update rotations set status = 'succeeded', result = $2, error = null, finished_at = now(),
+                              effect = $3, verified = $4
          where rotation_id = $1",
     )
     .bind(&job.rotation_id)
-    .bind(result)
+    .bind(done.result)
+    .bind(done.effect)
+    .bind(done.verified)
     .execute(&mut *tx)
     .await?;
     audit::append(
@@ -205,7 +225,7 @@ pub(crate) async fn succeed(pool: &PgPool, job: &DbRotation, result: &Value, ale
         vigil_entry(
             "rotation.succeeded",
             job,
-            json!({"attempt": job.attempts, "result": result}),
+            json!({"attempt": job.attempts, "result": done.result, "effect": done.effect, "verified": done.verified}),
         ),
     )
     .await?;

@@ -7,6 +7,7 @@
 use crate::detect::{Detector, Severity};
 use crate::event::{Outcome, TenantId};
 use crate::policy::{Action, Mode, Scope};
+use crate::secrets::Effect;
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
@@ -126,6 +127,7 @@ domain_text_enum! {
     Scope: &[Scope::Tool, Scope::Tenant];
     Mode: &[Mode::Observe, Mode::Alert, Mode::Rotate];
     Outcome: &[Outcome::Success, Outcome::Error, Outcome::Denied];
+    Effect: &[Effect::Revoked, Effect::StoredCopyReplaced];
 }
 
 impl Type<Postgres> for TenantId {
@@ -174,6 +176,7 @@ mod tests {
         names_agree::<Scope>();
         names_agree::<Mode>();
         names_agree::<Outcome>();
+        names_agree::<Effect>();
         names_agree::<IncidentStatus>();
         names_agree::<TimelineKind>();
         names_agree::<RotationStatus>();

@@ -25,7 +25,7 @@ pub(crate) async fn alerting_config() -> (String, vigil::config::Config) {
     (alertmanager, config)
 }
 
-async fn alertmanager_alerts(client: &reqwest::Client, base: &str, tenant: &str) -> Vec<Value> {
+pub(crate) async fn alertmanager_alerts(client: &reqwest::Client, base: &str, tenant: &str) -> Vec<Value> {
     let url = format!("{base}/api/v2/alerts?filter=tenant=%22{tenant}%22");
     let r = client.get(&url).send().await.expect("Alertmanager answers");
     assert_eq!(r.status(), 200);
@@ -33,7 +33,7 @@ async fn alertmanager_alerts(client: &reqwest::Client, base: &str, tenant: &str)
 }
 
 /// Polls Alertmanager until `pick` finds an alert of the tenant (bounded to `secs`).
-async fn wait_for_alert(
+pub(crate) async fn wait_for_alert(
     client: &reqwest::Client,
     base: &str,
     tenant: &str,

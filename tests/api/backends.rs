@@ -78,6 +78,18 @@ impl VaultDatabase {
             .await;
     }
 
+    /// Takes one lease of a dynamic role, as an agent would: the Postgres user and password.
+    pub(crate) async fn lease_login(&self, role: &str) -> (String, String) {
+        let r = self.vault.call("GET", &format!("database/creds/{role}"), None).await;
+        assert!(r.status().is_success(), "lease {role}: {}", r.status());
+        let body: Value = r.json().await.unwrap();
+        let data = &body["data"];
+        (
+            data["username"].as_str().unwrap().to_owned(),
+            data["password"].as_str().unwrap().to_owned(),
+        )
+    }
+
     /// Takes one lease of a dynamic role; returns the Postgres user it created.
     pub(crate) async fn lease(&self, role: &str) -> String {
         /// Only the user name: the password in the same response is never kept.
@@ -124,6 +136,17 @@ impl VaultDatabase {
             .unwrap();
     }
 
+    /// The static role's password now (the test reads it with the root token).
+    pub(crate) async fn static_password(&self, role: &str) -> String {
+        let r = self
+            .vault
+            .call("GET", &format!("database/static-creds/{role}"), None)
+            .await;
+        assert!(r.status().is_success(), "read static creds {role}: {}", r.status());
+        let body: Value = r.json().await.unwrap();
+        body["data"]["password"].as_str().unwrap().to_owned()
+    }
+
     pub(crate) async fn last_vault_rotation(&self, role: &str) -> DateTime<Utc> {
         let r = self
             .vault
@@ -144,6 +167,22 @@ impl VaultDatabase {
         self.vault
             .expect_ok("DELETE", &format!("database/config/{}", self.name), None)
             .await;
+    }
+}
+
+/// Logs in to the test Postgres server as `user` with `password` over TCP, as the database
+/// engine's connection URL says; the server's refusal (e.g. `role "…" does not exist`) or `Ok`.
+pub(crate) async fn pg_login(user: &str, password: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let server = required_env("VIGIL_TEST_DATABASE_URL");
+    let options: sqlx::postgres::PgConnectOptions = server.parse().unwrap();
+    let options = options.username(user).password(password);
+    match sqlx::PgConnection::connect_with(&options).await {
+        Ok(connection) => {
+            connection.close().await.unwrap();
+            Ok(())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -180,7 +219,9 @@ async fn lease_prefix_revokes_the_tenants_database_users_and_leaves_another_tena
     app.warm_up_and_burst(&acme, "db.query", binding).await;
 
     let rotation = succeeded_rotation(&app, &acme).await;
-    assert_eq!(rotation["result"], json!({"leases_revoked": 2}));
+    assert_eq!(rotation["result"]["leases_revoked"], 2, "{rotation:#}");
+    assert_eq!(rotation["effect"], "revoked");
+    assert_eq!(rotation["verified"], true, "{rotation:#}");
     assert_eq!(
         existing_pg_roles(&app, &all).await,
         vec![globex_user.clone()],
@@ -188,6 +229,65 @@ async fn lease_prefix_revokes_the_tenants_database_users_and_leaves_another_tena
     );
 
     db.revoke_prefix(&format!("database/creds/{globex_role}")).await;
+    db.remove().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn the_database_credential_the_agent_held_is_refused_after_the_attack_and_the_record_says_verified() {
+    let app = spawn_app().await;
+    let db = VaultDatabase::configure().await;
+    let acme = unique_tenant("acme");
+    let role = format!("tenant-{acme}");
+    db.dynamic_role(&role).await;
+    let (user, password) = db.lease_login(&role).await;
+    pg_login(&user, &password)
+        .await
+        .expect("the agent's database credential logs in before the attack");
+
+    let binding = json!([{"tools": "db.*", "secrets": [
+        {"backend": "vault", "kind": "lease_prefix", "prefix": format!("database/creds/{role}")}]}]);
+    app.warm_up_and_burst(&acme, "db.query", binding).await;
+
+    let rotation = succeeded_rotation(&app, &acme).await;
+    let refused = pg_login(&user, &password)
+        .await
+        .expect_err("the agent's credential is refused after Vigil's rotation");
+    assert!(
+        refused.contains(&format!("role \"{user}\" does not exist")),
+        "{refused}"
+    );
+
+    assert_eq!(rotation["effect"], "revoked", "{rotation:#}");
+    assert_eq!(rotation["verified"], true, "{rotation:#}");
+    assert_eq!(
+        rotation["result"]["leases_revoked"], 1,
+        "the agent's lease, not Vigil's own"
+    );
+    let check = rotation["result"]["verification"]["check"].as_str().unwrap();
+    assert!(
+        check.contains("logged in to database \"postgres\"")
+            && check.contains("was refused after it")
+            && check.contains("does not exist"),
+        "{check}"
+    );
+    assert!(!rotation.to_string().contains(&password), "no password in the record");
+    let incident = app.incident_of(&rotation).await;
+    assert_eq!(
+        incident["containment"][0]["meaning"],
+        "revoked — the old credential no longer works (verified)"
+    );
+    assert_eq!(incident["containment"][0]["verified"], true);
+    crate::web::add_user(&app, "rita", "viewer").await;
+    let rita = crate::web::Web::login(&app, "rita").await;
+    let html = rita
+        .page(&format!("/incidents/{}", incident["id"].as_str().unwrap()))
+        .await;
+    assert!(
+        html.contains("revoked — the old credential no longer works (verified)"),
+        "the incident page says it in plain words"
+    );
+
     db.remove().await;
     app.stop().await;
 }
@@ -233,6 +333,13 @@ async fn a_vault_token_allowed_only_to_revoke_still_revokes_without_counting() {
 
     let rotation = succeeded_rotation(&app, &acme).await;
     assert_eq!(rotation["result"]["leases_revoked"], Value::Null, "{rotation:#}");
+    assert_eq!(rotation["effect"], "revoked");
+    assert!(rotation.get("verified").is_none(), "not checked: {rotation:#}");
+    let check = rotation["result"]["verification"]["check"].as_str().unwrap();
+    assert!(
+        check.contains(&format!("may not read database/roles/{role}")),
+        "{check}"
+    );
     assert!(
         existing_pg_roles(&app, &[&user]).await.is_empty(),
         "the lease is revoked"
@@ -273,8 +380,18 @@ async fn database_static_role_rotation_advances_vaults_last_rotation() {
         .parse()
         .unwrap();
     assert_eq!(previous, before);
+    assert_eq!(rotation["effect"], "revoked");
+    // The test server trusts every local login, so a refused password cannot be observed: the
+    // check says so instead of claiming a verification.
+    assert!(rotation.get("verified").is_none(), "{rotation:#}");
+    let check = rotation["result"]["verification"]["check"].as_str().unwrap();
     assert!(
-        !rotation.to_string().contains("password"),
+        check.contains(&format!("accepts any password for {pg_user}")),
+        "{check}"
+    );
+    let now = db.static_password(&role).await;
+    assert!(
+        !rotation.to_string().contains(&now),
         "only metadata is recorded: {rotation:#}"
     );
 
@@ -413,6 +530,10 @@ async fn aws_rotate_immediately_makes_a_new_current_version() {
         vigil::secrets::client_request_token(rotation["id"].as_str().unwrap()),
         "the version id is the token derived from the rotation id"
     );
+    assert_eq!(
+        rotation["effect"], "revoked",
+        "the rotation function retires the old value"
+    );
     app.stop().await;
 }
 
@@ -439,6 +560,7 @@ async fn aws_put_random_stores_a_fresh_value_as_the_current_version() {
         value.len() == 48 && value != "placeholder",
         "a fresh 48-character value"
     );
+    assert_eq!(rotation["effect"], "stored_copy_replaced", "{rotation:#}");
     let versions = sm.list_secret_version_ids().secret_id(&secret_id).send().await.unwrap();
     assert!(
         versions

@@ -107,6 +107,11 @@ async fn a_viewer_sees_no_buttons_and_every_post_of_theirs_is_refused() {
 
     let page = viewer.page(&format!("/incidents/{incident}")).await;
     assert!(page.contains("s3.get"), "a viewer reads the incident");
+    assert!(
+        page.contains("stored copy replaced — the issued credential may still be valid until revoked at its issuer")
+            && page.contains("only had the stored copy replaced"),
+        "the page says what a kv2 rotation did not do"
+    );
     for button in ["Acknowledge", "Resolve", "Mark false positive", "Rotate now", "Retry"] {
         assert!(
             !page.contains(&format!(">{button}</button>")),

@@ -22,6 +22,7 @@ mod python_client;
 mod response;
 mod restart;
 mod review;
+mod revocation;
 mod rotation;
 mod schemathesis;
 mod simulate;

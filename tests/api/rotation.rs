@@ -43,6 +43,8 @@ async fn burst_after_warm_up_rotates_only_the_bursting_tenants_secret() {
     let acme_after = app.vault.current_version(&acme_path).await;
     assert_eq!(acme_after, acme_before + 1);
     assert_eq!(rotation["result"]["new_version"], acme_after.to_string());
+    assert_eq!(rotation["effect"], "stored_copy_replaced", "{rotation:#}");
+    assert!(rotation.get("verified").is_none(), "nothing to check: {rotation:#}");
     let rotated = app.vault.read_kv2(&acme_path).await;
     assert!(
         rotated["token"]

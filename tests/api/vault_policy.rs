@@ -66,10 +66,18 @@ async fn vigils_least_privilege_policy_rotates_every_vault_kind_and_nothing_else
     assert_eq!(root.current_version(&kv_path).await, kv_before + 1);
     assert_eq!(result_of("kv2")["new_version"], (kv_before + 1).to_string());
     assert_eq!(
-        result_of("lease_prefix"),
-        json!({"leases_revoked": 1}),
+        result_of("lease_prefix")["leases_revoked"],
+        1,
         "the optional lookup grant lets Vigil count"
     );
+    for kind in ["lease_prefix", "database_static_role"] {
+        let verification = &result_of(kind)["verification"];
+        assert_eq!(verification["verified"], Value::Null, "{kind}: {verification:#}");
+        assert!(
+            verification["check"].as_str().unwrap().contains("may not read"),
+            "{kind}: the verification grant is optional and left out: {verification:#}"
+        );
+    }
     assert!(
         existing_pg_roles(&app, &[&leased_user]).await.is_empty(),
         "the lease is revoked"

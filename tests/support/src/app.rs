@@ -388,6 +388,14 @@ impl Api {
             .to_owned()
     }
 
+    /// The incident a rotation belongs to, as `GET /v1/incidents/{id}` shows it.
+    pub async fn incident_of(&self, rotation: &Value) -> Value {
+        let id = rotation["incident_id"]
+            .as_str()
+            .expect("the rotation names its incident");
+        self.admin_json(&format!("/v1/incidents/{id}")).await
+    }
+
     /// Polls one rotation until it is neither pending nor running.
     pub async fn settled_rotation(&self, id: &str) -> Value {
         self.poll_until(&format!("/v1/rotations/{id}"), &format!("rotation {id}"), settled)
