@@ -24,6 +24,7 @@ use crate::signed;
 pub use crate::store::alerts::AlertKind;
 use crate::store::alerts::{DbDelivery, NewAlert};
 use crate::store::rotations::DbRotation;
+use crate::store::text::TextEnum;
 use chrono::{DateTime, Utc};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -147,7 +148,7 @@ impl Alert {
         self.details
             .get("effect")
             .and_then(Value::as_str)
-            .and_then(Effect::parse)
+            .and_then(<Effect as TextEnum>::from_name)
     }
 
     /// Whether a check after the rotation found the old credential refused; `None` if unchecked.
