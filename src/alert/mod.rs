@@ -8,10 +8,12 @@
 //! before they reached any finding).
 
 mod alertmanager;
+mod system;
 mod webhook;
 mod worker;
 
 pub use alertmanager::AlertmanagerSink;
+pub use system::watch_vault_auth;
 pub use webhook::{SIGNATURE_HEADER, TIMESTAMP_HEADER, WebhookSink, sign};
 pub use worker::AlertWorker;
 
@@ -35,6 +37,10 @@ pub enum AlertKind {
     RotationSucceeded,
     RotationFailed,
     CircuitOpen,
+    /// Vigil cannot authenticate to Vault / OpenBao (an alert about Vigil, no tenant's).
+    VaultAuthFailed,
+    /// … and can again: resolves the alert above.
+    VaultAuthRecovered,
 }
 
 impl AlertKind {
@@ -45,6 +51,8 @@ impl AlertKind {
             AlertKind::RotationSucceeded => "rotation_succeeded",
             AlertKind::RotationFailed => "rotation_failed",
             AlertKind::CircuitOpen => "circuit_open",
+            AlertKind::VaultAuthFailed => "vault_auth_failed",
+            AlertKind::VaultAuthRecovered => "vault_auth_recovered",
         }
     }
 
@@ -55,6 +63,8 @@ impl AlertKind {
             AlertKind::RotationSucceeded,
             AlertKind::RotationFailed,
             AlertKind::CircuitOpen,
+            AlertKind::VaultAuthFailed,
+            AlertKind::VaultAuthRecovered,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -68,6 +78,7 @@ impl AlertKind {
             AlertKind::RotationSucceeded => "VigilRotationSucceeded",
             AlertKind::RotationFailed => "VigilRotationFailed",
             AlertKind::CircuitOpen => "VigilCircuitBreakerOpen",
+            AlertKind::VaultAuthFailed | AlertKind::VaultAuthRecovered => "VigilVaultAuthFailed",
         }
     }
 }
@@ -77,7 +88,8 @@ impl AlertKind {
 pub struct Alert {
     pub id: String,
     pub kind: AlertKind,
-    pub tenant_id: String,
+    /// `None`: an alert about Vigil itself (Vault authentication).
+    pub tenant_id: Option<String>,
     pub incident_id: Option<String>,
     pub rotation_id: Option<String>,
     pub severity: String,
@@ -144,7 +156,9 @@ impl Alert {
     pub fn labels(&self) -> BTreeMap<&'static str, String> {
         let mut labels = BTreeMap::new();
         labels.insert("alertname", self.kind.alertname().to_owned());
-        labels.insert("tenant", self.tenant_id.clone());
+        if let Some(t) = &self.tenant_id {
+            labels.insert("tenant", t.clone());
+        }
         labels.insert("severity", self.severity.clone());
         labels.insert("service", "vigil".to_owned());
         if let Some(d) = &self.detector {
@@ -161,6 +175,14 @@ impl Alert {
         }
         if let Some(r) = &self.rotation_id {
             labels.insert("rotation", r.clone());
+        }
+        if matches!(self.kind, AlertKind::VaultAuthFailed | AlertKind::VaultAuthRecovered) {
+            // Which of Vigil's Vault identities: bounded, from the configuration.
+            for (label, key) in [("vault_auth", "method"), ("vault_auth_mount", "mount")] {
+                if let Some(v) = self.details.get(key).and_then(Value::as_str) {
+                    labels.insert(label, v.to_owned());
+                }
+            }
         }
         labels
     }
@@ -298,7 +320,7 @@ mod tests {
             attempts: 1,
             expires_at: Utc::now(),
             kind: kind.into(),
-            tenant_id: "acme".into(),
+            tenant_id: Some("acme".into()),
             incident_id: Some("inc_1".into()),
             rotation_id: None,
             severity: "high".into(),

@@ -10,9 +10,11 @@
 
 mod aws;
 mod vault;
+mod vault_auth;
 
 pub use aws::{AwsBackend, AwsSettings, client_request_token};
 pub use vault::VaultBackend;
+pub use vault_auth::{VaultAuthStatus, VaultSession};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -158,7 +160,7 @@ impl Secrets {
         let (backend, name) = match secret {
             SecretRef::Vault(_) => (
                 &self.vault,
-                "Vault is not configured (set VIGIL_VAULT_ADDR and VIGIL_VAULT_TOKEN)",
+                "Vault is not configured (set VIGIL_VAULT_ADDR and a token, or VIGIL_VAULT_AUTH)",
             ),
             SecretRef::Aws(_) => (&self.aws, "AWS Secrets Manager is not configured"),
         };

@@ -11,6 +11,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 #[derive(Debug, Clone)]
 pub struct NewAlert<'a> {
     /// incident_opened | incident_resolved | rotation_succeeded | rotation_failed | circuit_open
+    /// (Vigil's own: [`SystemAlert`])
     pub kind: &'a str,
     pub tenant_id: &'a str,
     pub incident_id: Option<&'a str>,
@@ -38,6 +39,38 @@ pub async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'_>) -> 
     .bind(&alert.summary)
     .bind(&alert.details)
     .execute(&mut **tx)
+    .await?;
+    Ok(id)
+}
+
+/// An alert about Vigil itself, no tenant's (`vault_auth_failed`, `vault_auth_recovered`).
+#[derive(Debug, Clone)]
+pub struct SystemAlert<'a> {
+    pub kind: &'a str,
+    pub severity: &'a str,
+    pub summary: String,
+    pub details: Value,
+    pub starts_at: DateTime<Utc>,
+    /// Set on a resolution.
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// Writes an alert about Vigil itself (it reports no change of Vigil's data, so it commits
+/// alone); returns its id.
+pub async fn insert_system(pool: &PgPool, alert: SystemAlert<'_>) -> sqlx::Result<String> {
+    let id = new_id("alt");
+    sqlx::query(
+        "insert into alerts (alert_id, kind, severity, summary, details, starts_at, ends_at)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(alert.kind)
+    .bind(alert.severity)
+    .bind(&alert.summary)
+    .bind(&alert.details)
+    .bind(alert.starts_at)
+    .bind(alert.ends_at)
+    .execute(pool)
     .await?;
     Ok(id)
 }
@@ -122,7 +155,8 @@ pub struct DbDelivery {
     pub attempts: i32,
     pub expires_at: DateTime<Utc>,
     pub kind: String,
-    pub tenant_id: String,
+    /// `None`: an alert about Vigil itself.
+    pub tenant_id: Option<String>,
     pub incident_id: Option<String>,
     pub rotation_id: Option<String>,
     pub severity: String,
@@ -134,8 +168,9 @@ pub struct DbDelivery {
 }
 
 /// Claims the oldest due delivery to one of `sinks` and marks it delivering. Alerts of one
-/// incident reach a sink in the order they were written: a resolution never overtakes the
-/// opening it resolves (Alertmanager would otherwise show the incident firing again).
+/// incident, and alerts about Vigil itself, reach a sink in the order they were written: a
+/// resolution never overtakes the opening it resolves (Alertmanager would otherwise show the
+/// incident firing again).
 pub async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
     sqlx::query_as(
         "update alert_deliveries d set status = 'delivering', attempts = d.attempts + 1
@@ -147,6 +182,10 @@ pub async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<D
                    select 1 from alert_deliveries d2 join alerts a2 using (alert_id)
                    where a1.incident_id is not null and a2.incident_id = a1.incident_id and d2.sink = d1.sink
                      and a2.alert_id < a1.alert_id and d2.status in ('pending', 'delivering'))
+               and not exists (
+                   select 1 from alert_deliveries d3 join alerts a3 using (alert_id)
+                   where a1.tenant_id is null and a3.tenant_id is null and d3.sink = d1.sink
+                     and a3.alert_id < a1.alert_id and d3.status in ('pending', 'delivering'))
              order by d1.next_attempt_at, d1.alert_id
              for update of d1 skip locked limit 1)
          returning d.alert_id, d.sink, d.attempts, d.expires_at, a.kind, a.tenant_id, a.incident_id, a.rotation_id,

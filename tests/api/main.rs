@@ -26,5 +26,6 @@ mod rotation;
 mod schemathesis;
 mod simulate;
 mod startup;
+mod vault_auth;
 mod vault_policy;
 mod web;
