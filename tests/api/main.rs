@@ -1,6 +1,7 @@
 //! Integration tests through the HTTP API against real Postgres, OpenBao, moto, Alertmanager and Chromium.
 
 mod alerts;
+mod aws_identity;
 mod backends;
 mod bounds;
 mod browser;
