@@ -2,15 +2,18 @@
 //! again before its token's max TTL), JWT with a signing key made here, a token file replaced
 //! while Vigil runs, a short-lived renewable token kept alive past its first TTL, and the alert
 //! and metrics when Vigil cannot authenticate. Every auth method is enabled at a mount of the
-//! test's own, so tests never share one. Each test rotates a KV v2 secret through the HTTP API,
+//! test's own, so tests never share one. A private OpenBao in TLS dev mode checks the CA and
+//! namespace settings. Each test rotates a KV v2 secret through the HTTP API,
 //! the only thing Vigil's token is for.
 
+use crate::faults::{bao_binary, free_port};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::rand::SystemRandom;
 use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
 use serde_json::{Value, json};
 use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use vigil::config::{Config, SecretSource, VaultAuthConfig, VaultAuthMethod};
 use vigil_test_support::*;
@@ -487,4 +490,170 @@ async fn vigil_alerts_and_counts_while_it_cannot_authenticate_and_resolves_when_
     assert_eq!(scope.root.current_version(&path).await, 2, "the held rotation ran");
     app.stop().await;
     scope.remove().await;
+}
+
+/// OpenBao in TLS dev mode, private to one test (in memory, its own generated CA, in the test's
+/// folder), so the CA and namespace settings meet a real TLS listener. Killed when dropped.
+struct TlsBao {
+    child: Child,
+    dir: PathBuf,
+    addr: String,
+    http: reqwest::Client,
+}
+
+impl Drop for TlsBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+const TLS_ROOT: &str = "vigil-tls-root-token";
+
+impl TlsBao {
+    async fn start() -> TlsBao {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("vigil-tls-bao-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let child = Command::new(bao_binary())
+            .arg("server")
+            .arg("-dev")
+            .arg("-dev-tls")
+            .arg(format!("-dev-tls-cert-dir={}", dir.display()))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            .arg(format!("-dev-root-token-id={TLS_ROOT}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start bao");
+        // Owned at once, so a failure below kills the server (`Drop`).
+        let mut bao = TlsBao {
+            child,
+            dir,
+            addr: format!("https://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+        };
+        for _ in 0..100 {
+            if let Ok(pem) = std::fs::read(bao.ca()) {
+                bao.http = reqwest::Client::builder()
+                    .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+                    .build()
+                    .unwrap();
+                let health = bao.http.get(format!("{}/v1/sys/health", bao.addr)).send().await;
+                if health.is_ok_and(|r| r.status() == 200) {
+                    return bao;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the TLS dev OpenBao did not answer within 10 s");
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.join("vault-ca.pem")
+    }
+
+    /// A root call in `namespace`; asserts success and returns the JSON answer (null if none).
+    async fn call(&self, namespace: &str, method: &str, path: &str, body: Option<Value>) -> Value {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self
+            .http
+            .request(method.clone(), format!("{}/v1/{path}", self.addr))
+            .header("X-Vault-Token", TLS_ROOT);
+        if !namespace.is_empty() {
+            request = request.header("X-Vault-Namespace", namespace);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let text = r.text().await.unwrap();
+        assert!(status.is_success(), "{method} {namespace}/{path}: {status} {text}");
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    }
+}
+
+#[tokio::test]
+async fn vigil_reaches_openbao_over_tls_with_the_configured_ca_and_logs_in_inside_a_namespace() {
+    let bao = TlsBao::start().await;
+    let tenant = unique_tenant("tls");
+    let ns = "tenants";
+    bao.call("", "POST", &format!("sys/namespaces/{ns}"), None).await;
+    bao.call(
+        ns,
+        "POST",
+        "sys/mounts/secret",
+        Some(json!({"type": "kv", "options": {"version": "2"}})),
+    )
+    .await;
+    let rules = format!(
+        r#"path "secret/data/tenants/{tenant}/*" {{ capabilities = ["create", "read", "update"] }}
+                           path "secret/metadata/tenants/{tenant}/*" {{ capabilities = ["create", "read", "update"] }}"#
+    );
+    bao.call(ns, "PUT", "sys/policies/acl/vigil", Some(json!({ "policy": rules })))
+        .await;
+    bao.call(ns, "POST", "sys/auth/approle", Some(json!({"type": "approle"})))
+        .await;
+    bao.call(
+        ns,
+        "POST",
+        "auth/approle/role/vigil",
+        Some(json!({"token_policies": ["vigil"]})),
+    )
+    .await;
+    let role_id = bao.call(ns, "GET", "auth/approle/role/vigil/role-id", None).await["data"]["role_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let secret_id = bao.call(ns, "POST", "auth/approle/role/vigil/secret-id", None).await["data"]["secret_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("tenants/{tenant}/github");
+    bao.call(
+        ns,
+        "POST",
+        &format!("secret/data/{path}"),
+        Some(json!({"data": {"token": "placeholder"}})),
+    )
+    .await;
+
+    let auth = VaultAuthConfig {
+        method: VaultAuthMethod::AppRole,
+        role_id: Some(SecretSource::Value(role_id.into())),
+        secret_id: Some(SecretSource::Value(secret_id.into())),
+        namespace: Some(ns.to_owned()),
+        cacert: Some(bao.ca()),
+        ..Default::default()
+    };
+    let mut config = test_config(&fresh_database().await);
+    config.vault_addr = Some(bao.addr.clone());
+    config.vault_token = None;
+    config.vault_auth = auth.clone();
+    let app = spawn_app_with(config).await;
+    app.create_tenant(&tenant).await;
+    app.bind_kv2(&tenant, "github.*", &path).await;
+    let rotation = rotate(&app, &tenant).await;
+    assert_eq!(rotation["status"], "succeeded", "{rotation:#}");
+    let meta = bao.call(ns, "GET", &format!("secret/metadata/{path}"), None).await;
+    assert_eq!(meta["data"]["current_version"], 2, "rotated inside the namespace");
+    app.stop().await;
+
+    // Without the CA, Vault's certificate is not trusted: Vigil cannot authenticate, and says so.
+    let mut config = test_config(&fresh_database().await);
+    config.vault_addr = Some(bao.addr.clone());
+    config.vault_token = None;
+    config.vault_auth = VaultAuthConfig { cacert: None, ..auth };
+    let untrusting = spawn_app_with(config).await;
+    wait_for_sample(
+        &untrusting,
+        r#"vigil_vault_auth_total{method="approle",result="failure"}"#,
+        1.0,
+        10,
+    )
+    .await;
+    assert_eq!(readyz(&untrusting).await["vault"], "failing");
+    untrusting.stop().await;
 }
