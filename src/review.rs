@@ -20,7 +20,14 @@ pub struct ExportArgs {
     /// Base URL of Vigil.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
+    /// Vigil's admin token (or VIGIL_ADMIN_TOKEN_FILE: a file holding it).
+    #[arg(
+        long,
+        env = "VIGIL_ADMIN_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub admin_token: String,
 }
 
@@ -31,7 +38,14 @@ pub struct ImportArgs {
     /// Base URL of Vigil.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
+    /// Vigil's admin token (or VIGIL_ADMIN_TOKEN_FILE: a file holding it).
+    #[arg(
+        long,
+        env = "VIGIL_ADMIN_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub admin_token: String,
 }
 
