@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, watch};
 
-/// How long to wait before writing an alert again when Postgres did not take it.
+/// How long to wait before reading or writing again when Postgres did not answer.
 const RETRY_WRITE: Duration = Duration::from_secs(2);
 
 /// Raises the alert when `status` turns `Failed` and resolves it when it turns
@@ -27,8 +27,24 @@ pub async fn watch_vault_auth(
     mount: String,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    // When the alert that is firing started; `None`: none is.
-    let mut firing: Option<DateTime<Utc>> = None;
+    // When the alert that is firing started; `None`: none is. A previous process may have
+    // raised one and stopped before resolving it: this one resolves it once it authenticates.
+    let kinds = [
+        AlertKind::VaultAuthFailed.as_str(),
+        AlertKind::VaultAuthRecovered.as_str(),
+    ];
+    let mut firing: Option<DateTime<Utc>> = loop {
+        match store::alerts::unresolved_system(&pool, kinds[0], &kinds).await {
+            Ok(open) => break open,
+            Err(e) => {
+                tracing::error!(error = %e, "Failed to read the Vault authentication alert's state; trying again");
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY_WRITE) => {}
+                    stop = shutdown.changed() => if stop.is_err() || *shutdown.borrow() { return },
+                }
+            }
+        }
+    };
     while !*shutdown.borrow() {
         let now = status.borrow_and_update().clone();
         let written = match (&now, firing) {

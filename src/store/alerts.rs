@@ -75,6 +75,19 @@ pub async fn insert_system(pool: &PgPool, alert: SystemAlert<'_>) -> sqlx::Resul
     Ok(id)
 }
 
+/// When the latest of Vigil's own alerts of `kinds` started, if it is of kind `firing`: an
+/// alert a previous process raised and never resolved.
+pub async fn unresolved_system(pool: &PgPool, firing: &str, kinds: &[&str]) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let latest: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+        "select kind, starts_at from alerts where tenant_id is null and kind = any($1)
+         order by alert_id desc limit 1",
+    )
+    .bind(kinds)
+    .fetch_optional(pool)
+    .await?;
+    Ok(latest.filter(|(kind, _)| kind == firing).map(|(_, at)| at))
+}
+
 /// Whether the incident's opening was already alerted (an incident is announced once).
 pub async fn incident_announced(tx: &mut Transaction<'_, Postgres>, incident_id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("select exists (select 1 from alerts where incident_id = $1 and kind = 'incident_opened')")

@@ -385,6 +385,59 @@ async fn auth_alerts(client: &reqwest::Client, alertmanager: &str, mount: &str) 
     r.json().await.unwrap()
 }
 
+/// Polls Alertmanager (bounded) until Vigil's authentication alert of `mount` is there.
+async fn raised_alert(app: &TestApp, alertmanager: &str, mount: &str) -> Value {
+    for _ in 0..100 {
+        if let Some(a) = auth_alerts(&app.client, alertmanager, mount).await.pop() {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("VigilVaultAuthFailed of auth/{mount} did not reach Alertmanager within 10 s");
+}
+
+/// Polls Alertmanager (bounded) until it holds no authentication alert of `mount`.
+async fn alert_resolved(app: &TestApp, alertmanager: &str, mount: &str) {
+    for _ in 0..100 {
+        if auth_alerts(&app.client, alertmanager, mount).await.is_empty() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("VigilVaultAuthFailed of auth/{mount} was not resolved in Alertmanager within 10 s");
+}
+
+#[tokio::test]
+async fn an_authentication_alert_left_by_a_stopped_vigil_is_resolved_by_the_next_one() {
+    let mut scope = Scope::new("authrestart").await;
+    let (trusted, pem) = signing_key();
+    let (stranger, _) = signing_key();
+    let subject = "system:serviceaccount:vigil:vigil";
+    let mount = jwt_mount(&mut scope, &pem, subject).await;
+    let jwt_file = scope.file("sa-token", &jwt(&stranger, subject));
+    let mut config = scope
+        .config(VaultAuthConfig {
+            method: VaultAuthMethod::Jwt,
+            jwt_file: Some(jwt_file.clone()),
+            role: Some("vigil".to_owned()),
+            mount: Some(mount.clone()),
+            ..Default::default()
+        })
+        .await;
+    let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
+    config.alertmanager_url = Some(alertmanager.clone());
+    let first = spawn_app_with(config.clone()).await;
+    raised_alert(&first, &alertmanager, &mount).await;
+    first.stop().await;
+
+    // The same database, a token OpenBao trusts: the next process ends the alert it inherited.
+    scope.replace(&jwt_file, &jwt(&trusted, subject));
+    let next = spawn_app_with(config).await;
+    alert_resolved(&next, &alertmanager, &mount).await;
+    next.stop().await;
+    scope.remove().await;
+}
+
 #[tokio::test]
 async fn vigil_alerts_and_counts_while_it_cannot_authenticate_and_resolves_when_it_can() {
     let mut scope = Scope::new("authfail").await;
@@ -407,15 +460,7 @@ async fn vigil_alerts_and_counts_while_it_cannot_authenticate_and_resolves_when_
     config.alertmanager_url = Some(alertmanager.clone());
     let app = spawn_app_with(config).await;
 
-    let mut raised = None;
-    for _ in 0..100 {
-        if let Some(a) = auth_alerts(&app.client, &alertmanager, &mount).await.pop() {
-            raised = Some(a);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let raised = raised.expect("VigilVaultAuthFailed reached Alertmanager within 10 s");
+    let raised = raised_alert(&app, &alertmanager, &mount).await;
     assert_eq!(raised["labels"]["alertname"], "VigilVaultAuthFailed");
     assert_eq!(raised["labels"]["severity"], "critical");
     assert_eq!(raised["labels"]["vault_auth"], "jwt");
@@ -472,15 +517,7 @@ async fn vigil_alerts_and_counts_while_it_cannot_authenticate_and_resolves_when_
         40,
     )
     .await;
-    let mut resolved = false;
-    for _ in 0..100 {
-        if auth_alerts(&app.client, &alertmanager, &mount).await.is_empty() {
-            resolved = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(resolved, "the alert was resolved in Alertmanager within 10 s");
+    alert_resolved(&app, &alertmanager, &mount).await;
     for _ in 0..300 {
         if scope.root.current_version(&path).await == 2 {
             break;
