@@ -179,13 +179,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Baseline {
             command: BaselineCommand::Export(mut args),
         } => {
-            args.admin_token = required_token("VIGIL_ADMIN_TOKEN", "--admin-token", args.admin_token)?;
+            args.vigil.admin_token = required_token("VIGIL_ADMIN_TOKEN", "--admin-token", args.vigil.admin_token)?;
             return vigil::review::export_command(args).await;
         }
         Command::Baseline {
             command: BaselineCommand::Import(mut args),
         } => {
-            args.admin_token = required_token("VIGIL_ADMIN_TOKEN", "--admin-token", args.admin_token)?;
+            args.vigil.admin_token = required_token("VIGIL_ADMIN_TOKEN", "--admin-token", args.vigil.admin_token)?;
             return vigil::review::import_command(args).await;
         }
         Command::Healthcheck { url } => return healthcheck(&url, HEALTHCHECK_TIMEOUT).await,

@@ -293,9 +293,8 @@ async fn jwt_mount(scope: &mut Scope, pem: &str, subject: &str) -> String {
 async fn jwt_auth_logs_in_with_a_token_signed_by_a_key_bound_to_its_role() {
     let mut scope = Scope::new("jwt").await;
     let (key, pem) = signing_key();
-    let subject = "system:serviceaccount:vigil:vigil";
-    let mount = jwt_mount(&mut scope, &pem, subject).await;
-    let token = jwt(&key, subject);
+    let mount = jwt_mount(&mut scope, &pem, SUBJECT).await;
+    let token = jwt(&key, SUBJECT);
     let config = scope
         .config(VaultAuthConfig {
             method: VaultAuthMethod::Jwt,
@@ -385,6 +384,45 @@ async fn auth_alerts(client: &reqwest::Client, alertmanager: &str, mount: &str) 
     r.json().await.unwrap()
 }
 
+const SUBJECT: &str = "system:serviceaccount:vigil:vigil";
+
+/// A Vigil (alerting the test Alertmanager) whose JWT file holds a token signed by a key
+/// OpenBao does not trust; the key it does trust, to write a good token later.
+struct Refused {
+    config: Config,
+    mount: String,
+    jwt_file: PathBuf,
+    trusted: EcdsaKeyPair,
+    alertmanager: String,
+}
+
+impl Refused {
+    async fn new(scope: &mut Scope) -> Refused {
+        let (trusted, pem) = signing_key();
+        let (stranger, _) = signing_key();
+        let mount = jwt_mount(scope, &pem, SUBJECT).await;
+        let jwt_file = scope.file("sa-token", &jwt(&stranger, SUBJECT));
+        let mut config = scope
+            .config(VaultAuthConfig {
+                method: VaultAuthMethod::Jwt,
+                jwt_file: Some(jwt_file.clone()),
+                role: Some("vigil".to_owned()),
+                mount: Some(mount.clone()),
+                ..Default::default()
+            })
+            .await;
+        let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
+        config.alertmanager_url = Some(alertmanager.clone());
+        Refused {
+            config,
+            mount,
+            jwt_file,
+            trusted,
+            alertmanager,
+        }
+    }
+}
+
 /// Polls Alertmanager (bounded) until Vigil's authentication alert of `mount` is there.
 async fn raised_alert(app: &TestApp, alertmanager: &str, mount: &str) -> Value {
     for _ in 0..100 {
@@ -410,30 +448,16 @@ async fn alert_resolved(app: &TestApp, alertmanager: &str, mount: &str) {
 #[tokio::test]
 async fn an_authentication_alert_left_by_a_stopped_vigil_is_resolved_by_the_next_one() {
     let mut scope = Scope::new("authrestart").await;
-    let (trusted, pem) = signing_key();
-    let (stranger, _) = signing_key();
-    let subject = "system:serviceaccount:vigil:vigil";
-    let mount = jwt_mount(&mut scope, &pem, subject).await;
-    let jwt_file = scope.file("sa-token", &jwt(&stranger, subject));
-    let mut config = scope
-        .config(VaultAuthConfig {
-            method: VaultAuthMethod::Jwt,
-            jwt_file: Some(jwt_file.clone()),
-            role: Some("vigil".to_owned()),
-            mount: Some(mount.clone()),
-            ..Default::default()
-        })
-        .await;
-    let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
-    config.alertmanager_url = Some(alertmanager.clone());
+    let refused = Refused::new(&mut scope).await;
+    let (config, mount, alertmanager) = (refused.config.clone(), &refused.mount, &refused.alertmanager);
     let first = spawn_app_with(config.clone()).await;
-    raised_alert(&first, &alertmanager, &mount).await;
+    raised_alert(&first, alertmanager, mount).await;
     first.stop().await;
 
     // The same database, a token OpenBao trusts: the next process ends the alert it inherited.
-    scope.replace(&jwt_file, &jwt(&trusted, subject));
+    scope.replace(&refused.jwt_file, &jwt(&refused.trusted, SUBJECT));
     let next = spawn_app_with(config).await;
-    alert_resolved(&next, &alertmanager, &mount).await;
+    alert_resolved(&next, alertmanager, mount).await;
     next.stop().await;
     scope.remove().await;
 }
@@ -441,26 +465,11 @@ async fn an_authentication_alert_left_by_a_stopped_vigil_is_resolved_by_the_next
 #[tokio::test]
 async fn vigil_alerts_and_counts_while_it_cannot_authenticate_and_resolves_when_it_can() {
     let mut scope = Scope::new("authfail").await;
-    // A JWT signed by a key OpenBao does not trust.
-    let (trusted, pem) = signing_key();
-    let (stranger, _) = signing_key();
-    let subject = "system:serviceaccount:vigil:vigil";
-    let mount = jwt_mount(&mut scope, &pem, subject).await;
-    let jwt_file = scope.file("sa-token", &jwt(&stranger, subject));
-    let mut config = scope
-        .config(VaultAuthConfig {
-            method: VaultAuthMethod::Jwt,
-            jwt_file: Some(jwt_file.clone()),
-            role: Some("vigil".to_owned()),
-            mount: Some(mount.clone()),
-            ..Default::default()
-        })
-        .await;
-    let alertmanager = required_env("VIGIL_TEST_ALERTMANAGER_URL");
-    config.alertmanager_url = Some(alertmanager.clone());
+    let refused = Refused::new(&mut scope).await;
+    let (config, mount, alertmanager) = (refused.config.clone(), &refused.mount, &refused.alertmanager);
     let app = spawn_app_with(config).await;
 
-    let raised = raised_alert(&app, &alertmanager, &mount).await;
+    let raised = raised_alert(&app, alertmanager, mount).await;
     assert_eq!(raised["labels"]["alertname"], "VigilVaultAuthFailed");
     assert_eq!(raised["labels"]["severity"], "critical");
     assert_eq!(raised["labels"]["vault_auth"], "jwt");
@@ -509,7 +518,7 @@ async fn vigil_alerts_and_counts_while_it_cannot_authenticate_and_resolves_when_
 
     // The kubelet writes a token OpenBao trusts: Vigil logs in, the alert resolves, and the
     // waiting rotation goes through.
-    scope.replace(&jwt_file, &jwt(&trusted, subject));
+    scope.replace(&refused.jwt_file, &jwt(&refused.trusted, SUBJECT));
     wait_for_sample(
         &app,
         r#"vigil_vault_auth_total{method="jwt",result="success"}"#,
@@ -517,7 +526,7 @@ async fn vigil_alerts_and_counts_while_it_cannot_authenticate_and_resolves_when_
         40,
     )
     .await;
-    alert_resolved(&app, &alertmanager, &mount).await;
+    alert_resolved(&app, alertmanager, mount).await;
     for _ in 0..300 {
         if scope.root.current_version(&path).await == 2 {
             break;
