@@ -1,10 +1,21 @@
 # Vigil's least-privilege policy for Vault / OpenBao: exactly the calls Vigil makes for each
 # binding kind (src/secrets/vault.rs), on the paths of one naming convention, and nothing else.
 #
-# Load it and give Vigil a token bound only to it:
+# Load it and bind Vigil's identity to it alone (docs/operations.md, "Vault authentication"):
 #   bao policy write vigil deploy/vault-policy.hcl        (or: vault policy write …)
-#   bao token create -policy=vigil -no-default-policy -orphan
-#   → VIGIL_VAULT_TOKEN. Vigil does not renew its token: replace it before its TTL runs out.
+#   AppRole:     bao write auth/approle/role/vigil token_policies=vigil token_no_default_policy=true \
+#                  token_ttl=1h token_max_ttl=24h                        → VIGIL_VAULT_AUTH=approle
+#   Kubernetes:  bao write auth/kubernetes/role/vigil bound_service_account_names=vigil \
+#                  bound_service_account_namespaces=vigil token_policies=vigil \
+#                  token_no_default_policy=true token_ttl=1h           → VIGIL_VAULT_AUTH=jwt
+#   a token:     bao token create -policy=vigil -no-default-policy -orphan -period=24h
+#                  → VIGIL_VAULT_TOKEN (or a file: VIGIL_VAULT_TOKEN_FILE); Vigil renews it.
+#
+# sudo: only lease_prefix needs it, because sys/leases/revoke-prefix and sys/leases/lookup are
+# root-protected endpoints; it is granted on those two paths under database/creds/tenant-* and
+# nowhere else. To run without any sudo, delete the two sys/leases blocks below and bind
+# database_static_role (its rotation needs no sudo) or short-TTL dynamic credentials instead:
+# a lease_prefix binding then fails at once with OpenBao's 403, recorded and alerted.
 #
 # Path convention (mount names `secret/` and `database/` as below; edit them if yours differ,
 # and keep the shape). <tenant> is the Vigil tenant id.
@@ -21,8 +32,18 @@
 # Never granted: reading database credentials (`creds/`, `static-creds/`; only the optional
 # verification block at the end, commented out, does), deleting, destroying or undeleting KV
 # versions, changing a secret's max_versions, cas_required or delete_version_after, listing
-# secrets, and anything under sys/ or auth/ beyond leases (no policies, tokens, mounts): a stolen
-# Vigil token can rotate bound secrets, not read or keep them.
+# secrets, and anything under sys/ or auth/ beyond leases and Vigil's own token (no policies,
+# other tokens, mounts): a stolen Vigil token can rotate bound secrets, not read or keep them.
+
+# Vigil's own token: looked up (its TTL; that it still works) and renewed before it expires. The
+# default policy grants the same two; these let a token without it (-no-default-policy) work.
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
+
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
 
 # kv2: the current value is read for its field names only (values are skipped unparsed); the new
 # version is written with check-and-set on the version just read.

@@ -5,6 +5,7 @@ use crate::alert::{self, AlertWorker};
 use crate::api::{self, error, error::ApiError};
 use crate::baseline::TenantBaseline;
 use crate::config::Config;
+use crate::config::VaultAuthMethod;
 use crate::dashboard;
 use crate::event::TenantId;
 use crate::http::AppState;
@@ -16,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
-use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend, WebhookBackend};
+use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend, VaultSession, WebhookBackend};
 use crate::server;
 use crate::shard::{self, Pipeline, TenantState};
 use crate::store;
@@ -44,6 +45,8 @@ pub struct App {
     shards: Vec<JoinHandle<()>>,
     rotation_worker: JoinHandle<()>,
     alert_worker: JoinHandle<()>,
+    /// Vigil's Vault session upkeep and the alert that says when it fails.
+    vault_tasks: Vec<JoinHandle<()>>,
     stop_workers: watch::Sender<bool>,
 }
 
@@ -135,11 +138,41 @@ impl App {
         });
         let (router, shards) = shard::start(pipeline, states, config.shard_queue);
 
+        let (stop_workers, stopped) = watch::channel(false);
+        // Vault is configured by an address and a way to authenticate: a token (by value or
+        // file), or a login method.
+        let vault_session = match &config.vault_addr {
+            Some(addr)
+                if config.vault_token.is_some()
+                    || config.vault_auth.token_file.is_some()
+                    || config.vault_auth.method != VaultAuthMethod::Token =>
+            {
+                Some(Arc::new(VaultSession::new(
+                    addr,
+                    config.vault_token.as_ref(),
+                    &config.vault_auth,
+                    metrics.clone(),
+                )?))
+            }
+            _ => None,
+        };
+        let mut vault_tasks = Vec::new();
+        if let Some(session) = &vault_session {
+            let (method, mount) = session.method();
+            vault_tasks.push(tokio::spawn(alert::watch_vault_auth(
+                pool.clone(),
+                alert_wake.clone(),
+                session.subscribe(),
+                method,
+                mount.to_owned(),
+                stopped.clone(),
+            )));
+            vault_tasks.push(tokio::spawn(session.clone().run(stopped.clone())));
+        }
+        let vault_auth = vault_session.as_ref().map(|s| s.subscribe());
         let secrets = Secrets {
-            vault: match (&config.vault_addr, &config.vault_token) {
-                (Some(addr), Some(token)) => Some(Arc::new(VaultBackend::new(addr, token.expose_secret())?)),
-                _ => None,
-            },
+            vault: vault_session
+                .map(|s| Arc::new(VaultBackend::with_session(s)) as Arc<dyn crate::secrets::SecretsBackend>),
             // Always available: credentials come from the standard AWS chain, and the client is
             // built on first use, so a deployment without AWS bindings never reaches AWS.
             aws: Some(Arc::new(AwsBackend::new(AwsSettings {
@@ -152,7 +185,6 @@ impl App {
                 None => None,
             },
         };
-        let (stop_workers, stopped) = watch::channel(false);
         let worker = RotationWorker {
             pool: pool.clone(),
             secrets,
@@ -191,6 +223,7 @@ impl App {
             rotation_wake,
             alert_wake,
             live,
+            vault_auth,
         };
         Ok(App {
             listener,
@@ -199,6 +232,7 @@ impl App {
             shards,
             rotation_worker,
             alert_worker,
+            vault_tasks,
             stop_workers,
         })
     }
@@ -224,6 +258,7 @@ impl App {
             shards,
             rotation_worker,
             alert_worker,
+            vault_tasks,
             stop_workers,
         } = self;
         // OTLP/gRPC runs beside the HTTP server and stops with it.
@@ -252,6 +287,9 @@ impl App {
         let _ = stop_workers.send(true);
         rotation_worker.await.context("the rotation worker panicked")?;
         alert_worker.await.context("the alert worker panicked")?;
+        for task in vault_tasks {
+            task.await.context("the Vault session task panicked")?;
+        }
         tracing::info!("Vigil stopped");
         Ok(())
     }

@@ -20,7 +20,11 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     pub redaction_key: Option<SecretString>,
     pub vault_addr: Option<String>,
+    /// `VIGIL_VAULT_TOKEN`: the token of `VIGIL_VAULT_AUTH=token` given by value (renewed if
+    /// renewable). `VIGIL_VAULT_TOKEN_FILE` is `vault_auth.token_file`, re-read when it changes.
     pub vault_token: Option<SecretString>,
+    /// How Vigil authenticates to Vault / OpenBao, and how it reaches it (namespace, TLS).
+    pub vault_auth: VaultAuthConfig,
     /// Secrets Manager endpoint override, for local peers (moto); `None` is AWS itself.
     pub aws_endpoint_url: Option<String>,
     /// AWS region; `None` leaves it to the standard chain (`AWS_REGION`, profile).
@@ -60,6 +64,84 @@ pub struct Config {
     /// Ingest requests (events and OTLP) one tenant may have in flight; more are answered 429
     /// `tenant_busy` before their body is read.
     pub ingest_tenant_max_requests: usize,
+}
+
+/// `VIGIL_VAULT_AUTH`: how Vigil gets its Vault token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum VaultAuthMethod {
+    /// A token given to Vigil: `VIGIL_VAULT_TOKEN`, or `VIGIL_VAULT_TOKEN_FILE` (Vault Agent's
+    /// sink), re-read when the file changes.
+    #[default]
+    Token,
+    /// AppRole: a role id and a secret id (`VIGIL_VAULT_ROLE_ID[_FILE]`,
+    /// `VIGIL_VAULT_SECRET_ID[_FILE]`), read again at each login.
+    AppRole,
+    /// JWT / OIDC or Kubernetes auth: a role (`VIGIL_VAULT_ROLE`) bound to the JWT in
+    /// `VIGIL_VAULT_JWT_FILE` (a projected service-account token), read again at each login.
+    Jwt,
+}
+
+impl VaultAuthMethod {
+    /// The configuration's spelling, and the default mount of the method.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VaultAuthMethod::Token => "token",
+            VaultAuthMethod::AppRole => "approle",
+            VaultAuthMethod::Jwt => "jwt",
+        }
+    }
+}
+
+/// A secret Vigil reads again whenever it needs it: a value given at start, or a file.
+#[derive(Debug, Clone)]
+pub enum SecretSource {
+    Value(SecretString),
+    /// Read (trailing newline trimmed) at each use.
+    File(PathBuf),
+}
+
+impl SecretSource {
+    /// The secret now; `name` is the variable that gave it, for the error.
+    pub fn read(&self, name: &str) -> anyhow::Result<SecretString> {
+        match self {
+            SecretSource::Value(v) => Ok(v.clone()),
+            SecretSource::File(path) => read_secret_file(&format!("{name}_FILE"), path),
+        }
+    }
+}
+
+/// Vault / OpenBao authentication and transport (`VIGIL_VAULT_*` beside the address).
+#[derive(Debug, Clone, Default)]
+pub struct VaultAuthConfig {
+    pub method: VaultAuthMethod,
+    /// `VIGIL_VAULT_TOKEN_FILE`: a token file (as Vault Agent writes it), re-read when it changes.
+    pub token_file: Option<PathBuf>,
+    /// AppRole's role id (`VIGIL_VAULT_ROLE_ID` or `_FILE`).
+    pub role_id: Option<SecretSource>,
+    /// AppRole's secret id (`VIGIL_VAULT_SECRET_ID` or `_FILE`).
+    pub secret_id: Option<SecretSource>,
+    /// `VIGIL_VAULT_JWT_FILE`: the JWT to log in with (a projected service-account token).
+    pub jwt_file: Option<PathBuf>,
+    /// `VIGIL_VAULT_ROLE`: the JWT / Kubernetes auth role.
+    pub role: Option<String>,
+    /// `VIGIL_VAULT_AUTH_MOUNT`: where the method is mounted (`auth/<mount>`); `None`: its name.
+    pub mount: Option<String>,
+    /// `VIGIL_VAULT_NAMESPACE`: sent as `X-Vault-Namespace` on every call, logins included.
+    pub namespace: Option<String>,
+    /// `VIGIL_VAULT_CACERT`: PEM bundle of the CAs Vault's certificate is checked against
+    /// (instead of the system's roots).
+    pub cacert: Option<PathBuf>,
+    /// `VIGIL_VAULT_CLIENT_CERT` and `VIGIL_VAULT_CLIENT_KEY`: PEM client certificate and key,
+    /// for a Vault that requires TLS client authentication.
+    pub client_cert: Option<PathBuf>,
+    pub client_key: Option<PathBuf>,
+}
+
+impl VaultAuthConfig {
+    /// `auth/<mount>`: the configured mount, or the method's name.
+    pub fn mount(&self) -> &str {
+        self.mount.as_deref().unwrap_or(self.method.as_str())
+    }
 }
 
 /// What a reverse proxy in front of Vigil would enforce; Vigil enforces it itself.
@@ -112,11 +194,27 @@ pub(crate) const MIN_WEBHOOK_SECRET_LEN: usize = 16;
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     database_url: Option<String>,
+    database_url_file: Option<PathBuf>,
     listen: Option<String>,
     admin_token: Option<String>,
+    admin_token_file: Option<PathBuf>,
     redaction_key: Option<String>,
+    redaction_key_file: Option<PathBuf>,
     vault_addr: Option<String>,
     vault_token: Option<String>,
+    vault_token_file: Option<PathBuf>,
+    vault_auth: Option<String>,
+    vault_role_id: Option<String>,
+    vault_role_id_file: Option<PathBuf>,
+    vault_secret_id: Option<String>,
+    vault_secret_id_file: Option<PathBuf>,
+    vault_jwt_file: Option<PathBuf>,
+    vault_role: Option<String>,
+    vault_auth_mount: Option<String>,
+    vault_namespace: Option<String>,
+    vault_cacert: Option<PathBuf>,
+    vault_client_cert: Option<PathBuf>,
+    vault_client_key: Option<PathBuf>,
     aws_endpoint_url: Option<String>,
     aws_region: Option<String>,
     baselines_dir: Option<PathBuf>,
@@ -126,7 +224,9 @@ struct FileConfig {
     alertmanager_url: Option<String>,
     public_url: Option<String>,
     webhook_urls: Option<Vec<String>>,
+    webhook_urls_file: Option<PathBuf>,
     webhook_secret: Option<String>,
+    webhook_secret_file: Option<PathBuf>,
     alert_expiry_minutes: Option<i64>,
     cookie_secure: Option<bool>,
     database_timeout_secs: Option<usize>,
@@ -183,19 +283,21 @@ impl Config {
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("VIGIL_PUBLIC_URL {public_url:?} must be an http:// or https:// URL");
         }
-        let webhook_urls = match env("VIGIL_WEBHOOK_URLS") {
-            Some(list) => list
-                .split(',')
-                .map(str::trim)
-                .filter(|u| !u.is_empty())
-                .map(|u| SecretString::from(u.to_owned()))
-                .collect(),
-            None => file
-                .webhook_urls
-                .unwrap_or_default()
-                .into_iter()
-                .map(SecretString::from)
-                .collect(),
+        // A list, so not through `secret_source`: the file's form is an array.
+        let webhook_urls = match (env("VIGIL_WEBHOOK_URLS"), env("VIGIL_WEBHOOK_URLS_FILE")) {
+            (Some(_), Some(_)) => bail!("VIGIL_WEBHOOK_URLS and VIGIL_WEBHOOK_URLS_FILE are both set: set one of them"),
+            (Some(list), None) => split_urls(&list),
+            (None, Some(path)) => {
+                split_urls(read_secret_file("VIGIL_WEBHOOK_URLS_FILE", Path::new(&path))?.expose_secret())
+            }
+            (None, None) => match (file.webhook_urls, file.webhook_urls_file) {
+                (Some(_), Some(_)) => {
+                    bail!("webhook_urls and webhook_urls_file are both set in the config file: set one of them")
+                }
+                (Some(urls), None) => urls.into_iter().map(SecretString::from).collect(),
+                (None, Some(path)) => split_urls(read_secret_file("webhook_urls_file", &path)?.expose_secret()),
+                (None, None) => Vec::new(),
+            },
         };
         let cookie_secure = match env("VIGIL_COOKIE_SECURE") {
             Some(v) => match v.as_str() {
@@ -273,15 +375,60 @@ impl Config {
                     .with_context(|| format!("VIGIL_OTLP_GRPC_LISTEN {v:?} is not an address:port"))?,
             ),
         };
+        let read_now = |name: &str, value: Option<String>, path: Option<PathBuf>| {
+            secret_source(&env, name, value, path)?
+                .map(|s| s.read(&format!("VIGIL_{name}")))
+                .transpose()
+        };
+        let database_url = read_now("DATABASE_URL", file.database_url, file.database_url_file)?
+            .unwrap_or_else(|| "postgres://localhost/vigil".to_owned().into());
+        let admin_token = read_now("ADMIN_TOKEN", file.admin_token, file.admin_token_file)?;
+        let redaction_key = read_now("REDACTION_KEY", file.redaction_key, file.redaction_key_file)?;
+        let webhook_secret = read_now("WEBHOOK_SECRET", file.webhook_secret, file.webhook_secret_file)?;
+        let vault_addr = pick("VAULT_ADDR", file.vault_addr);
+        let (vault_token, vault_auth) = {
+            let path =
+                |name: &str, from_file: Option<PathBuf>| env(&format!("VIGIL_{name}")).map(PathBuf::from).or(from_file);
+            let method = match pick("VAULT_AUTH", file.vault_auth).as_deref().map(str::trim) {
+                None | Some("" | "token") => VaultAuthMethod::Token,
+                Some("approle") => VaultAuthMethod::AppRole,
+                Some("jwt") => VaultAuthMethod::Jwt,
+                Some(other) => bail!("VIGIL_VAULT_AUTH {other:?} is not one of token, approle, jwt"),
+            };
+            let token = secret_source(&env, "VAULT_TOKEN", file.vault_token, file.vault_token_file)?;
+            let (vault_token, token_file) = match token {
+                Some(SecretSource::Value(v)) => (Some(v), None),
+                Some(SecretSource::File(p)) => (None, Some(p)),
+                None => (None, None),
+            };
+            let auth = VaultAuthConfig {
+                method,
+                token_file,
+                role_id: secret_source(&env, "VAULT_ROLE_ID", file.vault_role_id, file.vault_role_id_file)?,
+                secret_id: secret_source(&env, "VAULT_SECRET_ID", file.vault_secret_id, file.vault_secret_id_file)?,
+                jwt_file: path("VAULT_JWT_FILE", file.vault_jwt_file),
+                role: pick("VAULT_ROLE", file.vault_role).filter(|r| !r.is_empty()),
+                mount: pick("VAULT_AUTH_MOUNT", file.vault_auth_mount)
+                    .map(|m| m.trim_matches('/').to_owned())
+                    .filter(|m| !m.is_empty()),
+                namespace: pick("VAULT_NAMESPACE", file.vault_namespace)
+                    .map(|n| n.trim_matches('/').to_owned())
+                    .filter(|n| !n.is_empty()),
+                cacert: path("VAULT_CACERT", file.vault_cacert),
+                client_cert: path("VAULT_CLIENT_CERT", file.vault_client_cert),
+                client_key: path("VAULT_CLIENT_KEY", file.vault_client_key),
+            };
+            check_vault_auth(vault_addr.is_some(), vault_token.is_some(), &auth)?;
+            (vault_token, auth)
+        };
         Ok(Config {
-            database_url: pick("DATABASE_URL", file.database_url)
-                .unwrap_or_else(|| "postgres://localhost/vigil".to_owned())
-                .into(),
+            database_url,
             listen,
-            admin_token: pick("ADMIN_TOKEN", file.admin_token).map(Into::into),
-            redaction_key: pick("REDACTION_KEY", file.redaction_key).map(Into::into),
-            vault_addr: pick("VAULT_ADDR", file.vault_addr),
-            vault_token: pick("VAULT_TOKEN", file.vault_token).map(Into::into),
+            admin_token,
+            redaction_key,
+            vault_addr,
+            vault_token,
+            vault_auth,
             aws_endpoint_url: pick("AWS_ENDPOINT_URL", file.aws_endpoint_url),
             aws_region: pick("AWS_REGION", file.aws_region),
             baselines_dir: env("VIGIL_BASELINES_DIR")
@@ -294,7 +441,7 @@ impl Config {
             alertmanager_url: pick("ALERTMANAGER_URL", file.alertmanager_url).filter(|u| !u.is_empty()),
             public_url,
             webhook_urls,
-            webhook_secret: pick("WEBHOOK_SECRET", file.webhook_secret).map(Into::into),
+            webhook_secret,
             alert_expiry_minutes: number(
                 "ALERT_EXPIRY_MINUTES",
                 file.alert_expiry_minutes.map(|m| m.max(1) as usize),
@@ -349,6 +496,40 @@ impl Config {
         Ok(())
     }
 
+    /// The `vault_*` lines beyond the address and token: paths and names are shown, secrets
+    /// given by value are masked.
+    fn masked_vault_auth(&self) -> String {
+        let a = &self.vault_auth;
+        let path = |p: &Option<PathBuf>| match p {
+            Some(p) => format!("{:?}", p.display().to_string()),
+            None => "# unset".to_owned(),
+        };
+        let source = |s: &Option<SecretSource>, key: &str| match s {
+            Some(SecretSource::Value(_)) => format!("{key} = \"********\"\n"),
+            Some(SecretSource::File(p)) => format!("{key}_file = {:?}\n", p.display().to_string()),
+            None => format!("{key} = # unset\n"),
+        };
+        format!(
+            "vault_token_file = {}\nvault_auth = {:?}\n{}{}vault_jwt_file = {}\nvault_role = {}\nvault_auth_mount = {:?}\n\
+             vault_namespace = {}\nvault_cacert = {}\nvault_client_cert = {}\nvault_client_key = {}\n",
+            path(&a.token_file),
+            a.method.as_str(),
+            source(&a.role_id, "vault_role_id"),
+            source(&a.secret_id, "vault_secret_id"),
+            path(&a.jwt_file),
+            a.role
+                .as_ref()
+                .map_or_else(|| "# unset".to_owned(), |r| format!("{r:?}")),
+            a.mount(),
+            a.namespace
+                .as_ref()
+                .map_or_else(|| "# unset".to_owned(), |n| format!("{n:?}")),
+            path(&a.cacert),
+            path(&a.client_cert),
+            path(&a.client_key),
+        )
+    }
+
     /// The effective configuration as TOML, secrets masked; for `serve --print-config`.
     pub fn masked(&self) -> String {
         let mask = |s: &Option<SecretString>| match s {
@@ -371,7 +552,7 @@ impl Config {
             .collect();
         format!(
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
-             vault_token = {}\naws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
+             vault_token = {}\n{}aws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
              shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
              webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\notlp_grpc_listen = {:?}\notlp_max_bytes = {}\notlp_max_requests = {}\ningest_tenant_max_requests = {}\ndatabase_timeout_secs = {}\n\
              http_max_connections = {}\nhttp_header_timeout_secs = {}\nhttp_idle_timeout_secs = {}\n\
@@ -382,6 +563,7 @@ impl Config {
             mask(&self.redaction_key),
             plain(&self.vault_addr),
             mask(&self.vault_token),
+            self.masked_vault_auth(),
             // An endpoint may carry basic-auth credentials (a proxy): mask them like the DB's.
             plain(&self.aws_endpoint_url.as_deref().map(mask_url_password)),
             plain(&self.aws_region),
@@ -409,6 +591,116 @@ impl Config {
             self.trusted_proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
         )
     }
+}
+
+/// Where a secret comes from: `VIGIL_<NAME>` or `VIGIL_<NAME>_FILE` (a file holding it) in the
+/// environment, else `<name>` or `<name>_file` in the TOML file. Each of the two places may give
+/// one of the two forms, not both; the environment wins over the file.
+fn secret_source(
+    env: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    value: Option<String>,
+    path: Option<PathBuf>,
+) -> anyhow::Result<Option<SecretSource>> {
+    let var = format!("VIGIL_{name}");
+    match (env(&var), env(&format!("{var}_FILE"))) {
+        (Some(_), Some(_)) => bail!("{var} and {var}_FILE are both set: set one of them"),
+        (Some(v), None) => return Ok(Some(SecretSource::Value(v.into()))),
+        (None, Some(p)) if p.trim().is_empty() => bail!("{var}_FILE is set but empty: name a file"),
+        (None, Some(p)) => return Ok(Some(SecretSource::File(PathBuf::from(p)))),
+        (None, None) => {}
+    }
+    let key = name.to_ascii_lowercase();
+    match (value, path) {
+        (Some(_), Some(_)) => bail!("{key} and {key}_file are both set in the config file: set one of them"),
+        (Some(v), None) => Ok(Some(SecretSource::Value(v.into()))),
+        (None, Some(p)) => Ok(Some(SecretSource::File(p))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// A secret file's content without its trailing newline (`echo`, editors and Kubernetes
+/// secrets written by hand end with one). `var` names the setting, for the error.
+pub fn read_secret_file(var: &str, path: &Path) -> anyhow::Result<SecretString> {
+    let mut text = std::fs::read_to_string(path).with_context(|| format!("{var}: cannot read {}", path.display()))?;
+    let len = text.trim_end_matches(['\n', '\r']).len();
+    text.truncate(len);
+    if text.is_empty() {
+        bail!("{var}: {} is empty", path.display());
+    }
+    Ok(SecretString::from(text))
+}
+
+/// Webhook URLs from one string: separated by commas or lines.
+fn split_urls(list: &str) -> Vec<SecretString> {
+    list.split([',', '\n'])
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| SecretString::from(u.to_owned()))
+        .collect()
+}
+
+/// Each method's settings present, none of another method's, paths that can be a mount or a
+/// namespace; all at start, so a mistake stops `serve` rather than the first rotation.
+fn check_vault_auth(has_addr: bool, has_token: bool, auth: &VaultAuthConfig) -> anyhow::Result<()> {
+    let method = auth.method.as_str();
+    let given = [
+        ("VIGIL_VAULT_TOKEN", has_token),
+        ("VIGIL_VAULT_TOKEN_FILE", auth.token_file.is_some()),
+        ("VIGIL_VAULT_ROLE_ID[_FILE]", auth.role_id.is_some()),
+        ("VIGIL_VAULT_SECRET_ID[_FILE]", auth.secret_id.is_some()),
+        ("VIGIL_VAULT_JWT_FILE", auth.jwt_file.is_some()),
+        ("VIGIL_VAULT_ROLE", auth.role.is_some()),
+    ];
+    let (needed, allowed): (&[&str], &[&str]) = match auth.method {
+        // Neither is needed: without a token, Vault is simply not configured.
+        VaultAuthMethod::Token => (&[], &["VIGIL_VAULT_TOKEN", "VIGIL_VAULT_TOKEN_FILE"]),
+        VaultAuthMethod::AppRole => (
+            &["VIGIL_VAULT_ROLE_ID[_FILE]", "VIGIL_VAULT_SECRET_ID[_FILE]"],
+            &["VIGIL_VAULT_ROLE_ID[_FILE]", "VIGIL_VAULT_SECRET_ID[_FILE]"],
+        ),
+        VaultAuthMethod::Jwt => (
+            &["VIGIL_VAULT_JWT_FILE", "VIGIL_VAULT_ROLE"],
+            &["VIGIL_VAULT_JWT_FILE", "VIGIL_VAULT_ROLE"],
+        ),
+    };
+    for (name, set) in given {
+        if set && !allowed.contains(&name) {
+            bail!(
+                "{name} is set but VIGIL_VAULT_AUTH is {method}: it is not used by that method (unset it, or choose the method it belongs to)"
+            );
+        }
+        if !set && needed.contains(&name) {
+            bail!("VIGIL_VAULT_AUTH={method} needs {name}");
+        }
+    }
+    if auth.method != VaultAuthMethod::Token && !has_addr {
+        bail!("VIGIL_VAULT_AUTH={method} needs VIGIL_VAULT_ADDR");
+    }
+    if auth.client_cert.is_some() != auth.client_key.is_some() {
+        bail!("VIGIL_VAULT_CLIENT_CERT and VIGIL_VAULT_CLIENT_KEY go together: set both or neither");
+    }
+    let path_like = |s: &str| {
+        s.len() <= 256
+            && s.split('/').all(|seg| !seg.is_empty() && seg != "." && seg != "..")
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    };
+    if let Some(m) = &auth.mount
+        && !path_like(m)
+    {
+        bail!("VIGIL_VAULT_AUTH_MOUNT {m:?} is not a mount path (A-Z a-z 0-9 - _ . /)");
+    }
+    if let Some(n) = &auth.namespace
+        && !path_like(n)
+    {
+        bail!("VIGIL_VAULT_NAMESPACE {n:?} is not a namespace path (A-Z a-z 0-9 - _ . /)");
+    }
+    if let Some(r) = &auth.role
+        && !(r.len() <= 256 && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)))
+    {
+        bail!("VIGIL_VAULT_ROLE {r:?} is not a role name (A-Z a-z 0-9 - _ . @)");
+    }
+    Ok(())
 }
 
 /// A trusted proxy: a CIDR (`10.0.0.0/8`) or one address (`10.0.0.7`).
@@ -635,6 +927,219 @@ mod tests {
             (None, 1 << 20, 2)
         );
         assert!(load("", &[("VIGIL_OTLP_GRPC_LISTEN", "4317")]).is_err());
+    }
+
+    /// A file in the temp folder holding `content`, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(content: &str) -> TempFile {
+            let path = std::env::temp_dir().join(format!("vigil-config-{}", uuid::Uuid::new_v4().simple()));
+            std::fs::write(&path, content).unwrap();
+            TempFile(path)
+        }
+
+        fn path(&self) -> &str {
+            self.0.to_str().unwrap()
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn every_secret_can_be_read_from_a_file_without_its_trailing_newline() {
+        let admin = TempFile::new("admin-from-file-0123456789-0123456789\n");
+        let key = TempFile::new("redaction-from-file\r\n");
+        let hook = TempFile::new("webhook-from-file-secret\n\n");
+        let db = TempFile::new("postgres://vigil:pw@db/vigil\n");
+        let urls = TempFile::new("http://a.test/x\nhttp://b.test/y, http://c.test/z\n");
+        let c = load(
+            "",
+            &[
+                ("VIGIL_ADMIN_TOKEN_FILE", admin.path()),
+                ("VIGIL_REDACTION_KEY_FILE", key.path()),
+                ("VIGIL_WEBHOOK_SECRET_FILE", hook.path()),
+                ("VIGIL_DATABASE_URL_FILE", db.path()),
+                ("VIGIL_WEBHOOK_URLS_FILE", urls.path()),
+            ],
+        )
+        .unwrap();
+        let shown = |s: &Option<SecretString>| s.as_ref().unwrap().expose_secret().to_owned();
+        assert_eq!(shown(&c.admin_token), "admin-from-file-0123456789-0123456789");
+        assert_eq!(shown(&c.redaction_key), "redaction-from-file");
+        assert_eq!(shown(&c.webhook_secret), "webhook-from-file-secret");
+        assert_eq!(c.database_url.expose_secret(), "postgres://vigil:pw@db/vigil");
+        let urls: Vec<&str> = c.webhook_urls.iter().map(|u| u.expose_secret()).collect();
+        assert_eq!(urls, ["http://a.test/x", "http://b.test/y", "http://c.test/z"]);
+        c.check_serve().unwrap();
+        assert!(!c.masked().contains("from-file"), "{}", c.masked());
+
+        // The TOML file's `<name>_file` too; the environment's value wins over it.
+        let toml = format!(
+            "admin_token_file = {:?}\nredaction_key = \"redaction-in-toml\"",
+            admin.path()
+        );
+        let c = load(&toml, &[("VIGIL_REDACTION_KEY_FILE", key.path())]).unwrap();
+        assert_eq!(shown(&c.admin_token), "admin-from-file-0123456789-0123456789");
+        assert_eq!(shown(&c.redaction_key), "redaction-from-file");
+    }
+
+    #[test]
+    fn a_secret_given_both_ways_or_from_a_missing_or_empty_file_stops_the_start() {
+        let token = TempFile::new("t\n");
+        for (name, var) in [
+            ("ADMIN_TOKEN", "VIGIL_ADMIN_TOKEN"),
+            ("REDACTION_KEY", "VIGIL_REDACTION_KEY"),
+            ("WEBHOOK_SECRET", "VIGIL_WEBHOOK_SECRET"),
+            ("DATABASE_URL", "VIGIL_DATABASE_URL"),
+            ("WEBHOOK_URLS", "VIGIL_WEBHOOK_URLS"),
+            ("VAULT_TOKEN", "VIGIL_VAULT_TOKEN"),
+            ("VAULT_SECRET_ID", "VIGIL_VAULT_SECRET_ID"),
+            ("VAULT_ROLE_ID", "VIGIL_VAULT_ROLE_ID"),
+        ] {
+            let file_var = format!("{var}_FILE");
+            let err = load("", &[(var, "x"), (&file_var, token.path())])
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                err,
+                format!("{var} and {var}_FILE are both set: set one of them"),
+                "{name}"
+            );
+        }
+        let err = load("admin_token = \"a\"\nadmin_token_file = \"/x\"", &[]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("admin_token and admin_token_file are both set in the config file"),
+            "{err}"
+        );
+
+        let err = load("", &[("VIGIL_ADMIN_TOKEN_FILE", "/nonexistent/vigil-admin")]).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("VIGIL_ADMIN_TOKEN_FILE: cannot read /nonexistent/vigil-admin"),
+            "{err:#}"
+        );
+        let empty = TempFile::new("\n");
+        let err = load("", &[("VIGIL_REDACTION_KEY_FILE", empty.path())]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("VIGIL_REDACTION_KEY_FILE: {} is empty", empty.path())
+        );
+    }
+
+    #[test]
+    fn vault_authentication_defaults_to_a_token_and_approle_and_jwt_take_theirs() {
+        let c = load("", &[("VIGIL_VAULT_TOKEN_FILE", "/run/vault/token")]).unwrap();
+        assert_eq!(c.vault_auth.method, VaultAuthMethod::Token);
+        assert_eq!(c.vault_auth.token_file.as_deref(), Some(Path::new("/run/vault/token")));
+        assert!(
+            c.vault_token.is_none(),
+            "the file is re-read by the backend, not read here"
+        );
+        assert_eq!(c.vault_auth.mount(), "token");
+
+        let c = load(
+            "vault_addr = \"https://vault.test:8200\"\nvault_auth = \"approle\"",
+            &[
+                ("VIGIL_VAULT_ROLE_ID", "role-canary"),
+                ("VIGIL_VAULT_SECRET_ID_FILE", "/run/secrets/secret-id"),
+                ("VIGIL_VAULT_NAMESPACE", "/tenants/eu/"),
+                ("VIGIL_VAULT_CACERT", "/etc/vigil/vault-ca.pem"),
+            ],
+        )
+        .unwrap();
+        let a = &c.vault_auth;
+        assert_eq!((a.method, a.mount()), (VaultAuthMethod::AppRole, "approle"));
+        assert!(matches!(&a.secret_id, Some(SecretSource::File(p)) if p == Path::new("/run/secrets/secret-id")));
+        assert_eq!(a.namespace.as_deref(), Some("tenants/eu"));
+        let printed = c.masked();
+        assert!(!printed.contains("role-canary"), "{printed}");
+        for line in [
+            "vault_auth = \"approle\"",
+            "vault_role_id = \"********\"",
+            "vault_secret_id_file = \"/run/secrets/secret-id\"",
+            "vault_namespace = \"tenants/eu\"",
+            "vault_cacert = \"/etc/vigil/vault-ca.pem\"",
+        ] {
+            assert!(printed.lines().any(|l| l == line), "{line} in:\n{printed}");
+        }
+
+        let c = load(
+            "",
+            &[
+                ("VIGIL_VAULT_ADDR", "http://127.0.0.1:8200"),
+                ("VIGIL_VAULT_AUTH", "jwt"),
+                ("VIGIL_VAULT_JWT_FILE", "/var/run/secrets/tokens/vault"),
+                ("VIGIL_VAULT_ROLE", "vigil"),
+                ("VIGIL_VAULT_AUTH_MOUNT", "kubernetes"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            (c.vault_auth.method, c.vault_auth.mount()),
+            (VaultAuthMethod::Jwt, "kubernetes")
+        );
+    }
+
+    #[test]
+    fn vault_authentication_mistakes_are_named_at_start() {
+        let addr = ("VIGIL_VAULT_ADDR", "http://127.0.0.1:8200");
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (
+                &[addr, ("VIGIL_VAULT_AUTH", "kerberos")],
+                "VIGIL_VAULT_AUTH \"kerberos\" is not one of token, approle, jwt",
+            ),
+            (
+                &[addr, ("VIGIL_VAULT_AUTH", "approle"), ("VIGIL_VAULT_ROLE_ID", "r")],
+                "VIGIL_VAULT_AUTH=approle needs VIGIL_VAULT_SECRET_ID[_FILE]",
+            ),
+            (
+                &[addr, ("VIGIL_VAULT_AUTH", "jwt"), ("VIGIL_VAULT_JWT_FILE", "/t")],
+                "VIGIL_VAULT_AUTH=jwt needs VIGIL_VAULT_ROLE",
+            ),
+            (
+                &[
+                    addr,
+                    ("VIGIL_VAULT_AUTH", "approle"),
+                    ("VIGIL_VAULT_ROLE_ID", "r"),
+                    ("VIGIL_VAULT_SECRET_ID", "s"),
+                    ("VIGIL_VAULT_TOKEN", "t"),
+                ],
+                "VIGIL_VAULT_TOKEN is set but VIGIL_VAULT_AUTH is approle",
+            ),
+            (
+                &[addr, ("VIGIL_VAULT_TOKEN", "t"), ("VIGIL_VAULT_ROLE", "vigil")],
+                "VIGIL_VAULT_ROLE is set but VIGIL_VAULT_AUTH is token",
+            ),
+            (
+                &[
+                    ("VIGIL_VAULT_AUTH", "jwt"),
+                    ("VIGIL_VAULT_JWT_FILE", "/t"),
+                    ("VIGIL_VAULT_ROLE", "r"),
+                ],
+                "VIGIL_VAULT_AUTH=jwt needs VIGIL_VAULT_ADDR",
+            ),
+            (
+                &[addr, ("VIGIL_VAULT_TOKEN", "t"), ("VIGIL_VAULT_CLIENT_CERT", "/c.pem")],
+                "VIGIL_VAULT_CLIENT_CERT and VIGIL_VAULT_CLIENT_KEY go together",
+            ),
+            (
+                &[addr, ("VIGIL_VAULT_TOKEN", "t"), ("VIGIL_VAULT_AUTH_MOUNT", "a/../b")],
+                "VIGIL_VAULT_AUTH_MOUNT \"a/../b\" is not a mount path",
+            ),
+            (
+                &[addr, ("VIGIL_VAULT_TOKEN", "t"), ("VIGIL_VAULT_NAMESPACE", "a b")],
+                "VIGIL_VAULT_NAMESPACE \"a b\" is not a namespace path",
+            ),
+        ];
+        for (env, expected) in cases {
+            let err = load("", env).unwrap_err().to_string();
+            assert!(err.starts_with(expected), "{env:?}: {err}");
+        }
     }
 
     #[test]

@@ -5,12 +5,13 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use secrecy::ExposeSecret;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 use vigil::api::auth;
 use vigil::app::App;
-use vigil::config::Config;
+use vigil::config::{Config, read_secret_file};
 use vigil::dashboard::users::{self, Role};
 use vigil::event::TenantId;
 use vigil::policy::Mode;
@@ -138,17 +139,55 @@ async fn shutdown_signal() {
     }
 }
 
+/// A client command's token: given by its flag or `name` (clap reads both), or in the file
+/// `<name>_FILE` names (trailing newline trimmed); both is an error. `None`: neither.
+fn token_arg(
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+    name: &str,
+    given: Option<String>,
+) -> anyhow::Result<Option<String>> {
+    let file_var = format!("{name}_FILE");
+    match (given.filter(|t| !t.is_empty()), env(&file_var)) {
+        (Some(_), Some(_)) => anyhow::bail!("{name} (or its flag) and {file_var} are both set: set one of them"),
+        (Some(token), None) => Ok(Some(token)),
+        (None, Some(path)) => Ok(Some(
+            read_secret_file(&file_var, std::path::Path::new(&path))?
+                .expose_secret()
+                .to_owned(),
+        )),
+        (None, None) => Ok(None),
+    }
+}
+
+/// As [`token_arg`], for a command that cannot go without the token.
+fn required_token(name: &str, flag: &str, given: String) -> anyhow::Result<String> {
+    token_arg(|v| std::env::var_os(v), name, Some(given))?
+        .ok_or_else(|| anyhow::anyhow!("{flag}, {name} or {name}_FILE is required"))
+}
+
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // The traffic commands are HTTP clients of a running Vigil: they need none of its configuration.
     let command = match cli.command {
-        Command::Simulate(args) => return vigil::simulate::simulate_command(args).await,
-        Command::Replay(args) => return vigil::simulate::replay::replay_command(args).await,
+        Command::Simulate(mut args) => {
+            args.admin_token = token_arg(|v| std::env::var_os(v), "VIGIL_ADMIN_TOKEN", args.admin_token)?;
+            return vigil::simulate::simulate_command(args).await;
+        }
+        Command::Replay(mut args) => {
+            args.token = required_token("VIGIL_INGEST_TOKEN", "--token", args.token)?;
+            return vigil::simulate::replay::replay_command(args).await;
+        }
         Command::Baseline {
-            command: BaselineCommand::Export(args),
-        } => return vigil::review::export_command(args).await,
+            command: BaselineCommand::Export(mut args),
+        } => {
+            args.vigil.admin_token = required_token("VIGIL_ADMIN_TOKEN", "--admin-token", args.vigil.admin_token)?;
+            return vigil::review::export_command(args).await;
+        }
         Command::Baseline {
-            command: BaselineCommand::Import(args),
-        } => return vigil::review::import_command(args).await,
+            command: BaselineCommand::Import(mut args),
+        } => {
+            args.vigil.admin_token = required_token("VIGIL_ADMIN_TOKEN", "--admin-token", args.vigil.admin_token)?;
+            return vigil::review::import_command(args).await;
+        }
         Command::Healthcheck { url } => return healthcheck(&url, HEALTHCHECK_TIMEOUT).await,
         command => command,
     };
@@ -244,6 +283,43 @@ mod tests {
         );
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         url
+    }
+
+    #[test]
+    fn a_client_commands_token_comes_from_its_flag_its_variable_or_a_file() {
+        let path = std::env::temp_dir().join(format!("vigil-token-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::write(&path, "vgl_from_file\n").unwrap();
+        let with_file = |v: &str| (v == "VIGIL_INGEST_TOKEN_FILE").then(|| path.clone().into_os_string());
+        let none = |_: &str| None;
+        assert_eq!(
+            token_arg(with_file, "VIGIL_INGEST_TOKEN", None).unwrap().as_deref(),
+            Some("vgl_from_file")
+        );
+        assert_eq!(
+            token_arg(with_file, "VIGIL_INGEST_TOKEN", Some(String::new()))
+                .unwrap()
+                .as_deref(),
+            Some("vgl_from_file"),
+            "an empty flag is no flag"
+        );
+        assert_eq!(
+            token_arg(none, "VIGIL_INGEST_TOKEN", Some("vgl_given".into()))
+                .unwrap()
+                .as_deref(),
+            Some("vgl_given")
+        );
+        assert_eq!(token_arg(none, "VIGIL_INGEST_TOKEN", None).unwrap(), None);
+        let err = token_arg(with_file, "VIGIL_INGEST_TOKEN", Some("vgl_given".into())).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "VIGIL_INGEST_TOKEN (or its flag) and VIGIL_INGEST_TOKEN_FILE are both set: set one of them"
+        );
+        std::fs::remove_file(&path).unwrap();
+        let err = token_arg(with_file, "VIGIL_INGEST_TOKEN", None).unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("VIGIL_INGEST_TOKEN_FILE: cannot read"),
+            "{err:#}"
+        );
     }
 
     #[tokio::test]

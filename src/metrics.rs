@@ -55,6 +55,16 @@ pub struct Metrics {
     /// Waits on Postgres given up, by kind: `ingest` (a batch's commit not confirmed in time)
     /// or `readiness` (the `/readyz` probe).
     pub(crate) database_timeouts: IntCounterVec,
+    /// Vigil's own authentications to Vault / OpenBao (a login, or a token given to it taken
+    /// into use), by method (`token`, `approle`, `jwt`) and result (`success`, `failure`).
+    pub(crate) vault_auth: IntCounterVec,
+    /// Renewals of Vigil's Vault token, by result.
+    pub(crate) vault_token_renewals: IntCounterVec,
+    /// 1 while Vigil holds a working Vault token, 0 while it cannot authenticate.
+    pub(crate) vault_authenticated: IntGauge,
+    /// Unix time Vigil's Vault token expires unless renewed or replaced; 0: it never expires
+    /// (or there is none).
+    pub(crate) vault_token_expiry: IntGauge,
 }
 
 impl Metrics {
@@ -64,6 +74,11 @@ impl Metrics {
             let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry.register(Box::new(c.clone())).expect("unique metric");
             c
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric");
+            registry.register(Box::new(g.clone())).expect("unique metric");
+            g
         };
         let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
             let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).expect("valid metric");
@@ -205,6 +220,24 @@ impl Metrics {
                 "vigil_database_timeouts_total",
                 "Waits on Postgres given up, by kind (ingest, readiness).",
                 &["kind"],
+            ),
+            vault_auth: counter(
+                "vigil_vault_auth_total",
+                "Vigil's authentications to Vault (logins, tokens given taken into use), by method and result.",
+                &["method", "result"],
+            ),
+            vault_token_renewals: counter(
+                "vigil_vault_token_renewals_total",
+                "Renewals of Vigil's Vault token, by result.",
+                &["result"],
+            ),
+            vault_authenticated: gauge(
+                "vigil_vault_authenticated",
+                "1 while Vigil holds a working Vault token, 0 while it cannot authenticate.",
+            ),
+            vault_token_expiry: gauge(
+                "vigil_vault_token_expiry_timestamp_seconds",
+                "Unix time Vigil's Vault token expires unless renewed or replaced; 0 if it never expires.",
             ),
             registry,
         }

@@ -9,6 +9,23 @@ use clap::Args;
 use serde_json::Value;
 use std::path::PathBuf;
 
+/// The running Vigil both commands talk to.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// Base URL of Vigil.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub url: String,
+    /// Vigil's admin token (or VIGIL_ADMIN_TOKEN_FILE: a file holding it).
+    #[arg(
+        long,
+        env = "VIGIL_ADMIN_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
+    pub admin_token: String,
+}
+
 #[derive(Debug, Args)]
 pub struct ExportArgs {
     /// The tenant whose baseline to export.
@@ -17,22 +34,16 @@ pub struct ExportArgs {
     /// Write here instead of standard output.
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Base URL of Vigil.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
+    #[command(flatten)]
+    pub vigil: Target,
 }
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
     /// A file written by `vigil baseline export` (reviewed, perhaps edited).
     pub file: PathBuf,
-    /// Base URL of Vigil.
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    pub url: String,
-    #[arg(long, env = "VIGIL_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
+    #[command(flatten)]
+    pub vigil: Target,
 }
 
 /// The baseline API's JSON as TOML: nulls (absent values) are left out, since TOML has none;
@@ -73,7 +84,11 @@ fn without_nulls(value: Value) -> Value {
 }
 
 pub async fn export_command(args: ExportArgs) -> anyhow::Result<()> {
-    let url = format!("{}/v1/tenants/{}/baseline", args.url.trim_end_matches('/'), args.tenant);
+    let url = format!(
+        "{}/v1/tenants/{}/baseline",
+        args.vigil.url.trim_end_matches('/'),
+        args.tenant
+    );
     let client = reqwest::Client::new();
     // Every page, its tools appended to the first page's.
     let mut body: Option<Value> = None;
@@ -86,10 +101,10 @@ pub async fn export_command(args: ExportArgs) -> anyhow::Result<()> {
         };
         let response = client
             .get(&page_url)
-            .bearer_auth(&args.admin_token)
+            .bearer_auth(&args.vigil.admin_token)
             .send()
             .await
-            .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
+            .with_context(|| format!("Failed to reach Vigil at {}", args.vigil.url))?;
         let page = answer(response, &format!("GET {url}")).await?;
         cursor = page["next_cursor"].as_str().map(str::to_owned);
         match &mut body {
@@ -123,14 +138,14 @@ pub async fn import_command(args: ImportArgs) -> anyhow::Result<()> {
     let Some(tenant) = baseline["tenant_id"].as_str() else {
         bail!("{} names no tenant_id", args.file.display());
     };
-    let url = format!("{}/v1/tenants/{tenant}/baseline", args.url.trim_end_matches('/'));
+    let url = format!("{}/v1/tenants/{tenant}/baseline", args.vigil.url.trim_end_matches('/'));
     let response = reqwest::Client::new()
         .put(&url)
-        .bearer_auth(&args.admin_token)
+        .bearer_auth(&args.vigil.admin_token)
         .json(&baseline)
         .send()
         .await
-        .with_context(|| format!("Failed to reach Vigil at {}", args.url))?;
+        .with_context(|| format!("Failed to reach Vigil at {}", args.vigil.url))?;
     let body = answer(response, &format!("PUT {url}")).await?;
     eprintln!(
         "Imported the baseline of {tenant}: {} tools, {} events",

@@ -5,6 +5,7 @@
 //! Labels carry the detector's OWASP category and ATLAS technique ids, and a rotation's `effect`
 //! and `verified`; annotations their names, the finding's confidence and the effect in plain
 //! words (Alertmanager annotations are strings).
+//! Vigil's own `VigilVaultAuthFailed` fires the same way until Vigil authenticates again.
 //! Rotation and circuit-breaker alerts are one-off notices: Alertmanager's own
 //! `resolve_timeout` retires them.
 
@@ -12,7 +13,8 @@ use super::{Alert, AlertKind, AlertSink, DeliveryError};
 use crate::secrets::BoxFuture;
 use serde_json::json;
 
-/// How long an open incident's alert stays firing in Alertmanager without a resolution.
+/// How long an open incident's alert (or a Vault authentication failure's) stays firing in
+/// Alertmanager without a resolution.
 const INCIDENT_ALERT_TTL: chrono::Duration = chrono::Duration::days(7);
 
 pub struct AlertmanagerSink {
@@ -34,7 +36,9 @@ impl AlertmanagerSink {
     pub fn body(alert: &Alert) -> serde_json::Value {
         let ends_at = match (alert.ends_at, alert.kind) {
             (Some(end), _) => Some(end),
-            (None, AlertKind::IncidentOpened) => Some(alert.starts_at + INCIDENT_ALERT_TTL),
+            (None, AlertKind::IncidentOpened | AlertKind::VaultAuthFailed) => {
+                Some(alert.starts_at + INCIDENT_ALERT_TTL)
+            }
             (None, _) => None,
         };
         let mut annotations = json!({"summary": alert.summary, "link": alert.link});

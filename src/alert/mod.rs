@@ -8,11 +8,13 @@
 //! before they reached any finding).
 
 mod alertmanager;
+mod system;
 mod webhook;
 mod worker;
 
 pub use crate::signed::{SIGNATURE_HEADER, TIMESTAMP_HEADER, sign};
 pub use alertmanager::AlertmanagerSink;
+pub use system::watch_vault_auth;
 pub use webhook::WebhookSink;
 pub use worker::AlertWorker;
 
@@ -41,6 +43,7 @@ impl AlertKind {
             AlertKind::RotationSucceeded => "VigilRotationSucceeded",
             AlertKind::RotationFailed => "VigilRotationFailed",
             AlertKind::CircuitOpen => "VigilCircuitBreakerOpen",
+            AlertKind::VaultAuthFailed | AlertKind::VaultAuthRecovered => "VigilVaultAuthFailed",
         }
     }
 }
@@ -50,7 +53,8 @@ impl AlertKind {
 pub struct Alert {
     pub id: String,
     pub kind: AlertKind,
-    pub tenant_id: String,
+    /// `None`: an alert about Vigil itself (Vault authentication).
+    pub tenant_id: Option<String>,
     pub incident_id: Option<String>,
     pub rotation_id: Option<String>,
     pub severity: String,
@@ -75,7 +79,7 @@ impl Alert {
         Ok(Alert {
             id: d.alert_id.clone(),
             kind: d.kind,
-            tenant_id: d.tenant_id.to_string(),
+            tenant_id: d.tenant_id.as_ref().map(crate::event::TenantId::to_string),
             incident_id: d.incident_id.clone(),
             rotation_id: d.rotation_id.clone(),
             severity: d.severity.to_string(),
@@ -116,7 +120,9 @@ impl Alert {
     pub fn labels(&self) -> BTreeMap<&'static str, String> {
         let mut labels = BTreeMap::new();
         labels.insert("alertname", self.kind.alertname().to_owned());
-        labels.insert("tenant", self.tenant_id.clone());
+        if let Some(t) = &self.tenant_id {
+            labels.insert("tenant", t.clone());
+        }
         labels.insert("severity", self.severity.clone());
         labels.insert("service", "vigil".to_owned());
         if let Some(d) = &self.detector {
@@ -139,6 +145,14 @@ impl Alert {
         }
         if let Some(verified) = self.verified() {
             labels.insert("verified", verified.to_string());
+        }
+        if matches!(self.kind, AlertKind::VaultAuthFailed | AlertKind::VaultAuthRecovered) {
+            // Which of Vigil's Vault identities: bounded, from the configuration.
+            for (label, key) in [("vault_auth", "method"), ("vault_auth_mount", "mount")] {
+                if let Some(v) = self.details.get(key).and_then(Value::as_str) {
+                    labels.insert(label, v.to_owned());
+                }
+            }
         }
         labels
     }
@@ -289,7 +303,7 @@ mod tests {
             attempts: 1,
             expires_at: Utc::now(),
             kind,
-            tenant_id: crate::event::TenantId::parse("acme").unwrap(),
+            tenant_id: Some(crate::event::TenantId::parse("acme").unwrap()),
             incident_id: Some("inc_1".into()),
             rotation_id: None,
             severity: Severity::High,

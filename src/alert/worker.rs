@@ -117,7 +117,7 @@ impl AlertWorker {
         let status = match outcome {
             Ok(()) => {
                 store::alerts::delivered(&self.pool, &delivery.alert_id, &delivery.sink).await?;
-                tracing::info!(alert.id = %delivery.alert_id, alert.kind = %delivery.kind, tenant.id = %delivery.tenant_id,
+                tracing::info!(alert.id = %delivery.alert_id, alert.kind = %delivery.kind, tenant.id = delivery.tenant_id.as_ref().map_or("-", AsRef::as_ref),
                     sink = sink.kind(), attempt = delivery.attempts, "Alert delivered");
                 "delivered"
             }
@@ -138,7 +138,7 @@ impl AlertWorker {
                     AfterFailure::Failed => "failed",
                     AfterFailure::Expired => "expired",
                 };
-                tracing::warn!(alert.id = %delivery.alert_id, alert.kind = %delivery.kind, tenant.id = %delivery.tenant_id,
+                tracing::warn!(alert.id = %delivery.alert_id, alert.kind = %delivery.kind, tenant.id = delivery.tenant_id.as_ref().map_or("-", AsRef::as_ref),
                     sink = sink.kind(), attempt = delivery.attempts, outcome = status, error = %e.message,
                     "Alert delivery failed");
                 status

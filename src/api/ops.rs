@@ -2,6 +2,7 @@
 //! authenticated (probes and scrapers carry no token).
 
 use crate::http::AppState;
+use crate::secrets::VaultAuthStatus;
 use crate::store;
 use axum::Json;
 use axum::extract::State;
@@ -39,6 +40,10 @@ pub struct Readiness {
     pub queues: bool,
     /// Shutdown has not begun.
     pub workers: bool,
+    /// Whether Vigil holds a working Vault token: `authenticated`, `starting`, `failing`
+    /// (rotations of Vault secrets wait; `VigilVaultAuthFailed` is raised) or `not_configured`.
+    /// Informative: ingest and detection work without Vault, so it does not make Vigil unready.
+    pub vault: &'static str,
 }
 
 /// Ready while the database answers within [`READY_PROBE_TIMEOUT`] (the events table
@@ -72,6 +77,12 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>
             migrations: db.migrations,
             queues,
             workers: accepting,
+            vault: match app.vault_auth.as_ref().map(|s| s.borrow().clone()) {
+                None => "not_configured",
+                Some(VaultAuthStatus::Starting) => "starting",
+                Some(VaultAuthStatus::Authenticated) => "authenticated",
+                Some(VaultAuthStatus::Failed { .. }) => "failing",
+            },
         }),
     )
 }

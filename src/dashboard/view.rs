@@ -51,11 +51,17 @@ pub fn secret(reference: &Value) -> (String, String) {
         Ok(SecretRef::Vault(VaultSecret::DatabaseStaticRole { mount, role })) => {
             ("vault".into(), format!("static role {mount}/{role}"))
         }
-        Ok(SecretRef::Aws(AwsSecret::Secret { secret_id, method })) => (
+        Ok(SecretRef::Aws(AwsSecret::Secret {
+            secret_id,
+            method,
+            role_arn,
+            ..
+        })) => (
             "aws".into(),
             format!(
-                "{secret_id} ({})",
-                serde_json::to_value(method).unwrap_or_default().as_str().unwrap_or("")
+                "{secret_id} ({}){}",
+                serde_json::to_value(method).unwrap_or_default().as_str().unwrap_or(""),
+                role_arn.map(|r| format!(" as {r}")).unwrap_or_default()
             ),
         ),
         Ok(SecretRef::Webhook(WebhookSecret::Webhook { url, name })) => {

@@ -8,6 +8,7 @@ use crate::event::TenantId;
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::redact::Redactor;
+use crate::secrets::VaultAuthStatus;
 use crate::shard::{self, Router};
 use crate::store;
 use crate::store::incidents::{DbIncident, IncidentStatus};
@@ -15,7 +16,7 @@ use anyhow::Context;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore, watch};
 
 /// Shared by every request handler; cheap to clone.
 #[derive(Clone)]
@@ -41,6 +42,8 @@ pub struct AppState {
     pub otlp_permits: Arc<Semaphore>,
     /// Each tenant's ingest requests in flight (`VIGIL_INGEST_TENANT_MAX_REQUESTS`).
     pub ingest_gate: Arc<TenantGate>,
+    /// Whether Vigil holds a working Vault token (`/readyz` says so); `None`: no Vault.
+    pub vault_auth: Option<watch::Receiver<VaultAuthStatus>>,
 }
 
 impl AppState {

@@ -12,20 +12,26 @@
 //! complete: Vigil refuses to start another over it (AWS itself refuses `RotateSecret` then,
 //! moto does not) and retries, saying which version is pending.
 //!
+//! A binding may name a role (`role_arn`, and the tenant's `external_id`): each attempt then
+//! assumes it (STS `AssumeRole`, session `vigil-rotation-<rotation id>`, 15 minutes) with the
+//! standard chain's identity and rotates as that role, so one Vigil rotates secrets in each
+//! tenant's own account; the result records the assumed role's ARN (`assumed_role`).
+//!
 //! The client is built on first use: a Vigil with no AWS binding never resolves a region or
 //! credentials, so it never touches the instance metadata service either.
 
 use super::{BoxFuture, RotateError, SecretRef, SecretsBackend};
 use crate::secrets::{AwsMethod, AwsSecret};
 use aws_config::timeout::TimeoutConfig;
-use aws_config::{BehaviorVersion, Region};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
 use aws_sdk_secretsmanager::Client;
+use aws_sdk_secretsmanager::config::Credentials;
 use aws_sdk_secretsmanager::config::http::HttpResponse;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
@@ -61,6 +67,8 @@ pub struct AwsSettings {
 
 pub struct AwsBackend {
     settings: AwsSettings,
+    /// The standard chain's configuration (region, credentials, endpoint, timeouts).
+    config: OnceCell<SdkConfig>,
     client: OnceCell<Client>,
 }
 
@@ -72,12 +80,13 @@ impl AwsBackend {
         }
         Ok(AwsBackend {
             settings,
+            config: OnceCell::new(),
             client: OnceCell::new(),
         })
     }
 
-    async fn client(&self) -> &Client {
-        self.client
+    async fn config(&self) -> &SdkConfig {
+        self.config
             .get_or_init(|| async {
                 let timeouts = TimeoutConfig::builder()
                     .connect_timeout(Duration::from_secs(3))
@@ -90,15 +99,60 @@ impl AwsBackend {
                 if let Some(region) = &self.settings.region {
                     loader = loader.region(Region::new(region.clone()));
                 }
-                Client::new(&loader.load().await)
+                loader.load().await
             })
             .await
     }
 
-    async fn stages(&self, secret_id: &str) -> Result<HashMap<String, Vec<String>>, RotateError> {
-        let described = self
-            .client()
+    /// Secrets Manager as the standard chain's identity.
+    async fn client(&self) -> &Client {
+        self.client
+            .get_or_init(|| async { Client::new(self.config().await) })
             .await
+    }
+
+    /// Secrets Manager as the binding's role, assumed by the standard chain's identity for
+    /// this rotation alone (session `vigil-rotation-<rotation id>`, 15 minutes); and the
+    /// assumed role's ARN, which names the session.
+    async fn assumed(
+        &self,
+        role_arn: &str,
+        external_id: Option<&str>,
+        request_id: &str,
+    ) -> Result<(Client, String), RotateError> {
+        let config = self.config().await;
+        let session = session_name(request_id);
+        let assumed = aws_sdk_sts::Client::new(config)
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(&session)
+            .set_external_id(external_id.map(str::to_owned))
+            .duration_seconds(900)
+            .send()
+            .await
+            .map_err(|e| classify_in("AWS STS", "AssumeRole", role_arn, e))?;
+        let (Some(c), Some(user)) = (assumed.credentials(), assumed.assumed_role_user()) else {
+            return Err(RotateError::retryable(format!(
+                "AWS STS AssumeRole {role_arn} answered without credentials"
+            )));
+        };
+        let credentials = Credentials::new(
+            c.access_key_id(),
+            c.secret_access_key(),
+            Some(c.session_token().to_owned()),
+            SystemTime::try_from(*c.expiration()).ok(),
+            "vigil-assume-role",
+        );
+        let client = Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(config)
+                .credentials_provider(credentials)
+                .build(),
+        );
+        Ok((client, user.arn().to_owned()))
+    }
+
+    async fn stages(&self, client: &Client, secret_id: &str) -> Result<HashMap<String, Vec<String>>, RotateError> {
+        let described = client
             .describe_secret()
             .secret_id(secret_id)
             .send()
@@ -107,16 +161,14 @@ impl AwsBackend {
         Ok(described.version_ids_to_stages().cloned().unwrap_or_default())
     }
 
-    async fn rotate_immediately(&self, secret_id: &str, token: &str) -> Result<Value, RotateError> {
-        let before = match progress(&self.stages(secret_id).await?, token) {
+    async fn rotate_immediately(&self, client: &Client, secret_id: &str, token: &str) -> Result<Value, RotateError> {
+        let before = match progress(&self.stages(client, secret_id).await?, token) {
             Progress::Done { previous, .. } => return Ok(rotated(token, previous)),
             Progress::OtherPending { version } => return Err(pending_elsewhere(secret_id, &version)),
             // An earlier attempt started the rotation function: wait for it, do not start another.
             Progress::Started { current } => current,
             Progress::NotStarted { current } => {
-                let started = self
-                    .client()
-                    .await
+                let started = client
                     .rotate_secret()
                     .secret_id(secret_id)
                     .client_request_token(token)
@@ -137,7 +189,7 @@ impl AwsBackend {
         let deadline = tokio::time::Instant::now() + ROTATION_WAIT;
         let mut pause = Duration::from_millis(100);
         loop {
-            if let Progress::Done { .. } = progress(&self.stages(secret_id).await?, token) {
+            if let Progress::Done { .. } = progress(&self.stages(client, secret_id).await?, token) {
                 return Ok(rotated(token, before));
             }
             if tokio::time::Instant::now() + pause > deadline {
@@ -150,12 +202,11 @@ impl AwsBackend {
         }
     }
 
-    async fn put_random(&self, secret_id: &str, token: &str) -> Result<Value, RotateError> {
-        let client = self.client().await;
-        let current = match progress(&self.stages(secret_id).await?, token) {
+    async fn put_random(&self, client: &Client, secret_id: &str, token: &str) -> Result<Value, RotateError> {
+        let current = match progress(&self.stages(client, secret_id).await?, token) {
             Progress::Done { previous, pending_left } => {
                 if pending_left {
-                    self.remove_pending(secret_id, token).await?;
+                    self.remove_pending(client, secret_id, token).await?;
                 }
                 return Ok(rotated(token, previous));
             }
@@ -196,8 +247,8 @@ impl AwsBackend {
             .send()
             .await
             .map_err(|e| classify("UpdateSecretVersionStage", secret_id, e))?;
-        self.remove_pending(secret_id, token).await?;
-        match progress(&self.stages(secret_id).await?, token) {
+        self.remove_pending(client, secret_id, token).await?;
+        match progress(&self.stages(client, secret_id).await?, token) {
             Progress::Done {
                 pending_left: false, ..
             } => Ok(rotated(token, current)),
@@ -207,9 +258,8 @@ impl AwsBackend {
         }
     }
 
-    async fn remove_pending(&self, secret_id: &str, token: &str) -> Result<(), RotateError> {
-        self.client()
-            .await
+    async fn remove_pending(&self, client: &Client, secret_id: &str, token: &str) -> Result<(), RotateError> {
+        client
             .update_secret_version_stage()
             .secret_id(secret_id)
             .version_stage(PENDING)
@@ -224,14 +274,31 @@ impl AwsBackend {
 impl SecretsBackend for AwsBackend {
     fn rotate<'a>(&'a self, secret: &'a SecretRef, request_id: &'a str) -> BoxFuture<'a, Result<Value, RotateError>> {
         Box::pin(async move {
-            let SecretRef::Aws(AwsSecret::Secret { secret_id, method }) = secret else {
+            let SecretRef::Aws(AwsSecret::Secret {
+                secret_id,
+                method,
+                role_arn,
+                external_id,
+            }) = secret
+            else {
                 return Err(RotateError::permanent("not an AWS secret"));
             };
             let token = client_request_token(request_id);
-            match method {
-                AwsMethod::RotateImmediately => self.rotate_immediately(secret_id, &token).await,
-                AwsMethod::PutRandom => self.put_random(secret_id, &token).await,
+            let (client, assumed_role) = match role_arn {
+                Some(role) => {
+                    let (client, arn) = self.assumed(role, external_id.as_deref(), request_id).await?;
+                    (client, Some(arn))
+                }
+                None => (self.client().await.clone(), None),
+            };
+            let mut result = match method {
+                AwsMethod::RotateImmediately => self.rotate_immediately(&client, secret_id, &token).await,
+                AwsMethod::PutRandom => self.put_random(&client, secret_id, &token).await,
+            }?;
+            if let Some(arn) = assumed_role {
+                result["assumed_role"] = Value::String(arn);
             }
+            Ok(result)
         })
     }
 }
@@ -285,9 +352,34 @@ fn progress(stages: &HashMap<String, Vec<String>>, token: &str) -> Progress {
     }
 }
 
+/// The STS session name of a rotation: `vigil-rotation-<rotation id>`, in the characters and
+/// the 64 AWS allows, so CloudTrail in the tenant's account names the rotation that acted.
+pub fn session_name(rotation_id: &str) -> String {
+    let name: String = format!("vigil-rotation-{rotation_id}")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "_+=,.@-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    name
+}
+
 /// Maps an SDK error to a rotation error with AWS's own message (which names the secret and
 /// the problem, never a value).
 fn classify<E>(operation: &str, secret_id: &str, err: SdkError<E, HttpResponse>) -> RotateError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    classify_in("AWS Secrets Manager", operation, secret_id, err)
+}
+
+/// As [`classify`], for the AWS API `api` (`AWS STS`: `secret_id` is the role then).
+fn classify_in<E>(api: &str, operation: &str, secret_id: &str, err: SdkError<E, HttpResponse>) -> RotateError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -298,7 +390,7 @@ where
             RotateError {
                 retryable: service_error_is_retryable(status, code, message),
                 message: format!(
-                    "AWS Secrets Manager {operation} {secret_id} answered {status} {}: {}",
+                    "{api} {operation} {secret_id} answered {status} {}: {}",
                     code.unwrap_or("(no code)"),
                     message.unwrap_or("(no message)")
                 ),
@@ -306,12 +398,12 @@ where
         }
         // The request could not be built: a missing region, credentials or bad endpoint.
         SdkError::ConstructionFailure(_) => RotateError::permanent(format!(
-            "AWS Secrets Manager {operation} {secret_id}: {} (check VIGIL_AWS_REGION, VIGIL_AWS_ENDPOINT_URL and the AWS credentials)",
+            "{api} {operation} {secret_id}: {} (check VIGIL_AWS_REGION, VIGIL_AWS_ENDPOINT_URL and the AWS credentials)",
             DisplayErrorContext(&err)
         )),
         // Timeouts, connection failures, unparseable responses: the network, worth retrying.
         _ => RotateError::retryable(format!(
-            "AWS Secrets Manager {operation} {secret_id} unreachable: {}",
+            "{api} {operation} {secret_id} unreachable: {}",
             DisplayErrorContext(&err)
         )),
     }

@@ -15,11 +15,13 @@
 
 mod aws;
 mod vault;
+mod vault_auth;
 mod verify;
 mod webhook;
 
 pub use aws::{AwsBackend, AwsSettings, client_request_token};
 pub use vault::VaultBackend;
+pub use vault_auth::{VaultAuthStatus, VaultSession};
 pub use verify::Verification;
 pub use webhook::{IDEMPOTENCY_KEY_HEADER, ROTATION_ID_HEADER, WebhookBackend};
 
@@ -54,7 +56,17 @@ pub enum VaultSecret {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum AwsSecret {
-    Secret { secret_id: String, method: AwsMethod },
+    Secret {
+        secret_id: String,
+        method: AwsMethod,
+        /// The IAM role to assume for this secret (the tenant's own account): `arn:aws:iam::<account>:role/<name>`.
+        /// Absent: the standard chain's identity acts itself.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        role_arn: Option<String>,
+        /// The external id the role's trust policy asks for (with `role_arn` only).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        external_id: Option<String>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -133,6 +145,12 @@ impl SecretRef {
         for part in parts {
             check_path(part)?;
         }
+        if let SecretRef::Aws(AwsSecret::Secret {
+            role_arn, external_id, ..
+        }) = &secret
+        {
+            check_role(role_arn.as_deref(), external_id.as_deref())?;
+        }
         Ok(secret)
     }
 
@@ -161,7 +179,13 @@ impl SecretRef {
             SecretRef::Vault(VaultSecret::DatabaseStaticRole { mount, role }) => {
                 format!("vault:database_static_role:{mount}:{role}")
             }
-            SecretRef::Aws(AwsSecret::Secret { secret_id, .. }) => format!("aws:secret:{secret_id}"),
+            SecretRef::Aws(AwsSecret::Secret {
+                secret_id, role_arn, ..
+            }) => match role_arn.as_deref().and_then(role_account) {
+                // The same name in another account is another secret.
+                Some(account) => format!("aws:secret:{account}:{secret_id}"),
+                None => format!("aws:secret:{secret_id}"),
+            },
             SecretRef::Webhook(WebhookSecret::Webhook { url, name }) => format!("webhook:{name}@{url}"),
         }
     }
@@ -193,6 +217,60 @@ fn check_path(part: &str) -> Result<(), String> {
             "{part:?} is not a valid secret path: 1-512 characters of A-Z a-z 0-9 - _ . / : @ + =, no empty, '.' or '..' segments"
         ))
     }
+}
+
+/// An IAM role ARN, `arn:<partition>:iam::<12-digit account>:role/<path/><name>`, and an
+/// external id only beside one.
+fn check_role(role_arn: Option<&str>, external_id: Option<&str>) -> Result<(), String> {
+    if let Some(arn) = role_arn
+        && role_account(arn).is_none()
+    {
+        return Err(format!(
+            "role_arn {:?} is not an IAM role ARN: arn:aws:iam::<12-digit account id>:role/<name> (name 1-64 characters of A-Z a-z 0-9 + = , . @ _ -)",
+            arn.chars().take(100).collect::<String>()
+        ));
+    }
+    match external_id {
+        Some(_) if role_arn.is_none() => {
+            Err("external_id is given without role_arn: it is sent when assuming the role".to_owned())
+        }
+        Some(id)
+            if !(2..=1224).contains(&id.len())
+                || !id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+=,.@:/_-".contains(&b)) =>
+        {
+            Err("external_id must be 2-1224 characters of A-Z a-z 0-9 + = , . @ : / _ -".to_owned())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The account id of an IAM role ARN, if `arn` is one.
+fn role_account(arn: &str) -> Option<&str> {
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(partition), Some("iam"), Some(""), Some(account), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return None;
+    };
+    let name_chars = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"+=,.@_-".contains(&b));
+    // `role/<name>` or `role/<path>/<name>`: no empty segment, the name last.
+    let segments: Vec<&str> = resource.strip_prefix("role/")?.split('/').collect();
+    let name = segments.last()?;
+    let ok = partition.starts_with("aws")
+        && partition.bytes().all(|b| b.is_ascii_lowercase() || b == b'-')
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit())
+        && name.len() <= 64
+        && arn.len() <= 2048
+        && segments.iter().all(|seg| !seg.is_empty() && name_chars(seg));
+    ok.then_some(account)
 }
 
 /// Why a rotation did not happen.
@@ -270,7 +348,7 @@ impl Secrets {
         let (backend, name) = match secret {
             SecretRef::Vault(_) => (
                 &self.vault,
-                "Vault is not configured (set VIGIL_VAULT_ADDR and VIGIL_VAULT_TOKEN)",
+                "Vault is not configured (set VIGIL_VAULT_ADDR and a token, or VIGIL_VAULT_AUTH)",
             ),
             SecretRef::Aws(_) => (&self.aws, "AWS Secrets Manager is not configured"),
             SecretRef::Webhook(_) => (
@@ -300,6 +378,10 @@ mod tests {
             json!({"backend": "aws", "kind": "secret", "secret_id": "tenants/acme/openai", "method": "put_random"}),
             json!({"backend": "webhook", "kind": "webhook", "url": "https://revoke.acme.example/v1/revoke", "name": "acme-github-token"}),
             json!({"backend": "webhook", "kind": "webhook", "url": "http://127.0.0.1:9000/revoke?team=ops", "name": "acme/openai"}),
+            json!({"backend": "aws", "kind": "secret", "secret_id": "tenants/acme/openai", "method": "put_random",
+                   "role_arn": "arn:aws:iam::111122223333:role/vigil/rotator-acme", "external_id": "acme-7f3a"}),
+            json!({"backend": "aws", "kind": "secret", "secret_id": "x", "method": "rotate_immediately",
+                   "role_arn": "arn:aws-us-gov:iam::111122223333:role/vigil"}),
         ] {
             let parsed = SecretRef::parse(&v).unwrap_or_else(|e| panic!("{v}: {e}"));
             assert_eq!(serde_json::to_value(&parsed).unwrap(), v, "round trip");
@@ -364,5 +446,70 @@ mod tests {
         assert_eq!(with(json!({"verified": null, "check": "not permitted"})).verified, None);
         assert_eq!(Rotated::new(&secret, json!({"leases_revoked": 1})).verified, None);
         assert_eq!(with(json!(true)).effect, Effect::Revoked);
+    }
+
+    #[test]
+    fn a_role_to_assume_must_be_an_iam_role_arn_and_its_external_id_well_formed() {
+        let with = |role: Value, external: Value| {
+            let mut v = json!({"backend": "aws", "kind": "secret", "secret_id": "x", "method": "put_random"});
+            if !role.is_null() {
+                v["role_arn"] = role;
+            }
+            if !external.is_null() {
+                v["external_id"] = external;
+            }
+            SecretRef::parse(&v)
+        };
+        for bad in [
+            "arn:aws:iam::1111:role/short-account",
+            "arn:aws:iam::111122223333:user/not-a-role",
+            "arn:aws:sts::111122223333:assumed-role/r/s",
+            "arn:aws:iam:us-east-1:111122223333:role/regional",
+            "arn:aws:iam::111122223333:role/",
+            "arn:aws:iam::111122223333:role/bad name",
+            "arn:aws:iam::111122223333:role//empty-path",
+            "role/vigil",
+            "",
+        ] {
+            let err = with(json!(bad), Value::Null).unwrap_err();
+            assert!(
+                err.starts_with("role_arn ") && err.contains("is not an IAM role ARN"),
+                "{bad}: {err}"
+            );
+        }
+        let long = format!("arn:aws:iam::111122223333:role/{}", "r".repeat(65));
+        assert!(
+            with(json!(long), Value::Null).is_err(),
+            "a role name is at most 64 characters"
+        );
+        assert!(with(json!(12), Value::Null).is_err(), "not a string");
+        let err = with(Value::Null, json!("ext-1")).unwrap_err();
+        assert!(err.contains("without role_arn"), "{err}");
+        let role = json!("arn:aws:iam::111122223333:role/vigil");
+        assert!(with(role.clone(), json!("x")).is_err(), "too short");
+        assert!(with(role.clone(), json!("a b")).is_err(), "a space");
+        assert!(with(role, json!("ext-1")).is_ok());
+    }
+
+    #[test]
+    fn the_same_secret_name_in_another_account_is_another_secret() {
+        let key = |role: Option<&str>| {
+            let mut v =
+                json!({"backend": "aws", "kind": "secret", "secret_id": "tenants/acme/openai", "method": "put_random"});
+            if let Some(r) = role {
+                v["role_arn"] = json!(r);
+            }
+            SecretRef::parse(&v).unwrap().key()
+        };
+        assert_eq!(key(None), "aws:secret:tenants/acme/openai");
+        assert_eq!(
+            key(Some("arn:aws:iam::111122223333:role/a")),
+            "aws:secret:111122223333:tenants/acme/openai"
+        );
+        assert_eq!(
+            key(Some("arn:aws:iam::111122223333:role/a")),
+            key(Some("arn:aws:iam::111122223333:role/b")),
+            "one account, one secret"
+        );
     }
 }

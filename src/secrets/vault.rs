@@ -12,6 +12,7 @@
 //! write whose response was lost (timeout, crash, Postgres down when recording success) is still
 //! recognised. Custom metadata is per secret, not per version: other keys in it are kept.
 
+use super::vault_auth::VaultSession;
 use super::{BoxFuture, RotateError, SecretRef, SecretsBackend, VaultSecret, verify};
 use chrono::{DateTime, Utc};
 use rand::distr::{Alphanumeric, SampleString};
@@ -20,8 +21,9 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use vaultrs::api::kv2::requests::{SetSecretMetadataRequest, SetSecretRequestOptions};
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::client::VaultClient;
 use vaultrs::error::ClientError;
 
 /// Length of generated secret values: 48 alphanumerics ≈ 285 bits.
@@ -72,25 +74,29 @@ struct StaticRoleRotation {
 }
 
 pub struct VaultBackend {
-    client: VaultClient,
+    /// Vigil's token and how it keeps one (`vault_auth`).
+    session: Arc<VaultSession>,
 }
 
 impl VaultBackend {
+    /// A backend on a fixed token, never renewed: for tools and tests that call it directly.
     pub fn new(address: &str, token: &str) -> anyhow::Result<Self> {
-        reqwest::Url::parse(address).map_err(|e| anyhow::anyhow!("VIGIL_VAULT_ADDR {address:?} is not a URL: {e}"))?;
-        let settings = VaultClientSettingsBuilder::default()
-            .address(address)
-            .token(token)
-            .timeout(Some(std::time::Duration::from_secs(5)))
-            .build()?;
-        Ok(Self {
-            client: VaultClient::new(settings)?,
-        })
+        Ok(Self::with_session(Arc::new(VaultSession::fixed(address, token)?)))
+    }
+
+    /// A backend on a session whose [`VaultSession::run`] keeps its token.
+    pub fn with_session(session: Arc<VaultSession>) -> Self {
+        Self { session }
+    }
+
+    /// The client with the current token (it changes on a new login or token file).
+    fn client(&self) -> Arc<VaultClient> {
+        self.session.client()
     }
 
     async fn rotate_kv2(&self, mount: &str, path: &str, request_id: &str) -> Result<Value, RotateError> {
         let at = format!("{mount}/{path}");
-        let meta = match vaultrs::kv2::read_metadata(&self.client, mount, path).await {
+        let meta = match vaultrs::kv2::read_metadata(&*self.client(), mount, path).await {
             Ok(meta) => Some(meta),
             Err(ClientError::APIError { code: 404, .. }) => None,
             Err(e) => return Err(classify(&format!("reading the metadata of {at}"), e)),
@@ -120,7 +126,7 @@ impl VaultBackend {
             Vec::new()
         } else {
             // Only the field names are read; values are skipped unparsed.
-            match vaultrs::kv2::read::<BTreeMap<String, IgnoredAny>>(&self.client, mount, path).await {
+            match vaultrs::kv2::read::<BTreeMap<String, IgnoredAny>>(&*self.client(), mount, path).await {
                 Ok(fields) => fields.into_keys().collect(),
                 // The current version is deleted or destroyed: its shape is unknown.
                 Err(ClientError::APIError { code: 404, .. }) => Vec::new(),
@@ -146,7 +152,8 @@ impl VaultBackend {
                 .collect()
         };
         let cas = u32::try_from(current).map_err(|_| RotateError::permanent(format!("{at}: version overflow")))?;
-        match vaultrs::kv2::set_with_options(&self.client, mount, path, &data, SetSecretRequestOptions { cas }).await {
+        match vaultrs::kv2::set_with_options(&*self.client(), mount, path, &data, SetSecretRequestOptions { cas }).await
+        {
             Ok(written) => {
                 Ok(json!({"new_version": written.version.to_string(), "previous_version": current.to_string()}))
             }
@@ -171,7 +178,7 @@ impl VaultBackend {
         custom: HashMap<String, String>,
     ) -> Result<(), RotateError> {
         vaultrs::kv2::set_metadata(
-            &self.client,
+            &*self.client(),
             mount,
             path,
             Some(SetSecretMetadataRequest::builder().custom_metadata(custom)),
@@ -191,9 +198,9 @@ impl VaultBackend {
             Err(e) => return Err(classify(&format!("listing the leases under {prefix}"), e)),
         };
         // A credential of the same role, revoked with the others: the login check after (verify).
-        let twin = verify::lease_twin(&self.client, prefix).await;
+        let twin = verify::lease_twin(&self.client(), prefix).await;
         vaultrs::api::exec_with_empty(
-            &self.client,
+            &*self.client(),
             RevokePrefix {
                 prefix: prefix.to_owned(),
             },
@@ -250,7 +257,7 @@ impl VaultBackend {
         let list = ListLeases {
             prefix: prefix.to_owned(),
         };
-        match vaultrs::api::exec_with_result(&self.client, list).await {
+        match vaultrs::api::exec_with_result(&*self.client(), list).await {
             Ok(found) => Ok(Some(found.keys)),
             Err(ClientError::APIError { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -261,8 +268,8 @@ impl VaultBackend {
     async fn rotate_static_role(&self, mount: &str, role: &str) -> Result<Value, RotateError> {
         let before = self.last_rotation(mount, role).await?;
         // The password before the rotation, for the login check after (verify).
-        let old = verify::static_role_now(&self.client, mount, role).await;
-        vaultrs::database::static_role::rotate(&self.client, mount, role)
+        let old = verify::static_role_now(&self.client(), mount, role).await;
+        vaultrs::database::static_role::rotate(&*self.client(), mount, role)
             .await
             .map_err(|e| classify(&format!("rotating {mount}/static-roles/{role}"), e))?;
         let after = self.last_rotation(mount, role).await?;
@@ -282,7 +289,7 @@ impl VaultBackend {
             mount: mount.to_owned(),
             role: role.to_owned(),
         };
-        vaultrs::api::exec_with_result(&self.client, read)
+        vaultrs::api::exec_with_result(&*self.client(), read)
             .await
             .map(|r| r.last_vault_rotation)
             .map_err(|e| classify(&format!("reading {mount}/static-roles/{role}"), e))
@@ -300,21 +307,49 @@ fn marked_target(custom: &HashMap<String, String>, request_id: &str) -> Option<u
 impl SecretsBackend for VaultBackend {
     fn rotate<'a>(&'a self, secret: &'a SecretRef, request_id: &'a str) -> BoxFuture<'a, Result<Value, RotateError>> {
         Box::pin(async move {
-            match secret {
+            self.authenticated().await?;
+            let result = match secret {
                 SecretRef::Vault(VaultSecret::Kv2 { mount, path }) => self.rotate_kv2(mount, path, request_id).await,
                 SecretRef::Vault(VaultSecret::LeasePrefix { prefix }) => self.revoke_lease_prefix(prefix).await,
                 SecretRef::Vault(VaultSecret::DatabaseStaticRole { mount, role }) => {
                     self.rotate_static_role(mount, role).await
                 }
                 _ => Err(RotateError::permanent("not a Vault secret")),
-            }
+            };
+            self.unless_token_refused(result).await
         })
+    }
+}
+
+impl VaultBackend {
+    /// A rotation waits (bounded) for Vigil's first login, and is retried later without one.
+    async fn authenticated(&self) -> Result<(), RotateError> {
+        self.session.ready().await.map_err(|reason| {
+            RotateError::retryable(format!(
+                "Vigil is not authenticated to Vault ({reason}): the rotation waits until it is"
+            ))
+        })
+    }
+
+    /// A 403 is a policy's answer, final, unless Vault refused Vigil's token itself (revoked
+    /// or expired since its last check): then the session gets a new one, and the rotation is
+    /// worth retrying.
+    async fn unless_token_refused(&self, result: Result<Value, RotateError>) -> Result<Value, RotateError> {
+        match result {
+            Err(mut e) if !e.retryable && e.message.contains("answered 403") && self.session.token_refused().await => {
+                e.retryable = true;
+                e.message
+                    .push_str(" (Vigil's token was refused: it authenticates again and the rotation is retried)");
+                Err(e)
+            }
+            other => other,
+        }
     }
 }
 
 /// Vault's error messages name paths and policies, never values: safe to record. `doing` says
 /// what Vigil was doing ("revoking the leases under database/creds/tenant-acme").
-fn classify(doing: &str, e: ClientError) -> RotateError {
+pub(super) fn classify(doing: &str, e: ClientError) -> RotateError {
     match e {
         ClientError::APIError { code, errors } => {
             let detail = match errors.join("; ") {
@@ -345,6 +380,12 @@ fn classify(doing: &str, e: ClientError) -> RotateError {
             RotateError::retryable(format!("vault unreachable {doing}: {message}"))
         }
     }
+}
+
+/// Vault refused the request's token: 403 (expired, revoked, unknown, or not allowed the
+/// call), as opposed to a network failure.
+pub(super) fn vault_error_is_refusal(e: &ClientError) -> bool {
+    matches!(e, ClientError::APIError { code: 403, .. })
 }
 
 fn status_text(code: u16) -> &'static str {

@@ -96,7 +96,7 @@ pub async fn simulate_command(args: SimulateArgs) -> anyhow::Result<()> {
         Some(t) => t.parse().context("--tenants takes one number without --fleet")?,
     };
     let Some(admin_token) = args.admin_token else {
-        bail!("--admin-token (or VIGIL_ADMIN_TOKEN) is required without --fleet");
+        bail!("--admin-token (or VIGIL_ADMIN_TOKEN, or VIGIL_ADMIN_TOKEN_FILE) is required without --fleet");
     };
     let options = Options {
         url: args.url,

@@ -33,8 +33,14 @@ pub struct ReplayArgs {
     /// Base URL of Vigil.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub url: String,
-    /// The tenant's ingest token.
-    #[arg(long, env = "VIGIL_INGEST_TOKEN", hide_env_values = true)]
+    /// The tenant's ingest token (or VIGIL_INGEST_TOKEN_FILE: a file holding it).
+    #[arg(
+        long,
+        env = "VIGIL_INGEST_TOKEN",
+        hide_env_values = true,
+        default_value = "",
+        hide_default_value = true
+    )]
     pub token: String,
     /// Events per request (1-1000).
     #[arg(long, default_value_t = 500)]

@@ -20,6 +20,10 @@ text_enum! {
         RotationSucceeded = "rotation_succeeded",
         RotationFailed = "rotation_failed",
         CircuitOpen = "circuit_open",
+        /// Vigil cannot authenticate to Vault / OpenBao (an alert about Vigil, no tenant's).
+        VaultAuthFailed = "vault_auth_failed",
+        /// … and can again: resolves the alert above.
+        VaultAuthRecovered = "vault_auth_recovered",
     }
 }
 
@@ -39,6 +43,7 @@ text_enum! {
 /// An alert about to be written.
 #[derive(Debug, Clone)]
 pub struct NewAlert<'a> {
+    /// A tenant's alert (Vigil's own: [`SystemAlert`]).
     pub kind: AlertKind,
     pub tenant_id: &'a TenantId,
     pub incident_id: Option<&'a str>,
@@ -68,6 +73,51 @@ pub(crate) async fn insert(tx: &mut Transaction<'_, Postgres>, alert: NewAlert<'
     .execute(&mut **tx)
     .await?;
     Ok(id)
+}
+
+/// An alert about Vigil itself, no tenant's (`vault_auth_failed`, `vault_auth_recovered`).
+#[derive(Debug, Clone)]
+pub struct SystemAlert<'a> {
+    pub kind: &'a str,
+    pub severity: &'a str,
+    pub summary: String,
+    pub details: Value,
+    pub starts_at: DateTime<Utc>,
+    /// Set on a resolution.
+    pub ends_at: Option<DateTime<Utc>>,
+}
+
+/// Writes an alert about Vigil itself (it reports no change of Vigil's data, so it commits
+/// alone); returns its id.
+pub async fn insert_system(pool: &PgPool, alert: SystemAlert<'_>) -> sqlx::Result<String> {
+    let id = new_id("alt");
+    sqlx::query(
+        "insert into alerts (alert_id, kind, severity, summary, details, starts_at, ends_at)
+         values ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&id)
+    .bind(alert.kind)
+    .bind(alert.severity)
+    .bind(&alert.summary)
+    .bind(&alert.details)
+    .bind(alert.starts_at)
+    .bind(alert.ends_at)
+    .execute(pool)
+    .await?;
+    Ok(id)
+}
+
+/// When the latest of Vigil's own alerts of `kinds` started, if it is of kind `firing`: an
+/// alert a previous process raised and never resolved.
+pub async fn unresolved_system(pool: &PgPool, firing: &str, kinds: &[&str]) -> sqlx::Result<Option<DateTime<Utc>>> {
+    let latest: Option<(String, DateTime<Utc>)> = sqlx::query_as(
+        "select kind, starts_at from alerts where tenant_id is null and kind = any($1)
+         order by alert_id desc limit 1",
+    )
+    .bind(kinds)
+    .fetch_optional(pool)
+    .await?;
+    Ok(latest.filter(|(kind, _)| kind == firing).map(|(_, at)| at))
 }
 
 /// Whether the incident's opening was already alerted (an incident is announced once).
@@ -150,7 +200,8 @@ pub struct DbDelivery {
     pub attempts: i32,
     pub expires_at: DateTime<Utc>,
     pub kind: AlertKind,
-    pub tenant_id: TenantId,
+    /// `None`: an alert about Vigil itself.
+    pub tenant_id: Option<TenantId>,
     pub incident_id: Option<String>,
     pub rotation_id: Option<String>,
     pub severity: Severity,
@@ -162,8 +213,9 @@ pub struct DbDelivery {
 }
 
 /// Claims the oldest due delivery to one of `sinks` and marks it delivering. Alerts of one
-/// incident reach a sink in the order they were written: a resolution never overtakes the
-/// opening it resolves (Alertmanager would otherwise show the incident firing again).
+/// incident, and alerts about Vigil itself, reach a sink in the order they were written: a
+/// resolution never overtakes the opening it resolves (Alertmanager would otherwise show the
+/// incident firing again).
 pub(crate) async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
     sqlx::query_as(
         "update alert_deliveries d set status = 'delivering', attempts = d.attempts + 1
@@ -175,6 +227,10 @@ pub(crate) async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<O
                    select 1 from alert_deliveries d2 join alerts a2 using (alert_id)
                    where a1.incident_id is not null and a2.incident_id = a1.incident_id and d2.sink = d1.sink
                      and a2.alert_id < a1.alert_id and d2.status in ('pending', 'delivering'))
+               and not exists (
+                   select 1 from alert_deliveries d3 join alerts a3 using (alert_id)
+                   where a1.tenant_id is null and a3.tenant_id is null and d3.sink = d1.sink
+                     and a3.alert_id < a1.alert_id and d3.status in ('pending', 'delivering'))
              order by d1.next_attempt_at, d1.alert_id
              for update of d1 skip locked limit 1)
          returning d.alert_id, d.sink, d.attempts, d.expires_at, a.kind, a.tenant_id, a.incident_id, a.rotation_id,

@@ -446,7 +446,7 @@ async fn a_retried_kv2_rotation_returns_its_first_version_instead_of_writing_aga
     app.stop().await;
 }
 
-async fn moto() -> SecretsManager {
+pub(crate) async fn moto() -> SecretsManager {
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(required_env("VIGIL_TEST_AWS_ENDPOINT_URL"))
         .region(aws_config::Region::new(required_env("VIGIL_TEST_AWS_REGION")))
@@ -456,7 +456,7 @@ async fn moto() -> SecretsManager {
 }
 
 /// Creates a secret on moto; returns its AWSCURRENT version id.
-async fn create_secret(sm: &SecretsManager, name: &str) -> String {
+pub(crate) async fn create_secret(sm: &SecretsManager, name: &str) -> String {
     sm.create_secret()
         .name(name)
         .secret_string("placeholder")
@@ -466,7 +466,7 @@ async fn create_secret(sm: &SecretsManager, name: &str) -> String {
     current_version(sm, name).await
 }
 
-async fn current_version(sm: &SecretsManager, name: &str) -> String {
+pub(crate) async fn current_version(sm: &SecretsManager, name: &str) -> String {
     let described = sm.describe_secret().secret_id(name).send().await.unwrap();
     let stages = described.version_ids_to_stages().unwrap();
     let current: Vec<_> = stages

@@ -13,7 +13,7 @@ use vigil_test_support::*;
 
 /// The `bao` binary: `VIGIL_TEST_BAO`, else the one next to the test venv's python (where
 /// scripts/backends.sh installs it).
-fn bao_binary() -> PathBuf {
+pub(crate) fn bao_binary() -> PathBuf {
     if let Ok(bao) = std::env::var("VIGIL_TEST_BAO") {
         return bao.into();
     }
@@ -27,7 +27,7 @@ fn bao_binary() -> PathBuf {
     bao
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -1,6 +1,7 @@
 //! Integration tests through the HTTP API against real Postgres, OpenBao, moto, Alertmanager and Chromium.
 
 mod alerts;
+mod aws_identity;
 mod backends;
 mod bounds;
 mod browser;
@@ -27,5 +28,6 @@ mod rotation;
 mod schemathesis;
 mod simulate;
 mod startup;
+mod vault_auth;
 mod vault_policy;
 mod web;

@@ -79,6 +79,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         redaction_key: Some(REDACTION_KEY.to_owned().into()),
         vault_addr: None,
         vault_token: None,
+        vault_auth: Default::default(),
         aws_endpoint_url: None,
         aws_region: None,
         baselines_dir: repository().join("baselines"),
