@@ -326,9 +326,9 @@ for b in range(0, len(events), 500):
 print(len(events))
 PY
 }
-print_findings() { # the findings of a 202 body, grouped
+print_findings() { # the findings of a 202 body, grouped by detector and action
   jq -r '.findings | if length == 0 then "    (no findings)" else
-    group_by(.detector) | map("    \(length) × \(.[0].detector)  severity=\(.[0].severity)  action=\(.[0].action)  incident=\(.[0].incident_id)  first event=\(.[0].event_id)") | .[] end' <<<"$BODY"
+    group_by([.detector, .action]) | map("    \(length) × \(.[0].detector)  severity=\(.[0].severity)  action=\(.[0].action)  incident=\(.[0].incident_id)  first event=\(.[0].event_id)") | .[] end' <<<"$BODY"
 }
 
 say "sending 90 minutes of normal traffic per tenant (event time, ~2 github.list_issues calls/min)"
