@@ -28,3 +28,6 @@ pub mod simulate;
 pub mod store;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+
+/// OTLP decoding and mapping, public for the fuzz crate (`fuzz/fuzz_targets/otlp.rs`).
+pub use ingest::otlp;

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use vigil::event::EventLimits;
-use vigil::ingest::otlp::{self, Encoding};
+use vigil::otlp::{self, Encoding};
 
 fuzz_target!(|data: &[u8]| {
     let limits = EventLimits {

@@ -25,7 +25,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub metrics: Arc<Metrics>,
     pub redactor: Arc<Redactor>,
-    pub router: Router,
+    pub(crate) router: Router,
     pub tokens: Arc<TokenCache>,
     /// SHA-256 of the admin token: compared in constant time, the token itself not kept here.
     pub admin_token_hash: [u8; 32],
