@@ -21,7 +21,7 @@ TIMES=""
 stage_done() {
   if [ -n "$STAGE" ]; then
     local took=$((SECONDS - STAGE_START))
-    printf -- '-------- %s: %ds\n' "$STAGE" "$took"
+    printf -- '-------- %s: %ds (disk free: %s)\n' "$STAGE" "$took" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
     TIMES+=$(printf '%6ds  %s' "$took" "$STAGE")$'\n'
   fi
   STAGE=""
