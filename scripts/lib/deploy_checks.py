@@ -90,8 +90,9 @@ def schema_errors(obj, version, where):
 
 
 def selects(selector, labels):
-    """Whether a LabelSelector (matchLabels, matchExpressions) selects these labels."""
-    if not selector:
+    """Whether a LabelSelector (matchLabels, matchExpressions) selects these labels: an empty
+    one selects everything, a missing one nothing."""
+    if selector is None:
         return False
     for k, v in (selector.get("matchLabels") or {}).items():
         if labels.get(k) != v:
@@ -311,8 +312,8 @@ def check_kubernetes(files, kustomization, rendered, version):
     services = by_kind.get("Service", [])
     if not any(
         s["spec"].get("type", "ClusterIP") == "ClusterIP"
-        and labels
-        and all(labels.get(k) == v for k, v in (s["spec"].get("selector") or {"": None}).items())
+        and s["spec"].get("selector")
+        and all(labels.get(k) == v for k, v in s["spec"]["selector"].items())
         and any(p.get("port") == 8080 for p in s["spec"].get("ports") or [])
         for s in services
     ):
@@ -489,6 +490,7 @@ BREAKS = [
     ("a PDB that selects nothing", "no PodDisruptionBudget selects",
      lambda s: find(s[0], "PodDisruptionBudget")["spec"]["selector"]["matchLabels"].update({"app.kubernetes.io/component": "web"})),
     ("a PDB that allows two down", "maxUnavailable 1 or minAvailable 2", lambda s: find(s[0], "PodDisruptionBudget")["spec"].update(maxUnavailable=2)),
+    ("a Service without a selector", "no ClusterIP Service on port 8080", lambda s: find(s[0], "Service")["spec"].pop("selector")),
     ("a Service that selects nothing", "no ClusterIP Service on port 8080",
      lambda s: find(s[0], "Service")["spec"]["selector"].update({"app.kubernetes.io/name": "vigill"})),
     ("a NetworkPolicy that selects nothing", "podSelector does not select",
