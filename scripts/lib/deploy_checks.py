@@ -443,8 +443,8 @@ def env_of(c, name):
 
 
 # Each break of the files that a check exists for, and the message it must produce. A break is
-# a function of the loaded state (files, kustomization, rendered, compose, dockerfile, toolchain),
-# changing a deep copy; one returning a tuple replaces the text files.
+# a function of a deep copy of the loaded state (files, kustomization, rendered, compose,
+# dockerfile, toolchain) that changes it in place, or, for the two texts, returns the new state.
 BREAKS = [
     ("an unknown field in a container", "Additional properties are not allowed", lambda s: serve(s[0]).update(imagePullSecret="x")),
     ("a misspelt kind", "no schema", lambda s: s[0]["service.yaml"][0].update(kind="Servise")),
