@@ -441,12 +441,24 @@ async fn respond_at_once(url: &str, pool: &PgPool, policy: &Policy, tenant: &Ten
         .execute(&mut *gate)
         .await
         .unwrap();
+    // Both write under the lease of the tenant's partition, as its owner's response and a
+    // person's action elsewhere do; the fence is no bar to either.
+    let leases = vigil::store::cluster::acquire(pool, "owner", 64, Duration::from_secs(60))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|(p, _)| *p == i32::from(tenant.partition()))
+        .collect();
+    let fence = vigil::store::cluster::Fence {
+        replica: "owner".into(),
+        leases,
+    };
     let mut replicas = Vec::new();
     for tool in tools {
         let replica = PgPool::connect(url).await.unwrap();
-        let (policy, tenant) = (policy.clone(), tenant.clone());
+        let (policy, tenant, fence) = (policy.clone(), tenant.clone(), fence.clone());
         replicas.push(tokio::spawn(async move {
-            vigil::respond::respond(&replica, &policy, &tenant, &[rotating(tool)]).await
+            vigil::respond::respond(&replica, &fence, &policy, &tenant, &[rotating(tool)]).await
         }));
     }
     let mut waiting = 0i64;
