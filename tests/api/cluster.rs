@@ -288,7 +288,8 @@ async fn three_replicas_survive_the_owner_being_killed() {
     }
     let worst = recovery.iter().max().copied().unwrap_or_default();
     println!(
-        "failover: SIGKILL of the owner of {} tenants' partitions ({} of 20 tenants); accepted again after {:.2} s (each: {:?})",
+        "failover: SIGKILL of the replica owning {}'s partition, {} of the 20 tenants in its partitions; \
+         their batches accepted again {:.2} s after the kill at the latest (each: {:?} s)",
         tenants[0].id,
         affected.len(),
         worst.as_secs_f64(),
