@@ -40,6 +40,8 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=scripts/lib/venv.sh
+. "$ROOT/scripts/lib/venv.sh"
 
 usage() {
   echo "usage: $0 start|stop|status [DIR]   (DIR defaults to $ROOT/.backends;" \
@@ -165,33 +167,6 @@ apt_install() {
   fi
   [ -n "$guard" ] && rm -f /usr/sbin/policy-rc.d
   return 0
-}
-
-# pip_has PACKAGE VERSION: the venv has exactly that version installed
-pip_has() {
-  [ -x "$VENV/bin/python" ] &&
-    "$VENV/bin/python" -c 'import importlib.metadata as m, sys; sys.exit(m.version(sys.argv[1]) != sys.argv[2])' "$1" "$2" 2>/dev/null
-}
-# ensure_venv SPEC...: venv at $VENV with these pinned pip specs installed
-ensure_venv() {
-  local missing=() spec name version
-  for spec in "$@"; do
-    name=${spec%%==*}
-    name=${name%%\[*}
-    version=${spec##*==}
-    pip_has "$name" "$version" || missing+=("$spec")
-  done
-  [ ${#missing[@]} = 0 ] && return 0
-  [ "$NO_INSTALL" = 1 ] && die "$VENV lacks ${missing[*]}: run 'python3 -m venv $VENV && $VENV/bin/pip install ${missing[*]}' (BACKENDS_NO_INSTALL=1 forbids installing here)"
-  command -v python3 >/dev/null || die "python3 is required (apt-get install python3 python3-venv)"
-  if [ ! -x "$VENV/bin/python" ]; then
-    log "creating venv $VENV"
-    python3 -m venv "$VENV" >>"$DIR/logs/install.log" 2>&1 ||
-      die "python3 -m venv $VENV failed: install the venv module (apt-get install python3-venv); see $DIR/logs/install.log"
-  fi
-  log "pip install ${missing[*]} into $VENV (one-time, ~1 min)"
-  "$VENV/bin/pip" install -q "${missing[@]}" >>"$DIR/logs/install.log" 2>&1 ||
-    die "pip install ${missing[*]} failed (see $DIR/logs/install.log)"
 }
 
 # ---------------------------------------------------------------- OpenBao
@@ -470,6 +445,7 @@ write_env() {
 mkdir -p "$DIR"
 DIR=$(cd "$DIR" && pwd)
 mkdir -p "$DIR/pids" "$DIR/logs" "$DIR/env.d"
+VENV_LOG=$DIR/logs/install.log
 
 case $CMD in
   start)

@@ -21,6 +21,26 @@ cargo_tool fuzz 0.13.2
 export RUSTC_BOOTSTRAP=1
 # The fuzz build has its own target folder (instrumented artifacts never mix with the main ones).
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/fuzz"
+# Line tables are enough for a crash's backtrace and make each instrumented binary (every target
+# links all of Vigil) a fraction of the size to write and link.
+export CARGO_PROFILE_DEV_DEBUG=line-tables-only
+# Build every target before fuzzing any, so a build failure is told apart from a finding. A
+# linker killed by a signal (a bus error when the disk or memory runs short) is the machine, not
+# the code: the build is tried once more after printing what the machine has left.
+build() { cargo fuzz build --dev --sanitizer none $TARGETS >fuzz/build.log 2>&1; }
+if ! build; then
+  tail -n 20 fuzz/build.log >&2
+  echo "[fuzz] build failed; disk and memory now:" >&2
+  df -h "$CARGO_TARGET_DIR" >&2 || true
+  free -m >&2 || true
+  if grep -q 'terminated with signal' fuzz/build.log && build; then
+    echo "[fuzz] the second build succeeded" >&2
+  else
+    tail -n 40 fuzz/build.log >&2
+    echo "[fuzz] FAILED to build the fuzz targets (the log in fuzz/build.log)" >&2
+    exit 1
+  fi
+fi
 for target in $TARGETS; do
   mkdir -p "fuzz/corpus/$target"
   echo "[fuzz] $target for ${SECS}s" >&2

@@ -6,8 +6,10 @@
 #    alertmanager") and exports what .backends/env says (VIGIL_TEST_DATABASE_URL,
 #    VIGIL_TEST_VAULT_ADDR, VIGIL_TEST_AWS_ENDPOINT_URL, VIGIL_TEST_ALERTMANAGER_URL, ...), so the
 #    integration tests find them;
-# 2. cargo fmt --check, cargo deny (scripts/deny.sh), cargo clippy -D warnings, cargo test --all-targets;
-#    then a short run of every fuzz target (scripts/fuzz.sh; VIGIL_FUZZ_SECONDS per target);
+# 2. cargo fmt --check, the deployment files (scripts/k8s-validate.sh: Kubernetes manifests,
+#    docker-compose.yml, Dockerfile), cargo deny (scripts/deny.sh), cargo clippy -D warnings,
+#    cargo test --all-targets; then a short run of every fuzz target (scripts/fuzz.sh;
+#    VIGIL_FUZZ_SECONDS per target);
 # 3. on exit, stops the backends this run launched (ones it found running are left alone),
 #    unless KEEP_BACKENDS=1.
 set -euo pipefail
@@ -21,7 +23,7 @@ TIMES=""
 stage_done() {
   if [ -n "$STAGE" ]; then
     local took=$((SECONDS - STAGE_START))
-    printf -- '-------- %s: %ds\n' "$STAGE" "$took"
+    printf -- '-------- %s: %ds (disk free: %s)\n' "$STAGE" "$took" "$(df -h --output=avail . | tail -n 1 | tr -d ' ')"
     TIMES+=$(printf '%6ds  %s' "$took" "$STAGE")$'\n'
   fi
   STAGE=""
@@ -94,6 +96,9 @@ drop_test_databases
 
 section "cargo fmt --all -- --check"
 cargo fmt --all -- --check
+
+section "kubernetes manifests (scripts/k8s-validate.sh: schemas of Kubernetes $(sed -n 's/^KUBERNETES_VERSION=//p' scripts/k8s-validate.sh), offline)"
+scripts/k8s-validate.sh
 
 section "cargo deny (scripts/deny.sh: licenses, bans, sources; advisories when a RustSec database is at hand)"
 scripts/deny.sh

@@ -3,31 +3,29 @@
 
 use crate::alert::{self, AlertWorker};
 use crate::api::{self, error, error::ApiError};
-use crate::baseline::TenantBaseline;
+use crate::cluster::{Cluster, Membership, Phase};
 use crate::config::Config;
 use crate::config::VaultAuthMethod;
 use crate::dashboard;
-use crate::event::TenantId;
 use crate::http::AppState;
 use crate::http::auth::{self, TokenCache};
 use crate::http::fair::TenantGate;
+use crate::http::forward;
 use crate::ingest;
 use crate::live::{Live, load_policy};
 use crate::metrics::Metrics;
-use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
 use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend, VaultSession, WebhookBackend};
 use crate::server;
-use crate::shard::{self, Pipeline, TenantState};
+use crate::shard::{self, Pipeline};
 use crate::store;
 use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderValue, header};
+use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 use secrecy::ExposeSecret;
-use sqlx::PgPool;
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -43,59 +41,14 @@ pub struct App {
     grpc_listener: Option<TcpListener>,
     state: AppState,
     shards: Vec<JoinHandle<()>>,
+    /// The replica's membership: its leases, renewed until the shards are done.
+    membership: JoinHandle<()>,
+    phase: watch::Sender<Phase>,
     rotation_worker: JoinHandle<()>,
     alert_worker: JoinHandle<()>,
     /// Vigil's Vault session upkeep and the alert that says when it fails.
     vault_tasks: Vec<JoinHandle<()>>,
     stop_workers: watch::Sender<bool>,
-}
-
-/// Rebuilds every tenant's baseline: its snapshot, then the log after the snapshot's watermark.
-async fn restore_baselines(
-    pool: &PgPool,
-    policy: &Policy,
-    shards: usize,
-) -> anyhow::Result<Vec<HashMap<TenantId, TenantState>>> {
-    let mut states: Vec<HashMap<TenantId, TenantState>> = (0..shards).map(|_| HashMap::new()).collect();
-    let mut restored = 0;
-    let mut all_readable = true;
-    for (tenant, watermark_seq, state) in store::events::snapshots(pool).await? {
-        match serde_json::from_value(state) {
-            Ok(mut baseline) => {
-                TenantBaseline::set_rate_config(&mut baseline, policy.detect.rate);
-                states[shard::shard_of(&tenant, shards)].insert(
-                    tenant,
-                    TenantState {
-                        baseline,
-                        watermark_seq,
-                    },
-                );
-                restored += 1;
-            }
-            // A snapshot from an incompatible version: replaying the whole log rebuilds it.
-            Err(e) => {
-                tracing::warn!(tenant.id = %tenant, error = %e, "Ignoring unreadable baseline snapshot");
-                all_readable = false;
-            }
-        }
-    }
-    let from = if all_readable {
-        store::events::replay_start(pool).await?
-    } else {
-        0
-    };
-    let replayed = store::events::replay(pool, from, |seq, tenant, event| {
-        let config = policy.detect_for(&tenant);
-        let state = states[shard::shard_of(&tenant, shards)]
-            .entry(tenant)
-            .or_insert_with(|| TenantState::new(policy));
-        if seq > state.watermark_seq {
-            shard::fold(state, seq, &event, config);
-        }
-    })
-    .await?;
-    tracing::info!(snapshots = restored, replayed_events = replayed, "Baselines restored");
-    Ok(states)
 }
 
 impl App {
@@ -128,15 +81,32 @@ impl App {
         let alert_wake = Arc::new(Notify::new());
         let sinks = alert::sinks_from_config(&config)?;
 
-        let states = restore_baselines(&pool, &live.policy(), config.shards).await?;
+        let advertise_url = match &config.advertise_url {
+            Some(url) => url.clone(),
+            None => format!("http://{}", listener.local_addr()?),
+        };
+        let cluster = Arc::new(Cluster::new(advertise_url));
         let pipeline = Arc::new(Pipeline {
             pool: pool.clone(),
+            replica: cluster.id.clone(),
             live: live.clone(),
             metrics: metrics.clone(),
             rotation_wake: rotation_wake.clone(),
             alert_wake: alert_wake.clone(),
         });
-        let (router, shards) = shard::start(pipeline, states, config.shard_queue);
+        let (router, shards) = shard::start(pipeline, config.shards, config.shard_queue);
+        // The partitions free now are acquired and restored before the server starts.
+        let mut member = Membership::new(
+            cluster.clone(),
+            pool.clone(),
+            live.clone(),
+            metrics.clone(),
+            router.clone(),
+        );
+        member.join().await.context("Failed to join the cluster")?;
+        tracing::info!(replica = %cluster.id, advertise_url = %cluster.advertise_url, "Joined the cluster");
+        let (phase, phase_rx) = watch::channel(Phase::Serving);
+        let membership = tokio::spawn(member.run(phase_rx));
 
         let (stop_workers, stopped) = watch::channel(false);
         // Vault is configured by an address and a way to authenticate: a token (by value or
@@ -209,6 +179,8 @@ impl App {
             .as_ref()
             .expect("check_serve ensured a redaction key");
         let otlp_permits = Arc::new(Semaphore::new(config.otlp_max_requests));
+        // A forwarded request gets what the owner's server gives any request, no more.
+        let forward_timeout = config.http.request_timeout;
         let state = AppState {
             otlp_permits,
             ingest_gate: TenantGate::new(config.ingest_tenant_max_requests),
@@ -224,12 +196,19 @@ impl App {
             alert_wake,
             live,
             vault_auth,
+            cluster,
+            forward: reqwest::Client::builder()
+                .timeout(forward_timeout)
+                .build()
+                .context("Failed to build the forwarding HTTP client")?,
         };
         Ok(App {
             listener,
             grpc_listener,
             state,
             shards,
+            membership,
+            phase,
             rotation_worker,
             alert_worker,
             vault_tasks,
@@ -256,6 +235,8 @@ impl App {
             grpc_listener,
             state,
             shards,
+            membership,
+            phase,
             rotation_worker,
             alert_worker,
             vault_tasks,
@@ -280,10 +261,14 @@ impl App {
         if let Some(grpc) = grpc {
             grpc.await.context("the OTLP/gRPC server panicked")??;
         }
-        // The router (and so every shard sender) was dropped with the server's state.
+        // The router was dropped with the server's state; the membership drops its own and
+        // keeps the leases the shards' last snapshots are fenced on, then hands them over.
+        let _ = phase.send(Phase::Draining);
         for handle in shards {
             handle.await.context("a shard worker panicked")?;
         }
+        let _ = phase.send(Phase::Leaving);
+        membership.await.context("the cluster membership panicked")?;
         let _ = stop_workers.send(true);
         rotation_worker.await.context("the rotation worker panicked")?;
         alert_worker.await.context("the alert worker panicked")?;
@@ -316,7 +301,9 @@ pub(crate) fn routes(state: AppState) -> axum::Router {
         .route("/v1/tenants/{id}/rotate", post(api::respond::rotate_tenant))
         .route(
             "/v1/tenants/{id}/baseline",
-            get(api::get_baseline).put(api::put_baseline),
+            get(api::get_baseline)
+                .put(api::put_baseline)
+                .route_layer(from_fn_with_state(state.clone(), forward::tenant_owner)),
         )
         .route(
             "/v1/tenants/{id}/suppressions",
@@ -339,13 +326,15 @@ pub(crate) fn routes(state: AppState) -> axum::Router {
         .route("/v1/incidents/{id}/resolve", post(api::respond::resolve_incident))
         .route(
             "/v1/incidents/{id}/false-positive",
-            post(api::respond::mark_false_positive),
+            post(api::respond::mark_false_positive)
+                .route_layer(from_fn_with_state(state.clone(), forward::incident_owner)),
         )
         .route("/v1/rotations", get(api::list_rotations))
         .route("/v1/rotations/{id}", get(api::get_rotation))
         .route("/v1/rotations/{id}/retry", post(api::respond::retry_rotation))
         .route("/v1/audit", get(api::respond::list_audit))
-        .merge(dashboard::routes())
+        .route("/v1/cluster", get(api::cluster::get_cluster))
+        .merge(dashboard::routes(state.clone()))
         .fallback(|| async { ApiError::not_found("route") })
         .layer(DefaultBodyLimit::max(ingest::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn(error::envelope))

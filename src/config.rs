@@ -40,6 +40,9 @@ pub struct Config {
     pub alertmanager_url: Option<String>,
     /// Where people reach Vigil: alerts link to `{public_url}/incidents/{id}`.
     pub public_url: String,
+    /// How the other replicas reach this one (requests for tenants it owns are forwarded
+    /// here). `VIGIL_ADVERTISE_URL`; `None`: `http://` and the address the listener bound.
+    pub advertise_url: Option<String>,
     /// Webhook receivers; each gets every alert, signed with `webhook_secret`. Secret: many
     /// receivers (Slack, Teams) put their credential in the URL's path.
     pub webhook_urls: Vec<SecretString>,
@@ -223,6 +226,7 @@ struct FileConfig {
     retention_days: Option<i64>,
     alertmanager_url: Option<String>,
     public_url: Option<String>,
+    advertise_url: Option<String>,
     webhook_urls: Option<Vec<String>>,
     webhook_urls_file: Option<PathBuf>,
     webhook_secret: Option<String>,
@@ -282,6 +286,13 @@ impl Config {
             .to_owned();
         if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
             bail!("VIGIL_PUBLIC_URL {public_url:?} must be an http:// or https:// URL");
+        }
+        let advertise_url = pick("ADVERTISE_URL", file.advertise_url).map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &advertise_url {
+            match reqwest::Url::parse(u) {
+                Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => {}
+                _ => bail!("VIGIL_ADVERTISE_URL {u:?} must be an http:// or https:// URL with a host"),
+            }
         }
         // A list, so not through `secret_source`: the file's form is an array.
         let webhook_urls = match (env("VIGIL_WEBHOOK_URLS"), env("VIGIL_WEBHOOK_URLS_FILE")) {
@@ -440,6 +451,7 @@ impl Config {
             retention_days: number("RETENTION_DAYS", file.retention_days.map(|d| d.max(1) as usize), 90)? as i64,
             alertmanager_url: pick("ALERTMANAGER_URL", file.alertmanager_url).filter(|u| !u.is_empty()),
             public_url,
+            advertise_url,
             webhook_urls,
             webhook_secret,
             alert_expiry_minutes: number(
@@ -553,7 +565,7 @@ impl Config {
         format!(
             "database_url = {:?}\nlisten = \"{}\"\nadmin_token = {}\nredaction_key = {}\nvault_addr = {}\n\
              vault_token = {}\n{}aws_endpoint_url = {}\naws_region = {}\nbaselines_dir = {:?}\nshards = {}\n\
-             shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nwebhook_urls = {:?}\n\
+             shard_queue = {}\nretention_days = {}\nalertmanager_url = {}\npublic_url = {:?}\nadvertise_url = {}\nwebhook_urls = {:?}\n\
              webhook_secret = {}\nalert_expiry_minutes = {}\ncookie_secure = {}\notlp_grpc_listen = {:?}\notlp_max_bytes = {}\notlp_max_requests = {}\ningest_tenant_max_requests = {}\ndatabase_timeout_secs = {}\n\
              http_max_connections = {}\nhttp_header_timeout_secs = {}\nhttp_idle_timeout_secs = {}\n\
              http_body_timeout_secs = {}\nhttp_body_min_rate = {}\nhttp_request_timeout_secs = {}\ntrusted_proxies = {:?}\n",
@@ -573,6 +585,7 @@ impl Config {
             self.retention_days,
             optional_url(&self.alertmanager_url),
             self.public_url,
+            plain(&self.advertise_url),
             webhooks,
             mask(&self.webhook_secret),
             self.alert_expiry_minutes,
@@ -824,6 +837,17 @@ mod tests {
         assert_eq!(urls, ["http://a.test/x", "http://b.test/y"]);
         assert_eq!(c.public_url, "https://vigil.example");
         assert_eq!(c.alertmanager_url.as_deref(), Some("http://127.0.0.1:9093"));
+    }
+
+    #[test]
+    fn the_advertise_url_is_checked_and_defaults_to_the_bound_address() {
+        assert_eq!(load("", &[]).unwrap().advertise_url, None);
+        let c = load("", &[("VIGIL_ADVERTISE_URL", "http://10.0.0.7:8080/")]).unwrap();
+        assert_eq!(c.advertise_url.as_deref(), Some("http://10.0.0.7:8080"));
+        for bad in ["10.0.0.7:8080", "ftp://host", "http://"] {
+            let e = load("", &[("VIGIL_ADVERTISE_URL", bad)]).unwrap_err();
+            assert!(format!("{e:#}").contains("VIGIL_ADVERTISE_URL"), "{bad}: {e:#}");
+        }
     }
 
     #[test]

@@ -101,6 +101,19 @@ impl TenantId {
     }
 }
 
+/// The number of partitions tenants hash to; fixed, as partitions are what replicas own.
+pub const PARTITIONS: u16 = 64;
+
+impl TenantId {
+    /// The partition the tenant belongs to: the first byte of SHA-256 of its id, modulo
+    /// [`PARTITIONS`] (64 divides 256, so each partition gets an even share). Stable across
+    /// versions and processes, unlike `std`'s hasher.
+    pub fn partition(&self) -> u16 {
+        use sha2::Digest;
+        u16::from(sha2::Sha256::digest(self.0.as_bytes())[0]) % PARTITIONS
+    }
+}
+
 impl TryFrom<String> for TenantId {
     type Error = FieldError;
     fn try_from(s: String) -> Result<Self, FieldError> {
@@ -485,6 +498,17 @@ mod tests {
         let err = ToolCallEvent::parse(&raw, &limits()).unwrap_err();
         assert_eq!(err.field, "params.x");
         assert!(!err.to_string().contains("tok"), "{err}");
+    }
+
+    #[test]
+    fn partitions_are_stable_and_spread() {
+        // Fixed values: a replica of another version must place a tenant where this one does.
+        assert_eq!(TenantId::parse("acme").unwrap().partition(), 0x82 % 64);
+        let mut seen = [0usize; PARTITIONS as usize];
+        for i in 0..6400 {
+            seen[usize::from(TenantId::parse(&format!("tenant-{i}")).unwrap().partition())] += 1;
+        }
+        assert!(seen.iter().all(|&n| (50..=150).contains(&n)), "{seen:?}");
     }
 
     #[test]

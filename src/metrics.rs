@@ -65,6 +65,15 @@ pub struct Metrics {
     /// Unix time Vigil's Vault token expires unless renewed or replaced; 0: it never expires
     /// (or there is none).
     pub(crate) vault_token_expiry: IntGauge,
+    /// Partitions this replica serves.
+    pub(crate) partitions_owned: IntGauge,
+    /// Partitions this replica acquired, released (a rebalance, a clean stop) or lost (its
+    /// lease ran out and another replica took it over).
+    pub(crate) partition_changes: IntCounterVec,
+    /// Requests forwarded to the replica that owns their tenant, by result.
+    pub(crate) forwarded: IntCounterVec,
+    /// Time to restore an acquired partition's baselines (snapshots + replay).
+    pub(crate) takeover_duration: Histogram,
 }
 
 impl Metrics {
@@ -91,6 +100,27 @@ impl Metrics {
             0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
         ];
         Metrics {
+            partitions_owned: gauge("vigil_partitions_owned", "Partitions this replica serves."),
+            partition_changes: counter(
+                "vigil_partition_changes_total",
+                "Partitions this replica acquired, released or lost, by change.",
+                &["change"],
+            ),
+            forwarded: counter(
+                "vigil_forwarded_requests_total",
+                "Requests forwarded to the replica owning their tenant, by result.",
+                &["result"],
+            ),
+            takeover_duration: {
+                let opts = HistogramOpts::new(
+                    "vigil_takeover_duration_seconds",
+                    "Time to restore the baselines of the partitions acquired at once.",
+                )
+                .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]);
+                let h = Histogram::with_opts(opts).expect("valid metric");
+                registry.register(Box::new(h.clone())).expect("unique metric");
+                h
+            },
             events_ingested: counter(
                 "vigil_events_ingested_total",
                 "Tool-call events received, by result.",

@@ -55,6 +55,7 @@ use utoipa::{Modify, OpenApi};
         api::ops::healthz,
         api::ops::readyz,
         api::ops::metrics,
+        api::cluster::get_cluster,
         serve,
     ),
     components(schemas(api::error::ErrorEnvelope)),
@@ -71,6 +72,7 @@ use utoipa::{Modify, OpenApi};
         (name = "rotations", description = "Secrets rotated, automatically or by hand"),
         (name = "audit", description = "The append-only trail of every change"),
         (name = "ops", description = "Health, readiness, metrics and this document (no credential)"),
+        (name = "cluster", description = "The replicas sharing the database and the partitions each serves (admin token)"),
     ),
 )]
 pub struct ApiDoc;

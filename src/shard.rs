@@ -25,10 +25,10 @@ use crate::policy::{Action, Mode, Policy};
 use crate::redact::Redaction;
 use crate::respond;
 use crate::store;
+use crate::store::cluster::{Fence, Fenced};
 use serde::Serialize;
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
@@ -86,8 +86,20 @@ pub(crate) enum ShardMsg {
     Baseline(TenantId, Page, oneshot::Sender<Option<BaselineSummary>>),
     /// A person's change to a tenant's learned state (a false positive absorbed, a reviewed
     /// baseline imported): applied, then snapshotted before the answer, so it survives a crash.
-    Update(TenantId, Update, oneshot::Sender<()>),
+    /// Refused for a tenant whose partition the worker does not hold.
+    Update(TenantId, Update, oneshot::Sender<Result<(), Fenced>>),
+    /// The replica acquired a partition at `epoch`: its tenants' restored states, answered
+    /// once the worker serves them.
+    Acquire(Partition, i64, HashMap<TenantId, TenantState>, oneshot::Sender<()>),
+    /// Hand a partition over: snapshot its tenants that changed, forget them, answer.
+    Release(Partition, oneshot::Sender<()>),
+    /// The lease of a partition was lost (another replica took it over): forget its tenants,
+    /// writing nothing.
+    Lost(Partition),
 }
+
+/// A partition's number, `0..PARTITIONS`.
+pub(crate) type Partition = u16;
 
 /// A change to one tenant's baseline, run by the worker that owns it.
 pub(crate) type Update = Box<dyn FnOnce(&mut TenantBaseline) + Send>;
@@ -146,6 +158,8 @@ impl TenantState {
 /// Everything a worker needs besides its own tenants.
 pub(crate) struct Pipeline {
     pub pool: PgPool,
+    /// This replica's id: what its partition leases name.
+    pub replica: String,
     /// The policy, every tenant's markers (for `cross_tenant_reference`) and the open
     /// suppressions, swapped whole when they change.
     pub live: Arc<Live>,
@@ -226,10 +240,9 @@ pub(crate) struct Router {
     metrics: Arc<Metrics>,
 }
 
+/// The worker of a tenant: the one of its partition, so a partition's tenants share a worker.
 pub fn shard_of(tenant: &TenantId, shards: usize) -> usize {
-    let mut h = DefaultHasher::new();
-    tenant.hash(&mut h);
-    (h.finish() % shards as u64) as usize
+    usize::from(tenant.partition()) % shards
 }
 
 impl Router {
@@ -266,13 +279,52 @@ impl Router {
 
     /// Has the tenant's worker apply `update` to its baseline, after the batches queued before
     /// it; answered once the changed baseline is snapshotted.
-    pub fn update(&self, tenant: &TenantId, update: Update) -> Result<oneshot::Receiver<()>, Overloaded> {
+    pub fn update(
+        &self,
+        tenant: &TenantId,
+        update: Update,
+    ) -> Result<oneshot::Receiver<Result<(), Fenced>>, Overloaded> {
         let (reply, answer) = oneshot::channel();
         let shard = shard_of(tenant, self.senders.len());
         self.senders[shard]
             .try_send(ShardMsg::Update(tenant.clone(), update, reply))
             .map_err(|_| Overloaded::ShardFull)?;
         Ok(answer)
+    }
+
+    /// Hands an acquired partition's restored tenants to its worker; answered once served.
+    /// Waits for room in the queue: a partition is never dropped for a busy worker.
+    pub async fn acquire(
+        &self,
+        partition: Partition,
+        epoch: i64,
+        tenants: HashMap<TenantId, TenantState>,
+    ) -> oneshot::Receiver<()> {
+        let (reply, answer) = oneshot::channel();
+        let _ = self
+            .partition_sender(partition)
+            .send(ShardMsg::Acquire(partition, epoch, tenants, reply))
+            .await;
+        answer
+    }
+
+    /// Has a partition's worker snapshot and forget its tenants; answered once done.
+    pub async fn release(&self, partition: Partition) -> oneshot::Receiver<()> {
+        let (reply, answer) = oneshot::channel();
+        let _ = self
+            .partition_sender(partition)
+            .send(ShardMsg::Release(partition, reply))
+            .await;
+        answer
+    }
+
+    /// Tells a partition's worker that its lease is gone.
+    pub async fn lost(&self, partition: Partition) {
+        let _ = self.partition_sender(partition).send(ShardMsg::Lost(partition)).await;
+    }
+
+    fn partition_sender(&self, partition: Partition) -> &mpsc::Sender<ShardMsg> {
+        &self.senders[usize::from(partition) % self.senders.len()]
     }
 
     /// Shards that cannot take a batch now: their queue is full or their worker stopped.
@@ -284,17 +336,13 @@ impl Router {
     }
 }
 
-/// Starts one worker per entry of `states` (each holding the tenants that hash to it).
-/// The handles yield each worker's final state when its queue closes, for the last snapshot.
-pub(crate) fn start(
-    pipeline: Arc<Pipeline>,
-    states: Vec<HashMap<TenantId, TenantState>>,
-    queue: usize,
-) -> (Router, Vec<JoinHandle<()>>) {
+/// Starts `shards` workers, holding no partition until the cluster hands them theirs
+/// ([`Router::acquire`]). Each snapshots what changed when its queue closes.
+pub(crate) fn start(pipeline: Arc<Pipeline>, shards: usize, queue: usize) -> (Router, Vec<JoinHandle<()>>) {
     let mut senders = Vec::new();
     let mut shares = Vec::new();
     let mut handles = Vec::new();
-    for tenants in states {
+    for _ in 0..shards {
         let (tx, rx) = mpsc::channel(queue);
         senders.push(tx);
         shares.push(Arc::new(Shares {
@@ -303,7 +351,8 @@ pub(crate) fn start(
         }));
         let worker = Worker {
             pipeline: pipeline.clone(),
-            tenants,
+            tenants: HashMap::new(),
+            partitions: HashMap::new(),
             dirty: HashSet::new(),
             queues: Queues::default(),
             capacity: queue,
@@ -338,14 +387,17 @@ pub fn fold(state: &mut TenantState, seq: i64, event: &ToolCallEvent, config: &D
 /// findings are logged (detector, tool, event id: never a value) for an operator to act on.
 async fn respond_durably(
     pool: &PgPool,
+    fence: &Fence,
     policy: &Policy,
     tenant: &TenantId,
     decided: &[(Finding, Action, crate::policy::Scope)],
 ) -> anyhow::Result<respond::Committed> {
     let mut waits = RESPOND_RETRIES.iter();
     loop {
-        match respond::respond(pool, policy, tenant, decided).await {
+        match respond::respond(pool, fence, policy, tenant, decided).await {
             Ok(committed) => return Ok(committed),
+            // The partition moved: no retry can succeed here; the new owner has the events.
+            Err(e) if e.chain().any(|c| c.is::<Fenced>()) => return Err(e),
             Err(e) => match waits.next() {
                 Some(wait) => {
                     tracing::warn!(tenant.id = %tenant, error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64,
@@ -370,7 +422,11 @@ async fn respond_durably(
 /// slice on its own: whatever made the group fail (a value the database refuses, a
 /// constraint) fails only the slice that holds it, and every other tenant's batch is answered
 /// on its own merits. Returns the rows that were new, and per slice its error, if any.
-async fn write(pool: &PgPool, slices: &[Slice]) -> (Vec<store::events::Inserted>, Vec<Option<String>>) {
+async fn write(
+    pool: &PgPool,
+    fence: impl Fn(&[&Slice]) -> Fence,
+    slices: &[Slice],
+) -> (Vec<store::events::Inserted>, Vec<Option<anyhow::Error>>) {
     fn rows(slice: &Slice) -> Vec<store::events::NewEvent<'_>> {
         slice
             .events
@@ -382,12 +438,17 @@ async fn write(pool: &PgPool, slices: &[Slice]) -> (Vec<store::events::Inserted>
             .collect()
     }
     let all: Vec<store::events::NewEvent> = slices.iter().flat_map(rows).collect();
-    let error = match store::events::insert(pool, &all).await {
-        Ok(inserted) => return (inserted, vec![None; slices.len()]),
-        Err(e) if slices.len() == 1 => return (Vec::new(), vec![Some(e.to_string())]),
+    let every: Vec<&Slice> = slices.iter().collect();
+    let error = match store::events::insert(pool, &fence(&every), &all).await {
+        Ok(inserted) => return (inserted, slices.iter().map(|_| None).collect()),
+        Err(e) if slices.len() == 1 => return (Vec::new(), vec![Some(e)]),
         Err(e) => e,
     };
-    tracing::warn!(error = %error, batches = slices.len(), "Failed to write a group commit; writing its batches one by one");
+    tracing::warn!(
+        error = format!("{error:#}"),
+        batches = slices.len(),
+        "Failed to write a group commit; writing its batches one by one"
+    );
     let mut inserted = Vec::new();
     let mut failed = Vec::with_capacity(slices.len());
     for slice in slices {
@@ -395,15 +456,42 @@ async fn write(pool: &PgPool, slices: &[Slice]) -> (Vec<store::events::Inserted>
             failed.push(None);
             continue;
         }
-        match store::events::insert(pool, &rows(slice)).await {
+        match store::events::insert(pool, &fence(&[slice]), &rows(slice)).await {
             Ok(new) => {
                 inserted.extend(new);
                 failed.push(None);
             }
-            Err(e) => failed.push(Some(e.to_string())),
+            Err(e) => failed.push(Some(e)),
         }
     }
     (inserted, failed)
+}
+
+/// The leases writes for `tenants` need of a worker holding `partitions`, or the partitions it
+/// does not hold.
+fn fence_of<'a>(
+    replica: &str,
+    partitions: &HashMap<Partition, i64>,
+    tenants: impl IntoIterator<Item = &'a TenantId>,
+) -> Result<Fence, Fenced> {
+    let mut leases = Vec::new();
+    let mut missing = Vec::new();
+    for tenant in tenants {
+        let partition = tenant.partition();
+        match partitions.get(&partition) {
+            Some(&epoch) => leases.push((i32::from(partition), epoch)),
+            None => missing.push(i32::from(partition)),
+        }
+    }
+    if !missing.is_empty() {
+        return Err(Fenced(missing));
+    }
+    leases.sort_unstable();
+    leases.dedup();
+    Ok(Fence {
+        replica: replica.to_owned(),
+        leases,
+    })
 }
 
 /// A batch waiting in its tenant's queue, with what its slices written so far yielded.
@@ -418,7 +506,7 @@ struct Pending {
 enum Work {
     Batch(Pending),
     Baseline(Page, oneshot::Sender<Option<BaselineSummary>>),
-    Update(Update, oneshot::Sender<()>),
+    Update(Update, oneshot::Sender<Result<(), Fenced>>),
 }
 
 /// Up to [`TURN_EVENTS`] events of one batch, written and detected in one round. The last
@@ -436,7 +524,7 @@ struct Slice {
 /// A question or change taken in a round, answered after the round's batches.
 enum Aside {
     Baseline(TenantId, Page, oneshot::Sender<Option<BaselineSummary>>),
-    Update(TenantId, Update, oneshot::Sender<()>),
+    Update(TenantId, Update, oneshot::Sender<Result<(), Fenced>>),
 }
 
 /// A worker's queues: one per tenant with work waiting, served in turns.
@@ -454,6 +542,7 @@ impl Queues {
         self.turns.is_empty()
     }
 
+    /// Queues a batch, question or change; the cluster's messages never reach here.
     fn push(&mut self, msg: ShardMsg) {
         let (tenant, work) = match msg {
             ShardMsg::Batch(batch, share) => {
@@ -468,6 +557,9 @@ impl Queues {
             }
             ShardMsg::Baseline(tenant, page, reply) => (tenant, Work::Baseline(page, reply)),
             ShardMsg::Update(tenant, update, reply) => (tenant, Work::Update(update, reply)),
+            ShardMsg::Acquire(..) | ShardMsg::Release(..) | ShardMsg::Lost(..) => {
+                unreachable!("the worker handles the cluster's messages itself")
+            }
         };
         let queue = self.by_tenant.entry(tenant.clone()).or_default();
         if queue.is_empty() {
@@ -569,6 +661,9 @@ impl Queues {
 struct Worker {
     pipeline: Arc<Pipeline>,
     tenants: HashMap<TenantId, TenantState>,
+    /// The partitions this worker serves, with the epoch each was acquired at: every write
+    /// for their tenants is fenced on it.
+    partitions: HashMap<Partition, i64>,
     /// Tenants whose state changed since the last snapshot.
     dirty: HashSet<TenantId>,
     queues: Queues,
@@ -587,7 +682,7 @@ impl Worker {
             if self.queues.is_empty() {
                 tokio::select! {
                     msg = rx.recv() => match msg {
-                        Some(msg) => self.queues.push(msg),
+                        Some(msg) => self.take(msg).await,
                         None => break,
                     },
                     _ = tokio::time::sleep_until(next_snapshot) => {}
@@ -595,7 +690,7 @@ impl Worker {
             }
             while self.queues.batches < self.capacity {
                 match rx.try_recv() {
-                    Ok(msg) => self.queues.push(msg),
+                    Ok(msg) => self.take(msg).await,
                     Err(_) => break,
                 }
             }
@@ -608,6 +703,39 @@ impl Worker {
             }
         }
         self.snapshot().await;
+    }
+
+    /// Handles the cluster's messages at once; queues the rest.
+    async fn take(&mut self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Acquire(partition, epoch, tenants, reply) => {
+                self.tenants.extend(tenants);
+                self.partitions.insert(partition, epoch);
+                let _ = reply.send(());
+            }
+            ShardMsg::Release(partition, reply) => {
+                self.snapshot().await;
+                self.forget(partition);
+                let _ = reply.send(());
+            }
+            ShardMsg::Lost(partition) => self.forget(partition),
+            msg => self.queues.push(msg),
+        }
+    }
+
+    /// Drops a partition and its tenants' states (their batches still queued are answered
+    /// as moved).
+    fn forget(&mut self, partition: Partition) {
+        self.partitions.remove(&partition);
+        let theirs = |t: &TenantId| t.partition() == partition;
+        self.tenants.retain(|t, _| !theirs(t));
+        self.dirty.retain(|t| !theirs(t));
+        self.event_cost.retain(|t, _| !theirs(t));
+    }
+
+    /// The leases writes for `tenants` need, or the partitions this worker does not hold.
+    fn fence<'a>(&self, tenants: impl IntoIterator<Item = &'a TenantId>) -> Result<Fence, Fenced> {
+        fence_of(&self.pipeline.replica, &self.partitions, tenants)
     }
 
     async fn round(&mut self) {
@@ -625,6 +753,10 @@ impl Worker {
             match aside {
                 Aside::Baseline(tenant, page, reply) => questions.push((tenant, page, reply)),
                 Aside::Update(tenant, update, reply) => {
+                    if let Err(moved) = self.fence([&tenant]) {
+                        let _ = reply.send(Err(moved));
+                        continue;
+                    }
                     self.update(tenant, update);
                     applied.push(reply);
                 }
@@ -633,7 +765,7 @@ impl Worker {
         if !applied.is_empty() {
             self.snapshot().await;
             for reply in applied {
-                let _ = reply.send(());
+                let _ = reply.send(Ok(()));
             }
         }
         for (tenant, page, reply) in questions {
@@ -668,7 +800,22 @@ impl Worker {
     /// Writes the round's slices, then detects on each, lightest tenant first (so a small
     /// batch is not answered after a neighbour's large one), answering each batch when done.
     async fn process(&mut self, slices: Vec<Slice>) {
-        let (inserted, failed) = write(&self.pipeline.pool, &slices).await;
+        // A tenant whose partition moved away: answered as moved, written nowhere.
+        let (slices, moved): (Vec<Slice>, Vec<Slice>) =
+            slices.into_iter().partition(|s| self.fence([&s.tenant]).is_ok());
+        for slice in moved {
+            let partition = i32::from(slice.tenant.partition());
+            self.answer(slice, Err(Fenced(vec![partition]).into()));
+        }
+        if slices.is_empty() {
+            return;
+        }
+        let (replica, held) = (self.pipeline.replica.clone(), self.partitions.clone());
+        let fence = move |group: &[&Slice]| {
+            fence_of(&replica, &held, group.iter().map(|s| &s.tenant))
+                .expect("only slices of held partitions are written")
+        };
+        let (inserted, mut failed) = write(&self.pipeline.pool, fence, &slices).await;
         let new_seq: HashMap<(&str, &str), i64> = inserted
             .iter()
             .map(|i| ((i.tenant_id.as_str(), i.event_id.as_str()), i.seq))
@@ -685,8 +832,8 @@ impl Worker {
         for i in order {
             let slice = slices[i].take().expect("each slice once");
             let started = tokio::time::Instant::now();
-            let result = match &failed[i] {
-                Some(error) => Err(anyhow::anyhow!("Failed to write events: {error}")),
+            let result = match failed[i].take() {
+                Some(error) => Err(error.context("Failed to write events")),
                 None => self.detect_and_respond(&slice, &new_seq, &mut folded).await,
             };
             if !slice.events.is_empty() {
@@ -730,6 +877,7 @@ impl Worker {
         new_seq: &HashMap<(&str, &str), i64>,
         folded: &mut HashSet<i64>,
     ) -> anyhow::Result<BatchOutcome> {
+        let fence = self.fence([&batch.tenant])?;
         let policy = self.pipeline.live.policy();
         let config = policy.detect_for(&batch.tenant);
         let markers = self.pipeline.live.markers();
@@ -799,7 +947,7 @@ impl Worker {
                 .with_label_values(&[f.detector.as_str(), f.severity.as_str()])
                 .inc();
         }
-        let committed = respond_durably(&self.pipeline.pool, &policy, &batch.tenant, &decided).await?;
+        let committed = respond_durably(&self.pipeline.pool, &fence, &policy, &batch.tenant, &decided).await?;
         if committed.pending_rotations > 0 {
             self.pipeline.rotation_wake.notify_one();
         }
@@ -825,16 +973,20 @@ impl Worker {
 
     async fn snapshot(&mut self) {
         for tenant in std::mem::take(&mut self.dirty) {
-            let Some(state) = self.tenants.get(&tenant) else {
+            let (Some(state), Ok(fence)) = (self.tenants.get(&tenant), self.fence([&tenant])) else {
                 continue;
             };
             let saved = match serde_json::to_value(&state.baseline) {
-                Ok(json) => store::events::save_snapshot(&self.pipeline.pool, &tenant, state.watermark_seq, &json)
-                    .await
-                    .map_err(anyhow::Error::from),
+                Ok(json) => {
+                    store::events::save_snapshot(&self.pipeline.pool, &fence, &tenant, state.watermark_seq, &json).await
+                }
                 Err(e) => Err(e.into()),
             };
             if let Err(e) = saved {
+                if e.chain().any(|c| c.is::<Fenced>()) {
+                    tracing::warn!(tenant.id = %tenant, "Not snapshotting a baseline whose partition moved away");
+                    continue;
+                }
                 // Not fatal: the log is the source of truth, a missing snapshot only makes the
                 // next start replay more.
                 tracing::warn!(tenant.id = %tenant, error = %e, "Failed to snapshot baseline");

@@ -139,6 +139,16 @@ impl ApiError {
         e
     }
 
+    /// 503: the tenant's partition is changing owner (a replica stopped or joined); the
+    /// retry reaches its new owner.
+    pub fn partition_moved() -> Self {
+        Self::unavailable(
+            "partition_moved",
+            "this tenant's partition is changing owner; retry with the same event ids",
+            1,
+        )
+    }
+
     /// 503: no pool connection within the database timeout, so Postgres is stalled or
     /// unreachable.
     fn database_unavailable() -> Self {
@@ -210,6 +220,16 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::http::forward::Unreachable> for ApiError {
+    fn from(_: crate::http::forward::Unreachable) -> Self {
+        Self::unavailable(
+            "owner_unreachable",
+            "the replica serving this tenant did not answer; retry with the same event ids",
+            1,
+        )
+    }
+}
+
 impl From<anyhow::Error> for ApiError {
     fn from(e: anyhow::Error) -> Self {
         let pool_timed_out = e
@@ -217,6 +237,9 @@ impl From<anyhow::Error> for ApiError {
             .any(|cause| matches!(cause.downcast_ref(), Some(sqlx::Error::PoolTimedOut)));
         if pool_timed_out {
             return Self::database_unavailable();
+        }
+        if e.chain().any(|c| c.is::<crate::store::cluster::Fenced>()) {
+            return Self::partition_moved();
         }
         Self::internal(format!("{e:#}"))
     }

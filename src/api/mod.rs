@@ -3,6 +3,7 @@
 
 pub(crate) mod admin;
 pub mod auth;
+pub(crate) mod cluster;
 pub(crate) mod error;
 pub(crate) mod events;
 pub(crate) mod ops;

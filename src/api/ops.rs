@@ -40,6 +40,10 @@ pub struct Readiness {
     pub queues: bool,
     /// Shutdown has not begun.
     pub workers: bool,
+    /// Every partition has had a live owner since this replica joined, so any request can be
+    /// served here or forwarded (later changes of owner last seconds and are answered 503
+    /// with `Retry-After`).
+    pub cluster: bool,
     /// Whether Vigil holds a working Vault token: `authenticated`, `starting`, `failing`
     /// (rotations of Vault secrets wait; `VigilVaultAuthFailed` is raised) or `not_configured`.
     /// Informative: ingest and detection work without Vault, so it does not make Vigil unready.
@@ -48,9 +52,10 @@ pub struct Readiness {
 
 /// Ready while the database answers within [`READY_PROBE_TIMEOUT`] (the events table
 /// included, so a lock that stalls ingest shows here), the migrations are applied, every shard
-/// can take a batch, and shutdown has not begun. Each check recovers by itself.
+/// can take a batch, shutdown has not begun, and every partition has had an owner. Each check
+/// recovers by itself.
 #[utoipa::path(get, path = "/readyz", operation_id = "getReadiness", tag = "ops",
-    summary = "Postgres reachable, migrations applied, shard queues not full, not shutting down",
+    summary = "Postgres reachable, migrations applied, shard queues not full, not shutting down, every partition owned",
     responses(
         (status = 200, description = "Ready", body = Readiness),
         (status = 503, description = "Not ready: `ready` is false and the failing check says why", body = Readiness),
@@ -63,7 +68,8 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>
     }
     let queues = app.router.saturated_shards() == 0;
     let accepting = app.accepting.load(Ordering::SeqCst);
-    let ready = db.database && db.migrations && queues && accepting;
+    let cluster = app.cluster.is_ready();
+    let ready = db.database && db.migrations && queues && accepting && cluster;
     let status = if ready {
         StatusCode::OK
     } else {
@@ -77,6 +83,7 @@ pub async fn readyz(State(app): State<AppState>) -> (StatusCode, Json<Readiness>
             migrations: db.migrations,
             queues,
             workers: accepting,
+            cluster,
             vault: match app.vault_auth.as_ref().map(|s| s.borrow().clone()) {
                 None => "not_configured",
                 Some(VaultAuthStatus::Starting) => "starting",

@@ -18,6 +18,7 @@ pub mod users;
 mod view;
 
 use crate::http::AppState;
+use crate::http::forward;
 use askama::Template;
 use axum::extract::{Path, Request};
 use axum::http::{HeaderValue, StatusCode, header};
@@ -47,18 +48,27 @@ pub(crate) fn render(page: &impl Template) -> Response {
     }
 }
 
-pub(crate) fn routes() -> axum::Router<AppState> {
+/// The dashboard's routes. A tenant's page (its live baseline) and a person's action on an
+/// incident (a false positive teaches the baseline) run on the replica owning the tenant.
+pub(crate) fn routes(state: AppState) -> axum::Router<AppState> {
     axum::Router::new()
         .route("/", get(|| async { Redirect::to("/incidents") }))
         .route("/login", get(session::login_form).post(session::login))
         .route("/logout", post(session::logout))
         .route("/incidents", get(pages::incidents))
         .route("/incidents/{id}", get(pages::incident))
-        .route("/incidents/{id}/{action}", post(forms::incident_action))
+        .route(
+            "/incidents/{id}/{action}",
+            post(forms::incident_action)
+                .route_layer(middleware::from_fn_with_state(state.clone(), forward::incident_owner)),
+        )
         .route("/rotations", get(pages::rotations))
         .route("/rotations/{id}/retry", post(forms::retry_rotation))
         .route("/tenants", get(pages::tenants))
-        .route("/tenants/{id}", get(pages::tenant))
+        .route(
+            "/tenants/{id}",
+            get(pages::tenant).route_layer(middleware::from_fn_with_state(state, forward::tenant_owner)),
+        )
         .route("/tenants/{id}/rotate", post(forms::rotate_tenant))
         .route("/audit", get(pages::audit))
         .route("/events", get(events::events))

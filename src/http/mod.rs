@@ -5,6 +5,7 @@
 
 pub mod auth;
 pub mod fair;
+pub(crate) mod forward;
 mod state;
 
 pub use state::AppState;

@@ -3,6 +3,7 @@
 
 use super::auth::TokenCache;
 use super::fair::TenantGate;
+use crate::cluster::Cluster;
 use crate::config::Config;
 use crate::event::TenantId;
 use crate::live::Live;
@@ -44,6 +45,10 @@ pub struct AppState {
     pub ingest_gate: Arc<TenantGate>,
     /// Whether Vigil holds a working Vault token (`/readyz` says so); `None`: no Vault.
     pub vault_auth: Option<watch::Receiver<VaultAuthStatus>>,
+    /// This replica and who owns each partition.
+    pub(crate) cluster: Arc<Cluster>,
+    /// The client requests for tenants owned elsewhere are forwarded with.
+    pub(crate) forward: reqwest::Client,
 }
 
 impl AppState {
@@ -88,6 +93,6 @@ impl AppState {
             .router
             .update(tenant, update)
             .map_err(|_| anyhow::anyhow!("the tenant's shard queue is full"))?;
-        answer.await.context("shard worker stopped")
+        Ok(answer.await.context("shard worker stopped")??)
     }
 }

@@ -19,6 +19,7 @@ use crate::api::error::ApiError;
 use crate::http::AppState;
 use crate::http::auth::IngestTenant;
 use crate::http::fair;
+use crate::http::forward::{self, Owner};
 use anyhow::Context;
 use axum::http;
 use futures_util::future::BoxFuture;
@@ -103,6 +104,10 @@ async fn export(app: &AppState, request: http::Request<Body>) -> http::Response<
         Ok(caller) => caller,
         Err(e) => return status(&e.into()).into_http(),
     };
+    let owner = forward::owner(app, &caller.tenant, request.headers());
+    if owner == Owner::Nobody {
+        return status(&ApiError::partition_moved()).into_http();
+    }
     let turn = match super::enter(app, &caller).await {
         Ok(turn) => turn,
         Err(e) => return status(&e).into_http(),
@@ -114,6 +119,7 @@ async fn export(app: &AppState, request: http::Request<Body>) -> http::Response<
     let call = ExportCall {
         app: app.clone(),
         caller,
+        owner,
         permit: Some(permit),
         turn: Some(turn),
     };
@@ -127,6 +133,8 @@ async fn export(app: &AppState, request: http::Request<Body>) -> http::Response<
 struct ExportCall {
     app: AppState,
     caller: IngestTenant,
+    /// Where the tenant is served: here, or the replica the decoded export is forwarded to.
+    owner: Owner,
     permit: Option<OwnedSemaphorePermit>,
     /// The tenant's turn, held until the export is answered.
     turn: Option<fair::Turn>,
@@ -137,18 +145,60 @@ impl UnaryService<ExportTraceServiceRequest> for ExportCall {
     type Future = BoxFuture<'static, Result<tonic::Response<ExportTraceServiceResponse>, Status>>;
 
     fn call(&mut self, request: tonic::Request<ExportTraceServiceRequest>) -> Self::Future {
-        let (app, caller, permit, turn) = (
+        let (app, caller, owner, permit, turn) = (
             self.app.clone(),
             self.caller.clone(),
+            self.owner.clone(),
             self.permit.take(),
             self.turn.take(),
         );
         Box::pin(async move {
+            if let Owner::There(url) = owner {
+                let authorization = request.metadata().get("authorization").cloned();
+                let body = request.into_inner().encode_to_vec();
+                drop(permit);
+                let answer = forward_export(&app, &url, authorization, body).await;
+                drop(turn);
+                return answer.map(tonic::Response::new);
+            }
             let answer = otlp::accept(&app, &caller, request.into_inner(), permit).await;
             drop(turn);
             answer.map(tonic::Response::new).map_err(|e| status(&e))
         })
     }
+}
+
+/// Sends a decoded export to the replica owning its tenant, as OTLP/HTTP protobuf with the
+/// caller's token; its answer becomes this call's.
+async fn forward_export(
+    app: &AppState,
+    url: &str,
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
+    body: Vec<u8>,
+) -> Result<ExportTraceServiceResponse, Status> {
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-protobuf"),
+    );
+    if let Some(token) = authorization.and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+        headers.insert(http::header::AUTHORIZATION, token);
+    }
+    let answer = forward::forward(app, url, http::Method::POST, "/v1/traces", &headers, body.into())
+        .await
+        .map_err(|e| status(&ApiError::from(e)))?;
+    let code = answer.status();
+    let bytes = axum::body::to_bytes(answer.into_body(), app.config.otlp_max_bytes)
+        .await
+        .map_err(|e| Status::unavailable(format!("the owner's answer could not be read: {e}")))?;
+    if code.is_success() {
+        return ExportTraceServiceResponse::decode(bytes)
+            .map_err(|e| Status::internal(format!("the owner's answer could not be decoded: {e}")));
+    }
+    Err(Status::new(
+        Code::from(otlp::grpc_code(code)),
+        String::from_utf8_lossy(&bytes).into_owned(),
+    ))
 }
 
 /// The gRPC status for a refusal; a retryable one carries `RetryInfo`, both in the status

@@ -13,11 +13,13 @@ use crate::event::{EventId, EventLimits, TenantId, ToolCallEvent, ToolName};
 use crate::http::AppState;
 use crate::http::auth::IngestTenant;
 use crate::http::fair;
+use crate::http::forward::{self, Owner};
 use crate::shard::{Batch, BatchOutcome, Overloaded};
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde_json::Value;
 use std::time::Instant;
@@ -97,18 +99,18 @@ pub struct EventInput {
     ),
     security(("ingestToken" = []))
 )]
-pub async fn post_events(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<(StatusCode, Json<BatchOutcome>), ApiError> {
+pub async fn post_events(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let started = Instant::now();
     let result = ingest(&app, &headers, body).await;
-    let outcome = match &result {
-        Ok(_) => "accepted",
-        Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => "overloaded",
-        Err(e) if e.status().is_client_error() => "refused",
-        Err(_) => "failed",
+    let status = match &result {
+        Ok(answer) => answer.status(),
+        Err(e) => e.status(),
+    };
+    let outcome = match status {
+        s if s.is_success() => "accepted",
+        StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+        s if s.is_client_error() => "refused",
+        _ => "failed",
     };
     app.metrics.ingest_requests.with_label_values(&[outcome]).inc();
     app.metrics.ingest_duration.observe(started.elapsed().as_secs_f64());
@@ -117,15 +119,23 @@ pub async fn post_events(
 
 /// A batch refused for what it holds (4xx) keeps its tenant's turn [`fair::REFUSAL_DELAY`]
 /// longer: a tenant sending bad batches in a loop gets fewer of them read and parsed.
-async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<(StatusCode, Json<BatchOutcome>), ApiError> {
+async fn ingest(app: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, ApiError> {
     let caller = app.tokens.resolve(&app.pool, headers).await?;
+    match forward::owner(app, &caller.tenant, headers) {
+        Owner::Here => {}
+        Owner::There(url) => {
+            let bytes = read_body(headers, body).await?;
+            return Ok(forward::forward(app, &url, Method::POST, "/v1/events", headers, bytes).await?);
+        }
+        Owner::Nobody => return Err(ApiError::partition_moved()),
+    }
     let turn = enter(app, &caller).await?;
     let result = ingest_batch(app, &caller, headers, body).await;
     if result.as_ref().is_err_and(|e| e.status().is_client_error()) {
         tokio::time::sleep(fair::REFUSAL_DELAY).await;
     }
     drop(turn);
-    result
+    result.map(IntoResponse::into_response)
 }
 
 async fn ingest_batch(

@@ -31,10 +31,11 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::event::{EventLimits, TenantId, ToolCallEvent};
 use crate::http::AppState;
 use crate::http::auth::IngestTenant;
+use crate::http::forward::{self, Owner};
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SecondsFormat};
 use futures_util::StreamExt;
@@ -167,6 +168,13 @@ impl Encoding {
     security(("ingestToken" = []))
 )]
 pub async fn post_traces(State(app): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    if let Ok(caller) = app.tokens.resolve(&app.pool, &headers).await {
+        match forward::owner(&app, &caller.tenant, &headers) {
+            Owner::Here => {}
+            Owner::There(url) => return forward_export(&app, &url, &headers, body).await,
+            Owner::Nobody => return error_response(Encoding::Json, &ApiError::partition_moved()),
+        }
+    }
     let started = Instant::now();
     let encoding = headers
         .get(header::CONTENT_TYPE)
@@ -180,6 +188,18 @@ pub async fn post_traces(State(app): State<AppState>, headers: HeaderMap, body: 
     match result {
         Ok(response) => success_response(encoding, &response),
         Err(e) => error_response(encoding, &e),
+    }
+}
+
+/// Sends an export, as it came (compressed or not), to the replica owning its tenant.
+async fn forward_export(app: &AppState, url: &str, headers: &HeaderMap, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, app.config.otlp_max_bytes).await {
+        Ok(bytes) => bytes,
+        Err(_) => return error_response(Encoding::Json, &ApiError::too_large(app.config.otlp_max_bytes)),
+    };
+    match forward::forward(app, url, Method::POST, "/v1/traces", headers, bytes).await {
+        Ok(answer) => answer,
+        Err(unreachable) => error_response(Encoding::Json, &ApiError::from(unreachable)),
     }
 }
 

@@ -19,6 +19,7 @@ use crate::policy::suppress::MAX_SUPPRESS_MINUTES;
 use crate::policy::{Action, Policy, Scope};
 use crate::secrets::SecretRef;
 use crate::store;
+use crate::store::cluster::Fence;
 use crate::store::incidents::{DbIncident, IncidentStatus, TransitionOutcome, TransitionRequest};
 use crate::store::rotations::{DbRotation, ManualRotation, RetryOutcome, RotationStatus};
 use crate::store::suppressions::DbSuppression;
@@ -72,6 +73,7 @@ pub fn plan_rotations(findings: &[(Finding, Action, Scope)], bindings: &[Binding
 /// Writes the incident, findings and rotation jobs for one tenant's findings in one transaction.
 pub async fn respond(
     pool: &PgPool,
+    fence: &Fence,
     policy: &Policy,
     tenant: &TenantId,
     decided: &[(Finding, Action, Scope)],
@@ -84,9 +86,17 @@ pub async fn respond(
         Vec::new()
     };
     let findings: Vec<(Finding, Action)> = decided.iter().map(|(f, a, _)| (f.clone(), *a)).collect();
-    record::record(pool, tenant, &findings, &rotations, &policy.response, detected_at)
-        .await
-        .context("Failed to record incident")
+    record::record(
+        pool,
+        fence,
+        tenant,
+        &findings,
+        &rotations,
+        &policy.response,
+        detected_at,
+    )
+    .await
+    .context("Failed to record incident")
 }
 
 pub async fn load_bindings(pool: &PgPool, tenant: &TenantId) -> anyhow::Result<Vec<Binding>> {

@@ -9,6 +9,7 @@ use crate::policy::{self, Action, Scope};
 use crate::secrets::SecretRef;
 use crate::store::alerts::{self, AlertKind, NewAlert};
 use crate::store::audit::{self, Actor, NewEntry};
+use crate::store::cluster::{Fence, check_fence};
 use crate::store::rotations::RotationStatus;
 use crate::store::{incidents, rotations};
 use chrono::{DateTime, Utc};
@@ -50,15 +51,17 @@ const CIRCUIT_WINDOW_MINUTES: i32 = 60;
 /// `alert`. `detected_at` is when the findings were decided.
 pub async fn record(
     pool: &PgPool,
+    fence: &Fence,
     tenant: &TenantId,
     findings: &[(Finding, Action)],
     rotations: &[PlannedRotation],
     response: &policy::Response,
     detected_at: DateTime<Utc>,
-) -> sqlx::Result<Committed> {
+) -> anyhow::Result<Committed> {
     let worst = findings.iter().map(|(f, _)| f.severity).max().unwrap_or(Severity::Low);
     let worst_finding = findings.iter().max_by_key(|(f, _)| f.severity).map(|(f, _)| f);
     let mut tx = pool.begin().await?;
+    check_fence(&mut tx, fence).await?;
     let mut audit_entries: Vec<(String, Option<String>, serde_json::Value)> = Vec::new();
     let (incident_id, severity, summary) =
         match incidents::open_for_update(&mut tx, tenant, response.grouping_window_minutes, findings).await? {

@@ -1,6 +1,7 @@
 //! The event log writer and reader. Writes are batched across requests (group commit) by the
 //! shard workers; idempotency is the `(tenant_id, event_id)` unique key.
 
+use super::cluster::{Fence, check_fence};
 use crate::event::{EventId, Outcome, TenantId, ToolCallEvent, ToolName};
 use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
@@ -21,8 +22,9 @@ pub struct Inserted {
     pub event_id: String,
 }
 
-/// Inserts the batch in one statement; returns the events that were not already stored.
-pub async fn insert(pool: &PgPool, events: &[NewEvent<'_>]) -> sqlx::Result<Vec<Inserted>> {
+/// Inserts the batch in one statement, if this replica still holds `fence`; returns the
+/// events that were not already stored.
+pub async fn insert(pool: &PgPool, fence: &Fence, events: &[NewEvent<'_>]) -> anyhow::Result<Vec<Inserted>> {
     let n = events.len();
     let mut tenant = Vec::with_capacity(n);
     let mut event_id = Vec::with_capacity(n);
@@ -48,6 +50,8 @@ pub async fn insert(pool: &PgPool, events: &[NewEvent<'_>]) -> sqlx::Result<Vec<
         session.push(e.event.session_id.as_deref());
         credential.push(e.event.credential_ref.as_deref());
     }
+    let mut tx = pool.begin().await?;
+    check_fence(&mut tx, fence).await?;
     let rows: Vec<(i64, String, String)> = sqlx::query_as(
         "insert into events (tenant_id, event_id, ts, tool, params, outcome, error_code, duration_ms,
                              agent_id, session_id, credential_ref)
@@ -67,8 +71,9 @@ pub async fn insert(pool: &PgPool, events: &[NewEvent<'_>]) -> sqlx::Result<Vec<
     .bind(&agent)
     .bind(&session)
     .bind(&credential)
-    .fetch_all(pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(rows
         .into_iter()
         .map(|(seq, tenant_id, event_id)| Inserted {
@@ -136,8 +141,17 @@ pub async fn replay(
     Ok(n)
 }
 
-/// Upserts one tenant's learned state and the log position it covers.
-pub async fn save_snapshot(pool: &PgPool, tenant: &TenantId, watermark_seq: i64, state: &Value) -> sqlx::Result<()> {
+/// Upserts one tenant's learned state and the log position it covers, if this replica still
+/// holds `fence`.
+pub async fn save_snapshot(
+    pool: &PgPool,
+    fence: &Fence,
+    tenant: &TenantId,
+    watermark_seq: i64,
+    state: &Value,
+) -> anyhow::Result<()> {
+    let mut tx = pool.begin().await?;
+    check_fence(&mut tx, fence).await?;
     sqlx::query(
         "insert into baseline_snapshots (tenant_id, watermark_seq, state) values ($1, $2, $3)
          on conflict (tenant_id) do update set watermark_seq = excluded.watermark_seq, state = excluded.state,
@@ -146,8 +160,9 @@ pub async fn save_snapshot(pool: &PgPool, tenant: &TenantId, watermark_seq: i64,
     .bind(tenant)
     .bind(watermark_seq)
     .bind(state)
-    .execute(pool)
+    .execute(&mut *tx)
     .await?;
+    tx.commit().await?;
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 
 pub mod alerts;
 pub mod audit;
+pub mod cluster;
 pub(crate) mod dashboard;
 pub(crate) mod events;
 pub mod incidents;

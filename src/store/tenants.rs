@@ -106,6 +106,13 @@ pub(crate) async fn list(pool: &PgPool) -> sqlx::Result<Vec<DbTenant>> {
 }
 
 /// The tenant and mode an unrevoked token hash belongs to.
+/// Every tenant's id.
+pub(crate) async fn ids(pool: &PgPool) -> sqlx::Result<Vec<TenantId>> {
+    sqlx::query_scalar("select tenant_id from tenants order by tenant_id")
+        .fetch_all(pool)
+        .await
+}
+
 pub(crate) async fn find_by_token_hash(pool: &PgPool, hash: &[u8]) -> sqlx::Result<Option<(TenantId, Mode)>> {
     sqlx::query_as(
         "select t.tenant_id, t.mode from ingest_tokens k join tenants t using (tenant_id)

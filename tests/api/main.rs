@@ -14,6 +14,7 @@ mod detectors;
 mod events_api;
 mod faults;
 mod ingest;
+mod leases;
 mod limits;
 mod neighbour;
 mod openapi;

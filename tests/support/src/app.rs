@@ -88,6 +88,7 @@ pub fn test_config_without_vault(database_url: &str) -> Config {
         retention_days: 90,
         alertmanager_url: None,
         public_url: PUBLIC_URL.to_owned(),
+        advertise_url: None,
         webhook_urls: Vec::new(),
         webhook_secret: None,
         alert_expiry_minutes: 24 * 60,
