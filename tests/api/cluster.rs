@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 use vigil_test_support::cluster::{Client, Delivery, owner_of, until_balanced, until_owner};
 use vigil_test_support::*;
@@ -76,12 +76,16 @@ struct Runtime {
 /// What a tenant's runtime sent and how each batch got accepted.
 type Fed = Vec<(Vec<Value>, Delivery)>;
 
+/// When a tenant's runtime stops: once it has sent a batch after the instant set here.
+type Until = Arc<OnceLock<Instant>>;
+
 /// Posts `batches` one after another through `client`, `pace` apart, until they run out or
-/// `stop` is set.
-async fn feed(client: Client, token: String, batches: Vec<Vec<Value>>, pace: Duration, stop: Arc<AtomicBool>) -> Fed {
-    let mut fed = Vec::new();
+/// the batch last sent went after `until`.
+async fn feed(client: Client, token: String, batches: Vec<Vec<Value>>, pace: Duration, until: Until) -> Fed {
+    let mut fed: Fed = Vec::new();
     for batch in batches {
-        if stop.load(Ordering::Relaxed) {
+        let last_sent = fed.last().map(|(_, d)| d.attempts[0].sent);
+        if until.get().zip(last_sent).is_some_and(|(until, sent)| sent > *until) {
             break;
         }
         let delivery = client.deliver(&token, &batch).await;
@@ -230,7 +234,7 @@ async fn three_replicas_survive_the_owner_being_killed() {
     }
     let version_before = vault.current_version(&path).await;
 
-    let never = Arc::new(AtomicBool::new(false));
+    let never = Until::default();
     let load: Vec<_> = tenants
         .iter()
         .map(|t| {
@@ -593,13 +597,13 @@ async fn a_rolling_restart_loses_no_request() {
     }
 
     let start = six_hours_ago();
-    let stop = Arc::new(AtomicBool::new(false));
+    let until = Until::default();
     let load: Vec<_> = tenants
         .iter()
         .map(|t| {
             let batches = (0..300).map(|b| steady_batch(start, b, t.size)).collect();
             let pace = Duration::from_millis(150);
-            tokio::spawn(feed(client.clone(), t.token.clone(), batches, pace, stop.clone()))
+            tokio::spawn(feed(client.clone(), t.token.clone(), batches, pace, until.clone()))
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -608,6 +612,7 @@ async fn a_rolling_restart_loses_no_request() {
     // on its port, ready, back in service, the partitions spread over three again.
     let burst = burst("github.list_issues", |_| json!({"repo": "web"}));
     let mut burst_delivery = None;
+    let restarting = Instant::now();
     for n in 0..3 {
         let address = launches[n].address();
         client.take_out(&address);
@@ -624,8 +629,8 @@ async fn a_rolling_restart_loses_no_request() {
             burst_delivery = Some(bursting.await.unwrap());
         }
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    stop.store(true, Ordering::Relaxed);
+    let restarted = Instant::now();
+    until.set(restarted).unwrap();
     let mut fed: Vec<Fed> = Vec::new();
     for handle in load {
         fed.push(handle.await.unwrap());
@@ -648,10 +653,15 @@ async fn a_rolling_restart_loses_no_request() {
         failed.len()
     );
     assert!(failed.is_empty(), "no request failed: {failed:#?}");
-    assert!(
-        fed.iter().all(|f| f.len() > 20),
-        "every tenant's load ran through the restarts"
-    );
+    for (t, fed) in tenants.iter().zip(&fed) {
+        let first_sent = |(_, d): &(Vec<Value>, Delivery)| d.attempts[0].sent;
+        assert!(
+            fed.iter().map(first_sent).any(|at| at < restarting)
+                && fed.iter().map(first_sent).any(|at| at > restarted),
+            "{}'s load ran from before the first restart to after the last",
+            t.id
+        );
+    }
 
     for (t, fed) in tenants.iter().zip(&fed) {
         stored_exactly_once(&pool, &t.id, &ids(fed.iter().map(|(b, _)| b))).await;
