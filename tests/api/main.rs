@@ -6,6 +6,7 @@ mod backends;
 mod bounds;
 mod browser;
 mod canary;
+mod cluster;
 mod conformance;
 mod contract;
 mod dashboard;

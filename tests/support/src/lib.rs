@@ -1,14 +1,19 @@
 //! What Vigil's integration tests (tests/api) and benches share, one crate so both link it:
-//! a Vigil of their own on a fresh migrated database ([`spawn_app`], [`TestApp`]), tenants,
-//! warm-up traffic and bursts ([`traffic`]), and OpenBao read directly ([`Vault`]). The pure
+//! a Vigil of their own on a fresh migrated database ([`spawn_app`], [`TestApp`]), the real
+//! binary as a child process ([`Launch`], [`Replica`]) and several of them as a cluster
+//! ([`cluster`]: owners, membership, a retrying client), tenants, warm-up traffic and bursts
+//! ([`traffic`]), and OpenBao read directly ([`Vault`]). The pure
 //! builders of `vigil::testing` (typed calls, the benches' traffic) are re-exported as
 //! [`testing`].
 
 mod app;
+pub mod cluster;
+mod process;
 pub mod traffic;
 mod vault;
 
 pub use app::*;
+pub use process::{Launch, Replica};
 pub use traffic::*;
 pub use vault::Vault;
 pub use vigil::testing;
