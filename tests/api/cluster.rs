@@ -656,8 +656,7 @@ async fn a_rolling_restart_loses_no_request() {
     for (t, fed) in tenants.iter().zip(&fed) {
         let first_sent = |(_, d): &(Vec<Value>, Delivery)| d.attempts[0].sent;
         assert!(
-            fed.iter().map(first_sent).any(|at| at < restarting)
-                && fed.iter().map(first_sent).any(|at| at > restarted),
+            fed.iter().map(first_sent).any(|at| at < restarting) && fed.iter().map(first_sent).any(|at| at > restarted),
             "{}'s load ran from before the first restart to after the last",
             t.id
         );
