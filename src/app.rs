@@ -3,7 +3,6 @@
 
 use crate::alert::{self, AlertWorker};
 use crate::api::{self, error, error::ApiError};
-use crate::baseline::TenantBaseline;
 use crate::config::Config;
 use crate::config::VaultAuthMethod;
 use crate::dashboard;
@@ -17,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::policy::Policy;
 use crate::redact::Redactor;
 use crate::respond::RotationWorker;
+use crate::restore;
 use crate::secrets::{AwsBackend, AwsSettings, Secrets, VaultBackend, VaultSession, WebhookBackend};
 use crate::server;
 use crate::shard::{self, Pipeline, TenantState};
@@ -50,51 +50,16 @@ pub struct App {
     stop_workers: watch::Sender<bool>,
 }
 
-/// Rebuilds every tenant's baseline: its snapshot, then the log after the snapshot's watermark.
+/// Rebuilds every tenant's baseline (`restore::restore`) and hands each to its shard.
 async fn restore_baselines(
     pool: &PgPool,
     policy: &Policy,
     shards: usize,
 ) -> anyhow::Result<Vec<HashMap<TenantId, TenantState>>> {
     let mut states: Vec<HashMap<TenantId, TenantState>> = (0..shards).map(|_| HashMap::new()).collect();
-    let mut restored = 0;
-    let mut all_readable = true;
-    for (tenant, watermark_seq, state) in store::events::snapshots(pool).await? {
-        match serde_json::from_value(state) {
-            Ok(mut baseline) => {
-                TenantBaseline::set_rate_config(&mut baseline, policy.detect.rate);
-                states[shard::shard_of(&tenant, shards)].insert(
-                    tenant,
-                    TenantState {
-                        baseline,
-                        watermark_seq,
-                    },
-                );
-                restored += 1;
-            }
-            // A snapshot from an incompatible version: replaying the whole log rebuilds it.
-            Err(e) => {
-                tracing::warn!(tenant.id = %tenant, error = %e, "Ignoring unreadable baseline snapshot");
-                all_readable = false;
-            }
-        }
+    for (tenant, state) in restore::restore(pool, policy, None).await?.states {
+        states[shard::shard_of(&tenant, shards)].insert(tenant, state);
     }
-    let from = if all_readable {
-        store::events::replay_start(pool).await?
-    } else {
-        0
-    };
-    let replayed = store::events::replay(pool, from, |seq, tenant, event| {
-        let config = policy.detect_for(&tenant);
-        let state = states[shard::shard_of(&tenant, shards)]
-            .entry(tenant)
-            .or_insert_with(|| TenantState::new(policy));
-        if seq > state.watermark_seq {
-            shard::fold(state, seq, &event, config);
-        }
-    })
-    .await?;
-    tracing::info!(snapshots = restored, replayed_events = replayed, "Baselines restored");
     Ok(states)
 }
 

@@ -19,6 +19,7 @@ pub(crate) mod openapi;
 pub mod policy;
 pub mod redact;
 pub mod respond;
+pub mod restore;
 pub mod review;
 pub mod secrets;
 pub(crate) mod server;

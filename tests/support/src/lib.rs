@@ -1,14 +1,17 @@
 //! What Vigil's integration tests (tests/api) and benches share, one crate so both link it:
 //! a Vigil of their own on a fresh migrated database ([`spawn_app`], [`TestApp`]), tenants,
-//! warm-up traffic and bursts ([`traffic`]), and OpenBao read directly ([`Vault`]). The pure
+//! warm-up traffic and bursts ([`traffic`]), an event log and snapshots written straight into a
+//! database ([`event_log`]), and OpenBao read directly ([`Vault`]). The pure
 //! builders of `vigil::testing` (typed calls, the benches' traffic) are re-exported as
 //! [`testing`].
 
 mod app;
+pub mod event_log;
 pub mod traffic;
 mod vault;
 
 pub use app::*;
+pub use event_log::*;
 pub use traffic::*;
 pub use vault::Vault;
 pub use vigil::testing;
