@@ -55,7 +55,7 @@ fn call(i: usize, per_tenant: usize) -> ToolCallEvent {
     let mut e = testing::call(i, TOOLS[i % TOOLS.len()], at, testing::six_params(i / TOOLS.len()));
     e.agent_id = Some(format!("agent-{}", i % 3));
     e.duration_ms = Some(5 + (i % 50) as i64);
-    if i % 40 == 0 {
+    if i.is_multiple_of(40) {
         e.outcome = Outcome::Error;
         e.error_code = Some("500".into());
     }

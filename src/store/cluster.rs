@@ -1,10 +1,11 @@
 //! Replicas and partition leases (migration 0012). A replica owns a partition while its lease
 //! is unexpired; `epoch` grows at every change of owner, and every write an owner makes for
 //! its partitions first checks, in the same transaction, that it still holds them at the
-//! epochs it acquired ([`check_fence`]). The check takes a `FOR SHARE` lock on the lease rows,
-//! so a take-over (an `UPDATE` of those rows) waits for the write to commit and every later
-//! write of the old owner finds the new epoch: an owner that paused past its lease writes
-//! nothing when it wakes.
+//! epochs it acquired ([`check_fence`]). The check takes a `FOR KEY SHARE` lock on the lease
+//! rows, so a take-over (which locks them `FOR UPDATE`) waits for the write to commit, or skips
+//! the partition until then, and every later write of the old owner finds the new epoch: an
+//! owner that paused past its lease writes nothing when it wakes. The owner's own renewal
+//! changes no key and so never waits on its writes: the two cannot deadlock.
 
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
@@ -24,14 +25,14 @@ pub struct Fence {
 pub struct Fenced(pub Vec<i32>);
 
 /// Checks, inside the write's transaction, that `fence` still holds; locks the lease rows
-/// until the transaction ends.
+/// against a take-over until the transaction ends.
 pub async fn check_fence(tx: &mut Transaction<'_, Postgres>, fence: &Fence) -> anyhow::Result<()> {
     let (partitions, epochs): (Vec<i32>, Vec<i64>) = fence.leases.iter().copied().unzip();
     let held: Vec<i32> = sqlx::query_scalar(
         "select l.partition from partition_leases l
          join unnest($2::int[], $3::bigint[]) as f(partition, epoch) on f.partition = l.partition
          where l.owner = $1 and l.epoch = f.epoch and l.expires_at > clock_timestamp()
-         for share of l",
+         for key share of l",
     )
     .bind(&fence.replica)
     .bind(&partitions)
@@ -102,7 +103,10 @@ pub async fn take_over_predecessors(
     let mut tx = pool.begin().await?;
     let taken = sqlx::query_as(
         "update partition_leases set owner = $1, epoch = epoch + 1, expires_at = clock_timestamp() + $3
-         where owner in (select id from cluster_replicas where advertise_url = $2 and id <> $1)
+         where partition in (
+             select partition from partition_leases
+             where owner in (select id from cluster_replicas where advertise_url = $2 and id <> $1)
+             for update)
          returning partition, epoch",
     )
     .bind(replica)
