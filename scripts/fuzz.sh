@@ -27,7 +27,12 @@ export CARGO_PROFILE_DEV_DEBUG=line-tables-only
 # Build every target before fuzzing any, so a build failure is told apart from a finding. A
 # linker killed by a signal (a bus error when the disk or memory runs short) is the machine, not
 # the code: the build is tried once more after printing what the machine has left.
-build() { cargo fuzz build --dev --sanitizer none $TARGETS >fuzz/build.log 2>&1; }
+build() {
+  : >fuzz/build.log
+  for target in $TARGETS; do
+    cargo fuzz build --dev --sanitizer none "$target" >>fuzz/build.log 2>&1 || return 1
+  done
+}
 if ! build; then
   tail -n 20 fuzz/build.log >&2
   echo "[fuzz] build failed; disk and memory now:" >&2

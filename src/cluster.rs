@@ -33,6 +33,8 @@ pub(crate) const HEARTBEAT: Duration = Duration::from_secs(1);
 /// How often the live state other replicas may have changed (policy overrides, markers,
 /// suppressions) is read again, when there are other replicas.
 const REFRESH_LIVE_EVERY: u32 = 5;
+/// How long a peer's health check may take before the peer counts as not answering.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// A replica not seen for this long is forgotten (it only feeds `GET /v1/cluster`).
 const FORGET_AFTER: Duration = Duration::from_secs(600);
 
@@ -74,7 +76,8 @@ impl Cluster {
         }
     }
 
-    /// True once every partition had a live owner: from then on any request can be served
+    /// True once every partition had an owner seen within the last heartbeats (a crashed
+    /// replica's leases outlive it by up to [`LEASE_TTL`]): from then on any request can be served
     /// (here or by forwarding). Stays true through later changes of owner, which last
     /// seconds and are answered 503 + `Retry-After`.
     pub fn is_ready(&self) -> bool {
@@ -113,6 +116,8 @@ pub(crate) struct Membership {
     restored_rx: mpsc::Receiver<anyhow::Result<Vec<(Partition, i64)>>>,
     ticks: u32,
     replicas: usize,
+    /// Checks that peers answer, before this replica first calls itself ready.
+    probe: reqwest::Client,
 }
 
 impl Membership {
@@ -132,6 +137,10 @@ impl Membership {
             restored_rx,
             ticks: 0,
             replicas: 1,
+            probe: reqwest::Client::builder()
+                .timeout(PROBE_TIMEOUT)
+                .build()
+                .expect("a client with a timeout builds"),
         }
     }
 
@@ -139,7 +148,26 @@ impl Membership {
     /// and restored before this returns, so a lone replica serves every tenant from its first
     /// request (as a single process always did).
     pub async fn join(&mut self) -> anyhow::Result<()> {
+        let taken = store::cluster::take_over_predecessors(
+            &self.pool,
+            &self.cluster.id,
+            &self.cluster.advertise_url,
+            LEASE_TTL,
+        )
+        .await?;
         store::cluster::heartbeat(&self.pool, &self.cluster.id, &self.cluster.advertise_url).await?;
+        if let Some(router) = self.router.clone()
+            && !taken.is_empty()
+        {
+            tracing::info!(
+                partitions = taken.len(),
+                "Took over the partitions of this address's previous process"
+            );
+            self.restore(router, taken).await;
+            if let Some(done) = self.restored_rx.recv().await {
+                self.restored(done).await;
+            }
+        }
         self.tick().await?;
         if !self.restoring.is_empty()
             && let Some(done) = self.restored_rx.recv().await
@@ -219,18 +247,8 @@ impl Membership {
             let acquired =
                 store::cluster::acquire(&self.pool, &self.cluster.id, (share - have) as i64, LEASE_TTL).await?;
             if !acquired.is_empty() {
-                let leases: Vec<(Partition, i64)> = acquired.into_iter().map(|(p, e)| (partition(p), e)).collect();
-                tracing::info!(partitions = ?leases.iter().map(|l| l.0).collect::<Vec<_>>(), "Acquired partitions; restoring their baselines");
-                self.restoring.extend(leases.iter().copied());
-                self.held.extend(leases.iter().copied());
-                tokio::spawn(restore_partitions(
-                    self.pool.clone(),
-                    self.live.clone(),
-                    self.metrics.clone(),
-                    router,
-                    leases,
-                    self.restored_tx.clone(),
-                ));
+                tracing::info!(partitions = ?acquired.iter().map(|l| l.0).collect::<Vec<_>>(), "Acquired partitions; restoring their baselines");
+                tokio::spawn(self.restore(router, acquired));
             }
         } else if self.serving.len() > share && self.restoring.is_empty() {
             let mut extra: Vec<Partition> = self.serving.keys().copied().collect();
@@ -240,6 +258,22 @@ impl Membership {
             }
         }
         Ok(())
+    }
+
+    /// Records newly acquired leases as being restored; returns the restoration, which reports
+    /// on `restored_rx` once the shards serve them.
+    fn restore(&mut self, router: Router, acquired: Vec<(i32, i64)>) -> impl Future<Output = ()> + Send + 'static {
+        let leases: Vec<(Partition, i64)> = acquired.into_iter().map(|(p, e)| (partition(p), e)).collect();
+        self.restoring.extend(leases.iter().copied());
+        self.held.extend(leases.iter().copied());
+        restore_partitions(
+            self.pool.clone(),
+            self.live.clone(),
+            self.metrics.clone(),
+            router,
+            leases,
+            self.restored_tx.clone(),
+        )
     }
 
     /// A restoration finished: its partitions are served if their leases still hold.
@@ -312,19 +346,44 @@ impl Membership {
     /// Publishes who owns each partition, as the database says and this replica serves.
     async fn publish(&self) -> anyhow::Result<()> {
         let mut owners = vec![None; usize::from(PARTITIONS)];
-        for (p, owner, _, url) in store::cluster::owners(&self.pool).await? {
-            let p = partition(p);
-            owners[usize::from(p)] = if owner == self.cluster.id {
+        let mut live_owners = 0;
+        let mut peers = HashSet::new();
+        for owner in store::cluster::owners(&self.pool, HEARTBEAT * 5 / 2).await? {
+            let p = partition(owner.partition);
+            owners[usize::from(p)] = if owner.owner == self.cluster.id {
                 self.serving.contains_key(&p).then_some(None)
             } else {
-                Some(Some(url))
+                peers.insert(owner.advertise_url.clone());
+                Some(Some(owner.advertise_url))
             };
+            if owners[usize::from(p)].is_some() && owner.fresh {
+                live_owners += 1;
+            }
         }
-        if owners.iter().all(Option::is_some) {
+        if !self.cluster.is_ready() && live_owners == usize::from(PARTITIONS) && self.answer(&peers).await {
             self.cluster.ready.store(true, Ordering::SeqCst);
         }
         self.cluster.owners.store(Arc::new(owners));
         Ok(())
+    }
+
+    /// Whether every peer answers its health check: a peer that crashed a moment ago still
+    /// looks alive in the database (its leases and last heartbeat), and a replica that is just
+    /// starting must not call itself ready to forward to it.
+    async fn answer(&self, peers: &HashSet<String>) -> bool {
+        for url in peers {
+            let answered = self
+                .probe
+                .get(format!("{url}/healthz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if !answered {
+                tracing::info!(peer = %url, "A partition owner does not answer yet; not ready");
+                return false;
+            }
+        }
+        true
     }
 
     /// Stops routing a partition here before the database says it moved.

@@ -4,7 +4,7 @@
 //! Parse, don't validate: every identifier is a newtype whose only constructor checks it, so
 //! code past ingest never re-checks a length or a character set.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::fmt;
@@ -230,9 +230,12 @@ impl ToolCallEvent {
         let tool = ToolName::parse(required_str(obj, "tool")?).map_err(|e| rename(e, "tool"))?;
 
         let ts_text = required_str(obj, "timestamp")?;
+        // To the microsecond, the event log's precision: what the detectors learn from an
+        // event is what a replay of the log reads back.
         let timestamp = DateTime::parse_from_rfc3339(ts_text)
             .map_err(|_| FieldError::new("timestamp", "must be an RFC 3339 timestamp with an offset"))?
-            .with_timezone(&Utc);
+            .with_timezone(&Utc)
+            .trunc_subsecs(6);
         if timestamp > limits.now + limits.max_future {
             return Err(FieldError::new(
                 "timestamp",
@@ -444,6 +447,14 @@ mod tests {
     fn a_valid_event_parses_with_its_offset_normalised() {
         let (e, tenant) = ToolCallEvent::parse(&valid(), &limits()).unwrap();
         assert_eq!(e.timestamp, "2026-11-26T10:59:00Z".parse::<DateTime<Utc>>().unwrap());
+        let fine = json!({"event_id": "e-2", "timestamp": "2026-11-26T11:59:00.123456789Z", "tool": "db.query",
+                          "outcome": "success"});
+        let (e, _) = ToolCallEvent::parse(&fine, &limits()).unwrap();
+        assert_eq!(
+            e.timestamp,
+            "2026-11-26T11:59:00.123456Z".parse::<DateTime<Utc>>().unwrap(),
+            "kept to the microsecond, as the log stores it"
+        );
         assert_eq!(e.tool.as_ref(), "db.query");
         assert_eq!(tenant, None);
     }

@@ -20,7 +20,7 @@ pub(crate) mod openapi;
 pub mod policy;
 pub mod redact;
 pub mod respond;
-pub(crate) mod restore;
+pub mod restore;
 pub mod review;
 pub mod secrets;
 pub(crate) mod server;

@@ -1,6 +1,6 @@
-//! Rebuilds tenants' baselines from the event log: each tenant's snapshot, then the log after
-//! its watermark, through [`shard::fold`] in `seq` order — what makes a restored baseline
-//! equal to one that never stopped. Run at start-up and when a replica takes a partition over.
+//! Rebuilding baselines from the log: each tenant's snapshot, then `shard::fold` over the log
+//! after the snapshot's watermark. At start-up for every tenant; when a replica takes over a
+//! partition, for that partition's tenants.
 
 use crate::baseline::TenantBaseline;
 use crate::event::TenantId;
@@ -8,31 +8,29 @@ use crate::policy::Policy;
 use crate::shard::{self, TenantState};
 use crate::store;
 use sqlx::PgPool;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-/// Restored states and what it took.
-pub(crate) struct Restored {
+/// What [`restore`] rebuilt.
+#[derive(Debug)]
+pub struct Restored {
+    /// Every restored tenant's state: those with a readable snapshot or events in the log.
     pub states: HashMap<TenantId, TenantState>,
-    /// Snapshots read.
+    /// How many tenants started from their snapshot.
     pub snapshots: usize,
-    /// Events folded after the snapshots.
+    /// How many events were folded after the snapshots.
     pub replayed: u64,
     pub took: Duration,
 }
 
-/// Restores `tenants` (every tenant when `None`).
-pub(crate) async fn restore(pool: &PgPool, policy: &Policy, tenants: Option<&[TenantId]>) -> anyhow::Result<Restored> {
+/// Rebuilds the baselines of `tenants` (every tenant if `None`): its snapshot, then the log after
+/// the snapshot's watermark.
+pub async fn restore(pool: &PgPool, policy: &Policy, tenants: Option<&[TenantId]>) -> anyhow::Result<Restored> {
     let started = Instant::now();
-    let wanted: Option<HashSet<&TenantId>> = tenants.map(|t| t.iter().collect());
-    let wants = |tenant: &TenantId| wanted.as_ref().is_none_or(|w| w.contains(tenant));
     let mut states = HashMap::new();
     let mut snapshots = 0;
     let mut all_readable = true;
-    for (tenant, watermark_seq, state) in store::events::snapshots(pool).await? {
-        if !wants(&tenant) {
-            continue;
-        }
+    for (tenant, watermark_seq, state) in store::events::snapshots(pool, tenants).await? {
         match serde_json::from_value(state) {
             Ok(mut baseline) => {
                 TenantBaseline::set_rate_config(&mut baseline, policy.detect.rate);
@@ -53,14 +51,11 @@ pub(crate) async fn restore(pool: &PgPool, policy: &Policy, tenants: Option<&[Te
         }
     }
     let from = if all_readable {
-        store::events::replay_start(pool).await?
+        store::events::replay_start(pool, tenants).await?
     } else {
         0
     };
-    let replayed = store::events::replay(pool, from, |seq, tenant, event| {
-        if !wants(&tenant) {
-            return;
-        }
+    let replayed = store::events::replay(pool, tenants, from, |seq, tenant, event| {
         let config = policy.detect_for(&tenant);
         let state = states.entry(tenant).or_insert_with(|| TenantState::new(policy));
         if seq > state.watermark_seq {
@@ -68,10 +63,17 @@ pub(crate) async fn restore(pool: &PgPool, policy: &Policy, tenants: Option<&[Te
         }
     })
     .await?;
+    let took = started.elapsed();
+    tracing::info!(
+        snapshots,
+        replayed_events = replayed,
+        took_ms = took.as_millis() as u64,
+        "Baselines restored"
+    );
     Ok(Restored {
         states,
         snapshots,
         replayed,
-        took: started.elapsed(),
+        took,
     })
 }

@@ -394,26 +394,27 @@ async fn respond_durably(
 ) -> anyhow::Result<respond::Committed> {
     let mut waits = RESPOND_RETRIES.iter();
     loop {
-        match respond::respond(pool, fence, policy, tenant, decided).await {
+        let e = match respond::respond(pool, fence, policy, tenant, decided).await {
             Ok(committed) => return Ok(committed),
-            // The partition moved: no retry can succeed here; the new owner has the events.
-            Err(e) if e.chain().any(|c| c.is::<Fenced>()) => return Err(e),
-            Err(e) => match waits.next() {
-                Some(wait) => {
-                    tracing::warn!(tenant.id = %tenant, error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64,
-                        "Failed to write a response; retrying");
-                    tokio::time::sleep(*wait).await;
-                }
-                None => {
-                    let lost: Vec<String> = decided
-                        .iter()
-                        .map(|(f, _, _)| format!("{} on {} (event {})", f.detector.as_str(), f.tool, f.event_id))
-                        .collect();
-                    tracing::error!(tenant.id = %tenant, error = format!("{e:#}"), findings = ?lost,
-                        "Failed to write a response after every retry: these findings have no incident");
-                    return Err(e);
-                }
-            },
+            Err(e) => e,
+        };
+        // The partition moved away: no retry can succeed here.
+        let moved = e.chain().any(|c| c.is::<Fenced>());
+        match waits.next() {
+            Some(wait) if !moved => {
+                tracing::warn!(tenant.id = %tenant, error = format!("{e:#}"), retry_in_ms = wait.as_millis() as u64,
+                    "Failed to write a response; retrying");
+                tokio::time::sleep(*wait).await;
+            }
+            _ => {
+                let lost: Vec<String> = decided
+                    .iter()
+                    .map(|(f, _, _)| format!("{} on {} (event {})", f.detector.as_str(), f.tool, f.event_id))
+                    .collect();
+                tracing::error!(tenant.id = %tenant, error = format!("{e:#}"), findings = ?lost,
+                    "Failed to write a response: these findings have no incident");
+                return Err(e);
+            }
         }
     }
 }

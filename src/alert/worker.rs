@@ -2,7 +2,10 @@
 //! once when a transaction wrote alerts, and polling as well); one delivery loop per sink
 //! drains that sink's due deliveries, so a slow or unreachable sink never holds up another.
 //! A failed attempt is retried with exponential backoff until it is delivered, refused for
-//! good (4xx), or would fall past its expiry.
+//! good (4xx), or would fall past its expiry. Every Vigil process on the database runs one; a
+//! delivery is claimed with a lease ([`LEASE`]), so a delivery whose sender died is attempted
+//! again once its lease lapses, by any process, and a sender that records after that is
+//! ignored.
 
 use super::{Alert, AlertSink};
 use crate::metrics::Metrics;
@@ -17,6 +20,10 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 const POLL_EVERY: Duration = Duration::from_secs(1);
+/// How long a claim holds a delivery: three times [`super::DELIVERY_TIMEOUT`], which bounds an
+/// attempt (the sinks' one HTTP request), so a live sender never loses its delivery and needs
+/// no extension. A delivery whose sender died waits this long before another takes it over.
+pub const LEASE: Duration = Duration::from_secs(30);
 
 pub struct AlertWorker {
     pub pool: PgPool,
@@ -40,14 +47,6 @@ pub fn backoff(attempt: i32) -> Duration {
 impl AlertWorker {
     /// Runs until `shutdown` turns true; each sink finishes the delivery in hand first.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        match store::alerts::requeue_abandoned(&self.pool).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(
-                deliveries = n,
-                "Requeued alert deliveries left in flight by a previous process"
-            ),
-            Err(e) => tracing::error!(error = %e, "Failed to requeue abandoned alert deliveries"),
-        }
         let sink_ids: Vec<String> = self.sinks.iter().map(|s| s.id().to_owned()).collect();
         let me = Arc::new(self);
         let mut loops = JoinSet::new();
@@ -104,7 +103,7 @@ impl AlertWorker {
 
     /// Claims and attempts one due delivery to `sink`; `false` when nothing was due.
     pub async fn try_deliver_one(&self, sink: &dyn AlertSink) -> anyhow::Result<bool> {
-        let Some(delivery) = store::alerts::claim_due(&self.pool, &[sink.id().to_owned()]).await? else {
+        let Some(delivery) = store::alerts::claim_due(&self.pool, &[sink.id().to_owned()], LEASE).await? else {
             return Ok(false);
         };
         let outcome = match Alert::from_delivery(&delivery, &self.public_url) {
@@ -116,10 +115,10 @@ impl AlertWorker {
         };
         let status = match outcome {
             Ok(()) => {
-                store::alerts::delivered(&self.pool, &delivery.alert_id, &delivery.sink).await?;
+                let recorded = store::alerts::delivered(&self.pool, &delivery).await?;
                 tracing::info!(alert.id = %delivery.alert_id, alert.kind = %delivery.kind, tenant.id = delivery.tenant_id.as_ref().map_or("-", AsRef::as_ref),
                     sink = sink.kind(), attempt = delivery.attempts, "Alert delivered");
-                "delivered"
+                if recorded { "delivered" } else { superseded(&delivery) }
             }
             Err(e) => {
                 let after = if !e.retryable {
@@ -132,7 +131,7 @@ impl AlertWorker {
                         AfterFailure::RetryAt(at)
                     }
                 };
-                store::alerts::failed(&self.pool, &delivery.alert_id, &delivery.sink, &e.message, after).await?;
+                let recorded = store::alerts::failed(&self.pool, &delivery, &e.message, after).await?;
                 let status = match after {
                     AfterFailure::RetryAt(_) => "retrying",
                     AfterFailure::Failed => "failed",
@@ -141,7 +140,7 @@ impl AlertWorker {
                 tracing::warn!(alert.id = %delivery.alert_id, alert.kind = %delivery.kind, tenant.id = delivery.tenant_id.as_ref().map_or("-", AsRef::as_ref),
                     sink = sink.kind(), attempt = delivery.attempts, outcome = status, error = %e.message,
                     "Alert delivery failed");
-                status
+                if recorded { status } else { superseded(&delivery) }
             }
         };
         self.metrics
@@ -150,4 +149,12 @@ impl AlertWorker {
             .inc();
         Ok(true)
     }
+}
+
+/// A delivery's attempt ended after another sender took it over (this one was paused past its
+/// lease): nothing is recorded, the newer attempt's outcome stands.
+fn superseded(delivery: &store::alerts::DbDelivery) -> &'static str {
+    tracing::warn!(alert.id = %delivery.alert_id, sink = %delivery.sink, attempt = delivery.attempts,
+        "Alert delivery attempt ended after another sender took it over: its outcome is not recorded");
+    "superseded"
 }

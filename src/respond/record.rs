@@ -2,6 +2,17 @@
 //! audit entries and the alerts they raise commit together or not at all. The response policy
 //! lives here — grouping into the open incident, cooldown dedupe, the circuit breaker, when an
 //! incident is announced — over the statements of `store`.
+//!
+//! Those decisions read the tenant's incidents and rotations and then write what they decided,
+//! so two such transactions of one tenant at once (two processes: the replica that owns the
+//! tenant and one a person's manual rotation reached, or two owners during a handover) could
+//! both pass the breaker or both rotate a secret within its cooldown. The transaction
+//! therefore takes the tenant's lock first (`store::rotations::lock_tenant`, a
+//! transaction-scoped advisory lock, which manual rotations and retries take too): the second
+//! waits for the first to commit and then sees its rows. A lock rather than SERIALIZABLE:
+//! the breaker's count and the cooldown's look-up are range reads that would make
+//! serialization failures of ordinary concurrent responses of different tenants, each to be
+//! retried; the lock makes the one tenant's transactions wait their turn and nothing else.
 
 use crate::detect::{Finding, Severity};
 use crate::event::TenantId;
@@ -48,7 +59,7 @@ const CIRCUIT_WINDOW_MINUTES: i32 = 60;
 /// that names the rotation it was deduplicated into; past the tenant's hourly limit of
 /// automatic rotations, a job is `skipped` with `circuit_open` and the breaker is announced.
 /// An incident is announced (alert outbox) once it holds a finding whose action is at least
-/// `alert`. `detected_at` is when the findings were decided.
+/// `alert`. `detected_at` is when the findings were decided. Runs under the tenant's lock.
 pub async fn record(
     pool: &PgPool,
     fence: &Fence,
@@ -62,6 +73,7 @@ pub async fn record(
     let worst_finding = findings.iter().max_by_key(|(f, _)| f.severity).map(|(f, _)| f);
     let mut tx = pool.begin().await?;
     check_fence(&mut tx, fence).await?;
+    rotations::lock_tenant(&mut tx, tenant).await?;
     let mut audit_entries: Vec<(String, Option<String>, serde_json::Value)> = Vec::new();
     let (incident_id, severity, summary) =
         match incidents::open_for_update(&mut tx, tenant, response.grouping_window_minutes, findings).await? {

@@ -4,31 +4,40 @@
 //! transaction.
 //!
 //! Several executors run jobs at once, so a burst across tenants does not queue every rotation
-//! behind one backend call; jobs of the same secret never run at once in this process (KV v2
-//! check-and-set would refuse the second writer).
+//! behind one backend call, and every Vigil process on the database runs its own. A job is
+//! claimed with a lease ([`LEASE`]) its executor extends every third of it while the attempt
+//! runs; a job whose executor died is claimed again once its lease lapses, by any process. Jobs
+//! of one secret never run at once in any process (the database refuses a second running job
+//! of a secret; KV v2 check-and-set would refuse the second writer anyway). An executor that
+//! finds its job taken over (it was paused past its lease) abandons the attempt, and an outcome
+//! it records late is refused: the newer attempt's stands.
 
 use crate::alert;
 use crate::metrics::Metrics;
 use crate::secrets::{SecretRef, Secrets};
 use crate::store;
+use crate::store::rotations::{DbRotation, Recorded};
 use chrono::Utc;
 use rand::Rng;
 use sqlx::PgPool;
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::{Mutex, Notify, watch};
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
 /// Attempts before a job is `failed` for good.
 pub const MAX_ATTEMPTS: i32 = 6;
 const POLL_EVERY: Duration = Duration::from_secs(1);
-/// Jobs executed at once. Each holds a Postgres connection only while claiming and recording.
+/// Jobs executed at once. Each holds a Postgres connection only while claiming, extending its
+/// lease and recording.
 const EXECUTORS: usize = 4;
-
-/// Secrets whose job is executing in this process; locked while claiming, so two executors
-/// never claim jobs of one secret.
-type InFlight = Mutex<HashSet<String>>;
+/// How long a claim holds a job without news from its executor, which extends it every third
+/// of it while the attempt runs (so one extension may fail, or wait the database timeout, and
+/// the job is still held). It is how long a job whose executor died waits before another takes
+/// it over. One backend call is bounded by 5 s (Vault, and a login that proves a revocation),
+/// 10 s (a revocation webhook) or 15 s (an AWS operation); an attempt makes several, so the
+/// extensions, not the lease, cover an attempt's length.
+pub const LEASE: Duration = Duration::from_secs(15);
 
 pub struct RotationWorker {
     pub pool: PgPool,
@@ -47,26 +56,26 @@ pub fn backoff(attempt: i32) -> Duration {
 }
 
 impl RotationWorker {
-    /// Runs until `shutdown` turns true; each executor finishes the job in hand first.
+    /// Runs until `shutdown` turns true, claiming jobs for [`LEASE`]; each executor finishes
+    /// the job in hand first.
     pub async fn run(self, shutdown: watch::Receiver<bool>) {
-        match store::rotations::requeue_abandoned(&self.pool).await {
-            Ok(0) => {}
-            Ok(n) => tracing::warn!(rotations = n, "Requeued rotations left running by a previous process"),
-            Err(e) => tracing::error!(error = %e, "Failed to requeue abandoned rotations"),
-        }
+        self.run_with_lease(LEASE, shutdown).await;
+    }
+
+    /// [`run`](Self::run), claiming jobs for `lease` (tests take a short one).
+    pub async fn run_with_lease(self, lease: Duration, shutdown: watch::Receiver<bool>) {
         let me = Arc::new(self);
-        let in_flight = Arc::new(InFlight::default());
         let mut executors = JoinSet::new();
         for _ in 0..EXECUTORS {
-            executors.spawn(me.clone().executor(in_flight.clone(), shutdown.clone()));
+            executors.spawn(me.clone().executor(lease, shutdown.clone()));
         }
         while executors.join_next().await.is_some() {}
     }
 
-    async fn executor(self: Arc<Self>, in_flight: Arc<InFlight>, mut shutdown: watch::Receiver<bool>) {
+    async fn executor(self: Arc<Self>, lease: Duration, mut shutdown: watch::Receiver<bool>) {
         while !*shutdown.borrow() {
             loop {
-                match self.claim_and_execute(&in_flight).await {
+                match self.claim_and_execute(lease).await {
                     Ok(Some(_)) if !*shutdown.borrow() => continue,
                     Ok(_) => break,
                     Err(e) => {
@@ -83,25 +92,31 @@ impl RotationWorker {
         }
     }
 
-    async fn claim_and_execute(&self, in_flight: &InFlight) -> anyhow::Result<Option<String>> {
-        let job = {
-            let mut busy = in_flight.lock().await;
-            let keys: Vec<String> = busy.iter().cloned().collect();
-            let Some(job) = store::rotations::claim_due(&self.pool, &keys).await? else {
-                return Ok(None);
-            };
-            busy.insert(job.secret_key.clone());
-            job
+    async fn claim_and_execute(&self, lease: Duration) -> anyhow::Result<Option<String>> {
+        let Some(job) = store::rotations::claim_due(&self.pool, lease).await? else {
+            return Ok(None);
         };
         // More may be due: let an idle executor claim the next job while this one runs.
         self.wake.notify_one();
-        let key = job.secret_key.clone();
-        let done = self.execute(job).await;
-        in_flight.lock().await.remove(&key);
-        done
+        self.execute(job, lease).await
     }
 
-    async fn execute(&self, job: store::rotations::DbRotation) -> anyhow::Result<Option<String>> {
+    /// Extends `job`'s lease every third of `lease`; returns once another executor has taken
+    /// the job over. A failed extension is tried again at the next.
+    async fn hold(&self, job: &DbRotation, lease: Duration) {
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match store::rotations::extend_lease(&self.pool, job, lease).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::error!(rotation.id = %job.rotation_id, error = %e, "Failed to extend a rotation's lease")
+                }
+            }
+        }
+    }
+
+    async fn execute(&self, job: DbRotation, lease: Duration) -> anyhow::Result<Option<String>> {
         if let (1, Some(detected)) = (job.attempts, job.detected_at) {
             self.metrics
                 .rotation_detection_to_start
@@ -111,21 +126,23 @@ impl RotationWorker {
             Ok(s) => s,
             Err(e) => {
                 let error = format!("invalid secret reference: {e}");
-                store::rotations::fail(
-                    &self.pool,
-                    &job,
-                    &error,
-                    None,
-                    Some(alert::rotation_failed(&job, &error)),
-                )
-                .await?;
-                self.finished(&job, "failed");
+                let alert = alert::rotation_failed(&job, &error);
+                let recorded = store::rotations::fail(&self.pool, &job, &error, None, Some(alert)).await?;
+                self.recorded(&job, recorded, "failed");
                 return Ok(Some(job.rotation_id));
             }
         };
         let (backend, kind) = secret.backend_and_kind();
         let started = Instant::now();
-        let outcome = self.secrets.rotate(&secret, &job.rotation_id).await;
+        let outcome = tokio::select! {
+            outcome = self.secrets.rotate(&secret, &job.rotation_id) => outcome,
+            () = self.hold(&job, lease) => {
+                tracing::warn!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
+                    attempt = job.attempts, "Rotation attempt abandoned: its lease lapsed and another executor took the job over");
+                self.metrics.rotations.with_label_values(&[backend, kind, "superseded"]).inc();
+                return Ok(Some(job.rotation_id));
+            }
+        };
         self.metrics
             .rotation_duration
             .with_label_values(&[backend, kind])
@@ -137,34 +154,49 @@ impl RotationWorker {
                     effect: rotated.effect,
                     verified: rotated.verified,
                 };
-                store::rotations::succeed(&self.pool, &job, done, alert::rotation_succeeded(&job, &rotated)).await?;
+                let alert = alert::rotation_succeeded(&job, &rotated);
+                let recorded = store::rotations::succeed(&self.pool, &job, done, alert).await?;
                 tracing::info!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
                     effect = rotated.effect.as_str(), verified = ?rotated.verified,
                     duration_ms = started.elapsed().as_millis() as u64, "Rotation succeeded");
-                self.finished(&job, "succeeded");
-                "succeeded"
+                self.recorded(&job, recorded, "succeeded")
             }
             Err(e) => {
                 let retry_at = (e.retryable && job.attempts < MAX_ATTEMPTS)
                     .then(|| Utc::now() + chrono::Duration::from_std(backoff(job.attempts)).unwrap_or_default());
                 let alert = retry_at.is_none().then(|| alert::rotation_failed(&job, &e.message));
-                store::rotations::fail(&self.pool, &job, &e.message, retry_at, alert).await?;
+                let recorded = store::rotations::fail(&self.pool, &job, &e.message, retry_at, alert).await?;
                 tracing::warn!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, backend, kind,
                     attempt = job.attempts, will_retry = retry_at.is_some(), error = %e.message, "Rotation attempt failed");
-                if retry_at.is_some() {
-                    "retrying"
-                } else {
-                    self.finished(&job, "failed");
-                    "failed"
-                }
+                self.recorded(&job, recorded, if retry_at.is_some() { "retrying" } else { "failed" })
             }
         };
         self.metrics.rotations.with_label_values(&[backend, kind, status]).inc();
         Ok(Some(job.rotation_id))
     }
 
+    /// What an attempt that ended as `status` counts as: `status` when it was recorded (a job
+    /// that ended wakes the alert worker), `superseded` when another executor had taken the job
+    /// over (nothing recorded but `rotation.superseded` in the audit trail).
+    fn recorded(&self, job: &DbRotation, recorded: Recorded, status: &'static str) -> &'static str {
+        match recorded {
+            Recorded::Done => {
+                if status != "retrying" {
+                    self.finished(job, status);
+                }
+                status
+            }
+            Recorded::Superseded { status: now, attempts } => {
+                tracing::warn!(rotation.id = %job.rotation_id, tenant.id = %job.tenant_id, attempt = job.attempts,
+                    outcome = status, now = now.as_str(), now_attempts = attempts,
+                    "Rotation attempt ended after another executor took its job over: its outcome is not recorded");
+                "superseded"
+            }
+        }
+    }
+
     /// A job ended: its alert is in the outbox, and its end-to-end latency is known.
-    fn finished(&self, job: &store::rotations::DbRotation, status: &str) {
+    fn finished(&self, job: &DbRotation, status: &str) {
         self.alert_wake.notify_one();
         if let Some(event_at) = job.event_at {
             self.metrics

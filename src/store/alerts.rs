@@ -1,6 +1,8 @@
 //! The alert outbox. `alerts` rows are written inside the transaction of the state change
 //! they report; the alert worker fans each out to the configured sinks (`alert_deliveries`)
-//! and delivers those with `FOR UPDATE SKIP LOCKED`, backoff and an expiry.
+//! and delivers those with `FOR UPDATE SKIP LOCKED`, backoff and an expiry. A claimed delivery
+//! is held until its lease lapses (its sender died, or paused past it: then any process may
+//! claim it again), and an attempt is recorded only while its sender still holds it.
 
 use super::new_id;
 use super::text::text_enum;
@@ -9,6 +11,7 @@ use crate::event::TenantId;
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, Transaction};
+use std::time::Duration;
 
 text_enum! {
     /// What happened, as the outbox names it.
@@ -212,17 +215,20 @@ pub struct DbDelivery {
     pub ends_at: Option<DateTime<Utc>>,
 }
 
-/// Claims the oldest due delivery to one of `sinks` and marks it delivering. Alerts of one
-/// incident, and alerts about Vigil itself, reach a sink in the order they were written: a
-/// resolution never overtakes the opening it resolves (Alertmanager would otherwise show the
-/// incident firing again).
-pub(crate) async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<Option<DbDelivery>> {
+/// Claims the oldest due delivery to one of `sinks` and marks it delivering, held for `lease`:
+/// a pending one due now, or one delivering whose lease has lapsed. Alerts of one incident,
+/// and alerts about Vigil itself, reach a sink in the order they were written: a resolution
+/// never overtakes the opening it resolves (Alertmanager would otherwise show the incident
+/// firing again).
+pub async fn claim_due(pool: &PgPool, sinks: &[String], lease: Duration) -> sqlx::Result<Option<DbDelivery>> {
     sqlx::query_as(
-        "update alert_deliveries d set status = 'delivering', attempts = d.attempts + 1
+        "update alert_deliveries d set status = 'delivering', attempts = d.attempts + 1, lease_until = now() + $2
          from alerts a
          where a.alert_id = d.alert_id and (d.alert_id, d.sink) = (
              select d1.alert_id, d1.sink from alert_deliveries d1 join alerts a1 using (alert_id)
-             where d1.status = 'pending' and d1.next_attempt_at <= now() and d1.sink = any($1)
+             where ((d1.status = 'pending' and d1.next_attempt_at <= now())
+                    or (d1.status = 'delivering' and d1.lease_until < now()))
+               and d1.sink = any($1)
                and not exists (
                    select 1 from alert_deliveries d2 join alerts a2 using (alert_id)
                    where a1.incident_id is not null and a2.incident_id = a1.incident_id and d2.sink = d1.sink
@@ -237,20 +243,24 @@ pub(crate) async fn claim_due(pool: &PgPool, sinks: &[String]) -> sqlx::Result<O
                    a.severity, a.detector, a.summary, a.details, a.starts_at, a.ends_at",
     )
     .bind(sinks)
+    .bind(lease)
     .fetch_optional(pool)
     .await
 }
 
-pub(crate) async fn delivered(pool: &PgPool, alert_id: &str, sink: &str) -> sqlx::Result<()> {
-    sqlx::query(
+/// Records `delivery` delivered; `false` (nothing written) when its sender no longer held it:
+/// another took it over after its lease lapsed.
+pub async fn delivered(pool: &PgPool, delivery: &DbDelivery) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
         "update alert_deliveries set status = 'delivered', delivered_at = now(), last_error = null
-         where alert_id = $1 and sink = $2",
+         where alert_id = $1 and sink = $2 and status = 'delivering' and attempts = $3",
     )
-    .bind(alert_id)
-    .bind(sink)
+    .bind(&delivery.alert_id)
+    .bind(&delivery.sink)
+    .bind(delivery.attempts)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(updated.rows_affected() == 1)
 }
 
 /// What becomes of a delivery whose attempt failed.
@@ -264,48 +274,35 @@ pub enum AfterFailure {
     Expired,
 }
 
-pub(crate) async fn failed(
-    pool: &PgPool,
-    alert_id: &str,
-    sink: &str,
-    error: &str,
-    after: AfterFailure,
-) -> sqlx::Result<()> {
+/// Records `delivery`'s failed attempt; `false` (nothing written) when its sender no longer
+/// held it.
+pub async fn failed(pool: &PgPool, delivery: &DbDelivery, error: &str, after: AfterFailure) -> sqlx::Result<bool> {
     let (status, next) = match after {
         AfterFailure::RetryAt(at) => (DeliveryStatus::Pending, Some(at)),
         AfterFailure::Failed => (DeliveryStatus::Failed, None),
         AfterFailure::Expired => (DeliveryStatus::Expired, None),
     };
-    sqlx::query(
-        "update alert_deliveries set status = $3, last_error = $4, next_attempt_at = coalesce($5, next_attempt_at)
-         where alert_id = $1 and sink = $2",
+    let updated = sqlx::query(
+        "update alert_deliveries set status = $4, last_error = $5, next_attempt_at = coalesce($6, next_attempt_at)
+         where alert_id = $1 and sink = $2 and status = 'delivering' and attempts = $3",
     )
-    .bind(alert_id)
-    .bind(sink)
+    .bind(&delivery.alert_id)
+    .bind(&delivery.sink)
+    .bind(delivery.attempts)
     .bind(status)
     .bind(error)
     .bind(next)
     .execute(pool)
     .await?;
-    Ok(())
+    Ok(updated.rows_affected() == 1)
 }
 
-/// Pending deliveries past their expiry (for a sink no longer configured, say) are expired.
+/// Deliveries past their expiry that nobody is attempting (pending, or delivering with a
+/// lapsed lease: for a sink no longer configured, say) are expired.
 pub(crate) async fn expire_overdue(pool: &PgPool) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "update alert_deliveries set status = 'expired', last_error = coalesce(last_error, 'expired undelivered')
-         where status = 'pending' and expires_at < now()",
-    )
-    .execute(pool)
-    .await?
-    .rows_affected())
-}
-
-/// Deliveries left `delivering` by a process that died are due again: a sink may see an
-/// alert twice (webhooks carry `X-Vigil-Alert-Id` to deduplicate; Alertmanager merges).
-pub(crate) async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
-    Ok(sqlx::query(
-        "update alert_deliveries set status = 'pending', next_attempt_at = now() where status = 'delivering'",
+         where (status = 'pending' or (status = 'delivering' and lease_until < now())) and expires_at < now()",
     )
     .execute(pool)
     .await?

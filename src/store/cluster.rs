@@ -89,6 +89,36 @@ pub async fn acquire(pool: &PgPool, replica: &str, n: i64, ttl: Duration) -> sql
     .await
 }
 
+/// Takes over, at a new epoch each, the leases of earlier replicas that advertised the URL
+/// this one now serves on: no one else can be reached there, so they are this replica's own
+/// predecessors (a crash, then a restart on the same address), and their tenants need not
+/// wait out the lease. Their rows go.
+pub async fn take_over_predecessors(
+    pool: &PgPool,
+    replica: &str,
+    advertise_url: &str,
+    ttl: Duration,
+) -> sqlx::Result<Vec<(i32, i64)>> {
+    let mut tx = pool.begin().await?;
+    let taken = sqlx::query_as(
+        "update partition_leases set owner = $1, epoch = epoch + 1, expires_at = clock_timestamp() + $3
+         where owner in (select id from cluster_replicas where advertise_url = $2 and id <> $1)
+         returning partition, epoch",
+    )
+    .bind(replica)
+    .bind(advertise_url)
+    .bind(ttl)
+    .fetch_all(&mut *tx)
+    .await?;
+    sqlx::query("delete from cluster_replicas where advertise_url = $2 and id <> $1")
+        .bind(replica)
+        .bind(advertise_url)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(taken)
+}
+
 /// Gives a partition up (a clean stop, or a rebalance), if still held at `epoch`.
 pub async fn release(pool: &PgPool, replica: &str, partition: i32, epoch: i64) -> sqlx::Result<()> {
     sqlx::query(
@@ -136,13 +166,25 @@ pub async fn live_replicas(pool: &PgPool, ttl: Duration) -> sqlx::Result<Vec<Liv
     .await
 }
 
-/// Who owns each partition now: (partition, owner, epoch, owner's URL), unexpired leases only.
-pub async fn owners(pool: &PgPool) -> sqlx::Result<Vec<(i32, String, i64, String)>> {
+/// A partition's owner now.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PartitionOwner {
+    pub partition: i32,
+    pub owner: String,
+    pub advertise_url: String,
+    /// The owner was seen within `fresh` (a replica that died still holds its leases until
+    /// they expire, but stops being seen at once).
+    pub fresh: bool,
+}
+
+/// Who owns each partition now, unexpired leases only.
+pub async fn owners(pool: &PgPool, fresh: Duration) -> sqlx::Result<Vec<PartitionOwner>> {
     sqlx::query_as(
-        "select l.partition, l.owner, l.epoch, r.advertise_url
+        "select l.partition, l.owner, r.advertise_url, r.last_seen > clock_timestamp() - $1 as fresh
          from partition_leases l join cluster_replicas r on r.id = l.owner
          where l.expires_at > clock_timestamp()",
     )
+    .bind(fresh)
     .fetch_all(pool)
     .await
 }

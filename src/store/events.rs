@@ -118,19 +118,26 @@ impl DbEvent {
     }
 }
 
-/// Streams the log after `after_seq`, in log order, to `apply`; used at start to rebuild
-/// baselines (`apply` skips what a tenant's snapshot already holds).
+/// The tenants `tenants` names as text, for `= any($n)`; `None` (every tenant) binds null.
+fn tenant_names(tenants: Option<&[TenantId]>) -> Option<Vec<&str>> {
+    tenants.map(|t| t.iter().map(AsRef::as_ref).collect())
+}
+
+/// Streams the log of `tenants` (every tenant if `None`) after `after_seq`, in log order, to
+/// `apply`; used to rebuild baselines (`apply` skips what a tenant's snapshot already holds).
 pub async fn replay(
     pool: &PgPool,
+    tenants: Option<&[TenantId]>,
     after_seq: i64,
     mut apply: impl FnMut(i64, TenantId, ToolCallEvent),
 ) -> anyhow::Result<u64> {
     let mut rows = sqlx::query_as::<_, DbEvent>(
         "select seq, tenant_id, event_id, ts, tool, params, outcome, error_code, duration_ms, agent_id,
                 session_id, credential_ref
-         from events where seq > $1 order by seq",
+         from events where seq > $1 and ($2::text[] is null or tenant_id = any($2)) order by seq",
     )
     .bind(after_seq)
+    .bind(tenant_names(tenants))
     .fetch(pool);
     let mut n = 0;
     while let Some(row) = rows.try_next().await? {
@@ -166,20 +173,27 @@ pub async fn save_snapshot(
     Ok(())
 }
 
-pub async fn snapshots(pool: &PgPool) -> sqlx::Result<Vec<(TenantId, i64, Value)>> {
-    sqlx::query_as("select tenant_id, watermark_seq, state from baseline_snapshots")
-        .fetch_all(pool)
-        .await
+/// The snapshots of `tenants` (every tenant's if `None`).
+pub async fn snapshots(pool: &PgPool, tenants: Option<&[TenantId]>) -> sqlx::Result<Vec<(TenantId, i64, Value)>> {
+    sqlx::query_as(
+        "select tenant_id, watermark_seq, state from baseline_snapshots
+         where $1::text[] is null or tenant_id = any($1)",
+    )
+    .bind(tenant_names(tenants))
+    .fetch_all(pool)
+    .await
 }
 
-/// The log position replay must start after: the lowest watermark among tenants that have
-/// events, a tenant without a snapshot counting as 0.
-pub async fn replay_start(pool: &PgPool) -> sqlx::Result<i64> {
+/// The log position replay must start after: the lowest watermark among `tenants` (every
+/// tenant if `None`) that have events, a tenant without a snapshot counting as 0.
+pub async fn replay_start(pool: &PgPool, tenants: Option<&[TenantId]>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "select coalesce(min(coalesce(s.watermark_seq, 0)), 0) from tenants t
          left join baseline_snapshots s using (tenant_id)
-         where exists (select 1 from events e where e.tenant_id = t.tenant_id)",
+         where ($1::text[] is null or t.tenant_id = any($1))
+           and exists (select 1 from events e where e.tenant_id = t.tenant_id)",
     )
+    .bind(tenant_names(tenants))
     .fetch_one(pool)
     .await
 }

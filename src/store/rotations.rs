@@ -1,6 +1,15 @@
-//! The rotation outbox: jobs claimed with `FOR UPDATE SKIP LOCKED`, retried with backoff.
-//! Every state change writes its audit entry (and, when it ends the job, its alert) in the
-//! same transaction.
+//! The rotation outbox: jobs claimed with `FOR UPDATE SKIP LOCKED` and a lease, retried with
+//! backoff. Every state change writes its audit entry (and, when it ends the job, its alert) in
+//! the same transaction.
+//!
+//! Several Vigil processes share the table. A claimed job is `running` until `lease_until`,
+//! which its executor extends while the attempt runs; a job whose lease lapsed (its executor
+//! was killed, or paused past its lease) is claimable again. At most one job of a secret is
+//! `running` (a unique index), so one secret is rotated by one executor at a time. An attempt
+//! is recorded only while its executor still holds the job (the job is running and its
+//! attempt count is the executor's), so a late finish never overwrites a newer attempt's.
+//! Every transaction that decides on a tenant's rotations or adds to what those decisions
+//! count takes the tenant's lock first ([`lock_tenant`]).
 
 use super::alerts::{self, NewAlert};
 use super::audit::{self, Actor, NewEntry};
@@ -12,6 +21,7 @@ use crate::secrets::Effect;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+use std::time::Duration;
 
 text_enum! {
     /// Where a rotation stands: `pending` → `running` → `succeeded` | `failed` (retries
@@ -71,12 +81,32 @@ pub struct DbRotation {
     pub effect: Option<Effect>,
     /// Whether a check after the rotation found the old credential refused; `None` if unchecked.
     pub verified: Option<bool>,
+    /// Until when the executor that last claimed the job holds it (what counts while `running`).
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 const COLUMNS: &str =
     "rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key, status, attempts,
                        requested_at, started_at, finished_at, result, error, requested_by, reason, retry_of,
-                       detected_at, event_at, effect, verified";
+                       detected_at, event_at, effect, verified, lease_until";
+
+/// The first key of the tenant lock's two-key advisory lock: it names the use, so no other
+/// advisory lock taken on the database shares the tenant's keys.
+const TENANT_LOCK: i32 = 0x5647_4c01;
+
+/// Takes the tenant's lock until the transaction ends. Every transaction that reads the tenant's
+/// rotations to decide on new ones (cooldown dedupe, the circuit breaker: the response
+/// transaction) or adds rotations those decisions count (manual rotations, retries) takes it
+/// first, so such transactions of one tenant run one after the other across processes and each
+/// sees what the one before it committed. Transactions of other tenants do not wait.
+pub(crate) async fn lock_tenant(tx: &mut Transaction<'_, Postgres>, tenant: &TenantId) -> sqlx::Result<()> {
+    sqlx::query("select pg_advisory_xact_lock($1, hashtext($2))")
+        .bind(TENANT_LOCK)
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
 
 fn vigil_entry<'a>(action: &'a str, job: &'a DbRotation, details: Value) -> NewEntry<'a> {
     NewEntry {
@@ -169,125 +199,218 @@ pub(crate) async fn insert_automatic(
     Ok(rotation_id)
 }
 
-/// Claims the oldest due job whose secret is not in `busy` (secrets being rotated right now)
-/// and marks it running; `None` when nothing is due.
-pub(crate) async fn claim_due(pool: &PgPool, busy: &[String]) -> sqlx::Result<Option<DbRotation>> {
+/// A claimed job and what it was claimed from, so a claim that takes over a lapsed lease can
+/// name the attempt it takes over.
+#[derive(sqlx::FromRow)]
+struct Claimed {
+    #[sqlx(flatten)]
+    job: DbRotation,
+    /// The job's status before the claim: `running` when its executor's lease had lapsed.
+    claimed_from: RotationStatus,
+    /// The lapsed lease, for such a job.
+    lapsed_lease: Option<DateTime<Utc>>,
+}
+
+/// How many times a claim that lost a race for a secret (another executor claimed a job of the
+/// same secret at the same moment) looks again.
+const CLAIM_RACES: usize = 3;
+
+/// Claims the oldest due job and marks it running, held for `lease`: a pending job due now
+/// whose secret has no running job, or a running job whose lease has lapsed (it takes over
+/// that attempt). `None` when nothing is due, or when every look lost a race (the next poll
+/// looks again).
+pub async fn claim_due(pool: &PgPool, lease: Duration) -> sqlx::Result<Option<DbRotation>> {
+    for _ in 0..CLAIM_RACES {
+        match try_claim(pool, lease).await {
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
+            claimed => return claimed,
+        }
+    }
+    Ok(None)
+}
+
+/// One claim. Two claims of jobs of one secret at once both pass the `not exists` (neither
+/// sees the other's uncommitted row); the unique index on running jobs' secret then fails the
+/// later one, which looks again.
+async fn try_claim(pool: &PgPool, lease: Duration) -> sqlx::Result<Option<DbRotation>> {
     let mut tx = pool.begin().await?;
-    let job: Option<DbRotation> = sqlx::query_as(&format!(
-        "update rotations set status = 'running', attempts = attempts + 1, started_at = coalesce(started_at, now())
-         where rotation_id = (
-             select rotation_id from rotations
-             where status = 'pending' and next_attempt_at <= now() and secret_key <> all($1)
-             order by next_attempt_at, rotation_id for update skip locked limit 1)
-         returning {COLUMNS}"
+    let claimed: Option<Claimed> = sqlx::query_as(&format!(
+        "with due as (
+             select rotation_id as due_id, status as claimed_from, lease_until as lapsed_lease
+             from rotations c
+             where (status = 'pending' and next_attempt_at <= now()
+                    and not exists (select 1 from rotations o where o.secret_key = c.secret_key
+                                                                and o.status = 'running'))
+                or (status = 'running' and lease_until < now())
+             order by next_attempt_at, rotation_id
+             for update skip locked limit 1)
+         update rotations set status = 'running', attempts = attempts + 1,
+                              started_at = coalesce(started_at, now()), lease_until = now() + $1
+         from due where rotation_id = due.due_id
+         returning {COLUMNS}, claimed_from, case when claimed_from = 'running' then lapsed_lease end as lapsed_lease"
     ))
-    .bind(busy)
+    .bind(lease)
     .fetch_optional(&mut *tx)
     .await?;
-    if let Some(job) = &job {
-        audit::append(
-            &mut tx,
-            vigil_entry("rotation.running", job, json!({"attempt": job.attempts})),
-        )
-        .await?;
-    }
+    let Some(claimed) = claimed else {
+        return Ok(None);
+    };
+    let entries: Vec<NewEntry> = claim_entries(claimed.job.attempts, claimed.claimed_from, claimed.lapsed_lease)
+        .into_iter()
+        .map(|(action, details)| vigil_entry(action, &claimed.job, details))
+        .collect();
+    audit::append_many(&mut tx, &entries).await?;
     tx.commit().await?;
-    Ok(job)
+    Ok(Some(claimed.job))
+}
+
+/// The audit entries of a claim that starts `attempt` of a job that was `claimed_from`:
+/// `rotation.running`, after `rotation.requeued` naming the attempt it takes over and the lease
+/// that lapsed when the job was running.
+fn claim_entries(
+    attempt: i32,
+    claimed_from: RotationStatus,
+    lapsed_lease: Option<DateTime<Utc>>,
+) -> Vec<(&'static str, Value)> {
+    let mut entries = Vec::with_capacity(2);
+    if claimed_from == RotationStatus::Running {
+        entries.push((
+            "rotation.requeued",
+            json!({"attempt": attempt - 1, "lease_until": lapsed_lease, "reason": "lease_lapsed"}),
+        ));
+    }
+    entries.push(("rotation.running", json!({ "attempt": attempt })));
+    entries
+}
+
+/// Extends the lease of a job this executor holds (`job` as it claimed it) to `lease` from
+/// now; `false` when it no longer holds it (another executor took it over).
+pub(crate) async fn extend_lease(pool: &PgPool, job: &DbRotation, lease: Duration) -> sqlx::Result<bool> {
+    let extended = sqlx::query(
+        "update rotations set lease_until = now() + $3
+         where rotation_id = $1 and status = 'running' and attempts = $2",
+    )
+    .bind(&job.rotation_id)
+    .bind(job.attempts)
+    .bind(lease)
+    .execute(pool)
+    .await?;
+    Ok(extended.rows_affected() == 1)
+}
+
+/// What became of an attempt's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recorded {
+    /// The job's state changed, with its audit entry and alert.
+    Done,
+    /// This executor no longer held the job: it was taken over after the attempt's lease
+    /// lapsed. The job is as the newer attempt left it; only `rotation.superseded` was written.
+    Superseded { status: RotationStatus, attempts: i32 },
+}
+
+/// The statement that records `job`'s attempt applies only while it is this attempt's.
+const HELD: &str = "rotation_id = $1 and status = 'running' and attempts = $2";
+
+/// After an update of `job` that matched no row: the job moved on. Writes
+/// `rotation.superseded` (the late attempt and what it would have recorded) and says where the
+/// job stands now.
+async fn superseded(
+    tx: &mut Transaction<'_, Postgres>,
+    job: &DbRotation,
+    mut details: Value,
+) -> sqlx::Result<Recorded> {
+    let (status, attempts): (RotationStatus, i32) =
+        sqlx::query_as("select status, attempts from rotations where rotation_id = $1")
+            .bind(&job.rotation_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    details["attempt"] = job.attempts.into();
+    details["now"] = json!({"status": status, "attempts": attempts});
+    audit::append(tx, vigil_entry("rotation.superseded", job, details)).await?;
+    Ok(Recorded::Superseded { status, attempts })
 }
 
 /// What a succeeded rotation achieved, as it is recorded.
-pub(crate) struct Succeeded<'a> {
+pub struct Succeeded<'a> {
     pub result: &'a Value,
     pub effect: Effect,
     pub verified: Option<bool>,
 }
 
-pub(crate) async fn succeed(
+/// Records `job`'s attempt as succeeded, with its alert, if this executor still holds the job.
+pub async fn succeed(
     pool: &PgPool,
     job: &DbRotation,
     done: Succeeded<'_>,
     alert: NewAlert<'_>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Recorded> {
     let mut tx = pool.begin().await?;
-    sqlx::query(
-        "update rotations set status = 'succeeded', result = $2, error = null, finished_at = now(),
-                              effect = $3, verified = $4
-         where rotation_id = $1",
-    )
+    let updated = sqlx::query(&format!(
+        "update rotations set status = 'succeeded', result = $3, error = null, finished_at = now(),
+                              effect = $4, verified = $5
+         where {HELD}"
+    ))
     .bind(&job.rotation_id)
+    .bind(job.attempts)
     .bind(done.result)
     .bind(done.effect)
     .bind(done.verified)
     .execute(&mut *tx)
     .await?;
-    audit::append(
-        &mut tx,
-        vigil_entry(
-            "rotation.succeeded",
-            job,
-            json!({"attempt": job.attempts, "result": done.result, "effect": done.effect, "verified": done.verified}),
-        ),
-    )
-    .await?;
-    alerts::insert(&mut tx, alert).await?;
-    tx.commit().await
+    let mut details = json!({"result": done.result, "effect": done.effect, "verified": done.verified});
+    let recorded = if updated.rows_affected() == 0 {
+        details["outcome"] = "succeeded".into();
+        superseded(&mut tx, job, details).await?
+    } else {
+        details["attempt"] = job.attempts.into();
+        audit::append(&mut tx, vigil_entry("rotation.succeeded", job, details)).await?;
+        alerts::insert(&mut tx, alert).await?;
+        Recorded::Done
+    };
+    tx.commit().await?;
+    Ok(recorded)
 }
 
-/// Records a failed attempt: back to `pending` at `retry_at`, or `failed` for good when
-/// `None`, which is alerted.
-pub(crate) async fn fail(
+/// Records `job`'s failed attempt, if this executor still holds the job: back to `pending` at
+/// `retry_at`, or `failed` for good when `None`, which is alerted.
+pub async fn fail(
     pool: &PgPool,
     job: &DbRotation,
     error: &str,
     retry_at: Option<DateTime<Utc>>,
     alert: Option<NewAlert<'_>>,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<Recorded> {
     let mut tx = pool.begin().await?;
-    match retry_at {
-        Some(at) => sqlx::query(
-            "update rotations set status = 'pending', error = $2, next_attempt_at = $3 where rotation_id = $1",
-        )
-        .bind(&job.rotation_id)
-        .bind(error)
-        .bind(at),
-        None => sqlx::query(
-            "update rotations set status = 'failed', error = $2, finished_at = now() where rotation_id = $1",
-        )
-        .bind(&job.rotation_id)
-        .bind(error),
-    }
+    let status = match retry_at {
+        Some(_) => RotationStatus::Pending,
+        None => RotationStatus::Failed,
+    };
+    let updated = sqlx::query(&format!(
+        "update rotations set status = $3, error = $4, next_attempt_at = coalesce($5, next_attempt_at),
+                              finished_at = case when $5 is null then now() end
+         where {HELD}"
+    ))
+    .bind(&job.rotation_id)
+    .bind(job.attempts)
+    .bind(status)
+    .bind(error)
+    .bind(retry_at)
     .execute(&mut *tx)
     .await?;
-    let action = if retry_at.is_some() {
-        "rotation.retrying"
+    let outcome = if retry_at.is_some() { "retrying" } else { "failed" };
+    let recorded = if updated.rows_affected() == 0 {
+        superseded(&mut tx, job, json!({"outcome": outcome, "error": error})).await?
     } else {
-        "rotation.failed"
+        let details = json!({"attempt": job.attempts, "error": error, "next_attempt_at": retry_at});
+        let action = format!("rotation.{outcome}");
+        audit::append(&mut tx, vigil_entry(&action, job, details)).await?;
+        if let Some(alert) = alert {
+            alerts::insert(&mut tx, alert).await?;
+        }
+        Recorded::Done
     };
-    let details = json!({"attempt": job.attempts, "error": error, "next_attempt_at": retry_at});
-    audit::append(&mut tx, vigil_entry(action, job, details)).await?;
-    if let Some(alert) = alert {
-        alerts::insert(&mut tx, alert).await?;
-    }
-    tx.commit().await
-}
-
-/// Jobs left `running` by a process that died are due again. Backends are called with
-/// check-and-set or idempotency tokens, so running one twice does not rotate twice.
-pub(crate) async fn requeue_abandoned(pool: &PgPool) -> sqlx::Result<u64> {
-    let mut tx = pool.begin().await?;
-    let requeued: Vec<DbRotation> = sqlx::query_as(&format!(
-        "update rotations set status = 'pending', next_attempt_at = now() where status = 'running'
-         returning {COLUMNS}"
-    ))
-    .fetch_all(&mut *tx)
-    .await?;
-    let entries: Vec<NewEntry> = requeued
-        .iter()
-        .map(|job| vigil_entry("rotation.requeued", job, json!({"attempt": job.attempts})))
-        .collect();
-    audit::append_many(&mut tx, &entries).await?;
     tx.commit().await?;
-    Ok(requeued.len() as u64)
+    Ok(recorded)
 }
 
 /// A rotation a person asked for.
@@ -300,7 +423,8 @@ pub(crate) struct ManualRotation {
 }
 
 /// Queues manual rotations (no cooldown, no circuit breaker: a person asked) with an audit
-/// entry each, in one transaction.
+/// entry each, in one transaction under the tenant's lock (a response deciding at the same
+/// moment sees them, or they follow it).
 pub(crate) async fn insert_manual(
     pool: &PgPool,
     tenant: &TenantId,
@@ -309,6 +433,7 @@ pub(crate) async fn insert_manual(
     reason: Option<&str>,
 ) -> sqlx::Result<Vec<DbRotation>> {
     let mut tx = pool.begin().await?;
+    lock_tenant(&mut tx, tenant).await?;
     let mut created = Vec::with_capacity(rotations.len());
     for r in rotations {
         let row: DbRotation = sqlx::query_as(&format!(
@@ -357,7 +482,7 @@ pub(crate) enum RetryOutcome {
 }
 
 /// Queues a new manual rotation of the same secret as `rotation_id`, linked to it (and to its
-/// incident, so the incident lists the retry).
+/// incident, so the incident lists the retry), under the tenant's lock.
 pub(crate) async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sqlx::Result<RetryOutcome> {
     let mut tx = pool.begin().await?;
     let original: Option<DbRotation> = sqlx::query_as(&format!(
@@ -374,6 +499,7 @@ pub(crate) async fn retry(pool: &PgPool, rotation_id: &str, actor: &Actor) -> sq
             status: original.status,
         });
     }
+    lock_tenant(&mut tx, &original.tenant_id).await?;
     let row: DbRotation = sqlx::query_as(&format!(
         "insert into rotations (rotation_id, tenant_id, incident_id, trigger, scope, tools, secret, secret_key,
                                 requested_by, retry_of)
@@ -433,4 +559,32 @@ pub(crate) async fn get(pool: &PgPool, rotation_id: &str) -> sqlx::Result<Option
         .bind(rotation_id)
         .fetch_optional(pool)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_claim_of_a_due_job_starts_its_next_attempt() {
+        assert_eq!(
+            claim_entries(3, RotationStatus::Pending, None),
+            [("rotation.running", json!({"attempt": 3}))]
+        );
+    }
+
+    #[test]
+    fn a_claim_of_a_lapsed_lease_names_the_attempt_it_takes_over() {
+        let lapsed = DateTime::UNIX_EPOCH;
+        assert_eq!(
+            claim_entries(2, RotationStatus::Running, Some(lapsed)),
+            [
+                (
+                    "rotation.requeued",
+                    json!({"attempt": 1, "lease_until": lapsed, "reason": "lease_lapsed"})
+                ),
+                ("rotation.running", json!({"attempt": 2})),
+            ]
+        );
+    }
 }

@@ -348,8 +348,8 @@ async fn vigil_killed_with_a_committed_rotation_in_flight_rotates_exactly_once_a
     bao.thaw();
     let rotation_id = in_flight["rotations"][0]["id"].as_str().unwrap().to_owned();
     let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let (status, attempts): (String, i32) =
-        sqlx::query_as("select status, attempts from rotations where rotation_id = $1")
+    let (status, attempts, lease_until): (String, i32, chrono::DateTime<chrono::Utc>) =
+        sqlx::query_as("select status, attempts, lease_until from rotations where rotation_id = $1")
             .bind(&rotation_id)
             .fetch_one(&pool)
             .await
@@ -360,7 +360,10 @@ async fn vigil_killed_with_a_committed_rotation_in_flight_rotates_exactly_once_a
         "the crash left the job claimed"
     );
 
+    // The job is the dead process's until its lease lapses; then the new one takes it over.
     let second = Service::start_with_env(&database_url, &env).await;
+    let lease_left = (lease_until - chrono::Utc::now()).to_std().unwrap_or_default();
+    tokio::time::sleep(lease_left).await;
     let done = second.settled_rotation(&rotation_id).await;
     assert_eq!(done["status"], "succeeded", "{done:#}");
     assert_eq!(done["attempts"], 2, "{done:#}");

@@ -14,6 +14,7 @@ mod detectors;
 mod events_api;
 mod faults;
 mod ingest;
+mod job_leases;
 mod leases;
 mod limits;
 mod neighbour;

@@ -10,7 +10,7 @@ use std::collections::{BTreeSet, HashSet};
 use vigil_test_support::*;
 
 /// The contract's operations, as docs/api.md lists them.
-const OPERATIONS: [(&str, &str); 33] = [
+const OPERATIONS: [(&str, &str); 34] = [
     ("/v1/events", "post"),
     ("/v1/events", "get"),
     ("/v1/traces", "post"),
@@ -40,6 +40,7 @@ const OPERATIONS: [(&str, &str); 33] = [
     ("/v1/rotations/{id}", "get"),
     ("/v1/rotations/{id}/retry", "post"),
     ("/v1/audit", "get"),
+    ("/v1/cluster", "get"),
     ("/v1/openapi.json", "get"),
     ("/healthz", "get"),
     ("/readyz", "get"),
@@ -724,6 +725,23 @@ async fn every_answer_matches_the_schema_of_its_operation_in_the_served_openapi_
     for path in ["/healthz", "/readyz", "/metrics", "/v1/openapi.json"] {
         assert_eq!(c.check(path, rq.anonymous(Method::GET, path)).await.0, 200);
     }
+    let (status, cluster) = c.check("/v1/cluster", rq.admin(Method::GET, "/v1/cluster")).await;
+    assert_eq!(status, 200);
+    assert_eq!(cluster["partitions"], 64);
+    assert_eq!(
+        cluster["replicas"][0]["partitions"], 64,
+        "a lone replica serves every partition: {cluster}"
+    );
+    assert_eq!(
+        c.check("/v1/cluster", rq.anonymous(Method::GET, "/v1/cluster")).await.0,
+        401
+    );
+    assert_eq!(
+        c.check("/v1/cluster", rq.session(&viewer, Method::GET, "/v1/cluster"))
+            .await
+            .0,
+        403
+    );
 
     assert!(
         c.disagreements.is_empty(),

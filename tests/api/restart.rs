@@ -35,7 +35,10 @@ async fn a_baseline_survives_sigkill_and_a_burst_right_after_restart_still_fires
     let second = Service::start(&database_url).await;
     rotating_spike(&burst_findings(&second, &tenant).await);
     let log = second.stop();
-    assert!(log.contains("Baselines restored"), "start-up says what it restored");
+    assert!(
+        log.contains("Partitions restored"),
+        "the take-over says what it restored"
+    );
 }
 
 #[tokio::test]
