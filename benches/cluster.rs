@@ -13,8 +13,9 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
+use std::collections::BTreeMap;
 use std::time::Instant;
-use vigil_test_support::cluster::{Client, owner_of, until_balanced};
+use vigil_test_support::cluster::{Attempt, Client, owner_of, until_balanced, until_owner};
 use vigil_test_support::{self as support, Launch, Replica};
 
 fn knob(name: &str, default: usize) -> usize {
@@ -52,80 +53,114 @@ async fn cluster(n: usize) -> (String, Vec<Replica>) {
     (url, replicas)
 }
 
-/// One run's figures.
-struct Run {
-    replicas: usize,
-    events: usize,
+/// What one load measured.
+struct Measured {
     seconds: f64,
     /// Batch latencies (ms), sorted: first attempt sent to 202, retries included.
     latencies: Vec<f64>,
-    /// Attempts answered 503 (or not at all) and retried.
-    retried: usize,
+    /// Attempts that were not accepted and were retried, by what they were answered (the
+    /// error code, or `unanswered`).
+    retried: BTreeMap<String, usize>,
 }
 
-/// Posts every tenant's batches (round robin over tenants, each tenant's in event-time order)
-/// through `clients` concurrent clients.
-async fn load(
+/// The error code of a refusal, `unanswered` when none came.
+fn code(attempt: &Attempt) -> String {
+    serde_json::from_str::<Value>(&attempt.detail)
+        .ok()
+        .and_then(|b| b["error"]["code"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "unanswered".to_owned())
+}
+
+/// Posts each tenant's batches of `work` ((tenant, minute after `start`), in order: round
+/// robin over tenants, each tenant's in event-time order) through `clients` concurrent
+/// clients.
+async fn post_all(
     client: &Client,
     tokens: &[String],
-    batches: usize,
+    start: DateTime<Utc>,
+    work: Vec<(usize, usize)>,
     size: usize,
     clients: usize,
-) -> (f64, Vec<f64>, usize) {
-    let start = Utc::now() - Duration::hours(6);
-    let work: Vec<(usize, usize)> = (0..batches)
-        .flat_map(|b| (0..tokens.len()).map(move |t| (t, b)))
-        .collect();
+) -> Measured {
     let queue = std::sync::Arc::new(std::sync::Mutex::new(work.into_iter()));
     let started = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..clients {
         let (queue, client, tokens) = (queue.clone(), client.clone(), tokens.to_vec());
         handles.push(tokio::spawn(async move {
-            let (mut latencies, mut retried) = (Vec::new(), 0);
+            let (mut latencies, mut retried) = (Vec::new(), Vec::new());
             loop {
                 let Some((t, b)) = queue.lock().unwrap().next() else {
                     break;
                 };
                 let delivery = client.deliver(&tokens[t], &batch(start, t, b, size)).await;
                 latencies.push(delivery.latency().as_secs_f64() * 1000.0);
-                retried += delivery.attempts.len() - 1;
+                let refused = &delivery.attempts[..delivery.attempts.len() - 1];
+                retried.extend(refused.iter().map(code));
             }
             (latencies, retried)
         }));
     }
-    let (mut latencies, mut retried) = (Vec::new(), 0);
+    let (mut latencies, mut retried) = (Vec::new(), BTreeMap::new());
     for h in handles {
         let (l, r) = h.await.unwrap();
         latencies.extend(l);
-        retried += r;
+        for code in r {
+            *retried.entry(code).or_default() += 1;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
     latencies.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (seconds, latencies, retried)
+    Measured {
+        seconds,
+        latencies,
+        retried,
+    }
 }
 
-/// SIGKILLs the owner of the first tenant's partition and posts one batch for each tenant it
-/// owned, at once, through the survivors; returns (partitions it held, its tenants, seconds
-/// from the kill to each one's 202, sorted).
+/// The measured load: first one batch from every tenant, untimed, while the cluster settles
+/// (a replica that just acquired partitions restores them, and the others learn the new owner
+/// within a heartbeat; meanwhile 503 + `Retry-After`), then `batches` more from each, timed.
+async fn load(client: &Client, tokens: &[String], batches: usize, size: usize, clients: usize) -> Measured {
+    let (tenants, start) = (tokens.len(), Utc::now() - Duration::hours(6));
+    let settle = (0..tenants).map(|t| (t, 0)).collect();
+    post_all(client, tokens, start, settle, size, clients).await;
+    let work = (1..=batches).flat_map(|b| (0..tenants).map(move |t| (t, b))).collect();
+    post_all(client, tokens, start, work, size, clients).await
+}
+
+/// What a failover took.
+struct Failover {
+    /// Partitions the killed replica held.
+    partitions: usize,
+    /// Its tenants (of the load's).
+    tenants: usize,
+    /// From the kill until another replica held the first tenant's partition.
+    lease_taken: f64,
+    /// From the kill until each of its tenants' batch was accepted, sorted.
+    accepted: Vec<f64>,
+}
+
+/// SIGKILLs the owner of the first tenant's partition and posts one batch (event-time minute
+/// `minute`, which no load batch used) for each tenant it owned, at once, through the
+/// survivors.
 async fn failover(
     url: &str,
     mut replicas: Vec<Replica>,
-    tokens: &[(String, String)],
+    tenants: &[(String, String)],
+    minute: usize,
     size: usize,
-) -> (usize, usize, Vec<f64>) {
+) -> Failover {
     let pool = sqlx::PgPool::connect(url).await.unwrap();
-    let victim = owner_of(&pool, &tokens[0].0).await.expect("an owner");
+    let victim = owner_of(&pool, &tenants[0].0).await.expect("an owner");
     let mut affected = Vec::new();
-    for (id, token) in tokens {
+    for (t, (id, token)) in tenants.iter().enumerate() {
         if owner_of(&pool, id).await.is_some_and(|o| o.replica == victim.replica) {
-            affected.push(token.clone());
+            affected.push((t, token.clone()));
         }
     }
-    let view = support::Api::new(replicas[0].address.clone())
-        .admin_json("/v1/cluster")
-        .await;
-    let held = view["replicas"]
+    let view = replicas[0].admin_json("/v1/cluster").await;
+    let partitions = view["replicas"]
         .as_array()
         .unwrap()
         .iter()
@@ -140,31 +175,33 @@ async fn failover(
     let client = Client::new(replicas.iter().map(|r| r.address.clone()));
     dead.kill9();
     let killed = Instant::now();
+    let taken = tokio::spawn({
+        let (pool, first, victim) = (pool.clone(), tenants[0].0.clone(), victim.replica.clone());
+        async move { until_owner(&pool, &first, "a survivor takes the lease", |o| o.replica != victim).await }
+    });
     let start = Utc::now() - Duration::minutes(30);
     let mut handles = Vec::new();
-    for (n, token) in affected.iter().enumerate() {
-        let (client, token) = (client.clone(), token.clone());
+    for (t, token) in &affected {
+        let (client, token, events) = (client.clone(), token.clone(), batch(start, *t, minute, size));
         handles.push(tokio::spawn(async move {
-            let events = batch(start, n, 0, size);
-            let events: Vec<Value> = events
-                .into_iter()
-                .map(|mut e| {
-                    e["event_id"] = json!(format!("failover-{}", e["event_id"].as_str().unwrap()));
-                    e
-                })
-                .collect();
             client.deliver(&token, &events).await.accepted().answered - killed
         }));
     }
-    let mut seconds = Vec::new();
+    let mut accepted = Vec::new();
     for h in handles {
-        seconds.push(h.await.unwrap().as_secs_f64());
+        accepted.push(h.await.unwrap().as_secs_f64());
     }
-    seconds.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    accepted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let lease_taken = taken.await.unwrap().1.as_secs_f64();
     for replica in replicas {
         replica.kill9();
     }
-    (held, affected.len(), seconds)
+    Failover {
+        partitions,
+        tenants: affected.len(),
+        lease_taken,
+        accepted,
+    }
 }
 
 #[tokio::main]
@@ -180,63 +217,56 @@ async fn main() {
         .map(|n| n.trim().parse().expect("CLUSTER_REPLICAS: replica counts, e.g. 1,2,3"))
         .collect();
 
-    let mut runs = Vec::new();
-    let mut last = None;
-    for &n in &sizes {
-        let (url, replicas) = cluster(n).await;
-        let mut tenant_tokens = Vec::new();
-        let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
-        for t in 0..tenants {
-            let id = format!("bench-{run}-{t}");
-            let token = replicas[t % n].create_tenant(&id).await;
-            tenant_tokens.push((id, token));
-        }
-        let tokens: Vec<String> = tenant_tokens.iter().map(|(_, t)| t.clone()).collect();
-        let client = Client::new(replicas.iter().map(|r| r.address.clone()));
-        let (seconds, latencies, retried) = load(&client, &tokens, batches, size, clients).await;
-        runs.push(Run {
-            replicas: n,
-            events: tenants * batches * size,
-            seconds,
-            latencies,
-            retried,
-        });
-        if let Some((_, replicas, _)) = last.replace((url, replicas, tenant_tokens)) {
-            for replica in replicas {
-                replica.kill9();
-            }
-        }
-    }
-
     println!(
         "cluster ingest: {tenants} tenants x {batches} batches of {size} events, {clients} clients round robin over the replicas"
     );
     println!("| replicas | events/s | batch latency p50 / p95 / p99 ms | max ms | retried |");
     println!("| --- | --- | --- | --- | --- |");
-    for r in &runs {
+    let mut last = None;
+    for &n in &sizes {
+        let (url, replicas) = cluster(n).await;
+        let mut ids_tokens = Vec::new();
+        let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        for t in 0..tenants {
+            let id = format!("bench-{run}-{t}");
+            let token = replicas[t % n].create_tenant(&id).await;
+            ids_tokens.push((id, token));
+        }
+        let tokens: Vec<String> = ids_tokens.iter().map(|(_, t)| t.clone()).collect();
+        let client = Client::new(replicas.iter().map(|r| r.address.clone()));
+        let m = load(&client, &tokens, batches, size, clients).await;
+        let retried: Vec<String> = m.retried.iter().map(|(code, n)| format!("{n} {code}")).collect();
         println!(
-            "| {} | {:.0} | {:.1} / {:.1} / {:.1} | {:.1} | {} |",
-            r.replicas,
-            r.events as f64 / r.seconds,
-            percentile(&r.latencies, 0.5),
-            percentile(&r.latencies, 0.95),
-            percentile(&r.latencies, 0.99),
-            r.latencies[r.latencies.len() - 1],
-            r.retried
+            "| {n} | {:.0} | {:.1} / {:.1} / {:.1} | {:.1} | {} |",
+            (tenants * batches * size) as f64 / m.seconds,
+            percentile(&m.latencies, 0.5),
+            percentile(&m.latencies, 0.95),
+            percentile(&m.latencies, 0.99),
+            m.latencies[m.latencies.len() - 1],
+            if retried.is_empty() {
+                "0".to_owned()
+            } else {
+                retried.join(", ")
+            }
         );
+        if let Some((_, replicas, _)) = last.replace((url, replicas, ids_tokens)) {
+            for replica in replicas {
+                replica.kill9();
+            }
+        }
     }
-    let Some((url, replicas, tokens)) = last else {
+    let Some((url, replicas, tenant_tokens)) = last.filter(|(_, r, _)| r.len() > 1) else {
         return;
     };
-    if replicas.len() < 2 {
-        return;
-    }
     let n = replicas.len();
-    let (held, affected, seconds) = failover(&url, replicas, &tokens, size).await;
+    let f = failover(&url, replicas, &tenant_tokens, batches + 1, size).await;
     println!(
-        "failover ({n} replicas): SIGKILL of the owner of {held} partitions ({affected} of {tenants} tenants); \
-         each accepted again after p50 {:.2} s, max {:.2} s",
-        percentile(&seconds, 0.5),
-        seconds[seconds.len() - 1]
+        "failover ({n} replicas): SIGKILL of the owner of {} partitions ({} of {tenants} tenants): lease taken over \
+         after {:.2} s; each tenant's batch accepted again after p50 {:.2} s, max {:.2} s",
+        f.partitions,
+        f.tenants,
+        f.lease_taken,
+        percentile(&f.accepted, 0.5),
+        f.accepted[f.accepted.len() - 1]
     );
 }

@@ -590,7 +590,7 @@ async fn a_rolling_restart_loses_no_request() {
     }
     let version_before = vault.current_version(&path).await;
     let mut tenants = Vec::new();
-    for n in 0..8 {
+    for n in 0..12 {
         let id = unique_tenant(&format!("r{n}"));
         let token = any.create_tenant(&id).await;
         tenants.push(Runtime { id, token, size: 20 });
@@ -602,7 +602,7 @@ async fn a_rolling_restart_loses_no_request() {
         .iter()
         .map(|t| {
             let batches = (0..300).map(|b| steady_batch(start, b, t.size)).collect();
-            let pace = Duration::from_millis(150);
+            let pace = Duration::from_millis(100);
             tokio::spawn(feed(client.clone(), t.token.clone(), batches, pace, until.clone()))
         })
         .collect();
