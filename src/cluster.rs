@@ -441,7 +441,7 @@ async fn restore_partitions(
             .into_iter()
             .filter(|t| wanted.contains(&t.partition()))
             .collect();
-        let restored = restore::restore(&pool, &live.policy(), Some(&tenants)).await?;
+        let restored = restore::restore(&pool, live.policy(), Some(&tenants)).await?;
         let mut by_partition: HashMap<Partition, HashMap<_, _>> = HashMap::new();
         for (tenant, state) in restored.states {
             by_partition

@@ -4,7 +4,7 @@
 use super::cluster::{Fence, check_fence};
 use crate::event::{EventId, Outcome, TenantId, ToolCallEvent, ToolName};
 use chrono::{DateTime, Utc};
-use futures_util::TryStreamExt;
+use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use sqlx::{PgPool, Postgres, QueryBuilder};
 
@@ -123,29 +123,22 @@ fn tenant_names(tenants: Option<&[TenantId]>) -> Option<Vec<&str>> {
     tenants.map(|t| t.iter().map(AsRef::as_ref).collect())
 }
 
-/// Streams the log of `tenants` (every tenant if `None`) after `after_seq`, in log order, to
-/// `apply`; used to rebuild baselines (`apply` skips what a tenant's snapshot already holds).
-pub async fn replay(
-    pool: &PgPool,
-    tenants: Option<&[TenantId]>,
+/// Streams the log of `tenants` (every tenant if `None`) after `after_seq`, in log order; used
+/// to rebuild baselines (the caller skips what a tenant's snapshot already holds).
+pub fn replay<'a>(
+    pool: &'a PgPool,
+    tenants: Option<&'a [TenantId]>,
     after_seq: i64,
-    mut apply: impl FnMut(i64, TenantId, ToolCallEvent),
-) -> anyhow::Result<u64> {
-    let mut rows = sqlx::query_as::<_, DbEvent>(
+) -> impl Stream<Item = anyhow::Result<(i64, TenantId, ToolCallEvent)>> + Send + 'a {
+    sqlx::query_as::<_, DbEvent>(
         "select seq, tenant_id, event_id, ts, tool, params, outcome, error_code, duration_ms, agent_id,
                 session_id, credential_ref
          from events where seq > $1 and ($2::text[] is null or tenant_id = any($2)) order by seq",
     )
     .bind(after_seq)
     .bind(tenant_names(tenants))
-    .fetch(pool);
-    let mut n = 0;
-    while let Some(row) = rows.try_next().await? {
-        let (seq, tenant, event) = row.into_domain()?;
-        apply(seq, tenant, event);
-        n += 1;
-    }
-    Ok(n)
+    .fetch(pool)
+    .map(|row| row.map_err(anyhow::Error::from).and_then(DbEvent::into_domain))
 }
 
 /// Upserts one tenant's learned state and the log position it covers, if this replica still

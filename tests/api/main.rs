@@ -25,6 +25,7 @@ mod process;
 mod python_client;
 mod response;
 mod restart;
+mod restore;
 mod review;
 mod revocation;
 mod rotation;
