@@ -135,6 +135,8 @@ async fn main() {
     let per_other = other_events / tenant_count;
     let written = support::copy_events(&pool, log(&ours, per_tenant, &others, per_other)).await;
     sqlx::query("vacuum analyze events").execute(&pool).await.unwrap();
+    // The load's dirty pages written out now, not by a checkpoint during the timed reads.
+    sqlx::query("checkpoint").execute(&pool).await.unwrap();
     let loaded = loading.elapsed().as_secs_f64();
 
     let policy = Arc::new(
@@ -217,10 +219,16 @@ async fn serve_again(url: &str, tenant: &str) -> (f64, f64, f64) {
     let accepted = replica.post_events(&token, &[event]).await;
     assert_eq!(accepted.status(), 202, "a tenant of the partition is served");
     let served = started.elapsed().as_secs_f64();
-    tokio::task::spawn_blocking(move || replica.stop()).await.unwrap();
+    let log = tokio::task::spawn_blocking(move || replica.stop()).await.unwrap();
     let started = Instant::now();
     let replica = launch.start().await;
     let again = started.elapsed().as_secs_f64();
-    replica.kill9();
+    let log = log + &replica.kill9();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("restored") || l.contains("Vigil is serving") || l.contains("snapshot"))
+    {
+        println!("  (vigil) {line}");
+    }
     (ready, served, again)
 }

@@ -15,7 +15,7 @@ use crate::event::{PARTITIONS, TenantId};
 use crate::live::Live;
 use crate::metrics::Metrics;
 use crate::restore;
-use crate::shard::{Partition, Router};
+use crate::shard::{Acquired, Partition, Router};
 use crate::store;
 use arc_swap::ArcSwap;
 use sqlx::PgPool;
@@ -442,17 +442,18 @@ async fn restore_partitions(
             .filter(|t| wanted.contains(&t.partition()))
             .collect();
         let restored = restore::restore(&pool, live.policy(), Some(&tenants)).await?;
-        let mut by_partition: HashMap<Partition, HashMap<_, _>> = HashMap::new();
+        let mut by_partition: HashMap<Partition, Acquired> = HashMap::new();
         for (tenant, state) in restored.states {
-            by_partition
-                .entry(tenant.partition())
-                .or_default()
-                .insert(tenant, state);
+            let acquired = by_partition.entry(tenant.partition()).or_default();
+            if restored.unsaved.contains(&tenant) {
+                acquired.unsaved.insert(tenant.clone());
+            }
+            acquired.states.insert(tenant, state);
         }
         let mut answers = Vec::new();
         for &(p, epoch) in &leases {
-            let states = by_partition.remove(&p).unwrap_or_default();
-            answers.push(router.acquire(p, epoch, states).await);
+            let acquired = by_partition.remove(&p).unwrap_or_default();
+            answers.push(router.acquire(p, epoch, acquired).await);
         }
         for answer in answers {
             let _ = answer.await;

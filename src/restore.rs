@@ -15,7 +15,7 @@ use crate::store;
 use futures_util::TryStreamExt;
 use serde_json::Value;
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
@@ -30,6 +30,9 @@ const QUEUED_BATCHES: usize = 8;
 pub struct Restored {
     /// Every restored tenant's state: those with a readable snapshot or events in the log.
     pub states: HashMap<TenantId, TenantState>,
+    /// The tenants whose state holds events their snapshot does not (or that had none): their
+    /// owner's next snapshot must save them, or every later restore replays those events again.
+    pub unsaved: HashSet<TenantId>,
     /// How many tenants started from their snapshot.
     pub snapshots: usize,
     /// How many events were folded after the snapshots.
@@ -55,6 +58,10 @@ pub async fn restore(pool: &PgPool, policy: Arc<Policy>, tenants: Option<&[Tenan
         tokio::task::spawn_blocking(move || read_snapshots(rows, &policy)).await?
     };
     let snapshots = snapshot_states.len();
+    let saved: HashMap<TenantId, i64> = snapshot_states
+        .iter()
+        .map(|(tenant, state)| (tenant.clone(), state.watermark_seq))
+        .collect();
     let from = if all_readable {
         store::events::replay_start(pool, tenants).await?
     } else {
@@ -105,6 +112,11 @@ pub async fn restore(pool: &PgPool, policy: Arc<Policy>, tenants: Option<&[Tenan
         states.extend(fold.await?);
     }
     let replayed = replayed?;
+    let unsaved = states
+        .iter()
+        .filter(|(tenant, state)| state.watermark_seq > saved.get(*tenant).copied().unwrap_or(0))
+        .map(|(tenant, _)| tenant.clone())
+        .collect();
     let took = started.elapsed();
     tracing::info!(
         snapshots,
@@ -115,6 +127,7 @@ pub async fn restore(pool: &PgPool, policy: Arc<Policy>, tenants: Option<&[Tenan
     );
     Ok(Restored {
         states,
+        unsaved,
         snapshots,
         replayed,
         took,

@@ -90,7 +90,7 @@ pub(crate) enum ShardMsg {
     Update(TenantId, Update, oneshot::Sender<Result<(), Fenced>>),
     /// The replica acquired a partition at `epoch`: its tenants' restored states, answered
     /// once the worker serves them.
-    Acquire(Partition, i64, HashMap<TenantId, TenantState>, oneshot::Sender<()>),
+    Acquire(Partition, i64, Acquired, oneshot::Sender<()>),
     /// Hand a partition over: snapshot its tenants that changed, forget them, answer.
     Release(Partition, oneshot::Sender<()>),
     /// The lease of a partition was lost (another replica took it over): forget its tenants,
@@ -136,6 +136,14 @@ pub(crate) struct ReportedFinding {
     pub severity: Severity,
     pub incident_id: String,
     pub action: Action,
+}
+
+/// A partition's tenants as restored, handed to the worker that will serve them.
+#[derive(Debug, Default)]
+pub struct Acquired {
+    pub states: HashMap<TenantId, TenantState>,
+    /// Those whose state is ahead of their snapshot: saved by the worker's next snapshot.
+    pub unsaved: HashSet<TenantId>,
 }
 
 /// A tenant's learned state and the last log position folded into it.
@@ -294,12 +302,7 @@ impl Router {
 
     /// Hands an acquired partition's restored tenants to its worker; answered once served.
     /// Waits for room in the queue: a partition is never dropped for a busy worker.
-    pub async fn acquire(
-        &self,
-        partition: Partition,
-        epoch: i64,
-        tenants: HashMap<TenantId, TenantState>,
-    ) -> oneshot::Receiver<()> {
+    pub async fn acquire(&self, partition: Partition, epoch: i64, tenants: Acquired) -> oneshot::Receiver<()> {
         let (reply, answer) = oneshot::channel();
         let _ = self
             .partition_sender(partition)
@@ -709,8 +712,9 @@ impl Worker {
     /// Handles the cluster's messages at once; queues the rest.
     async fn take(&mut self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Acquire(partition, epoch, tenants, reply) => {
-                self.tenants.extend(tenants);
+            ShardMsg::Acquire(partition, epoch, acquired, reply) => {
+                self.tenants.extend(acquired.states);
+                self.dirty.extend(acquired.unsaved);
                 self.partitions.insert(partition, epoch);
                 let _ = reply.send(());
             }

@@ -68,6 +68,37 @@ async fn a_clean_stop_snapshots_baselines_and_the_restart_resumes_from_them() {
     );
 }
 
+#[tokio::test]
+async fn a_baseline_restored_by_replay_is_snapshotted_even_if_its_tenant_sends_nothing_more() {
+    let database_url = fresh_database().await;
+    let vault = Vault::from_env();
+    let first = Service::start(&database_url).await;
+    let tenant = tenant_with_history(&first, &vault).await;
+    first.kill9();
+
+    // Restored from the log alone; the tenant is quiet, then a clean stop.
+    let second = Service::start(&database_url).await;
+    let log = second.stop();
+    assert!(log.contains(r#""snapshots":0"#), "nothing to start from but the log");
+    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
+    let (watermark, max_seq): (i64, i64) = sqlx::query_as(
+        "select s.watermark_seq, (select max(seq) from events) from baseline_snapshots s where tenant_id = $1",
+    )
+    .bind(&tenant.id)
+    .fetch_one(&pool)
+    .await
+    .expect("the replayed state was saved at the clean stop");
+    assert_eq!(watermark, max_seq);
+
+    let third = Service::start(&database_url).await;
+    rotating_spike(&burst_findings(&third, &tenant).await);
+    let log = third.stop();
+    assert!(
+        log.contains(r#""snapshots":1"#) && log.contains(r#""replayed_events":0"#),
+        "the log is not replayed again"
+    );
+}
+
 /// Two hours of three interleaved tools with parameters of every kind and some failures: the
 /// state every part of the baseline learns from (rates, error rates, tool map, parameters).
 fn rich_history() -> Vec<Value> {
