@@ -20,6 +20,11 @@ use vigil::policy::Policy;
 use vigil::restore;
 use vigil_test_support::{self as support, testing};
 
+/// The allocator the `vigil` binary runs with (see `src/main.rs`), so the in-process restore
+/// measures what a replica does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const TOOLS: [&str; 8] = [
     "db.query",
     "github.list_issues",
@@ -84,7 +89,7 @@ fn log<'a>(
     })
 }
 
-/// Reads the partition's rows as replay needs them (per tenant, in log order) and returns the
+/// Reads the partition's rows as restore does (in log order) and returns the
 /// seconds it took: with `COPY … TO STDOUT`, bytes counted; or streamed, rows counted.
 async fn floor(pool: &PgPool, tenants: &[String], copy: bool) -> (f64, u64) {
     const COLUMNS: &str =
@@ -95,7 +100,7 @@ async fn floor(pool: &PgPool, tenants: &[String], copy: bool) -> (f64, u64) {
         let list = tenants.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(",");
         let mut out = conn
             .copy_out_raw(&format!(
-                "copy (select {COLUMNS} from events where tenant_id in ({list}) order by tenant_id, seq) to stdout"
+                "copy (select {COLUMNS} from events where tenant_id in ({list}) order by seq) to stdout"
             ))
             .await
             .unwrap();
@@ -105,7 +110,7 @@ async fn floor(pool: &PgPool, tenants: &[String], copy: bool) -> (f64, u64) {
         }
         bytes
     } else {
-        let select = format!("select {COLUMNS} from events where tenant_id = any($1) order by tenant_id, seq");
+        let select = format!("select {COLUMNS} from events where tenant_id = any($1) order by seq");
         let mut rows = sqlx::query(&select).bind(tenants).fetch(&mut *conn);
         let mut n = 0;
         while rows.try_next().await.unwrap().is_some() {

@@ -17,6 +17,13 @@ use vigil::event::TenantId;
 use vigil::policy::Mode;
 use vigil::store;
 
+/// mimalloc, not the system allocator: events are allocated where they are read or parsed and
+/// freed on other threads (restore's fold threads, the shard workers), and glibc's arenas
+/// serialise such frees on a lock. In a take-over's restore that was a third of the time
+/// (`perf record`: malloc, free and the futex waits of its arena lock).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "vigil",
