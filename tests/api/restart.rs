@@ -24,14 +24,48 @@ pub(crate) async fn burst_findings(service: &Service, tenant: &Tenant) -> Value 
     service.post_accepted(&tenant.token, &burst).await["findings"].take()
 }
 
-#[tokio::test]
-async fn a_baseline_survives_sigkill_and_a_burst_right_after_restart_still_fires() {
+/// A database with a tenant past warm-up whose service then stopped: crashed (SIGKILL) or
+/// cleanly (SIGTERM). Returns the database and the tenant.
+async fn tenant_then(crash: bool) -> (String, Tenant) {
     let database_url = fresh_database().await;
     let vault = Vault::from_env();
     let first = Service::start(&database_url).await;
     let tenant = tenant_with_history(&first, &vault).await;
-    first.kill9();
+    if crash {
+        first.kill9();
+    } else {
+        first.stop();
+    }
+    (database_url, tenant)
+}
 
+/// Asserts the tenant's snapshot covers every event of the log.
+async fn snapshot_covers_the_log(database_url: &str, tenant: &Tenant, what: &str) {
+    let pool = sqlx::PgPool::connect(database_url).await.unwrap();
+    let (watermark, max_seq): (i64, i64) = sqlx::query_as(
+        "select s.watermark_seq, (select max(seq) from events) from baseline_snapshots s where tenant_id = $1",
+    )
+    .bind(&tenant.id)
+    .fetch_one(&pool)
+    .await
+    .expect(what);
+    assert_eq!(watermark, max_seq, "the snapshot covers every event of the log");
+}
+
+/// Starts the service again: a burst still rotates, and nothing was replayed.
+async fn resumes_from_the_snapshot(database_url: &str, tenant: &Tenant) {
+    let service = Service::start(database_url).await;
+    rotating_spike(&burst_findings(&service, tenant).await);
+    let log = service.stop();
+    assert!(
+        log.contains(r#""snapshots":1"#) && log.contains(r#""replayed_events":0"#),
+        "resumed from the snapshot, nothing replayed"
+    );
+}
+
+#[tokio::test]
+async fn a_baseline_survives_sigkill_and_a_burst_right_after_restart_still_fires() {
+    let (database_url, tenant) = tenant_then(true).await;
     let second = Service::start(&database_url).await;
     rotating_spike(&burst_findings(&second, &tenant).await);
     let log = second.stop();
@@ -43,60 +77,19 @@ async fn a_baseline_survives_sigkill_and_a_burst_right_after_restart_still_fires
 
 #[tokio::test]
 async fn a_clean_stop_snapshots_baselines_and_the_restart_resumes_from_them() {
-    let database_url = fresh_database().await;
-    let vault = Vault::from_env();
-    let first = Service::start(&database_url).await;
-    let tenant = tenant_with_history(&first, &vault).await;
-    first.stop();
-
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let (watermark, max_seq): (i64, i64) = sqlx::query_as(
-        "select s.watermark_seq, (select max(seq) from events) from baseline_snapshots s where tenant_id = $1",
-    )
-    .bind(&tenant.id)
-    .fetch_one(&pool)
-    .await
-    .expect("SIGTERM wrote a snapshot for the tenant");
-    assert_eq!(watermark, max_seq, "the snapshot covers every event of the log");
-
-    let second = Service::start(&database_url).await;
-    rotating_spike(&burst_findings(&second, &tenant).await);
-    let log = second.stop();
-    assert!(
-        log.contains(r#""snapshots":1"#) && log.contains(r#""replayed_events":0"#),
-        "nothing to replay after a clean stop"
-    );
+    let (database_url, tenant) = tenant_then(false).await;
+    snapshot_covers_the_log(&database_url, &tenant, "SIGTERM wrote a snapshot for the tenant").await;
+    resumes_from_the_snapshot(&database_url, &tenant).await;
 }
 
 #[tokio::test]
 async fn a_baseline_restored_by_replay_is_snapshotted_even_if_its_tenant_sends_nothing_more() {
-    let database_url = fresh_database().await;
-    let vault = Vault::from_env();
-    let first = Service::start(&database_url).await;
-    let tenant = tenant_with_history(&first, &vault).await;
-    first.kill9();
-
+    let (database_url, tenant) = tenant_then(true).await;
     // Restored from the log alone; the tenant is quiet, then a clean stop.
-    let second = Service::start(&database_url).await;
-    let log = second.stop();
+    let log = Service::start(&database_url).await.stop();
     assert!(log.contains(r#""snapshots":0"#), "nothing to start from but the log");
-    let pool = sqlx::PgPool::connect(&database_url).await.unwrap();
-    let (watermark, max_seq): (i64, i64) = sqlx::query_as(
-        "select s.watermark_seq, (select max(seq) from events) from baseline_snapshots s where tenant_id = $1",
-    )
-    .bind(&tenant.id)
-    .fetch_one(&pool)
-    .await
-    .expect("the replayed state was saved at the clean stop");
-    assert_eq!(watermark, max_seq);
-
-    let third = Service::start(&database_url).await;
-    rotating_spike(&burst_findings(&third, &tenant).await);
-    let log = third.stop();
-    assert!(
-        log.contains(r#""snapshots":1"#) && log.contains(r#""replayed_events":0"#),
-        "the log is not replayed again"
-    );
+    snapshot_covers_the_log(&database_url, &tenant, "the replayed state was saved at the clean stop").await;
+    resumes_from_the_snapshot(&database_url, &tenant).await;
 }
 
 /// Two hours of three interleaved tools with parameters of every kind and some failures: the
