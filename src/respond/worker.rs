@@ -122,15 +122,19 @@ impl RotationWorker {
                 .rotation_detection_to_start
                 .observe(seconds_since(detected));
         }
+        // Every claim counts an attempt, a take-over's too: a job whose executors keep stopping
+        // mid-attempt (a crash, an OOM kill) is given up after as many attempts as a failing one,
+        // rather than taken over for ever.
+        if job.attempts > MAX_ATTEMPTS {
+            let error = format!(
+                "{} attempts were started and none finished: their executors stopped",
+                job.attempts - 1
+            );
+            return self.fail_for_good(job, &error).await;
+        }
         let secret = match SecretRef::parse(&job.secret) {
             Ok(s) => s,
-            Err(e) => {
-                let error = format!("invalid secret reference: {e}");
-                let alert = alert::rotation_failed(&job, &error);
-                let recorded = store::rotations::fail(&self.pool, &job, &error, None, Some(alert)).await?;
-                self.recorded(&job, recorded, "failed");
-                return Ok(Some(job.rotation_id));
-            }
+            Err(e) => return self.fail_for_good(job, &format!("invalid secret reference: {e}")).await,
         };
         let (backend, kind) = secret.backend_and_kind();
         let started = Instant::now();
@@ -172,6 +176,14 @@ impl RotationWorker {
             }
         };
         self.metrics.rotations.with_label_values(&[backend, kind, status]).inc();
+        Ok(Some(job.rotation_id))
+    }
+
+    /// Ends `job` as failed without an attempt at the backend, with its alert.
+    async fn fail_for_good(&self, job: DbRotation, error: &str) -> anyhow::Result<Option<String>> {
+        let alert = alert::rotation_failed(&job, error);
+        let recorded = store::rotations::fail(&self.pool, &job, error, None, Some(alert)).await?;
+        self.recorded(&job, recorded, "failed");
         Ok(Some(job.rotation_id))
     }
 

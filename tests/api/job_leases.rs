@@ -235,6 +235,39 @@ async fn a_job_whose_executor_died_is_taken_over_once_its_lease_lapses_and_not_b
 }
 
 #[tokio::test]
+async fn a_job_whose_executors_keep_dying_is_given_up_after_the_last_attempt() {
+    let (url, pool, path, id, _) = abandoned_job(Duration::from_secs(1)).await;
+    // Five more executors claimed it and died the same way: this claim was its sixth attempt.
+    sqlx::query("update rotations set attempts = 6, lease_until = now() - interval '1 second' where rotation_id = $1")
+        .bind(&id)
+        .execute(&pool)
+        .await
+        .unwrap();
+    let app = spawn_app_with(test_config(&url)).await;
+
+    let done = app.settled_rotation(&id).await;
+    assert_eq!(done["status"], "failed", "{done:#}");
+    assert_eq!(done["attempts"], 7);
+    assert!(
+        done["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("6 attempts were started and none finished")),
+        "{done:#}"
+    );
+    assert_eq!(
+        app.vault.current_version(&path).await,
+        1,
+        "no seventh attempt at the backend"
+    );
+    let trail = trail(&pool, &id).await;
+    assert_eq!(
+        trail_actions(&trail)[1..],
+        ["rotation.requeued", "rotation.running", "rotation.failed"]
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn a_paused_executor_that_wakes_after_its_job_was_taken_over_changes_nothing() {
     let (url, pool, path, id, held) = abandoned_job(Duration::from_secs(1)).await;
     let app = spawn_app_with(test_config(&url)).await;
