@@ -42,7 +42,7 @@ pub struct Restored {
 
 /// How many threads fold events: one per core the process may use, at least one, at most
 /// eight (the reader and Postgres need the rest).
-pub fn fold_threads() -> usize {
+fn fold_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8)
 }
 
@@ -90,8 +90,14 @@ pub async fn restore(pool: &PgPool, policy: Arc<Policy>, tenants: Option<&[Tenan
         let mut replayed = 0u64;
         let mut log = store::events::replay(pool, tenants, from);
         while let Some((seq, tenant, event)) = log.try_next().await? {
-            let next = owner.len() % threads;
-            let t = *owner.entry(tenant.clone()).or_insert(next);
+            let t = match owner.get(&tenant) {
+                Some(&t) => t,
+                None => {
+                    let t = owner.len() % threads;
+                    owner.insert(tenant.clone(), t);
+                    t
+                }
+            };
             batches[t].push((seq, tenant, event));
             if batches[t].len() == BATCH {
                 let full = std::mem::replace(&mut batches[t], Vec::with_capacity(BATCH));
