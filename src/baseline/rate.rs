@@ -196,6 +196,12 @@ impl Dispersion {
     }
 }
 
+/// The dispersion a failure stream's window is judged with: the least of the current one and
+/// those at the start of the window's earlier minutes.
+fn before_window(now: Dispersion, earlier: Option<&[Dispersion; 2]>) -> f64 {
+    earlier.map_or(now.value(), |[a, b]| now.value().min(a.value()).min(b.value()))
+}
+
 /// Hours in a week: the length of the hour-of-week profile.
 const WEEK_HOURS: usize = 168;
 /// How far one week's hour moves its profile entry: last week counts half, the week before a
@@ -602,6 +608,14 @@ pub struct RateBaseline {
     /// Failure streams only: the counts of the two minutes before the current one, for the
     /// sliding window. `None` marks a call stream (which has a profile instead).
     window: Option<[u32; 2]>,
+    /// Failure streams only: the dispersion at the start of each of the window's two earlier
+    /// minutes (as `window`). The window is judged with the least of these and the current one,
+    /// what was known before it began, so the first minutes of a burst that stayed under the
+    /// minute's threshold cannot widen the band the burst's window is judged against. `None`
+    /// (a stream from before it was kept) reads as the current dispersion. Boxed: call streams,
+    /// inline in every tool, have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    window_dispersion: Option<Box<[Dispersion; 2]>>,
     thresholds: Option<CachedThresholds>,
     /// Call streams busy enough to need one: the hour-of-week profile.
     seasonal: Option<Box<Seasonal>>,
@@ -685,6 +699,7 @@ struct Start {
     /// The expectation, before the floor.
     expected: f64,
     window: Option<[u32; 2]>,
+    window_dispersion: Option<Box<[Dispersion; 2]>>,
 }
 
 impl RateBaseline {
@@ -727,6 +742,7 @@ impl RateBaseline {
             history,
             expected: mean,
             window: failures.then_some([0, 0]),
+            window_dispersion: None,
             thresholds: None,
             seasonal: None,
         }
@@ -756,6 +772,7 @@ impl RateBaseline {
                 self.history = start.history;
                 self.expected = start.expected;
                 self.window = start.window;
+                self.window_dispersion = start.window_dispersion;
                 self.minute = Some(minute);
                 self.calls = 1;
                 self.weight = weight;
@@ -851,11 +868,12 @@ impl RateBaseline {
         }
     }
 
-    /// The law of the sliding window's count: its minutes' expectations summed.
+    /// The law of the sliding window's count: its minutes' expectations summed, with the
+    /// dispersion known before the window began.
     fn window_law(&self, config: &RateConfig) -> CountLaw {
         CountLaw {
             mean: WINDOW_MINUTES as f64 * self.expected.max(config.mean_floor),
-            dispersion: self.dispersion.value(),
+            dispersion: before_window(self.dispersion, self.window_dispersion.as_deref()),
             clustered: true,
         }
     }
@@ -897,6 +915,7 @@ impl RateBaseline {
                     before: u64::from(w[0]) + u64::from(w[1]),
                     law: CountLaw {
                         mean: WINDOW_MINUTES as f64 * law.mean,
+                        dispersion: before_window(start.dispersion, start.window_dispersion.as_deref()),
                         ..law
                     },
                     known: Known::Nothing,
@@ -926,6 +945,7 @@ impl RateBaseline {
                 history: self.history,
                 expected: self.expected_at(minute, &self.slow, &self.fast),
                 window: self.window,
+                window_dispersion: self.window_dispersion.clone(),
             };
         };
         let gap = minute.saturating_sub(current).saturating_sub(1).max(0);
@@ -961,6 +981,17 @@ impl RateBaseline {
             1 => [0, calls],
             _ => [0, 0],
         });
+        // The dispersion at the start of the window's earlier minutes: the bucket just
+        // completed began with `self.dispersion`; an empty minute of a gap had no start of its
+        // own, and beyond the window the dispersion now is as old as it needs to be.
+        let window_dispersion = self.window.map(|_| {
+            let earlier = self.window_dispersion.as_ref().map_or(self.dispersion, |d| d[0]);
+            Box::new(match gap {
+                0 => [self.dispersion, earlier],
+                1 => [self.dispersion, self.dispersion],
+                _ => [dispersion, dispersion],
+            })
+        });
         Start {
             expected: self.expected_at(minute, &slow, &fast),
             slow,
@@ -968,6 +999,7 @@ impl RateBaseline {
             dispersion,
             history: self.history.saturating_add(1).saturating_add(gap as u64),
             window,
+            window_dispersion,
         }
     }
 

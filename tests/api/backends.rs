@@ -260,16 +260,19 @@ async fn the_database_credential_the_agent_held_is_refused_after_the_attack_and_
 
     assert_eq!(rotation["effect"], "revoked", "{rotation:#}");
     assert_eq!(rotation["verified"], true, "{rotation:#}");
-    assert_eq!(
-        rotation["result"]["leases_revoked"], 1,
-        "the agent's lease, not Vigil's own"
+    // The agent's lease, not Vigil's own. An attempt that timed out after OpenBao revoked (a
+    // loaded machine) leaves its retry nothing to count: only a first attempt must say 1.
+    let counted = if rotation["attempts"] == 1 { vec![1] } else { vec![0, 1] };
+    assert!(
+        counted.contains(&rotation["result"]["leases_revoked"].as_u64().unwrap_or(u64::MAX)),
+        "{rotation:#}"
     );
-    let check = rotation["result"]["verification"]["check"].as_str().unwrap();
+    let check = rotation["result"]["verification"]["check"].as_str().unwrap_or_default();
     assert!(
         check.contains("logged in to database \"postgres\"")
             && check.contains("was refused after it")
             && check.contains("does not exist"),
-        "{check}"
+        "{rotation:#}"
     );
     assert!(!rotation.to_string().contains(&password), "no password in the record");
     let incident = app.incident_of(&rotation).await;

@@ -34,7 +34,7 @@ impl Drop for Browser {
     /// Chromium with it: stop every process of this browser's own profile.
     fn drop(&mut self) {
         let _ = std::process::Command::new("pkill")
-            .arg("-f")
+            .args(["-f", "--"])
             .arg(format!("--user-data-dir={}", self.profile.display()))
             .status();
         let _ = std::fs::remove_dir_all(&self.profile);
