@@ -165,6 +165,19 @@ mod tests {
         );
     }
 
+    /// A tool whose failures come in threes (a request that fails three times, then goes
+    /// through), once an hour, then denied six times a minute for three minutes: 18 in the
+    /// window, its threshold under the dispersion known before the burst. Judged with the
+    /// dispersion its own first two minutes had widened (each under the minute's threshold, so
+    /// both were learned), the window needed 19 and the burst was missed: the fleet's shape.
+    #[test]
+    fn a_burst_is_judged_against_the_band_from_before_it_began() {
+        let mut minutes: Vec<_> = (0..24).flat_map(|_| [(4, 3, 1), (1, 0, 59)]).collect();
+        minutes.push((6, 6, 3));
+        let (log, _) = run(&minutes);
+        assert_eq!(log, ["minute 1442: 18 of 1.50 expected, k=18"]);
+    }
+
     /// A day of 10 calls a minute in which, every sixth minute, one request fails three times
     /// before it goes through: failures that cluster.
     fn clustered_history() -> Vec<(u64, u64, i64)> {
