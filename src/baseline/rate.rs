@@ -26,7 +26,9 @@
 //!
 //! A stream of failing calls is also judged over a sliding window of three minutes: retries
 //! cluster within seconds and make one minute say little, but a revoked key retried in a loop
-//! persists, and three minutes of it stand out where one does not.
+//! persists, and three minutes of it stand out where one does not. The window is judged with
+//! the dispersion known before it began: a burst's first minutes, each under the minute's
+//! threshold and so learned, must not widen the band its window is judged against.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{Discrete, DiscreteCDF, NegativeBinomial, Poisson};
