@@ -299,7 +299,10 @@ impl ToolBaseline {
     pub fn memory_bytes(&self) -> usize {
         std::mem::size_of::<Self>()
             + self.rate.heap_bytes()
-            + self.errors.as_ref().map_or(0, |_| std::mem::size_of::<RateBaseline>())
+            + self
+                .errors
+                .as_ref()
+                .map_or(0, |e| std::mem::size_of::<RateBaseline>() + e.heap_bytes())
             + self.params.heap_bytes()
     }
 
@@ -881,8 +884,9 @@ mod tests {
     #[test]
     fn a_tool_baseline_stays_small() {
         let size = std::mem::size_of::<ToolBaseline>();
-        // 280 bytes today: the call rate 160 (slow and fast means, the dispersion's sums, the
-        // bucket's expectation and cached thresholds, the profile's box), calls and error calls
+        // 288 bytes today: the call rate 168 (slow and fast means, the dispersion's sums, the
+        // bucket's expectation and cached thresholds, the profile's box, the failure window's
+        // dispersions' box), calls and error calls
         // 16, first/last seen 32, trust 24, the boxed failure rate and the parameters' vector
         // 32, the failure a retry may follow 16. In the map add the key (a String: 24 bytes + the
         // name on the heap) and B-tree slack; the hour-of-week profile (about 400 bytes, once

@@ -1075,9 +1075,13 @@ impl RateBaseline {
         self.seasonal.as_ref().is_some_and(|s| s.hours >= WEEK_HOURS as u64)
     }
 
-    /// Heap bytes held (the profile, when there is one).
+    /// Heap bytes held (the profile, when there is one; a failure stream's window dispersions).
     pub fn heap_bytes(&self) -> usize {
         self.seasonal.as_ref().map_or(0, |_| std::mem::size_of::<Seasonal>())
+            + self
+                .window_dispersion
+                .as_ref()
+                .map_or(0, |_| std::mem::size_of::<[Dispersion; 2]>())
     }
 }
 
