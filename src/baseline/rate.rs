@@ -701,7 +701,7 @@ struct Start {
     /// The expectation, before the floor.
     expected: f64,
     window: Option<[u32; 2]>,
-    window_dispersion: Option<Box<[Dispersion; 2]>>,
+    window_dispersion: Option<[Dispersion; 2]>,
 }
 
 impl RateBaseline {
@@ -774,7 +774,11 @@ impl RateBaseline {
                 self.history = start.history;
                 self.expected = start.expected;
                 self.window = start.window;
-                self.window_dispersion = start.window_dispersion;
+                // The box is reused: a failure stream opens a minute with every call that fails.
+                match (&mut self.window_dispersion, start.window_dispersion) {
+                    (Some(kept), Some(d)) => **kept = d,
+                    (kept, d) => *kept = d.map(Box::new),
+                }
                 self.minute = Some(minute);
                 self.calls = 1;
                 self.weight = weight;
@@ -917,7 +921,7 @@ impl RateBaseline {
                     before: u64::from(w[0]) + u64::from(w[1]),
                     law: CountLaw {
                         mean: WINDOW_MINUTES as f64 * law.mean,
-                        dispersion: before_window(start.dispersion, start.window_dispersion.as_deref()),
+                        dispersion: before_window(start.dispersion, start.window_dispersion.as_ref()),
                         ..law
                     },
                     known: Known::Nothing,
@@ -947,7 +951,7 @@ impl RateBaseline {
                 history: self.history,
                 expected: self.expected_at(minute, &self.slow, &self.fast),
                 window: self.window,
-                window_dispersion: self.window_dispersion.clone(),
+                window_dispersion: self.window_dispersion.as_deref().copied(),
             };
         };
         let gap = minute.saturating_sub(current).saturating_sub(1).max(0);
@@ -988,11 +992,11 @@ impl RateBaseline {
         // own, and beyond the window the dispersion now is as old as it needs to be.
         let window_dispersion = self.window.map(|_| {
             let earlier = self.window_dispersion.as_ref().map_or(self.dispersion, |d| d[0]);
-            Box::new(match gap {
+            match gap {
                 0 => [self.dispersion, earlier],
                 1 => [self.dispersion, self.dispersion],
                 _ => [dispersion, dispersion],
-            })
+            }
         });
         Start {
             expected: self.expected_at(minute, &slow, &fast),

@@ -165,6 +165,21 @@ mod tests {
         );
     }
 
+    /// Half of a tool's calls denied for half an hour after two clean hours: a key revoked
+    /// under a running agent. Its third minute fires on the window; the minutes after it are the
+    /// same burst (a finding joins its incident). Before the window was judged with the
+    /// dispersion from before it, the burst's own first minutes widened the band and the whole
+    /// half hour stayed quiet.
+    #[test]
+    fn half_the_calls_denied_for_three_minutes_after_clean_hours_is_a_burst() {
+        let (log, _) = run(&[(10, 0, 120), (10, 5, 30)]);
+        assert_eq!(
+            log.first().map(String::as_str),
+            Some("minute 122: 11 of 1.50 expected, k=11"),
+            "{log:?}"
+        );
+    }
+
     /// A tool whose failures come in threes (a request that fails three times, then goes
     /// through), once an hour, then denied six times a minute for three minutes: 18 in the
     /// window, its threshold under the dispersion known before the burst. Judged with the
